@@ -1,0 +1,122 @@
+//! `homebase dev [PROJECT]`: serve a project's functions on 127.0.0.1:4400 (or the next free
+//! port), reload on change, print function logs, stop cleanly on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use homebase_project::Project;
+use homebase_runtime::{LogSink, Runtime, RuntimeConfig};
+use homebase_server::config::{Config, ConfigLayer};
+use homebase_server::dev::{DevApp, DevEvent};
+use homebase_server::logs::LogHub;
+use homebase_server::{AppState, TokenMinter};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::GlobalArgs;
+use crate::output::{self, TerminalLogs};
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// The project folder (default: the current folder or its nearest ancestor project).
+    #[arg(default_value = ".")]
+    project: PathBuf,
+    /// Port to listen on (default 4400; without this flag the next free port is used if 4400 is taken).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on (default 127.0.0.1).
+    #[arg(long)]
+    host: Option<std::net::IpAddr>,
+    /// How long one function request may run, e.g. 30s or 5m (default 5m).
+    #[arg(long, value_name = "DURATION")]
+    function_timeout: Option<String>,
+    /// Stop a function's worker after this long without requests (default 5m).
+    #[arg(long, value_name = "DURATION")]
+    idle_timeout: Option<String>,
+    /// Configuration file (default: homebase.toml in the project root, if present).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The URL functions call back (Base44-Api-Url); default: the URL the caller used.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+}
+
+pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let project = Project::find(&args.project).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config_file = args.config.clone().unwrap_or_else(|| project.root.join("homebase.toml"));
+    let flags = ConfigLayer {
+        host: args.host,
+        port: args.port,
+        function_timeout: args.function_timeout.clone(),
+        idle_timeout: args.idle_timeout.clone(),
+        public_url: args.public_url.clone(),
+        ..Default::default()
+    };
+    let config = Config::resolve(&[
+        (&config_file.display().to_string(), ConfigLayer::from_file(&config_file)?),
+        ("environment", ConfigLayer::from_env(std::env::vars())?),
+        ("flags", flags),
+    ])?;
+
+    let terminal: Arc<dyn LogSink> = Arc::new(TerminalLogs::new(global.json));
+    let hub = LogHub::new(10_000, vec![terminal]);
+    let runtime = Runtime::new(
+        RuntimeConfig {
+            function_timeout: config.function_timeout,
+            idle_timeout: config.idle_timeout,
+            boot_timeout: config.boot_timeout,
+            ..RuntimeConfig::default()
+        },
+        hub.clone(),
+    )?;
+    let json = global.json;
+    let app =
+        DevApp::load(&project.root, runtime.clone(), Arc::new(move |event: &DevEvent| output::dev_event(json, event)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let wanted = SocketAddr::new(config.host, config.port);
+    let (listener, addr) = homebase_server::bind(wanted, args.port.is_none())
+        .await
+        .with_context(|| format!("could not listen on {wanted}"))?;
+    let url = format!("http://{addr}");
+    output::listening(
+        json,
+        &url,
+        wanted,
+        addr,
+        app.app_id(),
+        &app.snapshot().functions.keys().cloned().collect::<Vec<_>>(),
+    );
+
+    let shutdown = CancellationToken::new();
+    app.watch(shutdown.clone()).context("could not watch the project for changes")?;
+    // Find (or install) Deno now, so the first request does not wait for it.
+    let warm = runtime.clone();
+    tokio::spawn(async move {
+        if let Err(error) = warm.deno().await {
+            tracing::error!("{error}");
+        }
+    });
+
+    let state = AppState::new(
+        app,
+        runtime.clone(),
+        TokenMinter::random(std::time::Duration::from_secs(3600)),
+        config.public_url.clone(),
+    );
+    let server = tokio::spawn(homebase_server::serve(
+        listener,
+        homebase_server::router(state),
+        shutdown.clone(),
+        config.shutdown_timeout,
+    ));
+    output::wait_for_signal().await;
+    output::note(json, "shutting_down", "Shutting down: finishing in-flight requests…");
+    shutdown.cancel();
+    let _ = server.await;
+    runtime.shutdown(std::time::Duration::from_secs(2)).await;
+    output::note(json, "stopped", "Stopped.");
+    Ok(())
+}

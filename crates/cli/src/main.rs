@@ -1,0 +1,21 @@
+//! `homebase`: the command-line entry point. Parsing and dispatch only; each command lives in
+//! its own file under `commands/`.
+
+mod cli;
+mod commands;
+mod output;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    output::init_tracing(cli.global.json, cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return output::fail(cli.global.json, &anyhow::anyhow!("could not start: {error}")),
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => output::fail(false, &error),
+    }
+}

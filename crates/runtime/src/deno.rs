@@ -1,0 +1,223 @@
+//! Finding a usable Deno, or provisioning one from the npm registry.
+//!
+//! Order: `HOMEBASE_DENO`, `deno` on `PATH`, Homebase's cached copy, then `npm install deno@2`
+//! into that cache. Anything older than Deno 2.0 is refused.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+use crate::RuntimeError;
+
+/// A Deno executable that answered `--version` with 2.0 or newer.
+#[derive(Debug, Clone)]
+pub struct DenoInstall {
+    pub path: PathBuf,
+    pub version: String,
+    /// Where the executable came from, for messages ("HOMEBASE_DENO", "PATH", "cache", "npm").
+    pub source: &'static str,
+}
+
+/// The folder Homebase keeps its own Deno in (`<user cache>/homebase/deno`).
+pub fn cache_dir() -> PathBuf {
+    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("homebase").join("deno")
+}
+
+/// Deno's module cache (`DENO_DIR`, else Deno's default under the user cache folder). Workers
+/// may read it; nothing else outside their function.
+pub fn deno_dir() -> PathBuf {
+    match std::env::var_os("DENO_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("deno"),
+    }
+}
+
+/// Finds Deno, installing it with npm when there is none. `progress` receives one line per step
+/// of a download.
+pub async fn locate_or_install(progress: &(dyn Fn(&str) + Send + Sync)) -> Result<DenoInstall, RuntimeError> {
+    if let Some(path) = std::env::var_os("HOMEBASE_DENO").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return check(&path, "HOMEBASE_DENO").await.map_err(|e| match e {
+            RuntimeError::Deno { message } => {
+                RuntimeError::Deno { message: format!("HOMEBASE_DENO points at {}: {message}", path.display()) }
+            }
+            other => other,
+        });
+    }
+    if let Some(path) = find_on_path("deno") {
+        return check(&path, "PATH").await;
+    }
+    let cache = cache_dir();
+    if let Some(path) = cached_binary(&cache) {
+        return check(&path, "cache").await;
+    }
+    install_with_npm(&cache, progress).await
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The native binary inside an `npm install deno` folder: `node_modules/deno/deno` once the
+/// package's install script has run, else the platform package's own copy.
+fn cached_binary(prefix: &Path) -> Option<PathBuf> {
+    let modules = prefix.join("node_modules");
+    let main = modules.join("deno").join("deno");
+    if is_executable(&main) {
+        return Some(main);
+    }
+    let platforms = std::fs::read_dir(modules.join("@deno")).ok()?;
+    platforms.flatten().map(|entry| entry.path().join("deno")).find(|candidate| is_executable(candidate))
+}
+
+async fn install_with_npm(prefix: &Path, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<DenoInstall, RuntimeError> {
+    let Some(npm) = find_on_path("npm") else {
+        return Err(RuntimeError::Deno {
+            message: "Deno 2 was not found and npm is not available to install it. Install Deno 2 \
+                      and put it on PATH (or set HOMEBASE_DENO to its path), or install Node.js \
+                      with npm so that Homebase can fetch Deno from the npm registry."
+                .into(),
+        });
+    };
+    std::fs::create_dir_all(prefix)
+        .map_err(|e| RuntimeError::Deno { message: format!("could not create {}: {e}", prefix.display()) })?;
+    progress(&format!("Deno not found; installing deno@2 from the npm registry into {} …", prefix.display()));
+    let started = std::time::Instant::now();
+    let output = Command::new(npm)
+        .args(["install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", "--prefix"])
+        .arg(prefix)
+        .arg("deno@2")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| RuntimeError::Deno { message: format!("could not run npm: {e}") })?;
+    if !output.status.success() {
+        return Err(RuntimeError::Deno {
+            message: format!(
+                "`npm install deno@2` failed ({}): {}. Install Deno 2 yourself and set HOMEBASE_DENO.",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        });
+    }
+    let Some(path) = cached_binary(prefix) else {
+        return Err(RuntimeError::Deno {
+            message: format!(
+                "`npm install deno@2` finished but no Deno binary for this platform is in {}. \
+                 Install Deno 2 yourself and set HOMEBASE_DENO.",
+                prefix.display()
+            ),
+        });
+    };
+    let install = check(&path, "npm").await?;
+    progress(&format!("Installed Deno {} in {:.1}s", install.version, started.elapsed().as_secs_f64()));
+    Ok(install)
+}
+
+/// Runs `deno --version` and refuses anything older than 2.0.
+async fn check(path: &Path, source: &'static str) -> Result<DenoInstall, RuntimeError> {
+    let output = Command::new(path)
+        .arg("--version")
+        .env("DENO_NO_UPDATE_CHECK", "1")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| RuntimeError::Deno { message: format!("could not run {}: {e}", path.display()) })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = parse_version(&text).ok_or_else(|| RuntimeError::Deno {
+        message: format!(
+            "{} did not report a Deno version (it printed {:?})",
+            path.display(),
+            text.lines().next().unwrap_or("")
+        ),
+    })?;
+    let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    if major < 2 {
+        return Err(RuntimeError::Deno {
+            message: format!(
+                "Deno {version} at {} is too old; Homebase needs Deno 2.0 or newer. Upgrade it \
+                 (`deno upgrade`), or set HOMEBASE_DENO to a newer one.",
+                path.display()
+            ),
+        });
+    }
+    Ok(DenoInstall { path: path.to_path_buf(), version, source })
+}
+
+/// `deno 2.1.4 (stable, release, …)` → `2.1.4`.
+fn parse_version(text: &str) -> Option<String> {
+    let first = text.lines().next()?;
+    let rest = first.strip_prefix("deno ")?;
+    let version = rest.split_whitespace().next()?;
+    version.chars().next().filter(char::is_ascii_digit).map(|_| version.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_deno_version_lines() {
+        assert_eq!(
+            parse_version("deno 2.9.6 (stable, release, x86_64-unknown-linux-gnu)\nv8 15").as_deref(),
+            Some("2.9.6")
+        );
+        assert_eq!(parse_version("deno 1.46.3 (release)").as_deref(), Some("1.46.3"));
+        assert_eq!(parse_version("node v20"), None);
+        assert_eq!(parse_version(""), None);
+    }
+
+    fn fake_deno(dir: &Path, version_line: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("deno");
+        std::fs::write(&path, format!("#!/bin/sh\necho '{version_line}'\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn refuses_deno_older_than_two() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = fake_deno(dir.path(), "deno 1.46.3 (stable, release)");
+        let err = check(&path, "PATH").await.unwrap_err().to_string();
+        assert!(err.contains("Deno 1.46.3"), "{err}");
+        assert!(err.contains("2.0 or newer"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn accepts_deno_two() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = fake_deno(dir.path(), "deno 2.0.0 (stable, release)");
+        let install = check(&path, "PATH").await.unwrap();
+        assert_eq!(install.version, "2.0.0");
+    }
+
+    #[tokio::test]
+    async fn rejects_a_program_that_is_not_deno() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = fake_deno(dir.path(), "something else");
+        let err = check(&path, "PATH").await.unwrap_err().to_string();
+        assert!(err.contains("did not report a Deno version"), "{err}");
+    }
+
+    #[test]
+    fn finds_the_binary_of_an_npm_install() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(cached_binary(dir.path()).is_none());
+        let platform = dir.path().join("node_modules/@deno/linux-x64-glibc");
+        std::fs::create_dir_all(&platform).unwrap();
+        let bin = fake_deno(&platform, "deno 2.0.0");
+        assert_eq!(cached_binary(dir.path()), Some(bin));
+        let main = dir.path().join("node_modules/deno");
+        std::fs::create_dir_all(&main).unwrap();
+        let bin = fake_deno(&main, "deno 2.0.0");
+        assert_eq!(cached_binary(dir.path()), Some(bin));
+    }
+}

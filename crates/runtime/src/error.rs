@@ -1,0 +1,70 @@
+//! What can go wrong between a request and a function, and who is to blame.
+
+use std::time::Duration;
+
+/// Failures of the runtime. Each maps to an HTTP status and a stable code; the message is a
+/// sentence that the server sends to the caller as it is.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuntimeError {
+    /// No usable Deno: not found, too old, or the npm install failed.
+    #[error("Deno is not available: {message}")]
+    Deno { message: String },
+    /// The function's module failed to load (syntax error, missing import, no handler, …).
+    #[error("Function '{function}' failed to start")]
+    BootFailed { function: String, detail: String },
+    /// The worker went away while handling the request.
+    #[error("Function '{function}' crashed while handling the request")]
+    Crashed { function: String, detail: String },
+    /// The request ran past the function timeout; the worker was replaced.
+    #[error("Function '{function}' did not finish within {}s", timeout.as_secs_f64())]
+    Timeout { function: String, timeout: Duration },
+    /// The runtime is shutting down and takes no new requests.
+    #[error("The server is shutting down")]
+    ShuttingDown,
+    /// An I/O failure on our side (spawning a process, writing host files).
+    #[error("Internal error: {message}")]
+    Io { message: String },
+}
+
+impl From<std::io::Error> for RuntimeError {
+    fn from(error: std::io::Error) -> Self {
+        RuntimeError::Io { message: error.to_string() }
+    }
+}
+
+impl RuntimeError {
+    pub fn status(&self) -> u16 {
+        match self {
+            RuntimeError::BootFailed { .. } | RuntimeError::Crashed { .. } => 502,
+            RuntimeError::Timeout { .. } => 504,
+            RuntimeError::ShuttingDown => 503,
+            RuntimeError::Deno { .. } | RuntimeError::Io { .. } => 500,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuntimeError::Deno { .. } => "deno_unavailable",
+            RuntimeError::BootFailed { .. } => "function_boot_failed",
+            RuntimeError::Crashed { .. } => "function_crashed",
+            RuntimeError::Timeout { .. } => "function_timeout",
+            RuntimeError::ShuttingDown => "shutting_down",
+            RuntimeError::Io { .. } => "internal",
+        }
+    }
+
+    /// The longer explanation: the load error with file and line, the crash reason, a hint.
+    pub fn detail(&self) -> String {
+        match self {
+            RuntimeError::Deno { message } => message.clone(),
+            RuntimeError::BootFailed { detail, .. } | RuntimeError::Crashed { detail, .. } => detail.clone(),
+            RuntimeError::Timeout { timeout, .. } => format!(
+                "The request was stopped after {}s and the function's worker was replaced. Raise the \
+                 limit with --function-timeout or HOMEBASE_FUNCTION_TIMEOUT if it needs longer.",
+                timeout.as_secs_f64()
+            ),
+            RuntimeError::ShuttingDown => "Retry against another node or after the restart.".into(),
+            RuntimeError::Io { message } => message.clone(),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+// Homebase worker host: loads one function module and serves it on a Unix socket.
+//
+// Written to disk by the `runtime` crate and started with `deno run`. It talks to the supervisor
+// through stdout: every line that starts with the record separator (\x1e) is one JSON message
+// ({t: "ready"}, {t: "load-error", m}, {t: "log", l, m, r}); anything else is raw output.
+import { AsyncLocalStorage } from "node:async_hooks";
+import { format } from "node:util";
+
+const ENTRY = Deno.env.get("HOMEBASE_ENTRY")!;
+const SOCKET = Deno.env.get("HOMEBASE_SOCKET")!;
+const FUNCTION = Deno.env.get("HOMEBASE_FUNCTION") ?? "";
+for (const name of ["HOMEBASE_ENTRY", "HOMEBASE_SOCKET", "HOMEBASE_FUNCTION"]) Deno.env.delete(name);
+
+const encoder = new TextEncoder();
+const stdoutWrite = Deno.stdout.writeSync.bind(Deno.stdout);
+function emit(message: Record<string, unknown>) {
+  const bytes = encoder.encode("\x1e" + JSON.stringify(message) + "\n");
+  let written = 0;
+  while (written < bytes.length) written += stdoutWrite(bytes.subarray(written));
+}
+
+// Console output becomes structured log lines, tagged with the request that printed them.
+const requestId = new AsyncLocalStorage<string | undefined>();
+const levels: Array<[keyof Console, string]> = [
+  ["log", "info"],
+  ["info", "info"],
+  ["debug", "debug"],
+  ["trace", "debug"],
+  ["warn", "warning"],
+  ["error", "error"],
+];
+for (const [method, level] of levels) {
+  // deno-lint-ignore no-explicit-any
+  (console as any)[method] = (...args: unknown[]) => emit({ t: "log", l: level, m: format(...args), r: requestId.getStore() });
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
+  return format(error);
+}
+
+// Errors that escape user callbacks are logged, not fatal: one bad timer must not take down the
+// worker for every other request.
+globalThis.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  emit({ t: "log", l: "error", m: "Unhandled promise rejection: " + describe(event.reason) });
+});
+globalThis.addEventListener("error", (event) => {
+  event.preventDefault();
+  emit({ t: "log", l: "error", m: "Uncaught error: " + describe(event.error) });
+});
+
+// The bridge behind `base44:runtime`.
+const pending = new Set<Promise<unknown>>();
+// deno-lint-ignore no-explicit-any
+(globalThis as any).Base44 = {
+  secrets: { get: (name: string) => Deno.env.get(name) },
+  waitUntil<T>(promise: Promise<T>): Promise<T> {
+    pending.add(promise);
+    promise.then(() => pending.delete(promise), (error) => {
+      pending.delete(promise);
+      emit({ t: "log", l: "error", m: "waitUntil task failed: " + describe(error), r: requestId.getStore() });
+    });
+    return promise;
+  },
+};
+
+type Handler = (request: Request, info?: unknown) => Response | Promise<Response>;
+
+// `Deno.serve` during import registers the handler instead of listening. All three call forms
+// are accepted; port, hostname and the other listen options are ignored.
+let served: Handler | undefined;
+const realServe = Deno.serve;
+// deno-lint-ignore no-explicit-any
+(Deno as any).serve = (...args: any[]) => {
+  const fn = args.find((arg) => typeof arg === "function") ?? args[0]?.handler ?? args[0]?.fetch;
+  if (typeof fn !== "function") throw new TypeError("Deno.serve needs a handler function");
+  served = fn;
+  const finished = new Promise<void>(() => {});
+  return {
+    finished,
+    addr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+    shutdown: () => Promise.resolve(),
+    ref() {},
+    unref() {},
+    [Symbol.asyncDispose]: () => Promise.resolve(),
+  };
+};
+
+let handler: Handler;
+try {
+  const module = await import(ENTRY);
+  const fallback = module.default;
+  if (served) handler = served;
+  else if (typeof fallback === "function") handler = fallback;
+  else if (fallback && typeof fallback.fetch === "function") handler = fallback.fetch.bind(fallback);
+  else {
+    throw new Error(
+      `${FUNCTION || ENTRY} has no handler: call Deno.serve(handler) or export default a handler function or { fetch }`,
+    );
+  }
+} catch (error) {
+  emit({ t: "load-error", m: describe(error) });
+  Deno.exit(1);
+}
+
+function failure(status: number, message: string, detail: string): Response {
+  return Response.json({ message, detail }, { status });
+}
+
+// The supervisor holds the other end of stdin: when it goes away, so do we.
+(async () => {
+  const buffer = new Uint8Array(16);
+  try {
+    while ((await Deno.stdin.read(buffer)) !== null) { /* nothing is sent on stdin */ }
+  } catch { /* closed */ }
+  Deno.exit(0);
+})();
+
+const server = realServe({ path: SOCKET, onListen() { emit({ t: "ready" }); } }, async (request, info) => {
+  // Over a Unix socket Deno reports `http+unix://host/…`; functions expect `http://host/…`.
+  const url = request.url;
+  if (url.startsWith("http+unix:")) Object.defineProperty(request, "url", { value: "http" + url.slice(9) });
+  const id = request.headers.get("x-request-id") ?? undefined;
+  try {
+    const response = await requestId.run(id, () => handler(request, info));
+    if (response instanceof Response) return response;
+    const what = response === undefined ? "undefined" : typeof response;
+    emit({ t: "log", l: "error", m: `Handler returned ${what} instead of a Response`, r: id });
+    return failure(500, "The function did not return a Response", `The handler returned ${what}; return a Response object.`);
+  } catch (error) {
+    const text = describe(error);
+    emit({ t: "log", l: "error", m: "Uncaught error in handler: " + text, r: id });
+    const message = error instanceof Error ? error.message : format(error);
+    return failure(500, message || "The function threw an error", text);
+  }
+});
+
+Deno.addSignalListener("SIGTERM", async () => {
+  await server.shutdown();
+  await Promise.allSettled([...pending]);
+  Deno.exit(0);
+});

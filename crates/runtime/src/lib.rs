@@ -1,0 +1,77 @@
+//! The Deno supervisor: it owns every Deno process Homebase runs.
+//!
+//! It finds or provisions Deno ([`deno`]), starts one worker per function on that function's
+//! first request (concurrent first requests share one start), proxies a streaming request to the
+//! worker over a Unix socket and streams the response back, enforces the function timeout,
+//! replaces crashed workers, stops idle ones, and turns everything a worker prints into
+//! [`LogEvent`]s for a [`LogSink`]. It knows nothing of HTTP routes, apps' storage or auth: the
+//! server hands it a [`FunctionSpec`] and a request.
+
+pub mod deno;
+mod error;
+pub mod logs;
+mod pool;
+mod worker;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+
+pub use error::RuntimeError;
+pub use logs::{Level, LogEvent, LogSink};
+pub use pool::{ResponseBody, Runtime, WorkerInfo};
+
+/// The body type requests are proxied with.
+pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything the runtime needs to run one function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSpec {
+    pub app_id: String,
+    pub name: String,
+    /// Absolute path of the entry module.
+    pub entry: PathBuf,
+    /// Folders and files the worker may read (the function's folder, `shared/`).
+    pub read_paths: Vec<PathBuf>,
+    /// Identifies the code: a deployment id, or a fingerprint of the files in dev. A worker
+    /// whose version differs from the spec's is retired and replaced.
+    pub version: String,
+    /// Extra environment (secrets).
+    pub env: Vec<(String, String)>,
+}
+
+/// Limits and places. Defaults suit `homebase dev`.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// A fixed Deno executable; `None` finds or installs one ([`deno::locate_or_install`]).
+    pub deno: Option<PathBuf>,
+    /// Private folder for host files, sockets and worker temp folders; `None` makes a temp one.
+    pub work_dir: Option<PathBuf>,
+    /// How long one request may run (5 minutes, as on Base44).
+    pub function_timeout: Duration,
+    /// A worker with no request for this long is stopped.
+    pub idle_timeout: Duration,
+    /// How long a worker may take to load its module.
+    pub boot_timeout: Duration,
+    /// How long a stopping worker gets before SIGKILL.
+    pub stop_grace: Duration,
+    /// Pass Homebase's own environment to workers (dev: that is where local secrets live).
+    pub inherit_env: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            deno: None,
+            work_dir: None,
+            function_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(300),
+            boot_timeout: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(2),
+            inherit_env: true,
+        }
+    }
+}

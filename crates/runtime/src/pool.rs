@@ -1,0 +1,437 @@
+//! The worker pool: one slot per function, the request proxy, idle eviction and shutdown.
+//!
+//! The hot path (a warm worker) takes one uncontended mutex to find the slot and one to read its
+//! state, then sends the request on a pooled HTTP/1.1 connection to the worker's socket.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::{OnceCell, watch};
+use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
+
+use crate::deno::{self, DenoInstall};
+use crate::logs::{Level, LogSink};
+use crate::worker::{Lease, Worker, WorkerContext};
+use crate::{BoxError, FunctionSpec, RequestBody, RuntimeConfig, RuntimeError};
+
+const HOST_SCRIPT: &str = include_str!("host/host.ts");
+const RUNTIME_MODULE: &str = include_str!("host/runtime.ts");
+
+/// A cheap, cloneable handle on the worker pool.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RuntimeConfig,
+    logs: Arc<dyn LogSink>,
+    host_dir: PathBuf,
+    sockets_dir: PathBuf,
+    tmp_dir: PathBuf,
+    _work_dir: Option<tempfile::TempDir>,
+    context: OnceCell<Result<Arc<WorkerContext>, RuntimeError>>,
+    deno: OnceCell<Result<DenoInstall, RuntimeError>>,
+    /// app id → function name → slot.
+    slots: Mutex<HashMap<String, HashMap<String, Arc<Slot>>>>,
+    next_worker: AtomicU64,
+    shutdown: CancellationToken,
+    epoch: Instant,
+}
+
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+}
+
+type BootResult = Option<Result<Arc<Worker>, RuntimeError>>;
+
+#[derive(Default)]
+enum SlotState {
+    #[default]
+    Empty,
+    /// A worker is starting; everyone who needs it waits on the same start.
+    Booting {
+        version: String,
+        done: watch::Receiver<BootResult>,
+    },
+    Ready(Arc<Worker>),
+}
+
+/// A running worker, for status output and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    pub app_id: String,
+    pub function: String,
+    pub version: String,
+    pub pid: Option<u32>,
+    pub in_flight: usize,
+}
+
+impl Runtime {
+    /// Prepares the private work folder. Deno is looked up on the first request (or by
+    /// [`Runtime::deno`]), so creating a runtime costs no process start.
+    pub fn new(config: RuntimeConfig, logs: Arc<dyn LogSink>) -> Result<Runtime, RuntimeError> {
+        let (work, temp) = match &config.work_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let temp = tempfile::Builder::new().prefix("homebase-").tempdir()?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let host_dir = work.join("host");
+        let sockets_dir = work.join("sockets");
+        let tmp_dir = work.join("tmp");
+        for dir in [&work, &host_dir, &sockets_dir, &tmp_dir] {
+            create_private_dir(dir)?;
+        }
+        let runtime_module = host_dir.join("runtime.ts");
+        std::fs::write(host_dir.join("host.ts"), HOST_SCRIPT)?;
+        std::fs::write(&runtime_module, RUNTIME_MODULE)?;
+        let import_map =
+            serde_json::json!({ "imports": { "base44:runtime": crate::worker::file_url(&runtime_module) } });
+        std::fs::write(host_dir.join("import_map.json"), import_map.to_string())?;
+
+        let inner = Arc::new(Inner {
+            config,
+            logs,
+            host_dir,
+            sockets_dir,
+            tmp_dir,
+            _work_dir: temp,
+            context: OnceCell::new(),
+            deno: OnceCell::new(),
+            slots: Mutex::new(HashMap::new()),
+            next_worker: AtomicU64::new(1),
+            shutdown: CancellationToken::new(),
+            epoch: Instant::now(),
+        });
+        tokio::spawn(evict_idle(Arc::downgrade(&inner)));
+        Ok(Runtime { inner })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// The Deno in use, finding or installing it on the first call.
+    pub async fn deno(&self) -> Result<DenoInstall, RuntimeError> {
+        let inner = &self.inner;
+        inner
+            .deno
+            .get_or_init(|| async {
+                match &inner.config.deno {
+                    Some(path) => Ok(DenoInstall { path: path.clone(), version: String::new(), source: "config" }),
+                    None => deno::locate_or_install(&|line| tracing::info!("{line}")).await,
+                }
+            })
+            .await
+            .clone()
+    }
+
+    async fn context(&self) -> Result<Arc<WorkerContext>, RuntimeError> {
+        self.inner
+            .context
+            .get_or_init(|| async {
+                let deno = self.deno().await?;
+                let inner = &self.inner;
+                Ok(Arc::new(WorkerContext {
+                    deno: deno.path,
+                    host_script: inner.host_dir.join("host.ts"),
+                    import_map: inner.host_dir.join("import_map.json"),
+                    host_dir: inner.host_dir.clone(),
+                    deno_dir: deno::deno_dir(),
+                    sockets_dir: inner.sockets_dir.clone(),
+                    tmp_dir: inner.tmp_dir.clone(),
+                    inherit_env: inner.config.inherit_env,
+                    boot_timeout: inner.config.boot_timeout,
+                    stop_grace: inner.config.stop_grace,
+                    logs: inner.logs.clone(),
+                    epoch: inner.epoch,
+                }))
+            })
+            .await
+            .clone()
+    }
+
+    /// Sends `request` to a worker of `spec` and returns its response, streaming. The request's
+    /// path and query are passed as they are; the caller sets the headers.
+    pub async fn handle(
+        &self,
+        spec: &Arc<FunctionSpec>,
+        mut request: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, RuntimeError> {
+        let lease = self.acquire(spec).await?;
+        let timeout = self.inner.config.function_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        *request.uri_mut() = Uri::builder()
+            .scheme("http")
+            .authority("worker")
+            .path_and_query(path)
+            .build()
+            .map_err(|e| RuntimeError::Io { message: format!("bad request path: {e}") })?;
+
+        let worker = lease.worker.clone();
+        match tokio::time::timeout_at(deadline, worker.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response.map(|body| ResponseBody {
+                inner: body,
+                lease: Some(lease),
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                timeout,
+            })),
+            Ok(Err(error)) => {
+                // The worker dropped the connection: it crashed (Deno.exit, out of memory) or
+                // was stopped. A dead worker is replaced on the next request.
+                let detail = if worker.exited_within(Duration::from_millis(500)).await {
+                    worker.death_detail()
+                } else {
+                    format!("The connection to the worker failed: {error}")
+                };
+                Err(RuntimeError::Crashed { function: spec.name.clone(), detail })
+            }
+            Err(_) => {
+                let reason = format!("the request ran past the {}s function timeout", timeout.as_secs_f64());
+                worker.system_log(Level::Error, format!("{reason}; replacing the worker"));
+                worker.kill(&reason);
+                Err(RuntimeError::Timeout { function: spec.name.clone(), timeout })
+            }
+        }
+    }
+
+    /// A lease on a live worker running `spec.version`, starting one if needed.
+    async fn acquire(&self, spec: &Arc<FunctionSpec>) -> Result<Lease, RuntimeError> {
+        let slot = self.slot(&spec.app_id, &spec.name);
+        loop {
+            if self.inner.shutdown.is_cancelled() {
+                return Err(RuntimeError::ShuttingDown);
+            }
+            let mut done = {
+                let mut state = slot.state.lock().unwrap();
+                match &*state {
+                    SlotState::Ready(worker) if worker.is_alive() && worker.spec.version == spec.version => {
+                        return Ok(worker.lease());
+                    }
+                    SlotState::Booting { version, done } if *version == spec.version => done.clone(),
+                    previous => {
+                        if let SlotState::Ready(old) = previous {
+                            old.retire();
+                        }
+                        let (tx, rx) = watch::channel(None);
+                        *state = SlotState::Booting { version: spec.version.clone(), done: rx.clone() };
+                        // The start runs on its own task so that a caller who gives up does
+                        // not cancel it for the others.
+                        tokio::spawn(self.clone().boot(slot.clone(), spec.clone(), tx));
+                        rx
+                    }
+                }
+            };
+            let result = match done.wait_for(Option::is_some).await {
+                Ok(result) => result.clone().expect("waited for Some"),
+                Err(_) => continue, // the start task went away; try again
+            };
+            match result {
+                Ok(worker) if worker.is_alive() => return Ok(worker.lease()),
+                Ok(_) => continue, // it died already; start another
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn boot(self, slot: Arc<Slot>, spec: Arc<FunctionSpec>, done: watch::Sender<BootResult>) {
+        let id = self.inner.next_worker.fetch_add(1, Ordering::Relaxed);
+        let result = match self.context().await {
+            Ok(context) => Worker::spawn(&context, id, spec.clone()).await,
+            Err(error) => Err(error),
+        };
+        {
+            let mut state = slot.state.lock().unwrap();
+            let current = matches!(&*state, SlotState::Booting { version, .. } if *version == spec.version);
+            match (&result, current) {
+                (Ok(worker), true) => *state = SlotState::Ready(worker.clone()),
+                (Err(_), true) => *state = SlotState::Empty,
+                (Ok(worker), false) => worker.retire(), // superseded by a newer version
+                (Err(_), false) => {}
+            }
+        }
+        if self.inner.shutdown.is_cancelled()
+            && let Ok(worker) = &result
+        {
+            worker.retire();
+        }
+        let _ = done.send(Some(result));
+    }
+
+    fn slot(&self, app_id: &str, name: &str) -> Arc<Slot> {
+        let mut slots = self.inner.slots.lock().unwrap();
+        if let Some(slot) = slots.get(app_id).and_then(|app| app.get(name)) {
+            return slot.clone();
+        }
+        slots.entry(app_id.to_string()).or_default().entry(name.to_string()).or_default().clone()
+    }
+
+    /// Retires the workers of `app_id` whose function is gone from `current` (name → version) or
+    /// runs another version. They finish their requests first.
+    pub fn retire_outdated(&self, app_id: &str, current: &HashMap<String, String>) {
+        let mut slots = self.inner.slots.lock().unwrap();
+        let Some(app) = slots.get_mut(app_id) else { return };
+        app.retain(|name, slot| {
+            let mut state = slot.state.lock().unwrap();
+            let keep = current.get(name);
+            if let SlotState::Ready(worker) = &*state
+                && keep != Some(&worker.spec.version)
+            {
+                worker.retire();
+                *state = SlotState::Empty;
+            }
+            keep.is_some()
+        });
+    }
+
+    /// The running workers.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.live_workers()
+            .into_iter()
+            .map(|w| WorkerInfo {
+                app_id: w.spec.app_id.clone(),
+                function: w.spec.name.clone(),
+                version: w.spec.version.clone(),
+                pid: w.pid,
+                in_flight: w.in_flight(),
+            })
+            .collect()
+    }
+
+    fn live_workers(&self) -> Vec<Arc<Worker>> {
+        let slots = self.inner.slots.lock().unwrap();
+        slots
+            .values()
+            .flat_map(|app| app.values())
+            .filter_map(|slot| match &*slot.state.lock().unwrap() {
+                SlotState::Ready(worker) if worker.is_alive() => Some(worker.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Refuses new requests, lets in-flight ones finish until `deadline`, then stops every
+    /// worker. Returns when all worker processes have exited.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.inner.shutdown.cancel();
+        let workers: Vec<Arc<Worker>> = {
+            let slots = self.inner.slots.lock().unwrap();
+            slots
+                .values()
+                .flat_map(|app| app.values())
+                .filter_map(|slot| match std::mem::take(&mut *slot.state.lock().unwrap()) {
+                    SlotState::Ready(worker) => Some(worker),
+                    _ => None,
+                })
+                .collect()
+        };
+        for worker in &workers {
+            worker.retire();
+        }
+        let all_exited = futures_util::future::join_all(workers.iter().map(|w| w.wait_exited()));
+        if tokio::time::timeout(deadline, all_exited).await.is_err() {
+            for worker in &workers {
+                worker.kill("the server shut down before its requests finished");
+            }
+            futures_util::future::join_all(workers.iter().map(|w| w.wait_exited())).await;
+        }
+    }
+}
+
+/// Stops workers that have had no request for the idle timeout.
+async fn evict_idle(inner: Weak<Inner>) {
+    let idle = match inner.upgrade() {
+        Some(inner) => inner.config.idle_timeout,
+        None => return,
+    };
+    let mut tick = tokio::time::interval((idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        let slots = inner.slots.lock().unwrap();
+        for slot in slots.values().flat_map(|app| app.values()) {
+            let mut state = slot.state.lock().unwrap();
+            if let SlotState::Ready(worker) = &*state
+                && worker.in_flight() == 0
+                && worker.idle_for() >= idle
+            {
+                worker.system_log(Level::Info, format!("worker stopped after {}s idle", idle.as_secs_f64()));
+                worker.retire();
+                *state = SlotState::Empty;
+            }
+        }
+    }
+}
+
+/// The response body of a function: streams the worker's body, holds the worker's lease until the
+/// body ends, and cuts the stream (replacing the worker) at the function timeout.
+pub struct ResponseBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+    deadline: Pin<Box<Sleep>>,
+    timeout: Duration,
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.lease.is_some() && this.deadline.as_mut().poll(cx).is_ready() {
+            let lease = this.lease.take().expect("checked");
+            let reason = format!("the response ran past the {}s function timeout", this.timeout.as_secs_f64());
+            lease.worker.system_log(Level::Error, format!("{reason}; replacing the worker"));
+            lease.worker.kill(&reason);
+            return Poll::Ready(Some(Err(reason.into())));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.lease = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(error))) => {
+                this.lease = None;
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,499 @@
+//! One Deno process serving one function on a Unix socket.
+//!
+//! The process runs our host bootstrap (`host/host.ts`), which imports the function and reports on
+//! stdout: `\x1e{"t":"ready"}` once it listens, `\x1e{"t":"load-error","m":…}` when the module
+//! cannot load, and `\x1e{"t":"log",…}` for each console call. Readiness is that message, never a
+//! sleep. The process dies with us: it is in its own process group, is killed on drop, gets
+//! SIGKILL if our process dies (Linux), and exits when its stdin (our pipe) closes.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::UnixStream;
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::logs::{Level, LogEvent, LogSink};
+use crate::{FunctionSpec, RequestBody, RuntimeError};
+
+/// How many stderr lines a worker keeps to explain a crash.
+const STDERR_TAIL: usize = 20;
+/// Longest output line kept whole; longer ones are cut (a runaway print must not eat memory).
+const MAX_LINE: usize = 256 * 1024;
+
+/// What every worker needs from the runtime that starts it.
+pub(crate) struct WorkerContext {
+    pub deno: PathBuf,
+    pub host_script: PathBuf,
+    pub import_map: PathBuf,
+    pub host_dir: PathBuf,
+    pub deno_dir: PathBuf,
+    pub sockets_dir: PathBuf,
+    pub tmp_dir: PathBuf,
+    pub inherit_env: bool,
+    pub boot_timeout: Duration,
+    pub stop_grace: Duration,
+    pub logs: Arc<dyn LogSink>,
+    pub epoch: Instant,
+}
+
+pub(crate) struct Worker {
+    pub spec: Arc<FunctionSpec>,
+    pub pid: Option<u32>,
+    pub client: Client<UnixConnector, RequestBody>,
+    in_flight: AtomicUsize,
+    /// Milliseconds since the runtime's epoch when the last request ended.
+    last_used: AtomicU64,
+    retired: AtomicBool,
+    /// Cancelled to ask the owner task to stop the process.
+    stop: CancellationToken,
+    /// Cancelled by the owner task once the process has exited and its output is drained.
+    exited: CancellationToken,
+    exit_reason: Mutex<Option<String>>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    tagger: Tagger,
+    epoch: Instant,
+}
+
+impl Worker {
+    /// Starts a process for `spec` and waits until it listens, fails to load, or dies.
+    pub async fn spawn(ctx: &WorkerContext, id: u64, spec: Arc<FunctionSpec>) -> Result<Arc<Worker>, RuntimeError> {
+        let started = Instant::now();
+        let socket = ctx.sockets_dir.join(format!("w{id}.sock"));
+        let tmp = ctx.tmp_dir.join(format!("w{id}"));
+        std::fs::create_dir_all(&tmp)?;
+
+        let mut read = vec![ctx.host_dir.clone(), ctx.deno_dir.clone(), socket.clone(), tmp.clone()];
+        read.extend(spec.read_paths.iter().cloned());
+        let mut cmd = Command::new(&ctx.deno);
+        cmd.arg("run")
+            .arg("--quiet")
+            .arg("--no-config")
+            .arg("--no-prompt")
+            .arg(format!("--import-map={}", ctx.import_map.display()))
+            .arg("--allow-net")
+            .arg("--allow-env")
+            .arg(format!("--allow-read={}", join_paths(&read)))
+            .arg(format!("--allow-write={}", join_paths(&[socket.clone(), tmp.clone()])))
+            .arg(&ctx.host_script);
+        if !ctx.inherit_env {
+            cmd.env_clear();
+            for key in ["PATH", "HOME", "DENO_DIR", "LANG", "TZ"] {
+                if let Some(value) = std::env::var_os(key) {
+                    cmd.env(key, value);
+                }
+            }
+        }
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env("DENO_NO_PACKAGE_JSON", "1")
+            .env("DENO_NO_UPDATE_CHECK", "1")
+            .env("NO_COLOR", "1")
+            .env("TMPDIR", &tmp)
+            .env("HOMEBASE_ENTRY", file_url(&spec.entry))
+            .env("HOMEBASE_SOCKET", &socket)
+            .env("HOMEBASE_FUNCTION", &spec.name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        die_with_parent(&mut cmd);
+        let mut child = cmd.spawn()?;
+        let pid = child.id();
+
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let tagger = Tagger { spec: spec.clone(), logs: ctx.logs.clone() };
+        tokio::spawn(pump_stdout(stdout, tagger.clone(), ready_tx));
+        let stderr_task = tokio::spawn(pump_stderr(stderr, tagger.clone(), stderr_tail.clone()));
+
+        let connector = UnixConnector(Arc::from(socket.as_path()));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .set_host(false)
+            .build(connector);
+        let worker = Arc::new(Worker {
+            spec,
+            pid,
+            client,
+            in_flight: AtomicUsize::new(0),
+            last_used: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            exited: CancellationToken::new(),
+            exit_reason: Mutex::new(None),
+            stderr_tail,
+            tagger,
+            epoch: ctx.epoch,
+        });
+        worker.touch();
+        tokio::spawn(own_process(worker.clone(), child, stdin, stderr_task, ctx.stop_grace, socket, tmp));
+
+        let boot = tokio::time::timeout(ctx.boot_timeout, ready_rx).await;
+        let failure = match boot {
+            Ok(Ok(Ok(()))) => {
+                worker.system_log(
+                    Level::Info,
+                    format!("worker started in {} ms (pid {})", started.elapsed().as_millis(), pid.unwrap_or(0)),
+                );
+                return Ok(worker);
+            }
+            Ok(Ok(Err(load_error))) => load_error,
+            Ok(Err(_)) => {
+                // stdout closed without a message: the process died early. Wait for the owner
+                // task to reap it so the exit status and stderr are known.
+                worker.exited.cancelled().await;
+                worker.death_detail()
+            }
+            Err(_) => format!(
+                "The worker did not become ready within {}s. {}",
+                ctx.boot_timeout.as_secs(),
+                worker.stderr_text()
+            ),
+        };
+        worker.stop.cancel();
+        worker.system_log(Level::Error, format!("failed to start: {failure}"));
+        Err(RuntimeError::BootFailed { function: worker.spec.name.clone(), detail: failure })
+    }
+
+    pub fn is_alive(&self) -> bool {
+        !self.exited.is_cancelled() && !self.stop.is_cancelled()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_used.load(Ordering::Relaxed)))
+    }
+
+    fn touch(&self) {
+        self.last_used.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Takes a lease for one request.
+    pub fn lease(self: &Arc<Self>) -> Lease {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Lease { worker: self.clone() }
+    }
+
+    /// Stops the worker once its in-flight requests are done.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        if self.in_flight.load(Ordering::SeqCst) == 0 {
+            self.stop.cancel();
+        }
+    }
+
+    /// Stops the worker now, whatever it is doing.
+    pub fn kill(&self, reason: &str) {
+        if self.is_alive() {
+            *self.exit_reason.lock().unwrap() = Some(reason.to_string());
+        }
+        self.stop.cancel();
+    }
+
+    pub async fn wait_exited(&self) {
+        self.exited.cancelled().await
+    }
+
+    /// Whether the process has exited, waiting up to `grace` for it to be reaped.
+    pub async fn exited_within(&self, grace: Duration) -> bool {
+        tokio::time::timeout(grace, self.exited.cancelled()).await.is_ok()
+    }
+
+    /// Why the process died, with the last lines of its stderr.
+    pub fn death_detail(&self) -> String {
+        let reason = self.exit_reason.lock().unwrap().clone().unwrap_or_else(|| "the worker exited".into());
+        let tail = self.stderr_text();
+        if tail.is_empty() { reason } else { format!("{reason}. {tail}") }
+    }
+
+    fn stderr_text(&self) -> String {
+        let tail = self.stderr_tail.lock().unwrap();
+        tail.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+    }
+
+    /// A line Homebase writes about this worker (start, stop, crash).
+    pub fn system_log(&self, level: Level, message: String) {
+        self.tagger.emit(level, message, None, true);
+    }
+}
+
+/// One request's hold on a worker: the worker is not stopped for idleness or retirement while a
+/// lease is alive. Dropped when the response body ends.
+pub(crate) struct Lease {
+    pub worker: Arc<Worker>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let worker = &self.worker;
+        worker.touch();
+        if worker.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && worker.retired.load(Ordering::SeqCst) {
+            worker.stop.cancel();
+        }
+    }
+}
+
+/// Owns the child process: stops it when asked (stdin closed, then SIGKILL after the grace
+/// period), reaps it, and cleans its socket and temp folder.
+async fn own_process(
+    worker: Arc<Worker>,
+    mut child: Child,
+    stdin: Option<ChildStdin>,
+    stderr_task: tokio::task::JoinHandle<()>,
+    grace: Duration,
+    socket: PathBuf,
+    tmp: PathBuf,
+) {
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = worker.stop.cancelled() => {
+            drop(stdin); // the host exits when its stdin closes
+            match tokio::time::timeout(grace, child.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            }
+        }
+    };
+    let _ = stderr_task.await;
+    let requested = worker.stop.is_cancelled();
+    {
+        let mut reason = worker.exit_reason.lock().unwrap();
+        if reason.is_none() {
+            *reason = Some(match &status {
+                Ok(s) => describe_exit(s),
+                Err(e) => format!("the worker could not be waited for: {e}"),
+            });
+        }
+    }
+    if !requested {
+        worker.system_log(Level::Error, format!("worker exited unexpectedly: {}", worker.death_detail()));
+    }
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_dir_all(&tmp);
+    worker.exited.cancel();
+}
+
+fn describe_exit(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("the worker exited with code {code}"),
+        (None, Some(9)) => "the worker was killed (SIGKILL; out of memory?)".into(),
+        (None, Some(signal)) => format!("the worker was killed by signal {signal}"),
+        (None, None) => "the worker exited".into(),
+    }
+}
+
+/// Tags worker output with the function it came from.
+#[derive(Clone)]
+struct Tagger {
+    spec: Arc<FunctionSpec>,
+    logs: Arc<dyn LogSink>,
+}
+
+impl Tagger {
+    fn log(&self, level: Level, message: String, request_id: Option<String>) {
+        self.emit(level, message, request_id, false);
+    }
+
+    fn emit(&self, level: Level, message: String, request_id: Option<String>, system: bool) {
+        self.logs.emit(LogEvent {
+            time: SystemTime::now(),
+            app_id: self.spec.app_id.clone(),
+            function: self.spec.name.clone(),
+            version: self.spec.version.clone(),
+            level,
+            request_id,
+            message,
+            system,
+        });
+    }
+}
+
+#[derive(Deserialize)]
+struct HostMessage {
+    t: String,
+    #[serde(default)]
+    l: Option<String>,
+    #[serde(default)]
+    m: Option<String>,
+    #[serde(default)]
+    r: Option<String>,
+}
+
+async fn pump_stdout(stdout: impl AsyncRead + Unpin, tagger: Tagger, ready: oneshot::Sender<Result<(), String>>) {
+    let mut ready = Some(ready);
+    let mut lines = LineReader::new(stdout);
+    while let Some(line) = lines.next().await {
+        let Some(json) = line.strip_prefix('\x1e') else {
+            tagger.log(Level::Info, line, None);
+            continue;
+        };
+        let Ok(msg) = serde_json::from_str::<HostMessage>(json) else {
+            tagger.log(Level::Info, line, None);
+            continue;
+        };
+        match msg.t.as_str() {
+            "ready" => {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            "load-error" => {
+                let message = msg.m.unwrap_or_default();
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(Err(message));
+                } else {
+                    tagger.log(Level::Error, message, None);
+                }
+            }
+            _ => {
+                let level = msg.l.as_deref().and_then(Level::parse).unwrap_or(Level::Info);
+                tagger.log(level, msg.m.unwrap_or_default(), msg.r);
+            }
+        }
+    }
+}
+
+async fn pump_stderr(stderr: impl AsyncRead + Unpin, tagger: Tagger, tail: Arc<Mutex<VecDeque<String>>>) {
+    let mut lines = LineReader::new(stderr);
+    while let Some(line) = lines.next().await {
+        {
+            let mut tail = tail.lock().unwrap();
+            if tail.len() == STDERR_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line.clone());
+        }
+        tagger.log(Level::Error, line, None);
+    }
+}
+
+/// Reads lines (without the newline), cutting overlong ones.
+struct LineReader<R> {
+    reader: BufReader<R>,
+    buf: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(reader: R) -> Self {
+        LineReader { reader: BufReader::with_capacity(64 * 1024, reader), buf: Vec::new() }
+    }
+
+    async fn next(&mut self) -> Option<String> {
+        self.buf.clear();
+        match self.reader.read_until(b'\n', &mut self.buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                if self.buf.last() == Some(&b'\n') {
+                    self.buf.pop();
+                }
+                if self.buf.last() == Some(&b'\r') {
+                    self.buf.pop();
+                }
+                if self.buf.len() > MAX_LINE {
+                    self.buf.truncate(MAX_LINE);
+                }
+                Some(String::from_utf8_lossy(&self.buf).into_owned())
+            }
+        }
+    }
+}
+
+/// Connects the HTTP client to a worker's Unix socket.
+#[derive(Clone)]
+pub(crate) struct UnixConnector(Arc<Path>);
+
+impl tower_service::Service<http::Uri> for UnixConnector {
+    type Response = TokioIo<UnixStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let path = self.0.clone();
+        Box::pin(async move { Ok(TokioIo::new(UnixStream::connect(&*path).await?)) })
+    }
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",")
+}
+
+pub(crate) fn file_url(path: &Path) -> String {
+    let mut url = String::from("file://");
+    for byte in path.to_string_lossy().bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => url.push(byte as char),
+            _ => url.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    url
+}
+
+/// Asks Linux to SIGKILL the worker when our process dies, even by SIGKILL.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it only sets the
+    // child's parent-death signal between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut Command) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_urls_escape_unusual_characters() {
+        assert_eq!(file_url(Path::new("/a b/c#d.ts")), "file:///a%20b/c%23d.ts");
+        assert_eq!(file_url(Path::new("/x/entry.ts")), "file:///x/entry.ts");
+    }
+
+    #[tokio::test]
+    async fn line_reader_splits_and_cuts_lines() {
+        let long = "x".repeat(MAX_LINE + 10);
+        let input = format!("one\r\ntwo\n{long}\nlast");
+        let mut reader = LineReader::new(input.as_bytes());
+        assert_eq!(reader.next().await.as_deref(), Some("one"));
+        assert_eq!(reader.next().await.as_deref(), Some("two"));
+        assert_eq!(reader.next().await.map(|l| l.len()), Some(MAX_LINE));
+        assert_eq!(reader.next().await.as_deref(), Some("last"));
+        assert_eq!(reader.next().await, None);
+    }
+}

@@ -1,0 +1,222 @@
+//! Server configuration: one struct, layered defaults < file < `HOMEBASE_*` environment < flags.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The resolved configuration, validated and printable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Port to listen on; in dev, the next free port is used when it is taken. 0 picks any.
+    pub port: u16,
+    /// How long one function request may run.
+    #[serde(with = "humantime_serde_str")]
+    pub function_timeout: Duration,
+    /// A worker with no request for this long is stopped.
+    #[serde(with = "humantime_serde_str")]
+    pub idle_timeout: Duration,
+    /// How long a function's module may take to load.
+    #[serde(with = "humantime_serde_str")]
+    pub boot_timeout: Duration,
+    /// On shutdown, how long in-flight requests get to finish.
+    #[serde(with = "humantime_serde_str")]
+    pub shutdown_timeout: Duration,
+    /// The URL functions use to call back (`Base44-Api-Url`); default: the URL the caller used.
+    pub public_url: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 4400,
+            function_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(300),
+            boot_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(10),
+            public_url: None,
+        }
+    }
+}
+
+/// One layer of settings; every field optional. The file uses these names in kebab-case
+/// (`function-timeout = "30s"`), the environment `HOMEBASE_FUNCTION_TIMEOUT`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigLayer {
+    pub host: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub function_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub boot_timeout: Option<String>,
+    pub shutdown_timeout: Option<String>,
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{source_name}: {message}")]
+pub struct ConfigError {
+    /// Where the bad value came from: a file path, an environment variable, a flag.
+    pub source_name: String,
+    pub message: String,
+}
+
+const ENV_KEYS: [&str; 7] =
+    ["host", "port", "function-timeout", "idle-timeout", "boot-timeout", "shutdown-timeout", "public-url"];
+
+impl ConfigLayer {
+    /// Reads a TOML file. A missing file is an empty layer.
+    pub fn from_file(path: &Path) -> Result<ConfigLayer, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigLayer::default()),
+            Err(e) => return Err(ConfigError { source_name: path.display().to_string(), message: e.to_string() }),
+        };
+        toml::from_str(&text)
+            .map_err(|e| ConfigError { source_name: path.display().to_string(), message: e.to_string() })
+    }
+
+    /// Reads `HOMEBASE_*` variables from `vars`.
+    pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Result<ConfigLayer, ConfigError> {
+        let mut layer = ConfigLayer::default();
+        for (key, value) in vars {
+            let Some(name) = key.strip_prefix("HOMEBASE_") else { continue };
+            let name = name.to_ascii_lowercase().replace('_', "-");
+            if !ENV_KEYS.contains(&name.as_str()) {
+                continue;
+            }
+            let bad = |message: String| ConfigError { source_name: key.clone(), message };
+            match name.as_str() {
+                "host" => layer.host = Some(value.parse().map_err(|_| bad(format!("'{value}' is not an IP address")))?),
+                "port" => layer.port = Some(value.parse().map_err(|_| bad(format!("'{value}' is not a port number")))?),
+                "function-timeout" => layer.function_timeout = Some(value),
+                "idle-timeout" => layer.idle_timeout = Some(value),
+                "boot-timeout" => layer.boot_timeout = Some(value),
+                "shutdown-timeout" => layer.shutdown_timeout = Some(value),
+                _ => layer.public_url = Some(value),
+            }
+        }
+        Ok(layer)
+    }
+}
+
+impl Config {
+    /// Applies `layers` in order over the defaults; later layers win. Each layer is named for
+    /// error messages.
+    pub fn resolve(layers: &[(&str, ConfigLayer)]) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        for (source, layer) in layers {
+            let duration = |value: &Option<String>, current: Duration, key: &str| -> Result<Duration, ConfigError> {
+                match value {
+                    None => Ok(current),
+                    Some(text) => parse_duration(text)
+                        .map_err(|message| ConfigError { source_name: format!("{source} ({key})"), message }),
+                }
+            };
+            config.host = layer.host.unwrap_or(config.host);
+            config.port = layer.port.unwrap_or(config.port);
+            config.function_timeout = duration(&layer.function_timeout, config.function_timeout, "function-timeout")?;
+            config.idle_timeout = duration(&layer.idle_timeout, config.idle_timeout, "idle-timeout")?;
+            config.boot_timeout = duration(&layer.boot_timeout, config.boot_timeout, "boot-timeout")?;
+            config.shutdown_timeout = duration(&layer.shutdown_timeout, config.shutdown_timeout, "shutdown-timeout")?;
+            if let Some(url) = &layer.public_url {
+                config.public_url = Some(url.trim_end_matches('/').to_string());
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError { source_name: key.into(), message: message.into() };
+        if self.function_timeout.is_zero() {
+            return Err(invalid("function-timeout", "must be longer than zero, e.g. \"30s\" or \"5m\""));
+        }
+        if self.boot_timeout.is_zero() {
+            return Err(invalid("boot-timeout", "must be longer than zero"));
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("public-url", "must start with http:// or https://"));
+        }
+        Ok(())
+    }
+}
+
+/// `30s`, `5m`, `1500ms`, `1h 30m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        if seconds.is_finite() && seconds >= 0.0 {
+            return Ok(Duration::from_secs_f64(seconds));
+        }
+        return Err(format!("'{text}' is not a duration"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. \"30s\" or \"5m\""))
+}
+
+mod humantime_serde_str {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> ConfigLayer {
+        ConfigLayer::from_env(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let file: ConfigLayer = toml::from_str("function-timeout = \"30s\"\nport = 5000").unwrap();
+        let env = env(&[("HOMEBASE_FUNCTION_TIMEOUT", "45s"), ("OTHER", "x")]);
+        let flags = ConfigLayer { port: Some(0), ..Default::default() };
+        let config = Config::resolve(&[("file", file), ("env", env), ("flags", flags)]).unwrap();
+        assert_eq!(config.function_timeout, Duration::from_secs(45));
+        assert_eq!(config.port, 0);
+        assert_eq!(config.idle_timeout, Config::default().idle_timeout);
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let err = Config::resolve(&[("env", env(&[("HOMEBASE_FUNCTION_TIMEOUT", "soon")]))]).unwrap_err();
+        assert_eq!(err.source_name, "env (function-timeout)");
+        assert!(err.message.contains("'soon' is not a duration"), "{err}");
+        let err = ConfigLayer::from_env([("HOMEBASE_PORT".to_string(), "http".to_string())]).unwrap_err();
+        assert_eq!(err.to_string(), "HOMEBASE_PORT: 'http' is not a port number");
+        let err =
+            Config::resolve(&[("flags", ConfigLayer { function_timeout: Some("0s".into()), ..Default::default() })])
+                .unwrap_err();
+        assert_eq!(err.source_name, "function-timeout");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("homebase.toml");
+        std::fs::write(&path, "function-timout = \"1s\"\n").unwrap();
+        let err = ConfigLayer::from_file(&path).unwrap_err();
+        assert!(err.message.contains("function-timout"), "{err}");
+        assert!(ConfigLayer::from_file(&dir.path().join("missing.toml")).is_ok());
+    }
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("-1").is_err());
+    }
+}

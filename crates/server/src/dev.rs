@@ -1,0 +1,277 @@
+//! `homebase dev`: serves one project folder, reloading it when its files change.
+//!
+//! The project's functions become the catalog of one app (the project's app id, or `local`).
+//! Every request sees one consistent snapshot; a reload swaps the snapshot and retires workers
+//! whose code changed (they finish their requests first). A broken function is reported and
+//! answers with its error; the healthy ones keep serving.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use homebase_project::{FunctionDef, Project, ProjectError};
+use homebase_runtime::{FunctionSpec, Runtime};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{AppFunctions, Catalog};
+
+/// App id used when the project has no `base44/.app.jsonc`.
+pub const LOCAL_APP_ID: &str = "local";
+/// How long the watcher waits for a burst of file events to settle.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// What happened to the project, for the terminal.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DevEvent {
+    /// The project was read (at start or after a change).
+    Loaded {
+        project: String,
+        app_id: String,
+        functions: Vec<String>,
+        /// Functions whose code changed since the last load (empty at start).
+        changed: Vec<String>,
+        removed: Vec<String>,
+        problems: Vec<String>,
+        reload: bool,
+    },
+    /// The project could not be read at all; the previous state keeps serving.
+    Failed { error: String },
+}
+
+pub type DevListener = Arc<dyn Fn(&DevEvent) + Send + Sync>;
+
+pub struct DevApp {
+    start_dir: PathBuf,
+    watch_dir: PathBuf,
+    app_id: String,
+    current: RwLock<Arc<AppFunctions>>,
+    runtime: Runtime,
+    listener: DevListener,
+}
+
+impl DevApp {
+    /// Reads the project found from `start_dir`. Fails only when there is no readable project;
+    /// broken functions are reported through `listener` and served as errors.
+    pub fn load(start_dir: &Path, runtime: Runtime, listener: DevListener) -> Result<Arc<DevApp>, ProjectError> {
+        let project = Project::find(start_dir)?;
+        let app_id = project.app_id.clone().unwrap_or_else(|| LOCAL_APP_ID.to_string());
+        let app = Arc::new(DevApp {
+            start_dir: start_dir.to_path_buf(),
+            watch_dir: project.base_dir.clone(),
+            app_id,
+            current: RwLock::new(Arc::new(AppFunctions::default())),
+            runtime,
+            listener,
+        });
+        app.apply(&project, false);
+        Ok(app)
+    }
+
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    /// The folder that is watched for changes.
+    pub fn watch_dir(&self) -> &Path {
+        &self.watch_dir
+    }
+
+    pub fn snapshot(&self) -> Arc<AppFunctions> {
+        self.current.read().unwrap().clone()
+    }
+
+    /// Reads the project again and swaps in the result.
+    pub fn reload(&self) {
+        match Project::find(&self.start_dir) {
+            Ok(project) => self.apply(&project, true),
+            Err(error) => (self.listener)(&DevEvent::Failed { error: error.to_string() }),
+        }
+    }
+
+    fn apply(&self, project: &Project, reload: bool) {
+        let discovery = project.discover_functions();
+        let shared = project.shared_dir();
+        let mut next = AppFunctions { app_id: self.app_id.clone(), ..Default::default() };
+        let mut problems: Vec<String> = Vec::new();
+        for def in &discovery.functions {
+            let spec = spec_for(&self.app_id, project, def, &shared);
+            next.functions.insert(def.name.clone(), Arc::new(spec));
+        }
+        for problem in &discovery.problems {
+            problems.push(problem.to_string());
+            if let Some(name) = problem.function.as_deref()
+                && !next.functions.contains_key(name)
+            {
+                next.broken.insert(name.to_string(), problem.to_string());
+            }
+        }
+
+        let previous = self.current.read().unwrap().clone();
+        let changed = changed_names(&previous, &next, reload);
+        let removed: Vec<String> =
+            previous.functions.keys().filter(|name| !next.functions.contains_key(*name)).cloned().collect();
+        let versions: HashMap<String, String> =
+            next.functions.iter().map(|(name, spec)| (name.clone(), spec.version.clone())).collect();
+        *self.current.write().unwrap() = Arc::new(next.clone());
+        self.runtime.retire_outdated(&self.app_id, &versions);
+
+        (self.listener)(&DevEvent::Loaded {
+            project: project.config.name.clone(),
+            app_id: self.app_id.clone(),
+            functions: next.functions.keys().cloned().collect(),
+            changed,
+            removed,
+            problems,
+            reload,
+        });
+    }
+
+    /// Watches the project folder and reloads after changes settle, until `shutdown`.
+    pub fn watch(self: &Arc<Self>, shutdown: CancellationToken) -> notify::Result<()> {
+        use notify::Watcher;
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+            if let Ok(event) = result
+                && is_content_change(&event.kind)
+                && event.paths.iter().any(|path| is_source_change(path))
+            {
+                let _ = tx.send(());
+            }
+        })?;
+        watcher.watch(&self.watch_dir, notify::RecursiveMode::Recursive)?;
+        let app = self.clone();
+        tokio::spawn(async move {
+            let _watcher = watcher; // dropping it stops the watch
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    event = rx.recv() => if event.is_none() { return },
+                }
+                // Debounce: an editor's save or a `git checkout` is a burst of events.
+                loop {
+                    match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                let app = app.clone();
+                let _ = tokio::task::spawn_blocking(move || app.reload()).await;
+            }
+        });
+        Ok(())
+    }
+}
+
+impl Catalog for DevApp {
+    /// In dev every app id reaches the project: the SDK in a local front end uses the real app
+    /// id, and there is only one app.
+    fn app(&self, _app_id: &str) -> Option<Arc<AppFunctions>> {
+        Some(self.snapshot())
+    }
+
+    fn default_app(&self) -> Option<Arc<AppFunctions>> {
+        Some(self.snapshot())
+    }
+}
+
+fn spec_for(app_id: &str, project: &Project, def: &FunctionDef, shared: &Path) -> FunctionSpec {
+    let mut read_paths = vec![def.dir.clone()];
+    if shared.is_dir() {
+        read_paths.push(shared.to_path_buf());
+    }
+    FunctionSpec {
+        app_id: app_id.to_string(),
+        name: def.name.clone(),
+        entry: def.entry.clone(),
+        read_paths,
+        version: fingerprint(project, def),
+        env: Vec::new(),
+    }
+}
+
+/// A hash of the function's files (path, size, modification time): changes when its code does.
+fn fingerprint(project: &Project, def: &FunctionDef) -> String {
+    let mut hasher = DefaultHasher::new();
+    def.entry.hash(&mut hasher);
+    match def.source_files(project) {
+        Ok(files) => {
+            for file in files {
+                file.path.hash(&mut hasher);
+                if let Ok(meta) = std::fs::metadata(&file.abs) {
+                    meta.len().hash(&mut hasher);
+                    meta.modified().ok().hash(&mut hasher);
+                }
+            }
+        }
+        Err(error) => error.to_string().hash(&mut hasher),
+    }
+    format!("{:016x}", hasher.finish())
+}
+
+fn changed_names(previous: &AppFunctions, next: &AppFunctions, reload: bool) -> Vec<String> {
+    if !reload {
+        return Vec::new();
+    }
+    let old: BTreeMap<&String, &String> = previous.functions.iter().map(|(n, s)| (n, &s.version)).collect();
+    next.functions
+        .iter()
+        .filter(|(name, spec)| old.get(name) != Some(&&spec.version))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Files created, written, renamed or removed; not reads (our own reads of the project, and
+/// Deno's, must not trigger reloads) and not metadata-only changes.
+fn is_content_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
+}
+
+/// Editor swap files, our own state and generated types do not trigger a reload.
+fn is_source_change(path: &Path) -> bool {
+    !path.components().any(|c| {
+        let c = c.as_os_str().to_string_lossy();
+        c == ".homebase" || c == ".types" || c == "node_modules" || c == ".git"
+    }) && !path.file_name().is_some_and(|n| {
+        let n = n.to_string_lossy();
+        n.ends_with('~') || n.ends_with(".swp") || n.starts_with(".#")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_content_changes_reload() {
+        use notify::EventKind;
+        use notify::event::{AccessKind, CreateKind, DataChange, MetadataKind, ModifyKind, RemoveKind};
+        assert!(is_content_change(&EventKind::Create(CreateKind::File)));
+        assert!(is_content_change(&EventKind::Remove(RemoveKind::Folder)));
+        assert!(is_content_change(&EventKind::Modify(ModifyKind::Data(DataChange::Content))));
+        assert!(!is_content_change(&EventKind::Access(AccessKind::Read)));
+        assert!(!is_content_change(&EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))));
+    }
+
+    #[test]
+    fn generated_and_editor_files_do_not_reload() {
+        assert!(is_source_change(Path::new("/p/base44/functions/a/entry.ts")));
+        assert!(is_source_change(Path::new("/p/base44/config.jsonc")));
+        assert!(!is_source_change(Path::new("/p/base44/.types/types.d.ts")));
+        assert!(!is_source_change(Path::new("/p/base44/.homebase/data.db")));
+        assert!(!is_source_change(Path::new("/p/base44/functions/a/.entry.ts.swp")));
+        assert!(!is_source_change(Path::new("/p/base44/functions/a/entry.ts~")));
+    }
+}

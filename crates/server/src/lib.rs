@@ -1,0 +1,130 @@
+//! The HTTP face of Homebase and the wiring of its services.
+//!
+//! It owns the axum routers (today the function routes of reference §1), the headers a function
+//! receives and the service tokens minted for it, the mapping of every failure to a JSON body with
+//! `message` and `detail`, the layered [`config::Config`], the `dev` wiring of a project folder
+//! ([`dev::DevApp`]) and [`serve`], which runs a router until shutdown and drains it. Business
+//! rules live below: project reading in `homebase-project`, processes in `homebase-runtime`.
+
+pub mod catalog;
+pub mod config;
+pub mod dev;
+mod error;
+pub mod headers;
+pub mod logs;
+mod routes;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use homebase_runtime::Runtime;
+use http::{HeaderMap, Uri};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use catalog::{AppFunctions, Catalog};
+pub use error::ApiError;
+pub use routes::router;
+pub use token::TokenMinter;
+
+/// Shared state of the routers: a cheap clone over `Arc`s.
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Arc<dyn Catalog>,
+    pub runtime: Runtime,
+    pub tokens: Arc<TokenMinter>,
+    /// `Base44-Api-Url` for functions; `None` uses the URL the caller reached us at.
+    pub public_url: Option<Arc<str>>,
+    request_ids: Arc<RequestIds>,
+}
+
+struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(catalog: Arc<dyn Catalog>, runtime: Runtime, tokens: TokenMinter, public_url: Option<String>) -> Self {
+        AppState {
+            catalog,
+            runtime,
+            tokens: Arc::new(tokens),
+            public_url: public_url.map(Arc::from),
+            request_ids: Arc::new(RequestIds { prefix: rand::random(), next: AtomicU64::new(1) }),
+        }
+    }
+
+    /// A new request id, unique within this process and unlikely to repeat across restarts.
+    pub fn next_request_id(&self) -> String {
+        let n = self.request_ids.next.fetch_add(1, Ordering::Relaxed);
+        format!("req_{:08x}{n:08x}", self.request_ids.prefix)
+    }
+
+    /// The URL a function should call back: the configured public URL, else the scheme and
+    /// host the caller used.
+    pub fn api_url(&self, headers: &HeaderMap, uri: &Uri) -> String {
+        if let Some(url) = &self.public_url {
+            return url.to_string();
+        }
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str()))
+            .filter(|h| is_host(h))
+            .unwrap_or("127.0.0.1");
+        format!("http://{host}")
+    }
+}
+
+/// A `host[:port]` made of the characters a host may have (no path, no user info).
+fn is_host(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 255
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and gives
+/// in-flight requests up to `grace` to finish. Returns once the server has stopped.
+pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: CancellationToken, grace: Duration) {
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let signal = shutdown.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move { signal.cancelled().await });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => {
+            if let Err(error) = result {
+                tracing::error!(%error, "server stopped");
+            }
+            return;
+        }
+        () = shutdown.cancelled() => {}
+    }
+    if tokio::time::timeout(grace, server).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within {}s; stopping anyway", grace.as_secs_f64());
+    }
+}
+
+/// Binds `host:port`; when `fallback` is set and the port is taken, tries the next ports.
+/// Returns the listener and the address it got.
+pub async fn bind(addr: SocketAddr, fallback: bool) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let tries = if fallback && addr.port() != 0 { 100 } else { 1 };
+    let mut last = None;
+    for offset in 0..tries {
+        let port = addr.port().saturating_add(offset);
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(listener) => {
+                let local = listener.local_addr()?;
+                return Ok((listener, local));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no port available")))
+}

@@ -1,0 +1,160 @@
+//! The function routes (reference §1.2–1.4) and the fallback.
+//!
+//! - `ANY /api/apps/{app}/functions/{name…}`: SDK `functions.invoke`.
+//! - `ANY /api/functions/{path…}`: SDK `functions.fetch`; the app comes from `X-App-Id`, else the
+//!   default app.
+//! - `ANY /functions/{name…}`: the public webhook URL; never a user context.
+//!
+//! The function sees its own name as the first path segment, then any sub-path and the query.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use http::{HeaderMap, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+
+use crate::AppState;
+use crate::catalog::{AppFunctions, Resolved};
+use crate::error::ApiError;
+use crate::headers::{self, Caller, Injected};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/apps/{app_id}/functions/{*name}", any(sdk_invoke))
+        .route("/api/functions/{*path}", any(sdk_fetch))
+        .route("/functions/{*name}", any(webhook))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(unknown_route)
+        .with_state(state)
+}
+
+async fn sdk_invoke(State(state): State<AppState>, request: Request) -> Response {
+    // /api/apps/{app}/functions/{rest}: segments 3 and 5 onwards, taken raw (names arrive unencoded).
+    let path = request.uri().path();
+    let mut parts = path.splitn(6, '/');
+    let app_id = parts.nth(3).unwrap_or_default().to_string();
+    let rest = parts.nth(1).unwrap_or_default().to_string();
+    let app = state.catalog.app(&app_id).ok_or_else(|| app_not_found(&app_id));
+    forward(state, Caller::Sdk, app, rest, request).await
+}
+
+async fn sdk_fetch(State(state): State<AppState>, request: Request) -> Response {
+    let rest = request.uri().path().trim_start_matches("/api/functions/").to_string();
+    let app = app_for(&state, request.headers());
+    forward(state, Caller::Sdk, app, rest, request).await
+}
+
+async fn webhook(State(state): State<AppState>, request: Request) -> Response {
+    let rest = request.uri().path().trim_start_matches("/functions/").to_string();
+    let app = app_for(&state, request.headers());
+    forward(state, Caller::Webhook, app, rest, request).await
+}
+
+/// The app named by `X-App-Id`, else the default app.
+fn app_for(state: &AppState, headers: &HeaderMap) -> Result<Arc<AppFunctions>, ApiError> {
+    match headers.get(&headers::X_APP_ID).and_then(|v| v.to_str().ok()) {
+        Some(id) => state.catalog.app(id).ok_or_else(|| app_not_found(id)),
+        None => state.catalog.default_app().ok_or_else(|| {
+            ApiError::not_found(
+                "app_not_found",
+                "No app was named and there is no default app",
+                "Send the app id in the X-App-Id header, or call /api/apps/{app_id}/functions/{name}.",
+            )
+        }),
+    }
+}
+
+fn app_not_found(id: &str) -> ApiError {
+    ApiError::not_found(
+        "app_not_found",
+        format!("No app with id '{id}'"),
+        "Check the app id the client was created with.",
+    )
+}
+
+async fn forward(
+    state: AppState,
+    caller: Caller,
+    app: Result<Arc<AppFunctions>, ApiError>,
+    rest: String,
+    request: Request,
+) -> Response {
+    let app = match app {
+        Ok(app) => app,
+        Err(error) => return error.into_response(),
+    };
+    let spec = match app.resolve(&rest) {
+        Resolved::Function(spec) => spec.clone(),
+        Resolved::Broken { name, reason } => {
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "function_invalid",
+                format!("Function '{name}' cannot run because its definition is invalid"),
+                reason,
+            )
+            .into_response();
+        }
+        Resolved::Unknown => return function_not_found(&app, &rest).into_response(),
+    };
+
+    let (mut parts, body) = request.into_parts();
+    let request_id = match headers::caller_request_id(&parts.headers) {
+        Some(id) => id.to_string(),
+        None => state.next_request_id(),
+    };
+    let api_url = state.api_url(&parts.headers, &parts.uri);
+    let service_token = state.tokens.mint_service(&app.app_id);
+    headers::prepare_request_headers(
+        &mut parts.headers,
+        caller,
+        &Injected { app_id: &app.app_id, api_url: &api_url, service_token: &service_token, request_id: &request_id },
+    );
+    let mut target = String::with_capacity(rest.len() + 64);
+    target.push('/');
+    target.push_str(rest.trim_start_matches('/'));
+    if let Some(query) = parts.uri.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    parts.uri = match Uri::try_from(target) {
+        Ok(uri) => uri,
+        Err(e) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_path", "The request path is not valid", e.to_string())
+                .into_response();
+        }
+    };
+    parts.version = Version::HTTP_11;
+    let body = body.map_err(Into::into).boxed_unsync();
+
+    match state.runtime.handle(&spec, http::Request::from_parts(parts, body)).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            headers::prepare_response_headers(&mut parts.headers);
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+fn function_not_found(app: &AppFunctions, rest: &str) -> ApiError {
+    let wanted = rest.trim_start_matches('/');
+    let names = app.names();
+    let detail = if names.is_empty() {
+        "This app has no functions yet. Add base44/functions/<name>/entry.ts.".to_string()
+    } else {
+        format!("Known functions: {}.", names.join(", "))
+    };
+    ApiError::not_found("function_not_found", format!("No function matches '{wanted}'"), detail)
+}
+
+async fn unknown_route(request: Request) -> ApiError {
+    ApiError::not_found(
+        "route_not_found",
+        format!("No route for {} {}", request.method(), request.uri().path()),
+        "Functions are served at /api/apps/{app_id}/functions/{name}, /api/functions/{name} and /functions/{name}.",
+    )
+}

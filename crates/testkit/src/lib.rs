@@ -1,0 +1,160 @@
+//! Test helpers shared by Homebase's integration tests (ships nowhere).
+//!
+//! - [`fixture`] copies a fixture project from `fixtures/` into a temp folder.
+//! - [`deno`] finds (or installs, once per process) the Deno the tests run.
+//! - [`TestServer`] runs the dev server in-process on 127.0.0.1:0 with a real runtime, and
+//!   collects every log event.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use homebase_runtime::{LogEvent, LogSink, Runtime, RuntimeConfig};
+use homebase_server::dev::{DevApp, DevEvent};
+use homebase_server::logs::LogHub;
+use homebase_server::{AppState, TokenMinter};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+/// A copy of a fixture project in a temp folder, removed on drop.
+pub struct TempProject {
+    dir: tempfile::TempDir,
+}
+
+impl TempProject {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `contents` to `relative` (creating folders).
+    pub fn write(&self, relative: &str, contents: &str) {
+        let path = self.dir.path().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+}
+
+/// Copies `fixtures/<name>` into a fresh temp folder.
+pub fn fixture(name: &str) -> TempProject {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
+    assert!(source.is_dir(), "no fixture {}", source.display());
+    let dir = tempfile::Builder::new().prefix("homebase-fixture-").tempdir().unwrap();
+    copy_dir(&source, dir.path()).unwrap();
+    TempProject { dir }
+}
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_path_buf()
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The Deno used by tests: found or installed once per test process (so that parallel tests do
+/// not race to install it).
+pub async fn deno() -> PathBuf {
+    static DENO: OnceCell<PathBuf> = OnceCell::const_new();
+    DENO.get_or_init(|| async {
+        let install = homebase_runtime::deno::locate_or_install(&|line| eprintln!("{line}"))
+            .await
+            .unwrap_or_else(|e| panic!("tests need Deno: {e}"));
+        install.path
+    })
+    .await
+    .clone()
+}
+
+/// Collects every log event, for assertions.
+#[derive(Default)]
+pub struct CollectedLogs(Mutex<Vec<LogEvent>>);
+
+impl CollectedLogs {
+    pub fn events(&self) -> Vec<LogEvent> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl LogSink for CollectedLogs {
+    fn emit(&self, event: LogEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+/// The dev server, in-process, on an ephemeral port.
+pub struct TestServer {
+    pub url: String,
+    pub runtime: Runtime,
+    pub app: Arc<DevApp>,
+    pub logs: Arc<CollectedLogs>,
+    pub hub: Arc<LogHub>,
+    pub events: Arc<Mutex<Vec<DevEvent>>>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Serves `project` with default limits.
+    pub async fn start(project: &Path) -> TestServer {
+        TestServer::start_with(project, RuntimeConfig::default()).await
+    }
+
+    /// Serves `project` with `config` (its `deno` is filled in).
+    pub async fn start_with(project: &Path, mut config: RuntimeConfig) -> TestServer {
+        config.deno = Some(deno().await);
+        let logs = Arc::new(CollectedLogs::default());
+        let hub = LogHub::new(100_000, vec![logs.clone() as Arc<dyn LogSink>]);
+        let runtime = Runtime::new(config, hub.clone()).expect("runtime starts");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let app =
+            DevApp::load(project, runtime.clone(), Arc::new(move |e: &DevEvent| sink.lock().unwrap().push(e.clone())))
+                .expect("fixture project loads");
+        let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
+        let shutdown = CancellationToken::new();
+        app.watch(shutdown.clone()).expect("the project can be watched");
+        let state = AppState::new(app.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None);
+        let server = tokio::spawn(homebase_server::serve(
+            listener,
+            homebase_server::router(state),
+            shutdown.clone(),
+            Duration::from_secs(5),
+        ));
+        TestServer { url: format!("http://{addr}"), runtime, app, logs, hub, events, shutdown, server }
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    /// `{url}{path}`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Stops accepting, drains, and stops every worker.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        self.runtime.shutdown(Duration::from_secs(2)).await;
+    }
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
