@@ -33,31 +33,65 @@ pub fn deno_dir() -> PathBuf {
     }
 }
 
+/// What the lookup reads from the environment, gathered so it can be tested without touching
+/// the process environment.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// `HOMEBASE_DENO`.
+    pub explicit: Option<PathBuf>,
+    /// `PATH`.
+    pub path: Option<std::ffi::OsString>,
+    /// Homebase's cache folder ([`cache_dir`]).
+    pub cache: PathBuf,
+}
+
+impl Lookup {
+    pub fn from_env() -> Lookup {
+        Lookup {
+            explicit: std::env::var_os("HOMEBASE_DENO").filter(|p| !p.is_empty()).map(PathBuf::from),
+            path: std::env::var_os("PATH"),
+            cache: cache_dir(),
+        }
+    }
+}
+
 /// Finds Deno, installing it with npm when there is none. `progress` receives one line per step
 /// of a download.
 pub async fn locate_or_install(progress: &(dyn Fn(&str) + Send + Sync)) -> Result<DenoInstall, RuntimeError> {
-    if let Some(path) = std::env::var_os("HOMEBASE_DENO").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        return check(&path, "HOMEBASE_DENO").await.map_err(|e| match e {
+    locate_with(&Lookup::from_env(), progress).await
+}
+
+pub async fn locate_with(
+    lookup: &Lookup,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<DenoInstall, RuntimeError> {
+    if let Some(path) = &lookup.explicit {
+        return check(path, "HOMEBASE_DENO").await.map_err(|e| match e {
             RuntimeError::Deno { message } => {
                 RuntimeError::Deno { message: format!("HOMEBASE_DENO points at {}: {message}", path.display()) }
             }
             other => other,
         });
     }
-    if let Some(path) = find_on_path("deno") {
+    if let Some(path) = find_on_path(lookup.path.as_deref(), "deno") {
         return check(&path, "PATH").await;
     }
-    let cache = cache_dir();
-    if let Some(path) = cached_binary(&cache) {
+    if let Some(path) = cached_binary(&lookup.cache) {
         return check(&path, "cache").await;
     }
-    install_with_npm(&cache, progress).await
+    let Some(npm) = find_on_path(lookup.path.as_deref(), "npm") else {
+        return Err(RuntimeError::Deno {
+            message: "Deno 2 was not found and npm is not available to install it. Install Deno 2 \
+                      and put it on PATH (or set HOMEBASE_DENO to its path), or install Node.js \
+                      with npm so that Homebase can fetch Deno from the npm registry."
+                .into(),
+        });
+    };
+    install_with_npm(&npm, &lookup.cache, progress).await
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|candidate| is_executable(candidate))
+fn find_on_path(paths: Option<&std::ffi::OsStr>, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(paths?).map(|dir| dir.join(name)).find(|candidate| is_executable(candidate))
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -77,15 +111,11 @@ fn cached_binary(prefix: &Path) -> Option<PathBuf> {
     platforms.flatten().map(|entry| entry.path().join("deno")).find(|candidate| is_executable(candidate))
 }
 
-async fn install_with_npm(prefix: &Path, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<DenoInstall, RuntimeError> {
-    let Some(npm) = find_on_path("npm") else {
-        return Err(RuntimeError::Deno {
-            message: "Deno 2 was not found and npm is not available to install it. Install Deno 2 \
-                      and put it on PATH (or set HOMEBASE_DENO to its path), or install Node.js \
-                      with npm so that Homebase can fetch Deno from the npm registry."
-                .into(),
-        });
-    };
+async fn install_with_npm(
+    npm: &Path,
+    prefix: &Path,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<DenoInstall, RuntimeError> {
     std::fs::create_dir_all(prefix)
         .map_err(|e| RuntimeError::Deno { message: format!("could not create {}: {e}", prefix.display()) })?;
     progress(&format!("Deno not found; installing deno@2 from the npm registry into {} …", prefix.display()));
@@ -123,13 +153,23 @@ async fn install_with_npm(prefix: &Path, progress: &(dyn Fn(&str) + Send + Sync)
 
 /// Runs `deno --version` and refuses anything older than 2.0.
 async fn check(path: &Path, source: &'static str) -> Result<DenoInstall, RuntimeError> {
-    let output = Command::new(path)
-        .arg("--version")
-        .env("DENO_NO_UPDATE_CHECK", "1")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| RuntimeError::Deno { message: format!("could not run {}: {e}", path.display()) })?;
+    let mut attempt = 0;
+    let output = loop {
+        let result =
+            Command::new(path).arg("--version").env("DENO_NO_UPDATE_CHECK", "1").stdin(Stdio::null()).output().await;
+        match result {
+            // A just-written executable is briefly "busy" while another thread's fork still
+            // holds it open; that passes.
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempt < 5 => {
+                attempt += 1;
+                tokio::task::yield_now().await;
+            }
+            result => {
+                break result
+                    .map_err(|e| RuntimeError::Deno { message: format!("could not run {}: {e}", path.display()) })?;
+            }
+        }
+    };
     let text = String::from_utf8_lossy(&output.stdout);
     let version = parse_version(&text).ok_or_else(|| RuntimeError::Deno {
         message: format!(
@@ -205,6 +245,77 @@ mod tests {
         let path = fake_deno(dir.path(), "something else");
         let err = check(&path, "PATH").await.unwrap_err().to_string();
         assert!(err.contains("did not report a Deno version"), "{err}");
+    }
+
+    fn lookup(explicit: Option<PathBuf>, path_dirs: &[&Path], cache: &Path) -> Lookup {
+        Lookup { explicit, path: Some(std::env::join_paths(path_dirs).unwrap()), cache: cache.to_path_buf() }
+    }
+
+    #[tokio::test]
+    async fn lookup_order_is_explicit_then_path_then_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (explicit, on_path, cache) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+        for d in [&explicit, &on_path] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let cached_dir = cache.join("node_modules/deno");
+        std::fs::create_dir_all(&cached_dir).unwrap();
+        let explicit_bin = fake_deno(&explicit, "deno 2.1.0 (x)");
+        fake_deno(&on_path, "deno 2.2.0 (x)");
+        fake_deno(&cached_dir, "deno 2.3.0 (x)");
+        let quiet = |_: &str| {};
+
+        let found = locate_with(&lookup(Some(explicit_bin), &[&on_path], &cache), &quiet).await.unwrap();
+        assert_eq!((found.version.as_str(), found.source), ("2.1.0", "HOMEBASE_DENO"));
+        let found = locate_with(&lookup(None, &[&on_path], &cache), &quiet).await.unwrap();
+        assert_eq!((found.version.as_str(), found.source), ("2.2.0", "PATH"));
+        let found = locate_with(&lookup(None, &[&explicit.join("none")], &cache), &quiet).await.unwrap();
+        assert_eq!((found.version.as_str(), found.source), ("2.3.0", "cache"));
+    }
+
+    #[tokio::test]
+    async fn a_bad_explicit_deno_is_reported_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = fake_deno(dir.path(), "deno 1.40.0 (x)");
+        let err = locate_with(&lookup(Some(old), &[], dir.path()), &|_| {}).await.unwrap_err().to_string();
+        assert!(err.contains("HOMEBASE_DENO points at"), "{err}");
+        assert!(err.contains("too old"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn without_deno_or_npm_the_error_names_both_remedies() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = locate_with(&lookup(None, &[dir.path()], &dir.path().join("cache")), &|_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HOMEBASE_DENO"), "{err}");
+        assert!(err.contains("npm"), "{err}");
+        assert!(err.contains("PATH"), "{err}");
+    }
+
+    /// The real thing: `npm install deno@2` from the npm registry into an empty cache.
+    #[tokio::test]
+    async fn provisions_deno_from_npm_into_an_empty_cache() {
+        let npm = find_on_path(std::env::var_os("PATH").as_deref(), "npm").expect("the tests need npm");
+        let npm_dir = npm.parent().unwrap().to_path_buf();
+        let cache = tempfile::tempdir().unwrap();
+        let lines = std::sync::Mutex::new(Vec::new());
+        let progress = |line: &str| lines.lock().unwrap().push(line.to_string());
+        let lookup = lookup(None, &[&npm_dir], cache.path());
+        let found = locate_with(&lookup, &progress).await.unwrap();
+        if found.source == "PATH" {
+            return; // this machine has deno next to npm; nothing was installed
+        }
+        assert_eq!(found.source, "npm");
+        assert!(found.version.starts_with("2."), "{}", found.version);
+        assert!(found.path.starts_with(cache.path()));
+        let lines = lines.into_inner().unwrap();
+        assert!(lines[0].contains("installing deno@2"), "{lines:?}");
+        assert!(lines.last().unwrap().starts_with("Installed Deno 2."), "{lines:?}");
+        // The second lookup finds the cached copy without npm.
+        let again = locate_with(&Lookup { path: None, ..lookup }, &|_| {}).await.unwrap();
+        assert_eq!((again.source, again.path), ("cache", found.path));
     }
 
     #[test]
