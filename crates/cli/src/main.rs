@@ -14,8 +14,9 @@ fn main() -> std::process::ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return output::fail(cli.global.json, &anyhow::anyhow!("could not start: {error}")),
     };
+    let json = cli.global.json;
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => output::fail(false, &error),
+        Err(error) => output::fail(json, &error),
     }
 }

@@ -264,6 +264,32 @@ async fn dev_outside_a_project_says_what_is_missing() {
 }
 
 #[tokio::test]
+async fn failures_are_json_with_json() {
+    let empty = tempfile::tempdir().unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_homebase")).args(["--json", "dev"]).arg(empty.path()).output().await.unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(error["event"], "error");
+    assert!(error["message"].as_str().unwrap().contains("config.jsonc"), "{error}");
+}
+
+#[tokio::test]
+async fn a_missing_explicit_config_file_is_an_error() {
+    let project = fixture("functions");
+    let output = Command::new(env!("CARGO_BIN_EXE_homebase"))
+        .arg("dev")
+        .arg(project.path())
+        .args(["--config", "/nonexistent/homebase.toml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/homebase.toml"), "{stderr}");
+}
+
+#[tokio::test]
 async fn types_generate_writes_the_registry() {
     let project = fixture("functions");
     let output = Command::new(env!("CARGO_BIN_EXE_homebase"))

@@ -297,6 +297,11 @@ impl Project {
                 }
                 match load_function_config(&dir, &config) {
                     Ok(def) => candidates.push((config, def)),
+                    // A config too broken to name its function is charged to the folder's
+                    // name: that is the URL its author most likely calls.
+                    Err(err) if err.function.is_none() && !listing.rel.as_os_str().is_empty() => {
+                        problems.push(err.for_function(segments(&listing.rel).join("/")))
+                    }
                     Err(err) => problems.push(err),
                 }
                 continue;
@@ -617,7 +622,9 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Parse);
         assert_eq!(e.file, Some(tmp.path().join("base44/functions/bad/function.jsonc")));
         assert_eq!((e.line, e.column), (Some(3), Some(3)));
+        assert_eq!(e.function.as_deref(), Some("bad"), "charged to the folder's name");
         assert_eq!(d.problems[1].kind, ErrorKind::Parse);
+        assert_eq!(d.problems[1].function.as_deref(), Some("typed"));
         assert!(d.problems[1].message.contains("invalid type: integer `42`"));
     }
 

@@ -56,7 +56,7 @@ pub struct RuntimeConfig {
     pub idle_timeout: Duration,
     /// How long a worker may take to load its module.
     pub boot_timeout: Duration,
-    /// How long a stopping worker gets before SIGKILL.
+    /// How long a stopping worker gets to finish its `waitUntil` work before SIGKILL.
     pub stop_grace: Duration,
     /// Pass Homebase's own environment to workers (dev: that is where local secrets live).
     pub inherit_env: bool,
@@ -70,7 +70,7 @@ impl Default for RuntimeConfig {
             function_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(300),
             boot_timeout: Duration::from_secs(60),
-            stop_grace: Duration::from_secs(2),
+            stop_grace: Duration::from_secs(10),
             inherit_env: true,
         }
     }

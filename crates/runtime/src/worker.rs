@@ -119,8 +119,10 @@ impl Worker {
         let (ready_tx, ready_rx) = oneshot::channel();
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let tagger = Tagger { spec: spec.clone(), logs: ctx.logs.clone() };
-        tokio::spawn(pump_stdout(stdout, tagger.clone(), ready_tx));
-        let stderr_task = tokio::spawn(pump_stderr(stderr, tagger.clone(), stderr_tail.clone()));
+        let pumps = [
+            tokio::spawn(pump_stdout(stdout, tagger.clone(), ready_tx)),
+            tokio::spawn(pump_stderr(stderr, tagger.clone(), stderr_tail.clone())),
+        ];
 
         let connector = UnixConnector(Arc::from(socket.as_path()));
         let client = Client::builder(TokioExecutor::new())
@@ -142,7 +144,7 @@ impl Worker {
             epoch: ctx.epoch,
         });
         worker.touch();
-        tokio::spawn(own_process(worker.clone(), child, stdin, stderr_task, ctx.stop_grace, socket, tmp));
+        tokio::spawn(own_process(worker.clone(), child, stdin, pumps, ctx.stop_grace, socket, tmp));
 
         let boot = tokio::time::timeout(ctx.boot_timeout, ready_rx).await;
         let failure = match boot {
@@ -253,13 +255,14 @@ impl Drop for Lease {
     }
 }
 
-/// Owns the child process: stops it when asked (stdin closed, then SIGKILL after the grace
-/// period), reaps it, and cleans its socket and temp folder.
+/// Owns the child process: stops it when asked (stdin closed, so the host finishes its
+/// `waitUntil` work and exits; SIGKILL after the grace period), reaps it, drains its output, and
+/// cleans its socket and temp folder.
 async fn own_process(
     worker: Arc<Worker>,
     mut child: Child,
     stdin: Option<ChildStdin>,
-    stderr_task: tokio::task::JoinHandle<()>,
+    pumps: [tokio::task::JoinHandle<()>; 2],
     grace: Duration,
     socket: PathBuf,
     tmp: PathBuf,
@@ -277,7 +280,10 @@ async fn own_process(
             }
         }
     };
-    let _ = stderr_task.await;
+    // Every line the process printed is delivered before it counts as exited.
+    for pump in pumps {
+        let _ = pump.await;
+    }
     let requested = worker.stop.is_cancelled();
     {
         let mut reason = worker.exit_reason.lock().unwrap();

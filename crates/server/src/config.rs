@@ -27,6 +27,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The URL functions use to call back (`Base44-Api-Url`); default: the URL the caller used.
     pub public_url: Option<String>,
+    /// Browser origins allowed to call functions, besides loopback ones; `*` for any.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             boot_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
             public_url: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -48,13 +51,65 @@ impl Default for Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ConfigLayer {
-    pub host: Option<IpAddr>,
+    pub host: Option<Host>,
     pub port: Option<u16>,
-    pub function_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub boot_timeout: Option<String>,
-    pub shutdown_timeout: Option<String>,
+    pub function_timeout: Option<DurationValue>,
+    pub idle_timeout: Option<DurationValue>,
+    pub boot_timeout: Option<DurationValue>,
+    pub shutdown_timeout: Option<DurationValue>,
     pub public_url: Option<String>,
+    pub cors_origins: Option<Vec<String>>,
+}
+
+/// A duration as written: `"30s"`, `"5m"`, or a number of seconds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum DurationValue {
+    Seconds(f64),
+    Text(String),
+}
+
+impl From<String> for DurationValue {
+    fn from(text: String) -> Self {
+        DurationValue::Text(text)
+    }
+}
+
+impl From<&str> for DurationValue {
+    fn from(text: &str) -> Self {
+        DurationValue::Text(text.to_string())
+    }
+}
+
+impl DurationValue {
+    fn parse(&self) -> Result<Duration, String> {
+        match self {
+            DurationValue::Text(text) => parse_duration(text),
+            DurationValue::Seconds(seconds) => parse_duration(&seconds.to_string()),
+        }
+    }
+}
+
+/// An IP address, or `localhost` (127.0.0.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Host(pub IpAddr);
+
+impl TryFrom<String> for Host {
+    type Error = String;
+    fn try_from(text: String) -> Result<Host, String> {
+        text.parse()
+    }
+}
+
+impl std::str::FromStr for Host {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Host, String> {
+        if text.eq_ignore_ascii_case("localhost") {
+            return Ok(Host(IpAddr::from([127, 0, 0, 1])));
+        }
+        text.parse().map(Host).map_err(|_| format!("'{text}' is not an IP address (or localhost)"))
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -65,19 +120,27 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 7] =
-    ["host", "port", "function-timeout", "idle-timeout", "boot-timeout", "shutdown-timeout", "public-url"];
+const ENV_KEYS: [&str; 8] = [
+    "host",
+    "port",
+    "function-timeout",
+    "idle-timeout",
+    "boot-timeout",
+    "shutdown-timeout",
+    "public-url",
+    "cors-origins",
+];
 
 impl ConfigLayer {
-    /// Reads a TOML file. A missing file is an empty layer.
-    pub fn from_file(path: &Path) -> Result<ConfigLayer, ConfigError> {
+    /// Reads a TOML file. A missing file is an empty layer unless `required`.
+    pub fn from_file(path: &Path, required: bool) -> Result<ConfigLayer, ConfigError> {
+        let error = |message: String| ConfigError { source_name: path.display().to_string(), message };
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigLayer::default()),
-            Err(e) => return Err(ConfigError { source_name: path.display().to_string(), message: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(ConfigLayer::default()),
+            Err(e) => return Err(error(e.to_string())),
         };
-        toml::from_str(&text)
-            .map_err(|e| ConfigError { source_name: path.display().to_string(), message: e.to_string() })
+        toml::from_str(&text).map_err(|e| error(e.to_string()))
     }
 
     /// Reads `HOMEBASE_*` variables from `vars`.
@@ -91,12 +154,16 @@ impl ConfigLayer {
             }
             let bad = |message: String| ConfigError { source_name: key.clone(), message };
             match name.as_str() {
-                "host" => layer.host = Some(value.parse().map_err(|_| bad(format!("'{value}' is not an IP address")))?),
+                "host" => layer.host = Some(value.parse().map_err(bad)?),
                 "port" => layer.port = Some(value.parse().map_err(|_| bad(format!("'{value}' is not a port number")))?),
-                "function-timeout" => layer.function_timeout = Some(value),
-                "idle-timeout" => layer.idle_timeout = Some(value),
-                "boot-timeout" => layer.boot_timeout = Some(value),
-                "shutdown-timeout" => layer.shutdown_timeout = Some(value),
+                "function-timeout" => layer.function_timeout = Some(value.into()),
+                "idle-timeout" => layer.idle_timeout = Some(value.into()),
+                "boot-timeout" => layer.boot_timeout = Some(value.into()),
+                "shutdown-timeout" => layer.shutdown_timeout = Some(value.into()),
+                "cors-origins" => {
+                    layer.cors_origins =
+                        Some(value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect())
+                }
                 _ => layer.public_url = Some(value),
             }
         }
@@ -110,14 +177,13 @@ impl Config {
     pub fn resolve(layers: &[(&str, ConfigLayer)]) -> Result<Config, ConfigError> {
         let mut config = Config::default();
         for (source, layer) in layers {
-            let duration = |value: &Option<String>, current: Duration, key: &str| -> Result<Duration, ConfigError> {
-                match value {
-                    None => Ok(current),
-                    Some(text) => parse_duration(text)
-                        .map_err(|message| ConfigError { source_name: format!("{source} ({key})"), message }),
+            let duration = |value: &Option<DurationValue>, current: Duration, key: &str| match value {
+                None => Ok(current),
+                Some(value) => {
+                    value.parse().map_err(|message| ConfigError { source_name: format!("{source} ({key})"), message })
                 }
             };
-            config.host = layer.host.unwrap_or(config.host);
+            config.host = layer.host.map_or(config.host, |h| h.0);
             config.port = layer.port.unwrap_or(config.port);
             config.function_timeout = duration(&layer.function_timeout, config.function_timeout, "function-timeout")?;
             config.idle_timeout = duration(&layer.idle_timeout, config.idle_timeout, "idle-timeout")?;
@@ -125,6 +191,9 @@ impl Config {
             config.shutdown_timeout = duration(&layer.shutdown_timeout, config.shutdown_timeout, "shutdown-timeout")?;
             if let Some(url) = &layer.public_url {
                 config.public_url = Some(url.trim_end_matches('/').to_string());
+            }
+            if let Some(origins) = &layer.cors_origins {
+                config.cors_origins = origins.clone();
             }
         }
         config.validate()?;
@@ -138,6 +207,9 @@ impl Config {
         }
         if self.boot_timeout.is_zero() {
             return Err(invalid("boot-timeout", "must be longer than zero"));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(invalid("idle-timeout", "must be longer than zero, e.g. \"5m\""));
         }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -182,10 +254,24 @@ mod tests {
         let file: ConfigLayer = toml::from_str("function-timeout = \"30s\"\nport = 5000").unwrap();
         let env = env(&[("HOMEBASE_FUNCTION_TIMEOUT", "45s"), ("OTHER", "x")]);
         let flags = ConfigLayer { port: Some(0), ..Default::default() };
+        let flags = ConfigLayer { host: Some("localhost".parse().unwrap()), ..flags };
         let config = Config::resolve(&[("file", file), ("env", env), ("flags", flags)]).unwrap();
         assert_eq!(config.function_timeout, Duration::from_secs(45));
         assert_eq!(config.port, 0);
         assert_eq!(config.idle_timeout, Config::default().idle_timeout);
+        assert_eq!(config.host, IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn file_durations_may_be_numbers_and_origins_a_list() {
+        let file: ConfigLayer = toml::from_str("idle-timeout = 90\ncors-origins = [\"https://app.example\"]").unwrap();
+        let boot = env(&[("HOMEBASE_BOOT_TIMEOUT", "2.5")]);
+        let config = Config::resolve(&[("file", file), ("env", boot)]).unwrap();
+        assert_eq!(config.idle_timeout, Duration::from_secs(90));
+        assert_eq!(config.boot_timeout, Duration::from_millis(2500));
+        assert_eq!(config.cors_origins, vec!["https://app.example".to_string()]);
+        let origins = env(&[("HOMEBASE_CORS_ORIGINS", "https://a.example, https://b.example")]);
+        assert_eq!(origins.cors_origins.unwrap().len(), 2);
     }
 
     #[test]
@@ -195,6 +281,10 @@ mod tests {
         assert!(err.message.contains("'soon' is not a duration"), "{err}");
         let err = ConfigLayer::from_env([("HOMEBASE_PORT".to_string(), "http".to_string())]).unwrap_err();
         assert_eq!(err.to_string(), "HOMEBASE_PORT: 'http' is not a port number");
+        let err = ConfigLayer::from_env([("HOMEBASE_HOST".to_string(), "example".to_string())]).unwrap_err();
+        assert_eq!(err.to_string(), "HOMEBASE_HOST: 'example' is not an IP address (or localhost)");
+        let idle = ConfigLayer { idle_timeout: Some(DurationValue::Seconds(0.0)), ..Default::default() };
+        assert_eq!(Config::resolve(&[("flags", idle)]).unwrap_err().source_name, "idle-timeout");
         let err =
             Config::resolve(&[("flags", ConfigLayer { function_timeout: Some("0s".into()), ..Default::default() })])
                 .unwrap_err();
@@ -206,9 +296,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("homebase.toml");
         std::fs::write(&path, "function-timout = \"1s\"\n").unwrap();
-        let err = ConfigLayer::from_file(&path).unwrap_err();
+        let err = ConfigLayer::from_file(&path, false).unwrap_err();
         assert!(err.message.contains("function-timout"), "{err}");
-        assert!(ConfigLayer::from_file(&dir.path().join("missing.toml")).is_ok());
+        let missing = dir.path().join("missing.toml");
+        assert!(ConfigLayer::from_file(&missing, false).is_ok());
+        assert!(ConfigLayer::from_file(&missing, true).is_err(), "an explicit --config must exist");
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub type DevListener = Arc<dyn Fn(&DevEvent) + Send + Sync>;
 
 pub struct DevApp {
     start_dir: PathBuf,
-    watch_dir: PathBuf,
+    watch_dirs: Vec<PathBuf>,
     app_id: String,
     current: RwLock<Arc<AppFunctions>>,
     runtime: Runtime,
@@ -62,7 +62,7 @@ impl DevApp {
         let app_id = project.app_id.clone().unwrap_or_else(|| LOCAL_APP_ID.to_string());
         let app = Arc::new(DevApp {
             start_dir: start_dir.to_path_buf(),
-            watch_dir: project.base_dir.clone(),
+            watch_dirs: watch_dirs(&project),
             app_id,
             current: RwLock::new(Arc::new(AppFunctions::default())),
             runtime,
@@ -76,9 +76,9 @@ impl DevApp {
         &self.app_id
     }
 
-    /// The folder that is watched for changes.
-    pub fn watch_dir(&self) -> &Path {
-        &self.watch_dir
+    /// The folders watched for changes.
+    pub fn watch_dirs(&self) -> &[PathBuf] {
+        &self.watch_dirs
     }
 
     pub fn snapshot(&self) -> Arc<AppFunctions> {
@@ -99,7 +99,7 @@ impl DevApp {
         let mut next = AppFunctions { app_id: self.app_id.clone(), ..Default::default() };
         let mut problems: Vec<String> = Vec::new();
         for def in &discovery.functions {
-            let spec = spec_for(&self.app_id, project, def, &shared);
+            let spec = spec_for(&self.app_id, def, &shared);
             next.functions.insert(def.name.clone(), Arc::new(spec));
         }
         for problem in &discovery.problems {
@@ -143,7 +143,9 @@ impl DevApp {
                 let _ = tx.send(());
             }
         })?;
-        watcher.watch(&self.watch_dir, notify::RecursiveMode::Recursive)?;
+        for dir in &self.watch_dirs {
+            watcher.watch(dir, notify::RecursiveMode::Recursive)?;
+        }
         let app = self.clone();
         tokio::spawn(async move {
             let _watcher = watcher; // dropping it stops the watch
@@ -168,6 +170,18 @@ impl DevApp {
     }
 }
 
+/// `base44/`, plus the functions, entities and shared folders when the config puts them
+/// elsewhere. Folders that do not exist yet are not watched.
+fn watch_dirs(project: &Project) -> Vec<PathBuf> {
+    let mut dirs = vec![project.base_dir.clone()];
+    for dir in [project.functions_dir(), project.entities_dir(), project.shared_dir()] {
+        if dir.is_dir() && !dirs.iter().any(|watched| dir.starts_with(watched)) {
+            dirs.push(dir);
+        }
+    }
+    dirs
+}
+
 impl Catalog for DevApp {
     /// In dev every app id reaches the project: the SDK in a local front end uses the real app
     /// id, and there is only one app.
@@ -180,38 +194,64 @@ impl Catalog for DevApp {
     }
 }
 
-fn spec_for(app_id: &str, project: &Project, def: &FunctionDef, shared: &Path) -> FunctionSpec {
-    let mut read_paths = vec![def.dir.clone()];
-    if shared.is_dir() {
-        read_paths.push(shared.to_path_buf());
-    }
+fn spec_for(app_id: &str, def: &FunctionDef, shared: &Path) -> FunctionSpec {
+    let folders = code_folders(def, shared);
     FunctionSpec {
         app_id: app_id.to_string(),
         name: def.name.clone(),
         entry: def.entry.clone(),
-        read_paths,
-        version: fingerprint(project, def),
+        version: fingerprint(def, &folders),
+        read_paths: folders,
         env: Vec::new(),
     }
 }
 
-/// A hash of the function's files (path, size, modification time): changes when its code does.
-fn fingerprint(project: &Project, def: &FunctionDef) -> String {
+/// The folders a function's code lives in: its own, its entry's (a `function.jsonc` may point
+/// elsewhere) and `shared/`. The worker may read these; a change in them is a new version.
+fn code_folders(def: &FunctionDef, shared: &Path) -> Vec<PathBuf> {
+    let mut folders = vec![def.dir.clone()];
+    if let Some(entry_dir) = def.entry.parent()
+        && !entry_dir.starts_with(&def.dir)
+    {
+        folders.push(entry_dir.to_path_buf());
+    }
+    if shared.is_dir() {
+        folders.push(shared.to_path_buf());
+    }
+    folders
+}
+
+/// A hash of every file in the function's code folders (path, size, modification time): it
+/// changes when any file the function may import does, whatever its extension.
+fn fingerprint(def: &FunctionDef, folders: &[PathBuf]) -> String {
+    let mut files = Vec::new();
+    for folder in folders {
+        collect_files(folder, &mut files);
+    }
+    files.sort();
     let mut hasher = DefaultHasher::new();
     def.entry.hash(&mut hasher);
-    match def.source_files(project) {
-        Ok(files) => {
-            for file in files {
-                file.path.hash(&mut hasher);
-                if let Ok(meta) = std::fs::metadata(&file.abs) {
-                    meta.len().hash(&mut hasher);
-                    meta.modified().ok().hash(&mut hasher);
-                }
-            }
+    for file in files {
+        file.hash(&mut hasher);
+        if let Ok(meta) = std::fs::metadata(&file) {
+            meta.len().hash(&mut hasher);
+            meta.modified().ok().hash(&mut hasher);
         }
-        Err(error) => error.to_string().hash(&mut hasher),
     }
     format!("{:016x}", hasher.finish())
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.') || entry.file_name() == "node_modules";
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() && !hidden => collect_files(&path, out),
+            Ok(kind) if kind.is_file() => out.push(path),
+            _ => {}
+        }
+    }
 }
 
 fn changed_names(previous: &AppFunctions, next: &AppFunctions, reload: bool) -> Vec<String> {

@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod cors;
 pub mod dev;
 mod error;
 pub mod headers;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub tokens: Arc<TokenMinter>,
     /// `Base44-Api-Url` for functions; `None` uses the URL the caller reached us at.
     pub public_url: Option<Arc<str>>,
+    pub cors: Arc<cors::CorsPolicy>,
     request_ids: Arc<RequestIds>,
 }
 
@@ -54,8 +56,14 @@ impl AppState {
             runtime,
             tokens: Arc::new(tokens),
             public_url: public_url.map(Arc::from),
+            cors: Arc::new(cors::CorsPolicy::default()),
             request_ids: Arc::new(RequestIds { prefix: rand::random(), next: AtomicU64::new(1) }),
         }
+    }
+
+    pub fn with_cors(mut self, cors: cors::CorsPolicy) -> Self {
+        self.cors = Arc::new(cors);
+        self
     }
 
     /// A new request id, unique within this process and unlikely to repeat across restarts.

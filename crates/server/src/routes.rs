@@ -83,6 +83,22 @@ async fn forward(
     rest: String,
     request: Request,
 ) -> Response {
+    if let Some(preflight) = state.cors.preflight(request.method(), request.headers()) {
+        return preflight;
+    }
+    let origin = state.cors.allowed_origin(request.headers()).cloned();
+    let mut response = call_function(&state, caller, app, rest, request).await;
+    state.cors.decorate(origin, response.headers_mut());
+    response
+}
+
+async fn call_function(
+    state: &AppState,
+    caller: Caller,
+    app: Result<Arc<AppFunctions>, ApiError>,
+    rest: String,
+    request: Request,
+) -> Response {
     let app = match app {
         Ok(app) => app,
         Err(error) => return error.into_response(),

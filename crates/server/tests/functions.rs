@@ -178,6 +178,8 @@ async fn nested_names_and_function_configs_route_by_longest_match() {
     assert_eq!(parent["path"], "/email/archive");
     assert_eq!(get("/functions/email/send/now").await["function"], "email/send");
     assert_eq!(get("/functions/renamed").await["function"], "renamed");
+    // An entry outside the config's own folder is readable too.
+    assert_eq!(get("/functions/pointer").await["function"], "pointer");
     server.stop().await;
 }
 
@@ -316,6 +318,7 @@ async fn an_uncaught_exception_is_a_500_with_its_message() {
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     let body = json_of(response).await;
     assert_eq!(body["message"], "kaboom: the order service is down");
+    assert_eq!(body["code"], "function_error");
     assert!(body["detail"].as_str().unwrap().contains("throws/entry.ts"), "{body}");
     server.stop().await;
 }
@@ -519,6 +522,19 @@ async fn edits_are_picked_up_without_a_restart() {
     assert_eq!(get("/functions/modern").await.unwrap().status(), 502);
     assert_eq!(get("/functions/fetch-object").await.unwrap().status(), 200);
 
+    // Any file the function imports counts, whatever its extension.
+    project.write("base44/functions/mjs-user/lib.mjs", "export const word = 'one';\n");
+    project.write(
+        "base44/functions/mjs-user/entry.ts",
+        "import { word } from './lib.mjs';\nexport default () => Response.json({ word });\n",
+    );
+    eventually("the new function", || server.app.snapshot().functions.contains_key("mjs-user")).await;
+    assert_eq!(json_of(get("/functions/mjs-user").await.unwrap()).await["word"], "one");
+    let before = reloads();
+    project.write("base44/functions/mjs-user/lib.mjs", "export const word = 'two';\n");
+    eventually("a reload after the .mjs edit", || reloads() > before).await;
+    assert_eq!(json_of(get("/functions/mjs-user").await.unwrap()).await["word"], "two");
+
     // New functions appear, removed ones go.
     project.write("base44/functions/brand-new/entry.ts", "Deno.serve(() => Response.json({ fresh: true }));\n");
     std::fs::remove_dir_all(project.path().join("base44/functions/echo")).unwrap();
@@ -548,4 +564,66 @@ async fn shutdown_stops_every_worker() {
     for pid in pids {
         assert!(!process_alive(pid), "worker {pid} outlived shutdown");
     }
+}
+
+#[tokio::test]
+async fn background_work_finishes_before_a_worker_stops() {
+    let project = fixture("functions");
+    let server = TestServer::start(project.path()).await;
+    let response = server.client().post(server.at("/functions/wait-until")).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let logs = server.logs.clone();
+    // Stopping retires the worker at once; its waitUntil task still runs to the end.
+    server.stop().await;
+    let finished = logs.events().iter().any(|e| e.function == "wait-until" && e.message == "background finished");
+    assert!(finished, "the waitUntil task was cut off");
+}
+
+#[tokio::test]
+async fn local_front_ends_get_cors_and_other_origins_reach_the_function() {
+    let project = fixture("functions");
+    let server = TestServer::start(project.path()).await;
+    let client = server.client();
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, server.at("/api/apps/fixture-app/functions/echo"))
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "http://localhost:5173");
+    assert_eq!(preflight.headers()["access-control-allow-headers"], "authorization, content-type");
+
+    let response = client
+        .post(server.at("/api/apps/fixture-app/functions/echo"))
+        .header("origin", "http://localhost:5173")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["access-control-allow-origin"], "http://localhost:5173");
+    assert_eq!(response.headers()["access-control-allow-credentials"], "true");
+    // Errors from Homebase itself are readable by the page too.
+    let missing = client
+        .post(server.at("/api/apps/fixture-app/functions/nope"))
+        .header("origin", "http://127.0.0.1:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["access-control-allow-origin"], "http://127.0.0.1:3000");
+
+    // Another origin's preflight is the function's business.
+    let foreign = client
+        .request(reqwest::Method::OPTIONS, server.at("/functions/echo"))
+        .header("origin", "https://elsewhere.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 200);
+    assert!(foreign.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(json_of(foreign).await["method"], "OPTIONS");
+    server.stop().await;
 }

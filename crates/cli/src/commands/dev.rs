@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::Args;
 use homebase_project::Project;
 use homebase_runtime::{LogSink, Runtime, RuntimeConfig};
-use homebase_server::config::{Config, ConfigLayer};
+use homebase_server::config::{Config, ConfigLayer, Host};
+use homebase_server::cors::CorsPolicy;
 use homebase_server::dev::{DevApp, DevEvent};
 use homebase_server::logs::LogHub;
 use homebase_server::{AppState, TokenMinter};
@@ -35,6 +36,15 @@ pub struct DevArgs {
     /// Stop a function's worker after this long without requests (default 5m).
     #[arg(long, value_name = "DURATION")]
     idle_timeout: Option<String>,
+    /// How long a function's module may take to load (default 1m).
+    #[arg(long, value_name = "DURATION")]
+    boot_timeout: Option<String>,
+    /// On shutdown, how long in-flight requests get to finish (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    shutdown_timeout: Option<String>,
+    /// A browser origin allowed to call functions (repeatable; loopback origins always are).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
     /// Configuration file (default: homebase.toml in the project root, if present).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -47,15 +57,17 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let project = Project::find(&args.project).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config_file = args.config.clone().unwrap_or_else(|| project.root.join("homebase.toml"));
     let flags = ConfigLayer {
-        host: args.host,
+        host: args.host.map(Host),
         port: args.port,
-        function_timeout: args.function_timeout.clone(),
-        idle_timeout: args.idle_timeout.clone(),
+        function_timeout: args.function_timeout.map(Into::into),
+        idle_timeout: args.idle_timeout.map(Into::into),
+        boot_timeout: args.boot_timeout.map(Into::into),
+        shutdown_timeout: args.shutdown_timeout.map(Into::into),
         public_url: args.public_url.clone(),
-        ..Default::default()
+        cors_origins: (!args.cors_origins.is_empty()).then_some(args.cors_origins),
     };
     let config = Config::resolve(&[
-        (&config_file.display().to_string(), ConfigLayer::from_file(&config_file)?),
+        (&config_file.display().to_string(), ConfigLayer::from_file(&config_file, args.config.is_some())?),
         ("environment", ConfigLayer::from_env(std::env::vars())?),
         ("flags", flags),
     ])?;
@@ -100,12 +112,10 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }
     });
 
-    let state = AppState::new(
-        app,
-        runtime.clone(),
-        TokenMinter::random(std::time::Duration::from_secs(3600)),
-        config.public_url.clone(),
-    );
+    tracing::debug!(?config, "configuration");
+    let cors = CorsPolicy { origins: config.cors_origins.clone(), loopback: true };
+    let tokens = TokenMinter::random(std::time::Duration::from_secs(3600));
+    let state = AppState::new(app, runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
     let server = tokio::spawn(homebase_server::serve(
         listener,
         homebase_server::router(state),
@@ -113,10 +123,14 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         config.shutdown_timeout,
     ));
     output::wait_for_signal().await;
-    output::note(json, "shutting_down", "Shutting down: finishing in-flight requests…");
+    output::note(json, "shutting_down", "Shutting down: finishing in-flight requests… (again to stop now)");
+    tokio::spawn(async {
+        output::wait_for_signal().await;
+        std::process::exit(130);
+    });
     shutdown.cancel();
     let _ = server.await;
-    runtime.shutdown(std::time::Duration::from_secs(2)).await;
+    runtime.shutdown(config.shutdown_timeout).await;
     output::note(json, "stopped", "Stopped.");
     Ok(())
 }

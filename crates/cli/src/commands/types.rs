@@ -28,6 +28,7 @@ pub async fn run(args: TypesArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let TypesCommand::Generate { project } = args.command;
     let project = Project::find(&project).map_err(|e| anyhow::anyhow!("{e}"))?;
     let out = generate_types(&project).map_err(|e| anyhow::anyhow!("{e}")).context("generating types")?;
+    let problems: Vec<String> = out.problems.iter().map(ToString::to_string).collect();
     if global.json {
         println!(
             "{}",
@@ -36,9 +37,13 @@ pub async fn run(args: TypesArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 "entities": out.entities,
                 "functions": out.functions,
                 "tsconfig_updated": out.tsconfig_updated,
+                "problems": problems,
             })
         );
     } else {
+        for problem in &problems {
+            eprintln!("warning: left out: {problem}");
+        }
         println!(
             "Wrote {} ({} entities, {} functions){}",
             out.path.display(),

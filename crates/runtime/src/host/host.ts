@@ -104,20 +104,23 @@ try {
   Deno.exit(1);
 }
 
-function failure(status: number, message: string, detail: string): Response {
-  return Response.json({ message, detail }, { status });
+function failure(status: number, code: string, message: string, detail: string): Response {
+  return Response.json({ message, detail, code }, { status });
 }
 
-// The supervisor holds the other end of stdin: when it goes away, so do we.
+// The supervisor holds the other end of stdin and closes it to stop us: we finish the
+// `waitUntil` work first (the supervisor's grace period bounds that). If the supervisor dies,
+// Linux kills us with it; elsewhere the closed pipe ends us the same way.
 (async () => {
   const buffer = new Uint8Array(16);
   try {
     while ((await Deno.stdin.read(buffer)) !== null) { /* nothing is sent on stdin */ }
   } catch { /* closed */ }
+  await Promise.allSettled([...pending]);
   Deno.exit(0);
 })();
 
-const server = realServe({ path: SOCKET, onListen() { emit({ t: "ready" }); } }, async (request, info) => {
+realServe({ path: SOCKET, onListen() { emit({ t: "ready" }); } }, async (request, info) => {
   // Over a Unix socket Deno reports `http+unix://host/…`; functions expect `http://host/…`.
   const url = request.url;
   if (url.startsWith("http+unix:")) Object.defineProperty(request, "url", { value: "http" + url.slice(9) });
@@ -127,17 +130,16 @@ const server = realServe({ path: SOCKET, onListen() { emit({ t: "ready" }); } },
     if (response instanceof Response) return response;
     const what = response === undefined ? "undefined" : typeof response;
     emit({ t: "log", l: "error", m: `Handler returned ${what} instead of a Response`, r: id });
-    return failure(500, "The function did not return a Response", `The handler returned ${what}; return a Response object.`);
+    return failure(
+      500,
+      "function_bad_response",
+      "The function did not return a Response",
+      `The handler returned ${what}; return a Response object.`,
+    );
   } catch (error) {
     const text = describe(error);
     emit({ t: "log", l: "error", m: "Uncaught error in handler: " + text, r: id });
     const message = error instanceof Error ? error.message : format(error);
-    return failure(500, message || "The function threw an error", text);
+    return failure(500, "function_error", message || "The function threw an error", text);
   }
-});
-
-Deno.addSignalListener("SIGTERM", async () => {
-  await server.shutdown();
-  await Promise.allSettled([...pending]);
-  Deno.exit(0);
 });
