@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use homebase_testkit::{deno, fixture, process_alive, repo_root};
+use homebase_testkit::{copy_dir, deno, fixture, process_alive, repo_root};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -106,7 +106,7 @@ async fn wait_gone(pid: u32) {
 #[tokio::test]
 async fn serves_the_quickstart_example_as_the_docs_show() {
     let project = tempfile::tempdir().unwrap();
-    copy(&repo_root().join("examples/quickstart"), project.path());
+    copy_dir(&repo_root().join("examples/quickstart"), project.path()).unwrap();
     let mut dev = Dev::start(project.path(), &["--port", "0"], &[]).await;
 
     let client = reqwest::Client::new();
@@ -139,19 +139,6 @@ async fn serves_the_quickstart_example_as_the_docs_show() {
     assert_eq!(line["app_id"], "local");
     dev.signal(libc::SIGINT);
     assert_eq!(dev.exit_code().await, Some(0));
-}
-
-fn copy(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[tokio::test]
