@@ -43,6 +43,8 @@ pub struct Lookup {
     pub path: Option<std::ffi::OsString>,
     /// Homebase's cache folder ([`cache_dir`]).
     pub cache: PathBuf,
+    /// Where verified versions are remembered, so that later starts skip `deno --version`.
+    pub versions: Option<PathBuf>,
 }
 
 impl Lookup {
@@ -51,6 +53,7 @@ impl Lookup {
             explicit: std::env::var_os("HOMEBASE_DENO").filter(|p| !p.is_empty()).map(PathBuf::from),
             path: std::env::var_os("PATH"),
             cache: cache_dir(),
+            versions: cache_dir().parent().map(|dir| dir.join("deno-versions.json")),
         }
     }
 }
@@ -66,7 +69,7 @@ pub async fn locate_with(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<DenoInstall, RuntimeError> {
     if let Some(path) = &lookup.explicit {
-        return check(path, "HOMEBASE_DENO").await.map_err(|e| match e {
+        return check(path, "HOMEBASE_DENO", lookup.versions.as_deref()).await.map_err(|e| match e {
             RuntimeError::Deno { message } => {
                 RuntimeError::Deno { message: format!("HOMEBASE_DENO points at {}: {message}", path.display()) }
             }
@@ -74,10 +77,10 @@ pub async fn locate_with(
         });
     }
     if let Some(path) = find_on_path(lookup.path.as_deref(), "deno") {
-        return check(&path, "PATH").await;
+        return check(&path, "PATH", lookup.versions.as_deref()).await;
     }
     if let Some(path) = cached_binary(&lookup.cache) {
-        return check(&path, "cache").await;
+        return check(&path, "cache", lookup.versions.as_deref()).await;
     }
     let Some(npm) = find_on_path(lookup.path.as_deref(), "npm") else {
         return Err(RuntimeError::Deno {
@@ -87,7 +90,7 @@ pub async fn locate_with(
                 .into(),
         });
     };
-    install_with_npm(&npm, &lookup.cache, progress).await
+    install_with_npm(&npm, &lookup.cache, lookup.versions.as_deref(), progress).await
 }
 
 fn find_on_path(paths: Option<&std::ffi::OsStr>, name: &str) -> Option<PathBuf> {
@@ -114,6 +117,7 @@ fn cached_binary(prefix: &Path) -> Option<PathBuf> {
 async fn install_with_npm(
     npm: &Path,
     prefix: &Path,
+    versions: Option<&Path>,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<DenoInstall, RuntimeError> {
     std::fs::create_dir_all(prefix)
@@ -146,13 +150,40 @@ async fn install_with_npm(
             ),
         });
     };
-    let install = check(&path, "npm").await?;
+    let install = check(&path, "npm", versions).await?;
     progress(&format!("Installed Deno {} in {:.1}s", install.version, started.elapsed().as_secs_f64()));
     Ok(install)
 }
 
-/// Runs `deno --version` and refuses anything older than 2.0.
-async fn check(path: &Path, source: &'static str) -> Result<DenoInstall, RuntimeError> {
+/// Runs `deno --version` (or finds its answer in `versions`, remembered for this very file) and
+/// refuses anything older than 2.0.
+async fn check(path: &Path, source: &'static str, versions: Option<&Path>) -> Result<DenoInstall, RuntimeError> {
+    let identity = FileIdentity::of(path);
+    let remembered = versions.zip(identity.as_ref()).and_then(|(file, id)| remembered_version(file, path, id));
+    let version = match remembered {
+        Some(version) => version,
+        None => {
+            let version = run_version(path).await?;
+            if let (Some(file), Some(id)) = (versions, &identity) {
+                remember_version(file, path, id, &version);
+            }
+            version
+        }
+    };
+    let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    if major < 2 {
+        return Err(RuntimeError::Deno {
+            message: format!(
+                "Deno {version} at {} is too old; Homebase needs Deno 2.0 or newer. Upgrade it \
+                 (`deno upgrade`), or set HOMEBASE_DENO to a newer one.",
+                path.display()
+            ),
+        });
+    }
+    Ok(DenoInstall { path: path.to_path_buf(), version, source })
+}
+
+async fn run_version(path: &Path) -> Result<String, RuntimeError> {
     let mut attempt = 0;
     let output = loop {
         let result =
@@ -171,24 +202,66 @@ async fn check(path: &Path, source: &'static str) -> Result<DenoInstall, Runtime
         }
     };
     let text = String::from_utf8_lossy(&output.stdout);
-    let version = parse_version(&text).ok_or_else(|| RuntimeError::Deno {
+    parse_version(&text).ok_or_else(|| RuntimeError::Deno {
         message: format!(
             "{} did not report a Deno version (it printed {:?})",
             path.display(),
             text.lines().next().unwrap_or("")
         ),
-    })?;
-    let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-    if major < 2 {
-        return Err(RuntimeError::Deno {
-            message: format!(
-                "Deno {version} at {} is too old; Homebase needs Deno 2.0 or newer. Upgrade it \
-                 (`deno upgrade`), or set HOMEBASE_DENO to a newer one.",
-                path.display()
-            ),
-        });
+    })
+}
+
+/// What identifies one build of an executable without reading it: size and modification time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct FileIdentity {
+    len: u64,
+    modified_ns: u128,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> Option<FileIdentity> {
+        let meta = std::fs::metadata(path).ok()?;
+        let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(FileIdentity { len: meta.len(), modified_ns: modified.as_nanos() })
     }
-    Ok(DenoInstall { path: path.to_path_buf(), version, source })
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct RememberedVersions {
+    entries: Vec<RememberedVersion>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RememberedVersion {
+    path: PathBuf,
+    identity: FileIdentity,
+    version: String,
+}
+
+fn remembered_version(file: &Path, path: &Path, identity: &FileIdentity) -> Option<String> {
+    let text = std::fs::read(file).ok()?;
+    let known: RememberedVersions = serde_json::from_slice(&text).ok()?;
+    known.entries.into_iter().find(|e| e.path == path && e.identity == *identity).map(|e| e.version)
+}
+
+/// Best effort: a cache that cannot be written only costs the next start a `deno --version`.
+fn remember_version(file: &Path, path: &Path, identity: &FileIdentity, version: &str) {
+    let mut known: RememberedVersions =
+        std::fs::read(file).ok().and_then(|text| serde_json::from_slice(&text).ok()).unwrap_or_default();
+    known.entries.retain(|e| e.path != path);
+    known.entries.push(RememberedVersion {
+        path: path.to_path_buf(),
+        identity: identity.clone(),
+        version: version.to_string(),
+    });
+    let Ok(text) = serde_json::to_vec_pretty(&known) else { return };
+    let Some(dir) = file.parent() else { return };
+    let _ = std::fs::create_dir_all(dir);
+    // Write beside and rename, so a concurrent reader never sees half a file.
+    let temp = dir.join(format!(".deno-versions.{}.tmp", std::process::id()));
+    if std::fs::write(&temp, text).is_ok() && std::fs::rename(&temp, file).is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
 }
 
 /// `deno 2.1.4 (stable, release, …)` → `2.1.4`.
@@ -226,7 +299,7 @@ mod tests {
     async fn refuses_deno_older_than_two() {
         let dir = tempfile::tempdir().unwrap();
         let path = fake_deno(dir.path(), "deno 1.46.3 (stable, release)");
-        let err = check(&path, "PATH").await.unwrap_err().to_string();
+        let err = check(&path, "PATH", None).await.unwrap_err().to_string();
         assert!(err.contains("Deno 1.46.3"), "{err}");
         assert!(err.contains("2.0 or newer"), "{err}");
     }
@@ -235,7 +308,7 @@ mod tests {
     async fn accepts_deno_two() {
         let dir = tempfile::tempdir().unwrap();
         let path = fake_deno(dir.path(), "deno 2.0.0 (stable, release)");
-        let install = check(&path, "PATH").await.unwrap();
+        let install = check(&path, "PATH", None).await.unwrap();
         assert_eq!(install.version, "2.0.0");
     }
 
@@ -243,12 +316,17 @@ mod tests {
     async fn rejects_a_program_that_is_not_deno() {
         let dir = tempfile::tempdir().unwrap();
         let path = fake_deno(dir.path(), "something else");
-        let err = check(&path, "PATH").await.unwrap_err().to_string();
+        let err = check(&path, "PATH", None).await.unwrap_err().to_string();
         assert!(err.contains("did not report a Deno version"), "{err}");
     }
 
     fn lookup(explicit: Option<PathBuf>, path_dirs: &[&Path], cache: &Path) -> Lookup {
-        Lookup { explicit, path: Some(std::env::join_paths(path_dirs).unwrap()), cache: cache.to_path_buf() }
+        Lookup {
+            explicit,
+            path: Some(std::env::join_paths(path_dirs).unwrap()),
+            cache: cache.to_path_buf(),
+            versions: None,
+        }
     }
 
     #[tokio::test]
@@ -316,6 +394,28 @@ mod tests {
         // The second lookup finds the cached copy without npm.
         let again = locate_with(&Lookup { path: None, ..lookup }, &|_| {}).await.unwrap();
         assert_eq!((again.source, again.path), ("cache", found.path));
+    }
+
+    #[tokio::test]
+    async fn a_verified_version_is_remembered_until_the_file_changes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let deno = dir.path().join("deno");
+        let script =
+            |version: &str| format!("#!/bin/sh\necho run >> '{}'\necho 'deno {version} (x)'\n", runs.display());
+        std::fs::write(&deno, script("2.1.0")).unwrap();
+        std::fs::set_permissions(&deno, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let versions = dir.path().join("versions.json");
+        let count = || std::fs::read_to_string(&runs).unwrap_or_default().lines().count();
+
+        assert_eq!(check(&deno, "PATH", Some(&versions)).await.unwrap().version, "2.1.0");
+        assert_eq!(check(&deno, "PATH", Some(&versions)).await.unwrap().version, "2.1.0");
+        assert_eq!(count(), 1, "the second check used the remembered version");
+
+        std::fs::write(&deno, script("2.10.0")).unwrap(); // a new build: another size
+        assert_eq!(check(&deno, "PATH", Some(&versions)).await.unwrap().version, "2.10.0");
+        assert_eq!(count(), 2);
     }
 
     #[test]

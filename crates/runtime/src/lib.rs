@@ -7,6 +7,7 @@
 //! [`LogEvent`]s for a [`LogSink`]. It knows nothing of HTTP routes, apps' storage or auth: the
 //! server hands it a [`FunctionSpec`] and a request.
 
+mod conn;
 pub mod deno;
 mod error;
 pub mod logs;

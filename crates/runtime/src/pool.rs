@@ -13,13 +13,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::{OnceCell, watch};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::{ConnError, WorkerConn};
 use crate::deno::{self, DenoInstall};
 use crate::logs::{Level, LogSink};
 use crate::worker::{Lease, Worker, WorkerContext};
@@ -77,6 +78,8 @@ pub struct WorkerInfo {
     pub version: String,
     pub pid: Option<u32>,
     pub in_flight: usize,
+    /// Connections opened to the worker so far (reuse keeps this low).
+    pub connections: u64,
 }
 
 impl Runtime {
@@ -166,27 +169,25 @@ impl Runtime {
     }
 
     /// Sends `request` to a worker of `spec` and returns its response, streaming. The request's
-    /// path and query are passed as they are; the caller sets the headers.
+    /// URI (origin form: path and query) and headers are passed as they are.
     pub async fn handle(
         &self,
         spec: &Arc<FunctionSpec>,
-        mut request: Request<RequestBody>,
+        request: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, RuntimeError> {
         let lease = self.acquire(spec).await?;
         let timeout = self.inner.config.function_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        *request.uri_mut() = Uri::builder()
-            .scheme("http")
-            .authority("worker")
-            .path_and_query(path)
-            .build()
-            .map_err(|e| RuntimeError::Io { message: format!("bad request path: {e}") })?;
-
         let worker = lease.worker.clone();
-        match tokio::time::timeout_at(deadline, worker.client.request(request)).await {
-            Ok(Ok(response)) => Ok(response.map(|body| ResponseBody {
+        let exchange = async {
+            let mut conn = worker.conns.checkout().await?;
+            let response = conn.send(request).await?;
+            Ok::<_, ConnError>((conn, response))
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(Ok((conn, response))) => Ok(response.map(|body| ResponseBody {
                 inner: body,
+                conn: Some(conn),
                 lease: Some(lease),
                 deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 timeout,
@@ -309,6 +310,7 @@ impl Runtime {
                 version: w.spec.version.clone(),
                 pid: w.pid,
                 in_flight: w.in_flight(),
+                connections: w.conns.opened(),
             })
             .collect()
     }
@@ -382,13 +384,35 @@ async fn evict_idle(inner: Weak<Inner>) {
     }
 }
 
-/// The response body of a function: streams the worker's body, holds the worker's lease until the
-/// body ends, and cuts the stream (replacing the worker) at the function timeout.
+/// The response body of a function: streams the worker's body while driving the connection it
+/// arrives on, holds the worker's lease until the body ends, returns the connection to the pool
+/// after a complete exchange, and cuts the stream (replacing the worker) at the function timeout.
 pub struct ResponseBody {
     inner: Incoming,
+    conn: Option<WorkerConn>,
     lease: Option<Lease>,
     deadline: Pin<Box<Sleep>>,
     timeout: Duration,
+}
+
+impl ResponseBody {
+    /// The exchange is over: the connection goes back to the pool if it completed cleanly.
+    fn finish(&mut self, clean: bool) {
+        if let (Some(conn), Some(lease)) = (self.conn.take(), self.lease.as_ref())
+            && clean
+        {
+            lease.worker.conns.checkin(conn);
+        }
+        self.lease = None;
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // An empty body is never polled; a fully read one may not be polled to its end.
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
+    }
 }
 
 impl Body for ResponseBody {
@@ -397,23 +421,28 @@ impl Body for ResponseBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if this.lease.is_some() && this.deadline.as_mut().poll(cx).is_ready() {
-            let lease = this.lease.take().expect("checked");
-            let reason = format!("the response ran past the {}s function timeout", this.timeout.as_secs_f64());
-            lease.worker.system_log(Level::Error, format!("{reason}; replacing the worker"));
-            lease.worker.kill(&reason);
-            return Poll::Ready(Some(Err(reason.into())));
+        if let Some(conn) = this.conn.as_mut() {
+            let _ = conn.poll_io(cx); // reads the body into `inner`; an end shows up there
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(None) => {
-                this.lease = None;
+                this.finish(true);
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(error))) => {
-                this.lease = None;
+                this.finish(false);
                 Poll::Ready(Some(Err(error.into())))
             }
             Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            // Only a body that has to wait arms the timer.
+            Poll::Pending if this.lease.is_some() && this.deadline.as_mut().poll(cx).is_ready() => {
+                let lease = this.lease.take().expect("checked");
+                this.conn = None;
+                let reason = format!("the response ran past the {}s function timeout", this.timeout.as_secs_f64());
+                lease.worker.system_log(Level::Error, format!("{reason}; replacing the worker"));
+                lease.worker.kill(&reason);
+                Poll::Ready(Some(Err(reason.into())))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

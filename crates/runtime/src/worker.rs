@@ -7,26 +7,21 @@
 //! SIGKILL if our process dies (Linux), and exits when its stdin (our pipe) closes.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::net::UnixStream;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::ConnPool;
 use crate::logs::{Level, LogEvent, LogSink};
-use crate::{FunctionSpec, RequestBody, RuntimeError};
+use crate::{FunctionSpec, RuntimeError};
 
 /// How many stderr lines a worker keeps to explain a crash.
 const STDERR_TAIL: usize = 20;
@@ -52,7 +47,8 @@ pub(crate) struct WorkerContext {
 pub(crate) struct Worker {
     pub spec: Arc<FunctionSpec>,
     pub pid: Option<u32>,
-    pub client: Client<UnixConnector, RequestBody>,
+    /// Connections to the worker's socket.
+    pub conns: ConnPool,
     in_flight: AtomicUsize,
     /// Milliseconds since the runtime's epoch when the last request ended.
     last_used: AtomicU64,
@@ -124,15 +120,10 @@ impl Worker {
             tokio::spawn(pump_stderr(stderr, tagger.clone(), stderr_tail.clone())),
         ];
 
-        let connector = UnixConnector(Arc::from(socket.as_path()));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .set_host(false)
-            .build(connector);
         let worker = Arc::new(Worker {
             spec,
             pid,
-            client,
+            conns: ConnPool::new(socket.clone()),
             in_flight: AtomicUsize::new(0),
             last_used: AtomicU64::new(0),
             retired: AtomicBool::new(false),
@@ -425,25 +416,6 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 Some(String::from_utf8_lossy(&self.buf).into_owned())
             }
         }
-    }
-}
-
-/// Connects the HTTP client to a worker's Unix socket.
-#[derive(Clone)]
-pub(crate) struct UnixConnector(Arc<Path>);
-
-impl tower_service::Service<http::Uri> for UnixConnector {
-    type Response = TokioIo<UnixStream>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: http::Uri) -> Self::Future {
-        let path = self.0.clone();
-        Box::pin(async move { Ok(TokioIo::new(UnixStream::connect(&*path).await?)) })
     }
 }
 

@@ -144,6 +144,30 @@ async fn every_method_reaches_the_function() {
 }
 
 #[tokio::test]
+async fn sequential_requests_reuse_one_worker_connection() {
+    let project = fixture("functions");
+    let server = TestServer::start(project.path()).await;
+    let client = server.client();
+    for i in 0..20 {
+        // Bodies of every kind: JSON, none (HEAD), a large upload, empty (202).
+        let response = match i % 4 {
+            0 => client.get(server.at("/functions/echo")).send().await.unwrap(),
+            1 => client.head(server.at("/functions/echo")).send().await.unwrap(),
+            2 => client.post(server.at("/functions/echo")).body(vec![b'x'; 100_000]).send().await.unwrap(),
+            _ => client.post(server.at("/functions/wait-until")).send().await.unwrap(),
+        };
+        assert!(response.status().is_success(), "request {i}: {}", response.status());
+        response.bytes().await.unwrap();
+    }
+    let workers = server.runtime.workers();
+    for name in ["echo", "wait-until"] {
+        let worker = workers.iter().find(|w| w.function == name).unwrap();
+        assert_eq!(worker.connections, 1, "{name}: every request reused the first connection");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn both_handler_shapes_and_all_serve_forms_work() {
     let project = fixture("functions");
     let server = TestServer::start(project.path()).await;
