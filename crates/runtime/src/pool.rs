@@ -26,8 +26,8 @@ use crate::logs::{Level, LogSink};
 use crate::worker::{Lease, Worker, WorkerContext};
 use crate::{BoxError, FunctionSpec, RequestBody, RuntimeConfig, RuntimeError};
 
-const HOST_SCRIPT: &str = include_str!("host/host.ts");
-const RUNTIME_MODULE: &str = include_str!("host/runtime.ts");
+const HOST_SCRIPT: &str = include_str!("host/host.js");
+const RUNTIME_MODULE: &str = include_str!("host/runtime.js");
 
 /// A cheap, cloneable handle on the worker pool.
 #[derive(Clone)]
@@ -93,18 +93,16 @@ impl Runtime {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
-        let host_dir = work.join("host");
         let sockets_dir = work.join("sockets");
         let tmp_dir = work.join("tmp");
-        for dir in [&work, &host_dir, &sockets_dir, &tmp_dir] {
+        for dir in [&work, &sockets_dir, &tmp_dir] {
             create_private_dir(dir)?;
         }
-        let runtime_module = host_dir.join("runtime.ts");
-        std::fs::write(host_dir.join("host.ts"), HOST_SCRIPT)?;
-        std::fs::write(&runtime_module, RUNTIME_MODULE)?;
-        let import_map =
-            serde_json::json!({ "imports": { "base44:runtime": crate::worker::file_url(&runtime_module) } });
-        std::fs::write(host_dir.join("import_map.json"), import_map.to_string())?;
+        let host_dir = match install_host(&deno::cache_dir().with_file_name("host")) {
+            Ok(dir) => dir,
+            // An unwritable cache costs each start a transpile-free but uncached load, no more.
+            Err(_) => install_host(&work.join("host"))?,
+        };
 
         let inner = Arc::new(Inner {
             config,
@@ -151,7 +149,7 @@ impl Runtime {
                 let inner = &self.inner;
                 Ok(Arc::new(WorkerContext {
                     deno: deno.path,
-                    host_script: inner.host_dir.join("host.ts"),
+                    host_script: inner.host_dir.join("host.js"),
                     import_map: inner.host_dir.join("import_map.json"),
                     host_dir: inner.host_dir.clone(),
                     deno_dir: deno::deno_dir(),
@@ -456,11 +454,65 @@ impl Body for ResponseBody {
     }
 }
 
+/// Writes the host files into `<parent>/<hash of their content>/`, unless they are there already,
+/// and returns that folder. The path is the same for every start of the same Homebase build, so
+/// Deno's code cache for the host is reused (a fresh path per start costs every worker boot ~8 ms).
+fn install_host(parent: &Path) -> std::io::Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(HOST_SCRIPT).chain_update(RUNTIME_MODULE).finalize();
+    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let dir = parent.join(hash);
+    let runtime_module = dir.join("runtime.js");
+    let import_map = serde_json::json!({ "imports": { "base44:runtime": crate::worker::file_url(&runtime_module) } });
+    let files = [
+        ("host.js", HOST_SCRIPT.to_string()),
+        ("runtime.js", RUNTIME_MODULE.to_string()),
+        ("import_map.json", import_map.to_string()),
+    ];
+    let complete =
+        files.iter().all(|(name, content)| std::fs::read_to_string(dir.join(name)).is_ok_and(|c| c == *content));
+    if !complete {
+        std::fs::create_dir_all(&dir)?;
+        for (name, content) in &files {
+            // Write beside and rename: another Homebase may be reading these right now.
+            let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+            std::fs::write(&temp, content)?;
+            std::fs::rename(&temp, dir.join(name))?;
+        }
+    }
+    Ok(dir)
+}
+
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_is_installed_once_at_a_content_addressed_path() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = install_host(parent.path()).unwrap();
+        assert_eq!(dir.parent(), Some(parent.path()));
+        assert_eq!(std::fs::read_to_string(dir.join("host.js")).unwrap(), HOST_SCRIPT);
+        let map = std::fs::read_to_string(dir.join("import_map.json")).unwrap();
+        assert!(map.contains(&format!("{}/runtime.js", dir.display())), "{map}");
+        // The same build gets the same folder; a damaged file is rewritten.
+        std::fs::write(dir.join("host.js"), "tampered").unwrap();
+        assert_eq!(install_host(parent.path()).unwrap(), dir);
+        assert_eq!(std::fs::read_to_string(dir.join("host.js")).unwrap(), HOST_SCRIPT);
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
     }
 }

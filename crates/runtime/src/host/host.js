@@ -1,27 +1,28 @@
 // Homebase worker host: loads one function module and serves it on a Unix socket.
 //
-// Written to disk by the `runtime` crate and started with `deno run`. It talks to the supervisor
+// Plain JavaScript, so Deno has nothing to transpile; the `runtime` crate installs it at a stable,
+// content-addressed path so that V8's code cache is reused across starts. Started with `deno run`. It talks to the supervisor
 // through stdout: every line that starts with the record separator (\x1e) is one JSON message
 // ({t: "ready"}, {t: "load-error", m}, {t: "log", l, m, r}); anything else is raw output.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
 
-const ENTRY = Deno.env.get("HOMEBASE_ENTRY")!;
-const SOCKET = Deno.env.get("HOMEBASE_SOCKET")!;
+const ENTRY = Deno.env.get("HOMEBASE_ENTRY");
+const SOCKET = Deno.env.get("HOMEBASE_SOCKET");
 const FUNCTION = Deno.env.get("HOMEBASE_FUNCTION") ?? "";
 for (const name of ["HOMEBASE_ENTRY", "HOMEBASE_SOCKET", "HOMEBASE_FUNCTION"]) Deno.env.delete(name);
 
 const encoder = new TextEncoder();
 const stdoutWrite = Deno.stdout.writeSync.bind(Deno.stdout);
-function emit(message: Record<string, unknown>) {
+function emit(message) {
   const bytes = encoder.encode("\x1e" + JSON.stringify(message) + "\n");
   let written = 0;
   while (written < bytes.length) written += stdoutWrite(bytes.subarray(written));
 }
 
 // Console output becomes structured log lines, tagged with the request that printed them.
-const requestId = new AsyncLocalStorage<string | undefined>();
-const levels: Array<[keyof Console, string]> = [
+const requestId = new AsyncLocalStorage();
+const levels = [
   ["log", "info"],
   ["info", "info"],
   ["debug", "debug"],
@@ -30,11 +31,10 @@ const levels: Array<[keyof Console, string]> = [
   ["error", "error"],
 ];
 for (const [method, level] of levels) {
-  // deno-lint-ignore no-explicit-any
-  (console as any)[method] = (...args: unknown[]) => emit({ t: "log", l: level, m: format(...args), r: requestId.getStore() });
+  console[method] = (...args) => emit({ t: "log", l: level, m: format(...args), r: requestId.getStore() });
 }
 
-function describe(error: unknown): string {
+function describe(error) {
   if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
   return format(error);
 }
@@ -51,11 +51,10 @@ globalThis.addEventListener("error", (event) => {
 });
 
 // The bridge behind `base44:runtime`.
-const pending = new Set<Promise<unknown>>();
-// deno-lint-ignore no-explicit-any
-(globalThis as any).Base44 = {
-  secrets: { get: (name: string) => Deno.env.get(name) },
-  waitUntil<T>(promise: Promise<T>): Promise<T> {
+const pending = new Set();
+globalThis.Base44 = {
+  secrets: { get: (name) => Deno.env.get(name) },
+  waitUntil(promise) {
     pending.add(promise);
     promise.then(() => pending.delete(promise), (error) => {
       pending.delete(promise);
@@ -65,18 +64,15 @@ const pending = new Set<Promise<unknown>>();
   },
 };
 
-type Handler = (request: Request, info?: unknown) => Response | Promise<Response>;
-
 // `Deno.serve` during import registers the handler instead of listening. All three call forms
 // are accepted; port, hostname and the other listen options are ignored.
-let served: Handler | undefined;
+let served;
 const realServe = Deno.serve;
-// deno-lint-ignore no-explicit-any
-(Deno as any).serve = (...args: any[]) => {
+Deno.serve = (...args) => {
   const fn = args.find((arg) => typeof arg === "function") ?? args[0]?.handler ?? args[0]?.fetch;
   if (typeof fn !== "function") throw new TypeError("Deno.serve needs a handler function");
   served = fn;
-  const finished = new Promise<void>(() => {});
+  const finished = new Promise(() => {});
   return {
     finished,
     addr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
@@ -87,7 +83,7 @@ const realServe = Deno.serve;
   };
 };
 
-let handler: Handler;
+let handler;
 try {
   const module = await import(ENTRY);
   const fallback = module.default;
@@ -104,7 +100,7 @@ try {
   Deno.exit(1);
 }
 
-function failure(status: number, code: string, message: string, detail: string): Response {
+function failure(status, code, message, detail) {
   return Response.json({ message, detail, code }, { status });
 }
 

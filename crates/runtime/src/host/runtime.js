@@ -1,17 +1,16 @@
 // The `base44:runtime` module that functions import. It forwards to the bridge that the Homebase
 // worker host installs on `globalThis.Base44` before the function is loaded.
-// deno-lint-ignore no-explicit-any
-const bridge = (globalThis as any).Base44;
+const bridge = globalThis.Base44;
 
 export const secrets = {
   /** The value of a secret, or `undefined` when it is not set. */
-  get(name: string): string | undefined {
+  get(name) {
     return bridge.secrets.get(name);
   },
 };
 
 /** Keeps the worker busy with `promise` after the response has been sent; returns the promise. */
-export function waitUntil<T>(promise: Promise<T>): Promise<T> {
+export function waitUntil(promise) {
   return bridge.waitUntil(promise);
 }
 
