@@ -651,3 +651,38 @@ async fn local_front_ends_get_cors_and_other_origins_reach_the_function() {
     assert_eq!(json_of(foreign).await["method"], "OPTIONS");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_requests_log_under_their_own_ids() {
+    let project = fixture("functions");
+    let server = TestServer::start(project.path()).await;
+    let client = server.client();
+    let call = |n: String| {
+        let request =
+            client.get(server.at(&format!("/functions/tagged?n={n}"))).header("x-request-id", format!("id-{n}"));
+        async move { assert_eq!(request.send().await.unwrap().status(), 200) }
+    };
+    // A line is never charged to the wrong request. Untagged lines are allowed only until the
+    // worker has loaded its request context, shortly after its first response.
+    for round in 0..50 {
+        let (a, b) = (format!("{round}a"), format!("{round}b"));
+        tokio::join!(call(a.clone()), call(b.clone()));
+        let line = |n: &str| {
+            let want = format!("line {n}");
+            let events = server.logs.events();
+            events.iter().find(|e| e.message == want).map(|e| e.request_id.clone())
+        };
+        eventually("both lines", || line(&a).is_some() && line(&b).is_some()).await;
+        let (tag_a, tag_b) = (line(&a).unwrap(), line(&b).unwrap());
+        for (n, tag) in [(&a, &tag_a), (&b, &tag_b)] {
+            if let Some(tag) = tag {
+                assert_eq!(tag, &format!("id-{n}"), "line {n} charged to another request");
+            }
+        }
+        if tag_a.is_some() && tag_b.is_some() {
+            server.stop().await;
+            return;
+        }
+    }
+    panic!("concurrent lines were never tagged");
+}

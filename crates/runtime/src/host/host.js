@@ -4,8 +4,10 @@
 // content-addressed path so that V8's code cache is reused across starts. Started with `deno run`. It talks to the supervisor
 // through stdout: every line that starts with the record separator (\x1e) is one JSON message
 // ({t: "ready"}, {t: "load-error", m}, {t: "log", l, m, r}); anything else is raw output.
-import { AsyncLocalStorage } from "node:async_hooks";
-import { format } from "node:util";
+//
+// No `node:` module is imported up front: the first one initialises Deno's Node compatibility
+// layer, about 10 ms of every cold start. `AsyncLocalStorage` is loaded after the first response
+// instead (see `tagRequests`).
 
 const ENTRY = Deno.env.get("HOMEBASE_ENTRY");
 const SOCKET = Deno.env.get("HOMEBASE_SOCKET");
@@ -20,8 +22,63 @@ function emit(message) {
   while (written < bytes.length) written += stdoutWrite(bytes.subarray(written));
 }
 
-// Console output becomes structured log lines, tagged with the request that printed them.
-const requestId = new AsyncLocalStorage();
+// Console output becomes structured log lines, tagged with the request that printed them: through
+// an AsyncLocalStorage once it is loaded, and before that (or outside any request's context) with
+// the only request in flight, if there is exactly one.
+let requestContext;
+const active = new Set();
+function currentRequest() {
+  const id = requestContext?.getStore();
+  if (id !== undefined || active.size !== 1) return id;
+  for (const only of active) return only;
+}
+
+let contextLoading;
+function tagRequests() {
+  contextLoading ??= import("node:async_hooks").then(
+    ({ AsyncLocalStorage }) => (requestContext = new AsyncLocalStorage()),
+    () => {},
+  );
+}
+
+function inspect(value) {
+  return Deno.inspect(value, { colors: false });
+}
+
+// console.log's formatting: printf-style placeholders in a first string argument, the rest
+// inspected and joined with spaces.
+function format(...args) {
+  let index = 0;
+  let out = "";
+  if (typeof args[0] === "string") {
+    const first = args[0];
+    index = 1;
+    out = !first.includes("%") ? first : first.replace(/%([sdifjoOc%])/g, (match, spec) => {
+      if (spec === "%") return "%";
+      if (index >= args.length) return match;
+      const arg = args[index++];
+      switch (spec) {
+        case "s": return typeof arg === "string" ? arg : inspect(arg);
+        case "d":
+        case "i": return typeof arg === "bigint" ? `${arg}n` : String(spec === "i" ? Math.trunc(Number(arg)) : Number(arg));
+        case "f": return String(Number(arg));
+        case "j":
+          try {
+            return JSON.stringify(arg);
+          } catch {
+            return "[Circular]";
+          }
+        case "c": return "";
+        default: return inspect(arg);
+      }
+    });
+  }
+  for (; index < args.length; index++) {
+    const arg = args[index];
+    out += (out === "" && index === 0 ? "" : " ") + (typeof arg === "string" ? arg : inspect(arg));
+  }
+  return out;
+}
 const levels = [
   ["log", "info"],
   ["info", "info"],
@@ -31,12 +88,12 @@ const levels = [
   ["error", "error"],
 ];
 for (const [method, level] of levels) {
-  console[method] = (...args) => emit({ t: "log", l: level, m: format(...args), r: requestId.getStore() });
+  console[method] = (...args) => emit({ t: "log", l: level, m: format(...args), r: currentRequest() });
 }
 
 function describe(error) {
   if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
-  return format(error);
+  return inspect(error);
 }
 
 // Errors that escape user callbacks are logged, not fatal: one bad timer must not take down the
@@ -58,7 +115,7 @@ globalThis.Base44 = {
     pending.add(promise);
     promise.then(() => pending.delete(promise), (error) => {
       pending.delete(promise);
-      emit({ t: "log", l: "error", m: "waitUntil task failed: " + describe(error), r: requestId.getStore() });
+      emit({ t: "log", l: "error", m: "waitUntil task failed: " + describe(error), r: currentRequest() });
     });
     return promise;
   },
@@ -121,8 +178,9 @@ realServe({ path: SOCKET, onListen() { emit({ t: "ready" }); } }, async (request
   const url = request.url;
   if (url.startsWith("http+unix:")) Object.defineProperty(request, "url", { value: "http" + url.slice(9) });
   const id = request.headers.get("x-request-id") ?? undefined;
+  active.add(id);
   try {
-    const response = await requestId.run(id, () => handler(request, info));
+    const response = await (requestContext ? requestContext.run(id, () => handler(request, info)) : handler(request, info));
     if (response instanceof Response) return response;
     const what = response === undefined ? "undefined" : typeof response;
     emit({ t: "log", l: "error", m: `Handler returned ${what} instead of a Response`, r: id });
@@ -135,7 +193,10 @@ realServe({ path: SOCKET, onListen() { emit({ t: "ready" }); } }, async (request
   } catch (error) {
     const text = describe(error);
     emit({ t: "log", l: "error", m: "Uncaught error in handler: " + text, r: id });
-    const message = error instanceof Error ? error.message : format(error);
+    const message = error instanceof Error ? error.message : inspect(error);
     return failure(500, "function_error", message || "The function threw an error", text);
+  } finally {
+    active.delete(id);
+    if (!requestContext) setTimeout(tagRequests, 0); // after this response is on its way
   }
 });
