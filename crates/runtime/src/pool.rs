@@ -42,8 +42,9 @@ struct Inner {
     sockets_dir: PathBuf,
     tmp_dir: PathBuf,
     _work_dir: Option<tempfile::TempDir>,
-    context: OnceCell<Result<Arc<WorkerContext>, RuntimeError>>,
-    deno: OnceCell<Result<DenoInstall, RuntimeError>>,
+    /// Set once Deno is found; a failed lookup is not kept, so the next request tries again.
+    context: OnceCell<Arc<WorkerContext>>,
+    deno: OnceCell<DenoInstall>,
     /// app id → function name → slot.
     slots: Mutex<HashMap<String, HashMap<String, Arc<Slot>>>>,
     next_worker: AtomicU64,
@@ -126,28 +127,28 @@ impl Runtime {
         &self.inner.config
     }
 
-    /// The Deno in use, finding or installing it on the first call.
+    /// The Deno in use, finding or installing it on the first call that succeeds.
     pub async fn deno(&self) -> Result<DenoInstall, RuntimeError> {
         let inner = &self.inner;
         inner
             .deno
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 match &inner.config.deno {
                     Some(path) => Ok(DenoInstall { path: path.clone(), version: String::new(), source: "config" }),
                     None => deno::locate_or_install(&|line| tracing::info!("{line}")).await,
                 }
             })
             .await
-            .clone()
+            .cloned()
     }
 
     async fn context(&self) -> Result<Arc<WorkerContext>, RuntimeError> {
         self.inner
             .context
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 let deno = self.deno().await?;
                 let inner = &self.inner;
-                Ok(Arc::new(WorkerContext {
+                Ok::<_, RuntimeError>(Arc::new(WorkerContext {
                     deno: deno.path,
                     host_script: inner.host_dir.join("host.js"),
                     import_map: inner.host_dir.join("import_map.json"),
@@ -163,7 +164,7 @@ impl Runtime {
                 }))
             })
             .await
-            .clone()
+            .cloned()
     }
 
     /// Sends `request` to a worker of `spec` and returns its response, streaming. The request's

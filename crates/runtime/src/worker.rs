@@ -148,10 +148,14 @@ impl Worker {
             }
             Ok(Ok(Err(load_error))) => load_error,
             Ok(Err(_)) => {
-                // stdout closed without a message: the process died early. Wait for the owner
-                // task to reap it so the exit status and stderr are known.
-                worker.exited.cancelled().await;
-                worker.death_detail()
+                // stdout closed without a message: the process died early (or closed its
+                // stdout). Wait for the owner task to reap it so the exit status and stderr
+                // are known.
+                if worker.exited_within(ctx.boot_timeout).await {
+                    worker.death_detail()
+                } else {
+                    format!("The worker closed its output without becoming ready. {}", worker.stderr_text())
+                }
             }
             Err(_) => format!(
                 "The worker did not become ready within {}s. {}",

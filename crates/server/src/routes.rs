@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use http::header::{HOST, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 
@@ -43,13 +44,13 @@ async fn sdk_invoke(State(state): State<AppState>, request: Request) -> Response
 }
 
 async fn sdk_fetch(State(state): State<AppState>, request: Request) -> Response {
-    let rest = request.uri().path().trim_start_matches("/api/functions/").to_string();
+    let rest = request.uri().path().strip_prefix("/api/functions/").unwrap_or_default().to_string();
     let app = app_for(&state, request.headers());
     forward(state, Caller::Sdk, app, rest, request).await
 }
 
 async fn webhook(State(state): State<AppState>, request: Request) -> Response {
-    let rest = request.uri().path().trim_start_matches("/functions/").to_string();
+    let rest = request.uri().path().strip_prefix("/functions/").unwrap_or_default().to_string();
     let app = app_for(&state, request.headers());
     forward(state, Caller::Webhook, app, rest, request).await
 }
@@ -129,6 +130,13 @@ async fn call_function(
         caller,
         &Injected { app_id: &app.app_id, api_url: &api_url, service_token: &service_token, request_id: &request_id },
     );
+    // HTTP/2 callers name the host in the URI only; the function builds `req.url` from `Host`.
+    if !parts.headers.contains_key(HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(HOST, host);
+    }
     let mut target = String::with_capacity(rest.len() + 64);
     target.push('/');
     target.push_str(rest.trim_start_matches('/'));

@@ -92,6 +92,18 @@ async fn sdk_fetch_route_keeps_sub_path_and_query() {
 }
 
 #[tokio::test]
+async fn http2_callers_reach_functions_with_their_host() {
+    let project = fixture("functions");
+    let server = TestServer::start(project.path()).await;
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let response = client.get(server.at("/functions/echo/h2")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let seen = json_of(response).await;
+    assert_eq!(seen["url"].as_str().unwrap(), format!("{}/echo/h2", server.url));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn webhook_route_never_carries_a_user() {
     let project = fixture("functions");
     let server = TestServer::start(project.path()).await;
