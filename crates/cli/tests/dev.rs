@@ -30,8 +30,7 @@ impl Dev {
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("homebase starts");
         let (tx, lines) = mpsc::unbounded_channel();
         let stdout = child.stdout.take().unwrap();
@@ -76,6 +75,18 @@ impl Dev {
 
     async fn exit_code(mut self) -> Option<i32> {
         tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("homebase exits").unwrap().code()
+    }
+}
+
+impl Drop for Dev {
+    /// A test that is done with homebase (or failed) stops it the way a user would, so that it
+    /// cleans up after itself.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait()
+            && let Some(pid) = self.child.id()
+        {
+            unsafe_kill(pid as i32, libc::SIGTERM);
+        }
     }
 }
 

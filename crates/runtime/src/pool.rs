@@ -90,7 +90,9 @@ impl Runtime {
         let (work, temp) = match &config.work_dir {
             Some(dir) => (dir.clone(), None),
             None => {
-                let temp = tempfile::Builder::new().prefix("homebase-").tempdir()?;
+                remove_orphaned_work_dirs(&std::env::temp_dir());
+                let prefix = format!("{WORK_DIR_PREFIX}{}-", std::process::id());
+                let temp = tempfile::Builder::new().prefix(&prefix).tempdir()?;
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
@@ -484,6 +486,31 @@ fn install_host(parent: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Work folders are named `homebase-<pid>-<random>` so that one left by a killed Homebase can
+/// be recognised and removed by the next start.
+const WORK_DIR_PREFIX: &str = "homebase-";
+
+/// Removes the work folders (sockets, worker temp files) of Homebase processes that are gone.
+/// Best effort; on systems without `/proc` nothing is removed.
+fn remove_orphaned_work_dirs(temp: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(temp) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) =
+            name.to_str().and_then(|n| n.strip_prefix(WORK_DIR_PREFIX)).and_then(|rest| rest.split_once('-'))
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.0.parse::<u32>() else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
@@ -496,6 +523,21 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_dirs_of_dead_processes_are_removed() {
+        let temp = tempfile::tempdir().unwrap();
+        let mine = temp.path().join(format!("homebase-{}-abc", std::process::id()));
+        let dead = temp.path().join("homebase-999999999-abc"); // above any pid_max
+        let unrelated = temp.path().join("homebase-fixture-xyz");
+        for dir in [&mine, &dead, &unrelated] {
+            std::fs::create_dir_all(dir.join("sockets")).unwrap();
+        }
+        remove_orphaned_work_dirs(temp.path());
+        assert!(mine.exists(), "a live process's folder stays");
+        assert!(!dead.exists(), "a dead process's folder goes");
+        assert!(unrelated.exists(), "folders that are not work folders stay");
+    }
 
     #[test]
     fn the_host_is_installed_once_at_a_content_addressed_path() {

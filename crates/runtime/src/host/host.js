@@ -23,13 +23,14 @@ function emit(message) {
 }
 
 // Console output becomes structured log lines, tagged with the request that printed them: through
-// an AsyncLocalStorage once it is loaded, and before that (or outside any request's context) with
-// the only request in flight, if there is exactly one.
+// an AsyncLocalStorage once it is loaded (exact). Before that, in a worker's first moments, a line
+// is charged to the only request in its handler, if there is exactly one (a timer started at module
+// level would be charged to it too; that is the price of not loading the Node layer up front).
 let requestContext;
 const active = new Set();
 function currentRequest() {
-  const id = requestContext?.getStore();
-  if (id !== undefined || active.size !== 1) return id;
+  if (requestContext) return requestContext.getStore();
+  if (active.size !== 1) return undefined;
   for (const only of active) return only;
 }
 
