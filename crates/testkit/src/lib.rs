@@ -159,3 +159,49 @@ pub fn process_alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// The version of the official `base44` CLI the compatibility tests run.
+pub const OFFICIAL_CLI_VERSION: &str = "0.1.18";
+
+/// The official `base44` CLI from the npm registry, installed once per machine into
+/// `<user cache>/homebase/test-tools/base44-<version>/` and returned as the path of its
+/// `bin/run.js` (run it with `node`). Its `dev` command needs a package that is not on the npm
+/// registry (`@deno/loader`), so the package is unpacked, that dependency removed, and the folder
+/// installed. Only the tests use this.
+pub async fn official_cli() -> PathBuf {
+    static CLI: OnceCell<PathBuf> = OnceCell::const_new();
+    CLI.get_or_init(|| async { tokio::task::spawn_blocking(install_official_cli).await.unwrap() }).await.clone()
+}
+
+fn install_official_cli() -> PathBuf {
+    let tools = homebase_runtime::deno::cache_dir().with_file_name("test-tools");
+    let root = tools.join(format!("base44-{OFFICIAL_CLI_VERSION}"));
+    let entry = root.join("package/bin/run.js");
+    if root.join("package/.installed").exists() {
+        return entry;
+    }
+    std::fs::create_dir_all(&tools).unwrap();
+    let staging = tempfile::Builder::new().prefix(".base44-cli-").tempdir_in(&tools).unwrap();
+    let run = |program: &str, args: &[&str], dir: &Path| {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap_or_else(|e| panic!("the compatibility tests need {program}: {e}"));
+        assert!(status.success(), "{program} {args:?} failed in {}", dir.display());
+    };
+    run("npm", &["pack", &format!("base44@{OFFICIAL_CLI_VERSION}"), "--silent"], staging.path());
+    run("tar", &["xzf", &format!("base44-{OFFICIAL_CLI_VERSION}.tgz")], staging.path());
+    let package = staging.path().join("package");
+    let manifest_path = package.join("package.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    if let Some(deps) = manifest.get_mut("dependencies").and_then(|d| d.as_object_mut()) {
+        deps.remove("@deno/loader");
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    run("npm", &["install", "--no-audit", "--no-fund", "--omit=dev", "--silent"], &package);
+    std::fs::write(package.join(".installed"), "").unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::rename(staging.keep(), &root).unwrap();
+    entry
+}

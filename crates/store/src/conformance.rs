@@ -1,0 +1,687 @@
+//! The behaviour every backend must show, written once against a [`Store`].
+//!
+//! Each case is an async function that takes a fresh, empty store and panics on a failure.
+//! A backend runs them all, each as its own test, with [`conformance_tests!`](crate::conformance_tests):
+//!
+//! ```ignore
+//! homebase_store::conformance_tests!(|| async {
+//!     let dir = tempfile::tempdir().unwrap();
+//!     let store = Store::open_sqlite(dir.path().join("homebase.db")).await.unwrap();
+//!     (store, dir) // the second value lives as long as the test
+//! });
+//! ```
+//!
+//! Only enabled with the `testing` feature (and in this crate's tests).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::{App, DeployFile, DeployStatus, Deployment, KeyScope, RETAINED_DEPLOYMENTS, Store, StoreError, StoreStats};
+
+/// Runs every conformance case as its own `#[tokio::test]`. The argument is a closure returning
+/// a future of `(Store, guard)`: a fresh empty store and anything that must outlive it (a temp
+/// folder). The calling crate needs `tokio` with the `macros` and `rt` features.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:expr) => {
+        $crate::conformance_tests!(@cases $fixture;
+            apps_create_get_list,
+            app_names_are_validated,
+            keys_create_verify_list_revoke,
+            keys_are_scoped_to_one_app,
+            key_verification_marks_use,
+            import_key_is_idempotent,
+            deploy_and_read_back,
+            functions_are_sorted_bytewise_and_scoped_to_their_app,
+            deploy_to_unknown_app_stores_nothing,
+            content_address_ignores_file_order,
+            one_byte_makes_a_new_deployment,
+            blobs_are_stored_once,
+            invalid_deployments_store_nothing,
+            history_lists_activations_newest_first,
+            rollback_defaults_to_the_previous_deployment,
+            rollback_to_an_explicit_deployment,
+            rollback_rejects_foreign_and_unknown_deployments,
+            rollback_without_an_earlier_deployment_is_an_error,
+            retention_keeps_the_last_deployments_rollbackable,
+            delete_function_removes_it_and_its_history,
+            gc_keeps_everything_referenced,
+            a_failed_deploy_leaves_the_previous_deployment,
+            a_failed_rollback_changes_nothing,
+            materialize_lays_out_entry_and_shared_files,
+            materialize_handles_nested_functions,
+            materialize_reuses_a_complete_folder,
+            materialize_concurrently_writes_one_folder,
+            materialize_rejects_bad_ids,
+        );
+    };
+    (@cases $fixture:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = ($fixture)().await;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn file(path: &str, content: &str) -> DeployFile {
+    DeployFile { path: path.into(), content: content.into() }
+}
+
+/// A deployment with `entry.ts` as entry.
+fn deployment(files: &[(&str, &str)]) -> Deployment {
+    Deployment {
+        entry: "entry.ts".into(),
+        files: files.iter().map(|(p, c)| file(p, c)).collect(),
+        automations: json!([]),
+    }
+}
+
+/// A one-file deployment whose content is `export default () => new Response("<tag>")`.
+fn version(tag: &str) -> Deployment {
+    deployment(&[("entry.ts", &format!("export default () => new Response({tag:?});\n"))])
+}
+
+async fn app(store: &Store) -> App {
+    store.create_app("Test app").await.unwrap()
+}
+
+fn now_ms() -> i64 {
+    crate::ids::now_ms()
+}
+
+async fn stats(store: &Store) -> StoreStats {
+    store.stats().await.unwrap()
+}
+
+pub async fn apps_create_get_list(store: Store) {
+    assert!(store.list_apps().await.unwrap().is_empty());
+    let before = now_ms();
+    let first = store.create_app("  First  ").await.unwrap();
+    let second = store.create_app("Second").await.unwrap();
+    let third = store.create_app("Third").await.unwrap();
+    let after = now_ms();
+    assert_eq!(first.name, "First", "names are trimmed");
+    for app in [&first, &second, &third] {
+        assert_eq!(app.id.len(), 24, "{}", app.id);
+        assert!(app.id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{}", app.id);
+        assert!((before..=after).contains(&app.created_at));
+    }
+    let ids: HashSet<&str> = [&first, &second, &third].iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(store.get_app(&second.id).await.unwrap(), Some(second.clone()));
+    assert_eq!(store.get_app("000000000000000000000000").await.unwrap(), None);
+    let listed = store.list_apps().await.unwrap();
+    assert_eq!(listed, vec![third, second, first], "newest first");
+}
+
+pub async fn app_names_are_validated(store: Store) {
+    for bad in ["", "   ", "a\nb"] {
+        let err = store.create_app(bad).await.unwrap_err();
+        assert_eq!(err.code(), "invalid", "{bad:?}: {err}");
+    }
+    assert_eq!(stats(&store).await.apps, 0);
+}
+
+pub async fn keys_create_verify_list_revoke(store: Store) {
+    let app = app(&store).await;
+    let (admin, admin_secret) = store.create_key(KeyScope::Admin, "ops").await.unwrap();
+    let (app_key, app_secret) = store.create_key(KeyScope::App(app.id.clone()), "ci").await.unwrap();
+    for secret in [&admin_secret, &app_secret] {
+        assert!(secret.starts_with("b44k_"), "{secret}");
+        assert_eq!(secret.len(), 45);
+        assert!(secret[5..].bytes().all(|b| b.is_ascii_alphanumeric()), "{secret}");
+    }
+    assert_ne!(admin_secret, app_secret);
+    assert_eq!(admin.prefix, admin_secret[..11]);
+    assert_eq!(admin.scope, KeyScope::Admin);
+    assert_eq!(admin.name, "ops");
+    assert_eq!(app_key.scope, KeyScope::App(app.id.clone()));
+
+    let verified = store.verify_key(&admin_secret).await.unwrap().expect("the admin key verifies");
+    assert_eq!((verified.id.as_str(), &verified.scope), (admin.id.as_str(), &KeyScope::Admin));
+    let verified = store.verify_key(&app_secret).await.unwrap().expect("the app key verifies");
+    assert_eq!(verified.id, app_key.id);
+
+    // Wrong and unknown keys.
+    let mut wrong = admin_secret.clone().into_bytes();
+    let last = wrong.len() - 1;
+    wrong[last] = if wrong[last] == b'a' { b'b' } else { b'a' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    let unknown = ["", "b44k_", "b44k_unknownunknownunknownunknown", &admin_secret[..44]];
+    for bad in unknown.into_iter().chain([wrong.as_str(), admin.prefix.as_str(), admin.id.as_str()]) {
+        assert_eq!(store.verify_key(bad).await.unwrap(), None, "{bad:?} verified");
+    }
+    assert_eq!(store.verify_key(&format!("{admin_secret}x")).await.unwrap(), None);
+
+    let all: Vec<String> = store.list_keys(None).await.unwrap().into_iter().map(|k| k.id).collect();
+    assert_eq!(all, vec![app_key.id.clone(), admin.id.clone()], "newest first");
+    let scoped: Vec<String> = store.list_keys(Some(&app.id)).await.unwrap().into_iter().map(|k| k.id).collect();
+    assert_eq!(scoped, vec![app_key.id.clone()]);
+
+    assert!(store.revoke_key(&app_key.id).await.unwrap());
+    assert_eq!(store.verify_key(&app_secret).await.unwrap(), None, "a revoked key no longer verifies");
+    assert!(!store.revoke_key(&app_key.id).await.unwrap(), "a second revoke finds nothing");
+    assert!(store.verify_key(&admin_secret).await.unwrap().is_some(), "other keys are untouched");
+    assert_eq!(stats(&store).await.api_keys, 1);
+
+    let err = store.create_key(KeyScope::Admin, "  ").await.unwrap_err();
+    assert_eq!(err.code(), "invalid");
+}
+
+pub async fn keys_are_scoped_to_one_app(store: Store) {
+    let a = app(&store).await;
+    let b = app(&store).await;
+    let (key_a, secret_a) = store.create_key(KeyScope::App(a.id.clone()), "a").await.unwrap();
+    let (key_b, _) = store.create_key(KeyScope::App(b.id.clone()), "b").await.unwrap();
+    assert_eq!(store.verify_key(&secret_a).await.unwrap().unwrap().scope, KeyScope::App(a.id.clone()));
+    assert_eq!(store.verify_key(&secret_a).await.unwrap().unwrap().scope.app_id(), Some(a.id.as_str()));
+    let ids = |keys: Vec<crate::ApiKey>| keys.into_iter().map(|k| k.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.list_keys(Some(&a.id)).await.unwrap()), vec![key_a.id]);
+    assert_eq!(ids(store.list_keys(Some(&b.id)).await.unwrap()), vec![key_b.id]);
+    let err = store.create_key(KeyScope::App("ffffffffffffffffffffffff".into()), "x").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    assert_eq!(err.status(), 404);
+    assert_eq!(stats(&store).await.api_keys, 2);
+}
+
+pub async fn key_verification_marks_use(store: Store) {
+    let (key, secret) = store.create_key(KeyScope::Admin, "ops").await.unwrap();
+    assert_eq!(key.last_used_at, None);
+    let before = now_ms();
+    let verified = store.verify_key(&secret).await.unwrap().unwrap();
+    let used = verified.last_used_at.expect("verification records the use");
+    assert!(used >= before);
+    let listed = store.list_keys(None).await.unwrap();
+    assert_eq!(listed[0].last_used_at, Some(used));
+}
+
+pub async fn import_key_is_idempotent(store: Store) {
+    let app = app(&store).await;
+    let secret = "b44k_0123456789abcdefghijklmnopqrstuvwxyzAB";
+    let first = store.import_key(secret, KeyScope::Admin, "admin").await.unwrap();
+    assert_eq!(first.prefix, &secret[..11]);
+    let again = store.import_key(secret, KeyScope::Admin, "renamed").await.unwrap();
+    assert_eq!(again, first, "a second import returns the stored key unchanged");
+    assert_eq!(stats(&store).await.api_keys, 1);
+    assert_eq!(store.verify_key(secret).await.unwrap().unwrap().id, first.id);
+    let err = store.import_key(secret, KeyScope::App(app.id.clone()), "admin").await.unwrap_err();
+    assert_eq!(err.code(), "conflict", "{err}");
+    for bad in ["0123456789abcdefghij", "b44k_short", "b44k_has space in it 0123456"] {
+        let err = store.import_key(bad, KeyScope::Admin, "admin").await.unwrap_err();
+        assert_eq!(err.code(), "invalid", "{bad:?}: {err}");
+    }
+    let scoped = store.import_key("b44k_scopedscopedscopedscoped", KeyScope::App(app.id.clone()), "s").await.unwrap();
+    assert_eq!(scoped.scope, KeyScope::App(app.id));
+    assert_eq!(stats(&store).await.api_keys, 2);
+}
+
+pub async fn deploy_and_read_back(store: Store) {
+    let app = app(&store).await;
+    let automations = json!([{"name": "nightly", "type": "scheduled", "schedule_mode": "recurring",
+        "schedule_type": "cron", "cron_expression": "0 3 * * *", "is_active": true}]);
+    let d = Deployment {
+        entry: "entry.ts".into(),
+        files: vec![
+            file("lib/util.ts", "export const two = 2;\n"),
+            file("entry.ts", "import { two } from './lib/util.ts';\n"),
+            file("../../shared/db.ts", "export const db = 'x';\n"),
+        ],
+        automations: automations.clone(),
+    };
+    let before = now_ms();
+    let outcome = store.deploy(&app.id, "send-email", d).await.unwrap();
+    assert_eq!(outcome.status, DeployStatus::Deployed);
+    let id = &outcome.deployment_id;
+    assert!(id.starts_with("d_") && id.len() == 34, "{id}");
+    assert!(id[2..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+
+    let f = store.function(&app.id, "send-email").await.unwrap().expect("the function exists");
+    assert_eq!(f.name, "send-email");
+    assert_eq!(&f.deployment_id, id);
+    assert_eq!(f.entry, "entry.ts");
+    assert_eq!(f.automations, automations);
+    assert!(f.activated_at >= before);
+    let paths: Vec<&str> = f.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["../../shared/db.ts", "entry.ts", "lib/util.ts"], "files sorted by path");
+    assert_eq!(f.files[2].content, "export const two = 2;\n");
+
+    assert_eq!(store.functions(&app.id).await.unwrap(), vec![f.clone()]);
+    assert_eq!(store.function_count(&app.id).await.unwrap(), 1);
+    assert_eq!(store.function(&app.id, "other").await.unwrap(), None);
+
+    let stored = store.deployment(id).await.unwrap().expect("the deployment is stored");
+    assert_eq!(stored.entry, "entry.ts");
+    assert_eq!(stored.files, f.files);
+    assert_eq!(stored.automations, automations);
+    assert_eq!(store.deployment("d_00000000000000000000000000000000").await.unwrap(), None);
+}
+
+pub async fn functions_are_sorted_bytewise_and_scoped_to_their_app(store: Store) {
+    let a = app(&store).await;
+    let b = app(&store).await;
+    for name in ["zeta", "Beta", "email/send", "alpha", "email"] {
+        store.deploy(&a.id, name, version(name)).await.unwrap();
+    }
+    store.deploy(&b.id, "only-b", version("b")).await.unwrap();
+    let names: Vec<String> = store.functions(&a.id).await.unwrap().into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["Beta", "alpha", "email", "email/send", "zeta"]);
+    assert_eq!(store.function_count(&a.id).await.unwrap(), 5);
+    assert_eq!(store.function_count(&b.id).await.unwrap(), 1);
+    assert_eq!(store.function(&b.id, "zeta").await.unwrap(), None, "one app's functions are not another's");
+    assert_eq!(store.function(&a.id, "only-b").await.unwrap(), None);
+    assert!(store.functions("ffffffffffffffffffffffff").await.unwrap().is_empty());
+    // Each function lists its own content.
+    let email = store.function(&a.id, "email/send").await.unwrap().unwrap();
+    assert!(email.files[0].content.contains("\"email/send\""), "{:?}", email.files);
+}
+
+pub async fn deploy_to_unknown_app_stores_nothing(store: Store) {
+    let err = store.deploy("ffffffffffffffffffffffff", "f", version("1")).await.unwrap_err();
+    assert!(matches!(&err, StoreError::NotFound { what } if what.contains("ffffffffffffffffffffffff")), "{err}");
+    assert_eq!(stats(&store).await, StoreStats::default());
+}
+
+pub async fn content_address_ignores_file_order(store: Store) {
+    let app = app(&store).await;
+    let files = [("entry.ts", "import './a.ts';"), ("a.ts", "export {}"), ("../../shared/s.ts", "s")];
+    let mut d = deployment(&files);
+    d.automations = json!([{"name": "n", "type": "entity", "entity_name": "Order", "event_types": ["create"]}]);
+    let first = store.deploy(&app.id, "f", d.clone()).await.unwrap();
+    let mut reordered = d.clone();
+    reordered.files.reverse();
+    reordered.automations = json!([{"event_types": ["create"], "entity_name": "Order", "type": "entity", "name": "n"}]);
+    let second = store.deploy(&app.id, "f", reordered).await.unwrap();
+    assert_eq!(second.status, DeployStatus::Unchanged);
+    assert_eq!(second.deployment_id, first.deployment_id);
+    assert_eq!(store.history(&app.id, "f").await.unwrap().len(), 1, "an unchanged deploy records nothing");
+    // The same content under another name is the same deployment, stored once.
+    let other = store.deploy(&app.id, "g", d).await.unwrap();
+    assert_eq!(other.status, DeployStatus::Deployed, "new for function g");
+    assert_eq!(other.deployment_id, first.deployment_id);
+    assert_eq!(stats(&store).await.deployments, 1);
+    for f in store.functions(&app.id).await.unwrap() {
+        let paths: Vec<&str> = f.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["../../shared/s.ts", "a.ts", "entry.ts"],
+            "{}: a shared deployment lists its files once",
+            f.name
+        );
+    }
+}
+
+pub async fn one_byte_makes_a_new_deployment(store: Store) {
+    let app = app(&store).await;
+    let first = store.deploy(&app.id, "f", deployment(&[("entry.ts", "a"), ("b.ts", "bbbb")])).await.unwrap();
+    let second = store.deploy(&app.id, "f", deployment(&[("entry.ts", "a"), ("b.ts", "bbbc")])).await.unwrap();
+    assert_eq!(second.status, DeployStatus::Deployed);
+    assert_ne!(second.deployment_id, first.deployment_id);
+    let mut with_automation = deployment(&[("entry.ts", "a"), ("b.ts", "bbbc")]);
+    with_automation.automations = json!([{"name": "x"}]);
+    let third = store.deploy(&app.id, "f", with_automation).await.unwrap();
+    assert_ne!(third.deployment_id, second.deployment_id, "automations are part of the content");
+    let active = store.function(&app.id, "f").await.unwrap().unwrap();
+    assert_eq!(active.deployment_id, third.deployment_id);
+    assert_eq!(active.automations, json!([{"name": "x"}]));
+}
+
+pub async fn blobs_are_stored_once(store: Store) {
+    let app = app(&store).await;
+    let shared = ("../../shared/big.ts", "export const big = 1;\n");
+    store.deploy(&app.id, "f", deployment(&[("entry.ts", "v1"), ("lib.ts", "lib"), shared])).await.unwrap();
+    assert_eq!(stats(&store).await.blobs, 3);
+    // Only entry.ts changes: one new blob.
+    store.deploy(&app.id, "f", deployment(&[("entry.ts", "v2"), ("lib.ts", "lib"), shared])).await.unwrap();
+    // Another function with the same shared file and the same lib: one new blob (its entry).
+    store.deploy(&app.id, "g", deployment(&[("entry.ts", "g"), ("lib.ts", "lib"), shared])).await.unwrap();
+    // Identical contents under different paths are one blob.
+    store.deploy(&app.id, "h", deployment(&[("entry.ts", "lib"), ("copy.ts", "lib")])).await.unwrap();
+    let s = stats(&store).await;
+    assert_eq!((s.deployments, s.blobs), (4, 5), "{s:?}");
+    let h = store.function(&app.id, "h").await.unwrap().unwrap();
+    assert!(h.files.iter().all(|f| f.content == "lib"));
+}
+
+pub async fn invalid_deployments_store_nothing(store: Store) {
+    let app = app(&store).await;
+    store.deploy(&app.id, "f", version("1")).await.unwrap();
+    let before = stats(&store).await;
+    let escape = format!("{}etc/passwd", "../".repeat(crate::MAX_PATH_CLIMB + 1));
+    let cases: Vec<(&str, Deployment)> = vec![
+        ("f", deployment(&[("entry.ts", "x"), ("/etc/passwd", "x")])),
+        ("f", deployment(&[("entry.ts", "x"), ("a/../../../b.ts", "x")])),
+        ("f", deployment(&[("entry.ts", "x"), ("./b.ts", "x")])),
+        ("f", deployment(&[("entry.ts", "x"), ("a//b.ts", "x")])),
+        ("f", deployment(&[("entry.ts", "x"), ("a\\b.ts", "x")])),
+        ("f", deployment(&[("entry.ts", "x"), ("..", "x")])),
+        ("f", deployment(&[("entry.ts", "x"), (escape.as_str(), "x")])),
+        ("f", deployment(&[("entry.ts", "x"), ("entry.ts", "y")])),
+        ("f", deployment(&[("main.ts", "x")])),
+        ("f", deployment(&[])),
+        ("f", Deployment { entry: "entry.ts".into(), files: vec![file("entry.ts", "x")], automations: json!({}) }),
+        ("", version("2")),
+        ("a\u{7}b", version("2")),
+    ];
+    for (name, d) in cases {
+        let paths: Vec<String> = d.files.iter().map(|f| f.path.clone()).collect();
+        let err = store.deploy(&app.id, name, d).await.unwrap_err();
+        assert_eq!(err.code(), "invalid", "{name:?} {paths:?}: {err}");
+        assert_eq!(err.status(), 400);
+    }
+    assert_eq!(stats(&store).await, before, "nothing was stored");
+    assert_eq!(store.history(&app.id, "f").await.unwrap().len(), 1);
+}
+
+pub async fn history_lists_activations_newest_first(store: Store) {
+    let app = app(&store).await;
+    assert!(store.history(&app.id, "f").await.unwrap().is_empty(), "no history for an unknown function");
+    let mut ids = Vec::new();
+    for tag in ["1", "2", "3"] {
+        ids.push(store.deploy(&app.id, "f", version(tag)).await.unwrap().deployment_id);
+    }
+    let history = store.history(&app.id, "f").await.unwrap();
+    let listed: Vec<&str> = history.iter().map(|h| h.deployment_id.as_str()).collect();
+    assert_eq!(listed, [&ids[2], &ids[1], &ids[0]]);
+    let active: Vec<bool> = history.iter().map(|h| h.active).collect();
+    assert_eq!(active, [true, false, false]);
+    assert!(history[0].sequence > history[1].sequence && history[1].sequence > history[2].sequence);
+    assert!(history[0].activated_at >= history[2].activated_at);
+}
+
+pub async fn rollback_defaults_to_the_previous_deployment(store: Store) {
+    let app = app(&store).await;
+    let v1 = store.deploy(&app.id, "f", version("1")).await.unwrap().deployment_id;
+    let v2 = store.deploy(&app.id, "f", version("2")).await.unwrap().deployment_id;
+    let v3 = store.deploy(&app.id, "f", version("3")).await.unwrap().deployment_id;
+    assert_eq!(store.rollback(&app.id, "f", None).await.unwrap(), v2);
+    let f = store.function(&app.id, "f").await.unwrap().unwrap();
+    assert_eq!(f.deployment_id, v2);
+    assert!(f.files[0].content.contains("\"2\""), "the active content is version 2");
+    let history = store.history(&app.id, "f").await.unwrap();
+    assert_eq!(history.len(), 4, "the rollback is recorded");
+    assert_eq!((history[0].deployment_id.as_str(), history[0].active), (v2.as_str(), true));
+    // A second rollback swaps back.
+    assert_eq!(store.rollback(&app.id, "f", None).await.unwrap(), v3);
+    assert_eq!(store.function(&app.id, "f").await.unwrap().unwrap().deployment_id, v3);
+    // A deploy of the content of an older deployment reuses it.
+    let again = store.deploy(&app.id, "f", version("1")).await.unwrap();
+    assert_eq!((again.deployment_id.as_str(), again.status), (v1.as_str(), DeployStatus::Deployed));
+}
+
+pub async fn rollback_to_an_explicit_deployment(store: Store) {
+    let app = app(&store).await;
+    let v1 = store.deploy(&app.id, "f", version("1")).await.unwrap().deployment_id;
+    store.deploy(&app.id, "f", version("2")).await.unwrap();
+    let v3 = store.deploy(&app.id, "f", version("3")).await.unwrap().deployment_id;
+    assert_eq!(store.rollback(&app.id, "f", Some(&v1)).await.unwrap(), v1);
+    assert_eq!(store.function(&app.id, "f").await.unwrap().unwrap().deployment_id, v1);
+    let history = store.history(&app.id, "f").await.unwrap();
+    assert_eq!(history[0].deployment_id, v1);
+    assert_eq!(history.len(), 4);
+    // Asking for the active deployment changes nothing.
+    assert_eq!(store.rollback(&app.id, "f", Some(&v1)).await.unwrap(), v1);
+    assert_eq!(store.history(&app.id, "f").await.unwrap().len(), 4);
+    assert_eq!(store.rollback(&app.id, "f", Some(&v3)).await.unwrap(), v3);
+}
+
+pub async fn rollback_rejects_foreign_and_unknown_deployments(store: Store) {
+    let app = app(&store).await;
+    let other_app = store.create_app("Other").await.unwrap();
+    store.deploy(&app.id, "f", version("1")).await.unwrap();
+    let v2 = store.deploy(&app.id, "f", version("2")).await.unwrap().deployment_id;
+    let g = store.deploy(&app.id, "g", version("g")).await.unwrap().deployment_id;
+    let elsewhere = store.deploy(&other_app.id, "f", version("elsewhere")).await.unwrap().deployment_id;
+    for foreign in [g.as_str(), elsewhere.as_str(), "d_00000000000000000000000000000000", "nonsense"] {
+        let err = store.rollback(&app.id, "f", Some(foreign)).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{foreign}: {err}");
+        assert!(err.to_string().contains(foreign), "{err}");
+    }
+    assert_eq!(store.function(&app.id, "f").await.unwrap().unwrap().deployment_id, v2, "nothing changed");
+    let err = store.rollback(&app.id, "missing", None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    let err = store.rollback(&other_app.id, "g", None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+pub async fn rollback_without_an_earlier_deployment_is_an_error(store: Store) {
+    let app = app(&store).await;
+    let v1 = store.deploy(&app.id, "f", version("1")).await.unwrap().deployment_id;
+    let err = store.rollback(&app.id, "f", None).await.unwrap_err();
+    assert_eq!((err.code(), err.status()), ("conflict", 409), "{err}");
+    assert!(err.to_string().contains("no earlier deployment"), "{err}");
+    assert_eq!(store.history(&app.id, "f").await.unwrap().len(), 1);
+    assert_eq!(store.function(&app.id, "f").await.unwrap().unwrap().deployment_id, v1);
+}
+
+pub async fn retention_keeps_the_last_deployments_rollbackable(store: Store) {
+    let app = app(&store).await;
+    let shared = ("../../shared/s.ts", "shared");
+    let total = RETAINED_DEPLOYMENTS + 5;
+    let mut ids = Vec::new();
+    for i in 0..total {
+        let d = deployment(&[("entry.ts", &format!("v{i}")), shared]);
+        ids.push(store.deploy(&app.id, "f", d).await.unwrap().deployment_id);
+    }
+    let history = store.history(&app.id, "f").await.unwrap();
+    assert_eq!(history.len(), RETAINED_DEPLOYMENTS);
+    let s = stats(&store).await;
+    assert_eq!(s.deployments as usize, RETAINED_DEPLOYMENTS, "older deployments are collected");
+    assert_eq!(s.blobs as usize, RETAINED_DEPLOYMENTS + 1, "their contents too, but not the shared file");
+    // The oldest are gone for good.
+    for old in &ids[..total - RETAINED_DEPLOYMENTS] {
+        assert_eq!(store.deployment(old).await.unwrap(), None);
+        assert!(matches!(store.rollback(&app.id, "f", Some(old)).await, Err(StoreError::NotFound { .. })));
+    }
+    // The last ten (at least) stay usable: roll back to each, oldest first, and check the content.
+    for (i, id) in ids.iter().enumerate().skip(total - 10) {
+        assert_eq!(&store.rollback(&app.id, "f", Some(id)).await.unwrap(), id);
+        let f = store.function(&app.id, "f").await.unwrap().unwrap();
+        assert_eq!(&f.deployment_id, id);
+        let entry = f.files.iter().find(|f| f.path == "entry.ts").unwrap();
+        assert_eq!(entry.content, format!("v{i}"));
+        assert_eq!(f.files.len(), 2);
+    }
+    assert_eq!(stats(&store).await.deployments as usize, RETAINED_DEPLOYMENTS, "rollbacks collect nothing new");
+}
+
+pub async fn delete_function_removes_it_and_its_history(store: Store) {
+    let app = app(&store).await;
+    store.deploy(&app.id, "f", version("1")).await.unwrap();
+    store.deploy(&app.id, "f", version("2")).await.unwrap();
+    let shared = store.deploy(&app.id, "g", version("2")).await.unwrap().deployment_id;
+    assert!(store.delete_function(&app.id, "f").await.unwrap());
+    assert_eq!(store.function(&app.id, "f").await.unwrap(), None);
+    assert!(store.history(&app.id, "f").await.unwrap().is_empty());
+    let names: Vec<String> = store.functions(&app.id).await.unwrap().into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["g"]);
+    assert_eq!(store.function_count(&app.id).await.unwrap(), 1);
+    assert!(matches!(store.rollback(&app.id, "f", None).await, Err(StoreError::NotFound { .. })));
+    // Version 1 was only f's: collected. Version 2 is still g's.
+    let s = stats(&store).await;
+    assert_eq!((s.deployments, s.blobs, s.history_entries), (1, 1, 1), "{s:?}");
+    assert!(store.deployment(&shared).await.unwrap().is_some());
+    assert!(!store.delete_function(&app.id, "f").await.unwrap(), "deleting twice finds nothing");
+    assert!(!store.delete_function(&app.id, "never").await.unwrap());
+    // A new deploy of the same name starts a fresh history.
+    store.deploy(&app.id, "f", version("3")).await.unwrap();
+    assert_eq!(store.history(&app.id, "f").await.unwrap().len(), 1);
+    assert!(store.delete_function(&app.id, "g").await.unwrap());
+    assert!(store.delete_function(&app.id, "f").await.unwrap());
+    let s = stats(&store).await;
+    assert_eq!((s.functions, s.deployments, s.blobs, s.history_entries), (0, 0, 0, 0), "{s:?}");
+}
+
+pub async fn gc_keeps_everything_referenced(store: Store) {
+    let app = app(&store).await;
+    for i in 0..3 {
+        store.deploy(&app.id, "f", version(&i.to_string())).await.unwrap();
+    }
+    store.deploy(&app.id, "g", version("g")).await.unwrap();
+    store.delete_function(&app.id, "g").await.unwrap();
+    let before = stats(&store).await;
+    assert_eq!(store.gc().await.unwrap(), crate::GcReport::default(), "deletes already collected their garbage");
+    assert_eq!(stats(&store).await, before);
+    for entry in store.history(&app.id, "f").await.unwrap() {
+        assert!(store.deployment(&entry.deployment_id).await.unwrap().is_some());
+    }
+    assert_eq!(
+        store.rollback(&app.id, "f", None).await.unwrap(),
+        store.history(&app.id, "f").await.unwrap()[0].deployment_id
+    );
+}
+
+pub async fn a_failed_deploy_leaves_the_previous_deployment(store: Store) {
+    let app = app(&store).await;
+    let v1 = store.deploy(&app.id, "f", deployment(&[("entry.ts", "v1"), ("a.ts", "a1")])).await.unwrap();
+    let before = stats(&store).await;
+    let history_before = store.history(&app.id, "f").await.unwrap();
+    // Fail after every row of the deploy is written, just before the commit.
+    store.set_before_commit_hook(|op: &str| if op == "deploy" { Err("injected failure".into()) } else { Ok(()) });
+    let new = || deployment(&[("entry.ts", "v2"), ("a.ts", "a2"), ("b.ts", "b2")]);
+    let err = store.deploy(&app.id, "f", new()).await.unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    let err = store.deploy(&app.id, "brand-new", new()).await.unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    store.clear_before_commit_hook();
+    let f = store.function(&app.id, "f").await.unwrap().unwrap();
+    assert_eq!(f.deployment_id, v1.deployment_id);
+    assert_eq!(f.files.iter().map(|f| f.content.as_str()).collect::<Vec<_>>(), ["a1", "v1"]);
+    assert_eq!(store.function(&app.id, "brand-new").await.unwrap(), None);
+    assert_eq!(stats(&store).await, before, "no partial rows");
+    assert_eq!(store.history(&app.id, "f").await.unwrap(), history_before);
+    // The same deploy goes through once the failure is gone.
+    assert_eq!(store.deploy(&app.id, "f", new()).await.unwrap().status, DeployStatus::Deployed);
+}
+
+pub async fn a_failed_rollback_changes_nothing(store: Store) {
+    let app = app(&store).await;
+    store.deploy(&app.id, "f", version("1")).await.unwrap();
+    let v2 = store.deploy(&app.id, "f", version("2")).await.unwrap().deployment_id;
+    let history = store.history(&app.id, "f").await.unwrap();
+    store.set_before_commit_hook(|op: &str| if op == "rollback" { Err("injected failure".into()) } else { Ok(()) });
+    assert!(store.rollback(&app.id, "f", None).await.is_err());
+    store.clear_before_commit_hook();
+    assert_eq!(store.function(&app.id, "f").await.unwrap().unwrap().deployment_id, v2);
+    assert_eq!(store.history(&app.id, "f").await.unwrap(), history);
+}
+
+/// Entries of `root` whose names start with the temporary prefix.
+fn temp_entries(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(crate::materialize::TEMP_PREFIX))
+        .collect()
+}
+
+pub async fn materialize_lays_out_entry_and_shared_files(store: Store) {
+    let app = app(&store).await;
+    let d = deployment(&[
+        ("entry.ts", "import './lib/util.ts'; import '../../shared/db.ts';"),
+        ("lib/util.ts", "util"),
+        ("../../shared/db.ts", "db"),
+        ("../../shared/nested/deep.json", "{}"),
+    ]);
+    let id = store.deploy(&app.id, "f", d).await.unwrap().deployment_id;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("deployments");
+    let entry = store.materialize(&id, &root).await.unwrap();
+    assert!(entry.is_absolute(), "{}", entry.display());
+    let base = root.canonicalize().unwrap().join(&id);
+    assert_eq!(entry, base.join("functions/_/entry.ts"));
+    let read = |rel: &str| std::fs::read_to_string(base.join(rel)).unwrap();
+    assert_eq!(read("functions/_/entry.ts"), "import './lib/util.ts'; import '../../shared/db.ts';");
+    assert_eq!(read("functions/_/lib/util.ts"), "util");
+    assert_eq!(read("shared/db.ts"), "db");
+    assert_eq!(read("shared/nested/deep.json"), "{}");
+    // The relative imports of the entry resolve.
+    let entry_dir = entry.parent().unwrap();
+    assert!(entry_dir.join("../../shared/db.ts").is_file());
+    assert!(entry_dir.join("lib/util.ts").is_file());
+    let mut top: Vec<String> =
+        std::fs::read_dir(&base).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    top.sort();
+    assert_eq!(top, ["functions", "shared"]);
+    assert!(temp_entries(&root).is_empty(), "no temporary folder is left");
+    let in_root: Vec<String> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(in_root, [id]);
+}
+
+pub async fn materialize_handles_nested_functions(store: Store) {
+    let app = app(&store).await;
+    // A function named `email/send` sends its shared files three folders up.
+    let d = deployment(&[("entry.ts", "e"), ("../../../shared/x.ts", "x"), ("../common.ts", "c")]);
+    let id = store.deploy(&app.id, "email/send", d).await.unwrap().deployment_id;
+    let dir = tempfile::tempdir().unwrap();
+    let entry = store.materialize(&id, dir.path()).await.unwrap();
+    let base = dir.path().canonicalize().unwrap().join(&id);
+    assert_eq!(entry, base.join("functions/_/_/entry.ts"));
+    assert_eq!(std::fs::read_to_string(base.join("shared/x.ts")).unwrap(), "x");
+    assert_eq!(std::fs::read_to_string(entry.parent().unwrap().join("../common.ts")).unwrap(), "c");
+    assert_eq!(std::fs::read_to_string(entry.parent().unwrap().join("../../../shared/x.ts")).unwrap(), "x");
+}
+
+pub async fn materialize_reuses_a_complete_folder(store: Store) {
+    let app = app(&store).await;
+    let id = store.deploy(&app.id, "f", version("1")).await.unwrap().deployment_id;
+    let dir = tempfile::tempdir().unwrap();
+    let first = store.materialize(&id, dir.path()).await.unwrap();
+    // A marker inside the folder survives a second materialisation: the folder is reused.
+    let marker = first.parent().unwrap().join("marker");
+    std::fs::write(&marker, "still here").unwrap();
+    let second = store.materialize(&id, dir.path()).await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "still here");
+    // Another deployment gets its own folder beside it.
+    let other = store.deploy(&app.id, "f", version("2")).await.unwrap().deployment_id;
+    let third = store.materialize(&other, dir.path()).await.unwrap();
+    assert_ne!(third, first);
+    assert!(std::fs::read_to_string(&third).unwrap().contains("\"2\""));
+    assert!(std::fs::read_to_string(&first).unwrap().contains("\"1\""));
+    assert!(temp_entries(dir.path()).is_empty());
+}
+
+pub async fn materialize_concurrently_writes_one_folder(store: Store) {
+    let app = app(&store).await;
+    let files: Vec<(String, String)> =
+        (0..30).map(|i| (format!("lib/m{i}.ts"), format!("export const m = {i};"))).collect();
+    let mut list: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    list.push(("entry.ts", "entry"));
+    let id = store.deploy(&app.id, "f", deployment(&list)).await.unwrap().deployment_id;
+    let dir = tempfile::tempdir().unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, id, root) = (store.clone(), id.clone(), dir.path().to_path_buf());
+            tokio::spawn(async move { store.materialize(&id, &root).await })
+        })
+        .collect();
+    let mut entries = HashSet::new();
+    for task in tasks {
+        entries.insert(task.await.unwrap().unwrap());
+    }
+    assert_eq!(entries.len(), 1);
+    let entry = entries.into_iter().next().unwrap();
+    assert_eq!(std::fs::read_to_string(&entry).unwrap(), "entry");
+    for (path, content) in &files {
+        assert_eq!(&std::fs::read_to_string(entry.parent().unwrap().join(path)).unwrap(), content);
+    }
+    assert!(temp_entries(dir.path()).is_empty(), "{:?}", temp_entries(dir.path()));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+pub async fn materialize_rejects_bad_ids(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["../escape", "d_../../x", "", "d_ABCDEF00000000000000000000000000"] {
+        let err = store.materialize(bad, dir.path()).await.unwrap_err();
+        assert_eq!(err.code(), "invalid", "{bad:?}: {err}");
+    }
+    let err = store.materialize("d_00000000000000000000000000000000", dir.path()).await.unwrap_err();
+    assert_eq!(err.code(), "not_found", "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing was written");
+}

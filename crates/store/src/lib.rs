@@ -1,0 +1,338 @@
+//! Homebase's persistence, behind one cheap-to-clone [`Store`] handle.
+//!
+//! This crate owns what Homebase keeps: apps, API keys (stored hashed) and function
+//! deployments. It does not speak HTTP and does not spawn processes; the server calls it and
+//! maps its [`StoreError`]s to responses.
+//!
+//! * **Backends.** SQLite now ([`Store::open_sqlite`], [`Store::open_sqlite_in_memory`]:
+//!   bundled, WAL, versioned migrations), PostgreSQL next behind the same handle. Every decision
+//!   (validation, content addressing, layout, history retention, the rollback target) is made in
+//!   backend-independent code; a backend only moves rows, each operation in one transaction.
+//!   The behaviour suite is written once against a `Store` (the `conformance` module behind the
+//!   `testing` feature, run with `conformance_tests!`) so that every backend runs it unchanged.
+//! * **Deployments** are immutable and content-addressed: the id is a hash of the entry, the
+//!   files (sorted by path) and the automations (canonical JSON), so the same content always has
+//!   the same id. File contents are stored once per distinct content. Per function `(app, name)`
+//!   the store keeps the active deployment and a history of activations; [`Store::deploy`] and
+//!   [`Store::rollback`] switch the active deployment in one transaction, so a crash leaves the
+//!   old or the new deployment active, never a mix.
+//! * **Retention.** The history keeps every activation of the 20 most recently activated
+//!   distinct deployments of a function (so at least the last 10 deploys stay available for
+//!   rollback); deployments and contents nothing refers to any more are deleted in the same
+//!   transaction. [`Store::gc`] sweeps the whole database as well.
+//! * **Materialisation.** [`Store::materialize`] writes a deployment's files to the node's disk
+//!   under its content address, atomically, for the runtime to run.
+//!
+//! The API is async; SQLite work runs on tokio's blocking threads. Times are milliseconds since
+//! the Unix epoch.
+
+mod content;
+mod error;
+mod ids;
+mod materialize;
+mod model;
+mod sqlite;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use content::{MAX_HISTORY_ENTRIES, MAX_PATH_CLIMB, RETAINED_DEPLOYMENTS};
+pub use error::{Result, StoreError};
+pub use ids::KEY_PREFIX;
+pub use model::{
+    ActiveFunction, ApiKey, App, DeployFile, DeployOutcome, DeployStatus, Deployment, GcReport, HistoryEntry, KeyScope,
+    StoreStats,
+};
+
+/// The handle to Homebase's persistent state. Cloning is cheap (an `Arc`); all clones share
+/// one database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+}
+
+/// The database behind the handle. A PostgreSQL variant lands next with the same operations.
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+}
+
+/// Checks `deployment` as [`Store::deploy`] would and writes it under `root/<id>/`, without
+/// touching any database: for checking a deploy (with Deno, say) before anything is stored.
+/// Returns the content address and the absolute path of the entry file. Blocking.
+pub fn materialize_unstored(deployment: &Deployment, root: &Path) -> Result<(String, PathBuf)> {
+    let id = content::prepare(deployment.clone())?.id;
+    let entry = materialize::materialize(&id, deployment, root)?;
+    Ok((id, entry))
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend_name()).field("location", &self.location()).finish()
+    }
+}
+
+impl Store {
+    /// Opens the SQLite database file at `path`, creating it (and its folder) when missing and
+    /// migrating it to the current schema. Fails with [`StoreError::SchemaTooNew`] for a
+    /// database written by a newer Homebase.
+    pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let backend = tokio::task::spawn_blocking(move || sqlite::Sqlite::open(&path))
+            .await
+            .map_err(|e| StoreError::Database(format!("Opening the database failed: {e}")))??;
+        Ok(Store::from_backend(Backend::Sqlite(backend)))
+    }
+
+    /// A private in-memory SQLite database (for `dev` without persistence, and tests).
+    pub async fn open_sqlite_in_memory() -> Result<Store> {
+        Ok(Store::from_backend(Backend::Sqlite(sqlite::Sqlite::open_in_memory()?)))
+    }
+
+    fn from_backend(backend: Backend) -> Store {
+        Store { inner: Arc::new(Inner { backend }) }
+    }
+
+    /// `"sqlite"` (later also `"postgres"`).
+    pub fn backend_name(&self) -> &'static str {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Where the data lives: the database file, or `:memory:`.
+    pub fn location(&self) -> &str {
+        match &self.inner.backend {
+            Backend::Sqlite(db) => db.location(),
+        }
+    }
+
+    fn db(&self) -> &sqlite::Sqlite {
+        match &self.inner.backend {
+            Backend::Sqlite(db) => db,
+        }
+    }
+
+    // ---- apps ----
+
+    /// Creates an app with a random 24-hex-character id. The name is trimmed and must not be
+    /// empty.
+    pub async fn create_app(&self, name: &str) -> Result<App> {
+        let name = content::validate_app_name(name)?;
+        let app = App { id: ids::new_app_id(), name, created_at: ids::now_ms() };
+        self.db().insert_app(app).await
+    }
+
+    /// The app with this id.
+    pub async fn get_app(&self, id: &str) -> Result<Option<App>> {
+        self.db().get_app(id.to_string()).await
+    }
+
+    /// Every app, newest first.
+    pub async fn list_apps(&self) -> Result<Vec<App>> {
+        self.db().list_apps().await
+    }
+
+    // ---- API keys ----
+
+    /// Creates a key (`b44k_` and 40 random characters) and returns it with its secret. The
+    /// secret is returned only here: the store keeps its SHA-256 and a short prefix.
+    pub async fn create_key(&self, scope: KeyScope, name: &str) -> Result<(ApiKey, String)> {
+        let secret = ids::new_key_secret();
+        let key = self.db().insert_key(new_key(&secret, scope, name)?, ids::key_hash(&secret), false).await?;
+        Ok((key, secret))
+    }
+
+    /// Stores a key given from outside (`HOMEBASE_ADMIN_KEY`). Idempotent: importing a key that
+    /// is already stored with the same scope returns the stored key unchanged; with another
+    /// scope it is a [`StoreError::Conflict`]. The key must look like `b44k_` followed by 16 to
+    /// 200 letters, digits, `-` or `_`.
+    pub async fn import_key(&self, secret: &str, scope: KeyScope, name: &str) -> Result<ApiKey> {
+        ids::validate_key_secret(secret)?;
+        let wanted = scope.clone();
+        let key = self.db().insert_key(new_key(secret, scope, name)?, ids::key_hash(secret), true).await?;
+        if key.scope != wanted {
+            return Err(StoreError::conflict(format!(
+                "This key is already registered as '{}' with another scope; create a new key instead",
+                key.name
+            )));
+        }
+        Ok(key)
+    }
+
+    /// The key this secret belongs to, if any. Marks the key used (at most once a minute).
+    pub async fn verify_key(&self, secret: &str) -> Result<Option<ApiKey>> {
+        if !secret.starts_with(KEY_PREFIX) {
+            return Ok(None);
+        }
+        self.db().verify_key(ids::key_hash(secret), ids::now_ms()).await
+    }
+
+    /// Keys, newest first: every key with `None`, the keys scoped to one app with `Some(app)`.
+    pub async fn list_keys(&self, app_id: Option<&str>) -> Result<Vec<ApiKey>> {
+        self.db().list_keys(app_id.map(str::to_string)).await
+    }
+
+    /// Deletes a key; `false` when there was none with this id.
+    pub async fn revoke_key(&self, id: &str) -> Result<bool> {
+        self.db().delete_key(id.to_string()).await
+    }
+
+    // ---- functions and deployments ----
+
+    /// Stores `deployment` (unless its content is already stored) and makes it the active
+    /// deployment of function `name` of app `app_id`, in one transaction. `Unchanged` (and
+    /// nothing written) when the function's active deployment already has this content.
+    ///
+    /// Checked here: the app exists; the name is non-empty; every path is relative and
+    /// normalised, listed once, and has a place in the layout; the entry is among the files;
+    /// `automations` is an array. The project rules (names, the function limit, sizes, the shape
+    /// of automations) are the caller's.
+    pub async fn deploy(&self, app_id: &str, name: &str, deployment: Deployment) -> Result<DeployOutcome> {
+        content::validate_function_name(name)?;
+        let prepared = content::prepare(deployment)?;
+        self.db().deploy(app_id.to_string(), name.to_string(), prepared, ids::now_ms()).await
+    }
+
+    /// The app's functions with their active deployments, sorted by name (bytewise).
+    pub async fn functions(&self, app_id: &str) -> Result<Vec<ActiveFunction>> {
+        self.db().functions(app_id.to_string(), None).await
+    }
+
+    /// One function with its active deployment.
+    pub async fn function(&self, app_id: &str, name: &str) -> Result<Option<ActiveFunction>> {
+        Ok(self.db().functions(app_id.to_string(), Some(name.to_string())).await?.into_iter().next())
+    }
+
+    /// How many functions the app has (the caller enforces the limit).
+    pub async fn function_count(&self, app_id: &str) -> Result<u64> {
+        self.db().function_count(app_id.to_string()).await
+    }
+
+    /// Deletes a function: its active pointer and its history (a later deploy of the same name
+    /// starts a fresh history); deployments and contents nothing else refers to are deleted too.
+    /// `false` when there was no such function.
+    pub async fn delete_function(&self, app_id: &str, name: &str) -> Result<bool> {
+        self.db().delete_function(app_id.to_string(), name.to_string()).await
+    }
+
+    /// The function's activations, newest first; the first is the active one. Empty for an
+    /// unknown function.
+    pub async fn history(&self, app_id: &str, name: &str) -> Result<Vec<HistoryEntry>> {
+        self.db().history(app_id.to_string(), name.to_string()).await
+    }
+
+    /// Activates an earlier deployment of the function and records that as an activation.
+    /// `to`: a deployment in the function's history (else [`StoreError::NotFound`]); by
+    /// default the newest one that differs from the active one, so a second rollback swaps
+    /// back ([`StoreError::Conflict`] when there is none). Asking for the active deployment
+    /// changes nothing. Returns the now active deployment id.
+    pub async fn rollback(&self, app_id: &str, name: &str, to: Option<&str>) -> Result<String> {
+        self.db().rollback(app_id.to_string(), name.to_string(), to.map(str::to_string), ids::now_ms()).await
+    }
+
+    /// A stored deployment's content, files sorted by path.
+    pub async fn deployment(&self, id: &str) -> Result<Option<Deployment>> {
+        self.db().deployment(id.to_string()).await
+    }
+
+    /// Writes the deployment's files under `root/<deployment_id>/` and returns the absolute
+    /// path of its entry file. Layout: the entry's folder is `functions/_/` (one `_` more per
+    /// extra folder that the most-climbing path needs), so `../../shared/x.ts` lands in
+    /// `root/<id>/shared/x.ts`. The folder is written under a temporary name and renamed into
+    /// place; an existing folder is complete and is reused. Paths are checked again here.
+    pub async fn materialize(&self, deployment_id: &str, root: &Path) -> Result<PathBuf> {
+        if !content::is_deployment_id(deployment_id) {
+            return Err(StoreError::invalid(format!("'{deployment_id}' is not a deployment id")));
+        }
+        let deployment = self
+            .deployment(deployment_id)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("Deployment '{deployment_id}'")))?;
+        let (id, root) = (deployment_id.to_string(), root.to_path_buf());
+        tokio::task::spawn_blocking(move || materialize::materialize(&id, &deployment, &root))
+            .await
+            .map_err(|e| StoreError::Io(format!("Materialising the deployment failed: {e}")))?
+    }
+
+    /// Deletes every deployment that no function and no history entry refers to, and every
+    /// content no deployment refers to. Deploys, rollbacks and deletes already collect what
+    /// they release; this sweeps whatever is left.
+    pub async fn gc(&self) -> Result<GcReport> {
+        self.db().gc().await
+    }
+
+    /// Row counts.
+    pub async fn stats(&self) -> Result<StoreStats> {
+        self.db().stats().await
+    }
+
+    /// Test hook: `hook(op)` runs inside every write transaction (`op` is `"deploy"`,
+    /// `"rollback"`, `"delete_function"`, `"create_app"`, …) after all its rows are written and
+    /// before the commit; an `Err` aborts the transaction with [`StoreError::Database`]. It
+    /// stays until [`clear_before_commit_hook`](Store::clear_before_commit_hook).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn set_before_commit_hook<F>(&self, hook: F)
+    where
+        F: Fn(&str) -> std::result::Result<(), String> + Send + Sync + 'static,
+    {
+        match &self.inner.backend {
+            Backend::Sqlite(db) => db.set_before_commit_hook(Some(Arc::new(hook))),
+        }
+    }
+
+    /// Removes the hook set by [`set_before_commit_hook`](Store::set_before_commit_hook).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn clear_before_commit_hook(&self) {
+        match &self.inner.backend {
+            Backend::Sqlite(db) => db.set_before_commit_hook(None),
+        }
+    }
+}
+
+fn new_key(secret: &str, scope: KeyScope, name: &str) -> Result<ApiKey> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(StoreError::invalid("The key name is empty; name keys after their use, e.g. 'ci'"));
+    }
+    Ok(ApiKey {
+        id: ids::new_key_id(),
+        scope,
+        name: name.to_string(),
+        prefix: ids::key_visible_prefix(secret),
+        created_at: ids::now_ms(),
+        last_used_at: None,
+    })
+}
+
+#[cfg(test)]
+mod unstored_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unstored_deployment_has_the_id_and_layout_a_stored_one_gets() {
+        let deployment = Deployment {
+            entry: "entry.ts".into(),
+            files: vec![
+                DeployFile { path: "entry.ts".into(), content: "import '../../shared/a.ts';".into() },
+                DeployFile { path: "../../shared/a.ts".into(), content: "export {}".into() },
+            ],
+            automations: serde_json::json!([]),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (id, entry) = materialize_unstored(&deployment, dir.path()).unwrap();
+        assert!(entry.ends_with("entry.ts") && entry.starts_with(dir.path().canonicalize().unwrap().join(&id)));
+        let store = Store::open_sqlite_in_memory().await.unwrap();
+        let app = store.create_app("a").await.unwrap();
+        assert_eq!(store.deploy(&app.id, "f", deployment.clone()).await.unwrap().deployment_id, id);
+        let bad = Deployment { entry: "missing.ts".into(), ..deployment };
+        assert!(materialize_unstored(&bad, dir.path()).is_err());
+    }
+}
