@@ -27,6 +27,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Serve a project's functions locally, reloading on change.
     Dev(commands::dev::DevArgs),
+    /// Run the production server: many apps, deploys through the management API.
+    Serve(commands::serve::ServeArgs),
     /// Generate TypeScript types for entities and function names.
     Types(commands::types::TypesArgs),
 }

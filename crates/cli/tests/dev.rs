@@ -1,124 +1,18 @@
 //! `homebase dev` as a user runs it: the real binary, real Deno, a temp copy of a project, port 0
 //! (or a port the test holds), readiness read from the binary's `--json` output.
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
+use common::{Running, get_json, wait_gone};
 use homebase_testkit::{copy_dir, deno, fixture, process_alive, repo_root};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
-
-/// A running `homebase --json dev …` and the JSON lines it prints.
-struct Dev {
-    child: Child,
-    lines: mpsc::UnboundedReceiver<Value>,
-    url: String,
-}
-
-impl Dev {
-    async fn start(project: &Path, args: &[&str], env: &[(&str, String)]) -> Dev {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_homebase"));
-        cmd.arg("--json").arg("dev").arg(project).args(args);
-        Dev::spawn(cmd, env, true).await
-    }
-
-    async fn spawn(mut cmd: Command, env: &[(&str, String)], wait_listening: bool) -> Dev {
-        cmd.env("HOMEBASE_DENO", deno().await)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("homebase starts");
-        let (tx, lines) = mpsc::unbounded_channel();
-        let stdout = child.stdout.take().unwrap();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                let value = serde_json::from_str(&line).unwrap_or_else(|_| json!({ "event": "text", "line": line }));
-                if tx.send(value).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut dev = Dev { child, lines, url: String::new() };
-        if wait_listening {
-            let listening = dev.wait_for(|line| line["event"] == "listening").await;
-            dev.url = listening["url"].as_str().unwrap().to_string();
-        }
-        dev
-    }
-
-    /// The next printed line that matches; fails after 30 s.
-    async fn wait_for(&mut self, mut matches: impl FnMut(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) if matches(&line) => return line,
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("homebase exited before printing the expected line"),
-                Err(_) => panic!("timed out waiting for a line from homebase"),
-            }
-        }
-    }
-
-    fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    fn signal(&self, signal: i32) {
-        let pid = self.child.id().expect("running") as i32;
-        assert_eq!(unsafe_kill(pid, signal), 0, "kill({pid}, {signal})");
-    }
-
-    async fn exit_code(mut self) -> Option<i32> {
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("homebase exits").unwrap().code()
-    }
-}
-
-impl Drop for Dev {
-    /// A test that is done with homebase (or failed) stops it the way a user would, so that it
-    /// cleans up after itself.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait()
-            && let Some(pid) = self.child.id()
-        {
-            unsafe_kill(pid as i32, libc::SIGTERM);
-        }
-    }
-}
-
-#[allow(unsafe_code)]
-fn unsafe_kill(pid: i32, signal: i32) -> i32 {
-    // SAFETY: kill(2) with a pid we spawned; no memory is shared.
-    unsafe { libc::kill(pid, signal) }
-}
-
-async fn get_json(url: String) -> (u16, Value) {
-    let response = reqwest::get(url).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-/// Polls for a process to be gone: the kernel gives no signal we can wait on for another
-/// process's child.
-async fn wait_gone(pid: u32) {
-    for _ in 0..500 {
-        if !process_alive(pid) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("process {pid} is still alive");
-}
+use tokio::process::Command;
 
 #[tokio::test]
 async fn serves_the_quickstart_example_as_the_docs_show() {
     let project = tempfile::tempdir().unwrap();
     copy_dir(&repo_root().join("examples/quickstart"), project.path()).unwrap();
-    let mut dev = Dev::start(project.path(), &["--port", "0"], &[]).await;
+    let mut dev = Running::start(project.path(), &["--port", "0"], &[]).await;
 
     let client = reqwest::Client::new();
     let hello: Value = client
@@ -158,7 +52,7 @@ async fn a_taken_default_port_moves_to_the_next_free_one() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = held.local_addr().unwrap().port();
     // The port comes from the environment, so the fallback applies as for the default 4400.
-    let mut dev = Dev::start(project.path(), &[], &[("HOMEBASE_PORT", taken.to_string())]).await;
+    let mut dev = Running::start(project.path(), &[], &[("HOMEBASE_PORT", taken.to_string())]).await;
     assert!(!dev.url.ends_with(&format!(":{taken}")), "{}", dev.url);
     let (status, body) = get_json(dev.at("/functions/modern")).await;
     assert_eq!((status, &body["shape"]), (200, &json!("export default function")));
@@ -188,7 +82,7 @@ async fn an_explicit_port_that_is_taken_is_an_error() {
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_then_stops_workers() {
     let project = fixture("functions");
-    let mut dev = Dev::start(project.path(), &["--port", "0"], &[]).await;
+    let mut dev = Running::start(project.path(), &["--port", "0"], &[]).await;
     let (_, exits) = get_json(dev.at("/functions/exits")).await;
     let worker = exits["pid"].as_u64().unwrap() as u32;
     let in_flight = tokio::spawn(reqwest::get(dev.at("/functions/delayed?ms=700")));
@@ -204,7 +98,7 @@ async fn sigterm_lets_in_flight_requests_finish_then_stops_workers() {
 #[tokio::test]
 async fn no_worker_outlives_a_sigkilled_homebase() {
     let project = fixture("functions");
-    let mut dev = Dev::start(project.path(), &["--port", "0"], &[]).await;
+    let mut dev = Running::start(project.path(), &["--port", "0"], &[]).await;
     let (_, a) = get_json(dev.at("/functions/exits")).await;
     let (_, b) = get_json(dev.at("/functions/spin")).await;
     // This worker's event loop is stuck: only the kernel's parent-death signal can end it.
@@ -220,7 +114,7 @@ async fn no_worker_outlives_a_sigkilled_homebase() {
 #[tokio::test]
 async fn function_timeout_flag_applies() {
     let project = fixture("functions");
-    let dev = Dev::start(project.path(), &["--port", "0", "--function-timeout", "1s"], &[]).await;
+    let dev = Running::start(project.path(), &["--port", "0", "--function-timeout", "1s"], &[]).await;
     let (status, body) = get_json(dev.at("/functions/slow")).await;
     assert_eq!(status, 504);
     assert_eq!(body["code"], "function_timeout");
@@ -230,7 +124,7 @@ async fn function_timeout_flag_applies() {
 #[tokio::test]
 async fn the_runtime_module_reads_secrets_from_the_environment_and_runs_background_work() {
     let project = fixture("functions");
-    let dev = Dev::start(project.path(), &["--port", "0"], &[("HOMEBASE_FIXTURE_SECRET", "s3cret".into())]).await;
+    let dev = Running::start(project.path(), &["--port", "0"], &[("HOMEBASE_FIXTURE_SECRET", "s3cret".into())]).await;
     let (status, body) = get_json(dev.at("/functions/runtime-module")).await;
     assert_eq!(status, 202);
     assert_eq!(body, json!({ "secret": "s3cret", "env": "s3cret" }));
@@ -243,7 +137,7 @@ async fn dev_reports_broken_functions_and_serves_the_rest() {
     let project = fixture("functions");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_homebase"));
     cmd.arg("--json").arg("dev").arg(project.path()).args(["--port", "0"]);
-    let mut dev = Dev::spawn(cmd, &[], false).await;
+    let mut dev = Running::spawn(cmd, &[], false).await;
     let loaded = dev.wait_for(|l| l["event"] == "loaded").await;
     let problems: Vec<&str> = loaded["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
     assert!(problems.iter().any(|p| p.contains("bad-automation") && p.contains("cron_expression")), "{problems:?}");

@@ -164,7 +164,9 @@ impl FunctionDef {
 }
 
 /// Why a name given in `function.jsonc` is not acceptable, if it is not.
-fn name_problem(name: &str) -> Option<String> {
+/// What is wrong with a function name, if anything: empty, a dot, or an empty path segment. The
+/// same rule applies to names in a project and to names a deploy brings.
+pub fn name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("The function `name` is empty".into());
     }

@@ -18,6 +18,9 @@ pub enum RuntimeError {
     /// The request ran past the function timeout; the worker was replaced.
     #[error("Function '{function}' did not finish within {}s", timeout.as_secs_f64())]
     Timeout { function: String, timeout: Duration },
+    /// A module Deno cannot load: a syntax error or an import that does not resolve.
+    #[error("The function's code does not load")]
+    ModuleInvalid { detail: String },
     /// The runtime is shutting down and takes no new requests.
     #[error("The server is shutting down")]
     ShuttingDown,
@@ -38,6 +41,7 @@ impl RuntimeError {
             RuntimeError::BootFailed { .. } | RuntimeError::Crashed { .. } => 502,
             RuntimeError::Timeout { .. } => 504,
             RuntimeError::ShuttingDown => 503,
+            RuntimeError::ModuleInvalid { .. } => 422,
             RuntimeError::Deno { .. } | RuntimeError::Io { .. } => 500,
         }
     }
@@ -49,6 +53,7 @@ impl RuntimeError {
             RuntimeError::Crashed { .. } => "function_crashed",
             RuntimeError::Timeout { .. } => "function_timeout",
             RuntimeError::ShuttingDown => "shutting_down",
+            RuntimeError::ModuleInvalid { .. } => "module_invalid",
             RuntimeError::Io { .. } => "internal",
         }
     }
@@ -57,7 +62,9 @@ impl RuntimeError {
     pub fn detail(&self) -> String {
         match self {
             RuntimeError::Deno { message } => message.clone(),
-            RuntimeError::BootFailed { detail, .. } | RuntimeError::Crashed { detail, .. } => detail.clone(),
+            RuntimeError::BootFailed { detail, .. }
+            | RuntimeError::Crashed { detail, .. }
+            | RuntimeError::ModuleInvalid { detail } => detail.clone(),
             RuntimeError::Timeout { timeout, .. } => format!(
                 "The request was stopped after {}s and the function's worker was replaced. Raise the \
                  limit with --function-timeout or HOMEBASE_FUNCTION_TIMEOUT if it needs longer.",

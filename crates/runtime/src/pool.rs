@@ -169,6 +169,35 @@ impl Runtime {
             .cloned()
     }
 
+    /// Has Deno resolve, download and parse `entry` and everything it imports (with the same
+    /// flags and `base44:runtime` as a worker), without running it: a syntax error or an import
+    /// that does not resolve is [`RuntimeError::ModuleInvalid`] with Deno's message, in which
+    /// paths under `shown_relative_to` are shown relative to it.
+    pub async fn check_module(&self, entry: &Path, shown_relative_to: &Path) -> Result<(), RuntimeError> {
+        let deno = self.deno().await?;
+        let output = tokio::process::Command::new(&deno.path)
+            .arg("cache")
+            .arg("--quiet")
+            .arg("--no-config")
+            .arg(format!("--import-map={}", self.inner.host_dir.join("import_map.json").display()))
+            .arg(entry)
+            .env("DENO_NO_PACKAGE_JSON", "1")
+            .env("DENO_NO_UPDATE_CHECK", "1")
+            .env("NO_COLOR", "1")
+            .env("RUST_BACKTRACE", "0")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&output.stderr);
+        let message = text.split("\nStack backtrace:").next().unwrap_or_default().trim();
+        let prefix = format!("{}/", crate::worker::file_url(shown_relative_to));
+        Err(RuntimeError::ModuleInvalid { detail: message.replace(&prefix, "") })
+    }
+
     /// Sends `request` to a worker of `spec` and returns its response, streaming. The request's
     /// URI (origin form: path and query) and headers are passed as they are.
     pub async fn handle(

@@ -1,10 +1,12 @@
 //! The HTTP face of Homebase and the wiring of its services.
 //!
-//! It owns the axum routers (today the function routes of reference §1), the headers a function
-//! receives and the service tokens minted for it, the mapping of every failure to a JSON body with
-//! `message` and `detail`, the layered [`config::Config`], the `dev` wiring of a project folder
-//! ([`dev::DevApp`]) and [`serve`], which runs a router until shutdown and drains it. Business
-//! rules live below: project reading in `homebase-project`, processes in `homebase-runtime`.
+//! It owns the axum routers (the function routes of reference §1 and the management API of
+//! §5.2–5.3 in [`manage`]), the headers a function receives and the service tokens minted for
+//! it, the mapping of every failure to a JSON body with `message` and `detail`, the layered
+//! [`config::Config`], the wiring of `dev` (a project folder, [`dev::DevApp`]) and of `serve`
+//! (apps and deployments from the store, [`platform::Platform`]), and [`serve`], which runs a
+//! router until shutdown and drains it. Business rules live below: project reading in
+//! `homebase-project`, persistence in `homebase-store`, processes in `homebase-runtime`.
 
 pub mod catalog;
 pub mod config;
@@ -13,6 +15,8 @@ pub mod dev;
 mod error;
 pub mod headers;
 pub mod logs;
+pub mod manage;
+pub mod platform;
 mod routes;
 pub mod token;
 
@@ -29,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use catalog::{AppFunctions, Catalog};
 pub use error::ApiError;
-pub use routes::router;
+pub use routes::{function_routes, router, unknown_route};
 pub use token::TokenMinter;
 
 /// Shared state of the routers: a cheap clone over `Arc`s.

@@ -23,13 +23,18 @@ use crate::catalog::{AppFunctions, Resolved};
 use crate::error::ApiError;
 use crate::headers::{self, Caller, Injected};
 
+/// The function routes and the fallback, for `dev`.
 pub fn router(state: AppState) -> Router {
+    function_routes(state).fallback(unknown_route)
+}
+
+/// The function routes alone, to merge with others (`serve` adds the management API).
+pub fn function_routes(state: AppState) -> Router {
     Router::new()
         .route("/api/apps/{app_id}/functions/{*name}", any(sdk_invoke))
         .route("/api/functions/{*path}", any(sdk_fetch))
         .route("/functions/{*name}", any(webhook))
         .route("/healthz", get(|| async { "ok" }))
-        .fallback(unknown_route)
         .with_state(state)
 }
 
@@ -175,7 +180,8 @@ fn function_not_found(app: &AppFunctions, rest: &str) -> ApiError {
     ApiError::not_found("function_not_found", format!("No function matches '{wanted}'"), detail)
 }
 
-async fn unknown_route(request: Request) -> ApiError {
+/// The JSON 404 for any path no route takes.
+pub async fn unknown_route(request: Request) -> ApiError {
     ApiError::not_found(
         "route_not_found",
         format!("No route for {} {}", request.method(), request.uri().path()),

@@ -1,0 +1,168 @@
+//! `homebase serve`: the production server. Many apps, deployments in a durable store (SQLite in
+//! the data folder), the management API for deploys, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::routing::get;
+use clap::Args;
+use homebase_runtime::{LogSink, Runtime, RuntimeConfig};
+use homebase_server::config::{Config, ConfigLayer, Host};
+use homebase_server::cors::CorsPolicy;
+use homebase_server::logs::LogHub;
+use homebase_server::platform::Platform;
+use homebase_server::{AppState, TokenMinter, manage};
+use homebase_store::{KeyScope, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::GlobalArgs;
+use crate::output::{self, TerminalLogs};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Where the database, keys and deployments live (default: homebase in the user's data folder).
+    #[arg(long, value_name = "DIR", env = "HOMEBASE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// How long one function request may run, e.g. 30s or 5m (default 5m).
+    #[arg(long, value_name = "DURATION")]
+    function_timeout: Option<String>,
+    /// Configuration file (default: homebase.toml in the data folder, if present).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The URL functions call back (Base44-Api-Url); default: the URL the caller used.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+}
+
+pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => default_data_dir()?,
+    };
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("could not create {}", data_dir.display()))?;
+    let config_file = args.config.clone().unwrap_or_else(|| data_dir.join("homebase.toml"));
+    let defaults = ConfigLayer { port: Some(8080), ..Default::default() };
+    let flags = ConfigLayer {
+        host: args.listen.map(|a| Host(a.ip())),
+        port: args.listen.map(|a| a.port()),
+        function_timeout: args.function_timeout.map(Into::into),
+        public_url: args.public_url,
+        ..Default::default()
+    };
+    let config = Config::resolve(&[
+        ("serve defaults", defaults),
+        (&config_file.display().to_string(), ConfigLayer::from_file(&config_file, args.config.is_some())?),
+        ("environment", ConfigLayer::from_env(std::env::vars())?),
+        ("flags", flags),
+    ])?;
+
+    let store = Store::open_sqlite(data_dir.join("homebase.db")).await?;
+    let admin_key = admin_key(&store, &data_dir).await?;
+
+    let terminal: Arc<dyn LogSink> = Arc::new(TerminalLogs::new(global.json));
+    let hub = LogHub::new(10_000, vec![terminal]);
+    let runtime = Runtime::new(
+        RuntimeConfig {
+            function_timeout: config.function_timeout,
+            idle_timeout: config.idle_timeout,
+            boot_timeout: config.boot_timeout,
+            // Functions get their secrets, not the server's environment.
+            inherit_env: false,
+            ..RuntimeConfig::default()
+        },
+        hub,
+    )?;
+    let platform = Platform::open(store.clone(), runtime.clone(), &data_dir).await?;
+
+    let (listener, addr) = homebase_server::bind(SocketAddr::new(config.host, config.port), false)
+        .await
+        .with_context(|| format!("could not listen on {}:{}", config.host, config.port))?;
+    let url = format!("http://{addr}");
+    if global.json {
+        println!("{}", serde_json::json!({ "event": "listening", "url": url, "data_dir": data_dir }));
+    } else {
+        println!("Homebase serving on {url} (data in {})", data_dir.display());
+    }
+    if let Some(secret) = admin_key {
+        output::note(
+            global.json,
+            "admin_key",
+            &format!(
+                "Created an admin API key (shown once; also in {}): {secret}",
+                data_dir.join("admin.key").display()
+            ),
+        );
+    }
+    let warm = runtime.clone();
+    tokio::spawn(async move {
+        if let Err(error) = warm.deno().await {
+            tracing::error!("{error}");
+        }
+    });
+
+    let tokens = TokenMinter::random(std::time::Duration::from_secs(3600));
+    let cors = CorsPolicy { origins: config.cors_origins.clone(), loopback: false };
+    let state = AppState::new(platform.clone(), runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
+    let ready = store.clone();
+    let router = homebase_server::function_routes(state)
+        .merge(manage::router(platform))
+        .route(
+            "/readyz",
+            get(move || {
+                let store = ready.clone();
+                async move {
+                    match store.list_apps().await {
+                        Ok(_) => (http::StatusCode::OK, "ready"),
+                        Err(_) => (http::StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable"),
+                    }
+                }
+            }),
+        )
+        .fallback(homebase_server::unknown_route);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), config.shutdown_timeout));
+    output::wait_for_signal().await;
+    output::note(global.json, "shutting_down", "Shutting down: finishing in-flight requests… (again to stop now)");
+    tokio::spawn(async {
+        output::wait_for_signal().await;
+        std::process::exit(130);
+    });
+    shutdown.cancel();
+    let _ = server.await;
+    runtime.shutdown(config.shutdown_timeout).await;
+    output::note(global.json, "stopped", "Stopped.");
+    Ok(())
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    let base = dirs::data_dir().context("no data folder is known for this user; pass --data-dir")?;
+    Ok(base.join("homebase"))
+}
+
+/// `HOMEBASE_ADMIN_KEY` when set (stored hashed, for scripts and tests); otherwise, on the first
+/// start, a new admin key, written 0600 to `admin.key` and returned to be printed once.
+async fn admin_key(store: &Store, data_dir: &Path) -> anyhow::Result<Option<String>> {
+    if let Some(secret) = std::env::var("HOMEBASE_ADMIN_KEY").ok().filter(|k| !k.is_empty()) {
+        store.import_key(&secret, KeyScope::Admin, "admin (HOMEBASE_ADMIN_KEY)").await?;
+        return Ok(None);
+    }
+    let file = data_dir.join("admin.key");
+    if file.exists() {
+        return Ok(None);
+    }
+    let (_, secret) = store.create_key(KeyScope::Admin, "admin").await?;
+    write_private(&file, &format!("{secret}\n")).with_context(|| format!("could not write {}", file.display()))?;
+    Ok(Some(secret))
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())
+}

@@ -1,0 +1,125 @@
+//! The official `base44` CLI (from npm) against the real `homebase serve`: deploy, list, pull,
+//! delete and `deploy --force`, with the deployed functions called over HTTP.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::Running;
+use homebase_testkit::{copy_dir, official_cli, repo_root};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+const ADMIN_KEY: &str = "b44k_officialclitest0000000000000000";
+
+async fn serve(data: &Path) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_homebase"));
+    cmd.args(["--json", "serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data);
+    Running::spawn(cmd, &[("HOMEBASE_ADMIN_KEY", ADMIN_KEY.into())], true).await
+}
+
+/// Runs `base44 ARGS` in `project` against `url`; returns its output with stdout and stderr
+/// together, for assertions on what a user would read.
+async fn base44(project: &Path, url: &str, args: &[&str]) -> (Output, String) {
+    let output = Command::new("node")
+        .arg(official_cli().await)
+        .args(args)
+        .current_dir(project)
+        .env("BASE44_API_URL", url)
+        .env("BASE44_API_KEY", ADMIN_KEY)
+        .env("BASE44_DISABLE_TELEMETRY", "1")
+        .env("BASE44_CLI_TEST_OVERRIDES", r#"{"latestVersion":null}"#)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("node runs the official CLI");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output, text)
+}
+
+fn quickstart_for(app_id: &str) -> tempfile::TempDir {
+    let project = tempfile::tempdir().unwrap();
+    copy_dir(&repo_root().join("examples/quickstart"), project.path()).unwrap();
+    std::fs::write(project.path().join("base44/.app.jsonc"), format!("{{\"id\": \"{app_id}\"}}\n")).unwrap();
+    project
+}
+
+#[tokio::test]
+async fn the_official_cli_deploys_lists_pulls_and_deletes() {
+    let data = tempfile::tempdir().unwrap();
+    let server = serve(data.path()).await;
+    let http = reqwest::Client::new();
+    let app: Value = http
+        .post(server.at("/api/apps"))
+        .header("api_key", ADMIN_KEY)
+        .json(&json!({ "name": "compat" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app_id = app["id"].as_str().unwrap().to_string();
+    let project = quickstart_for(&app_id);
+    let call = |name: &str, body: Value| {
+        http.post(server.at(&format!("/api/apps/{app_id}/functions/{name}"))).json(&body).send()
+    };
+
+    let (out, text) = base44(project.path(), &server.url, &["functions", "deploy"]).await;
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("3 deployed"), "{text}");
+    let hello = call("hello", json!({ "name": "Ada" })).await.unwrap();
+    assert_eq!(hello.json::<Value>().await.unwrap(), json!({ "message": "Hello, Ada!" }));
+    let summary = call("orders/summary", json!({ "orders": [{ "total": 250 }] })).await.unwrap();
+    assert_eq!(summary.json::<Value>().await.unwrap(), json!({ "count": 1, "total": "$2.50" }));
+
+    let (_, text) = base44(project.path(), &server.url, &["functions", "deploy"]).await;
+    assert!(text.contains("3 unchanged"), "{text}");
+    let (_, text) = base44(project.path(), &server.url, &["functions", "list"]).await;
+    for name in ["clock", "hello", "orders/summary"] {
+        assert!(text.contains(name), "{name} not listed: {text}");
+    }
+
+    // Pull into a copy without functions: every file comes back byte for byte.
+    let pulled = quickstart_for(&app_id);
+    std::fs::remove_dir_all(pulled.path().join("base44/functions")).unwrap();
+    let (out, text) = base44(pulled.path(), &server.url, &["functions", "pull"]).await;
+    assert!(out.status.success(), "{text}");
+    for file in ["clock/entry.ts", "hello/entry.ts", "orders/summary/entry.ts"] {
+        let original = std::fs::read(project.path().join("base44/functions").join(file)).unwrap();
+        let copy = std::fs::read(pulled.path().join("base44/functions").join(file)).unwrap();
+        assert_eq!(original, copy, "{file} differs after pull");
+    }
+    let shared = std::fs::read(project.path().join("base44/shared/format.ts")).unwrap();
+    assert_eq!(std::fs::read(pulled.path().join("base44/shared/format.ts")).unwrap(), shared);
+
+    // A deploy that does not load is refused with Deno's reason; the old code keeps serving.
+    std::fs::write(project.path().join("base44/functions/hello/entry.ts"), "Deno.serve(() => {\n  return x(;\n});\n")
+        .unwrap();
+    let (out, text) = base44(project.path(), &server.url, &["functions", "deploy", "hello"]).await;
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("SyntaxError") && text.contains("entry.ts:2"), "{text}");
+    let hello = call("hello", json!({ "name": "Bo" })).await.unwrap();
+    assert_eq!(hello.json::<Value>().await.unwrap(), json!({ "message": "Hello, Bo!" }));
+
+    let (out, text) = base44(project.path(), &server.url, &["functions", "delete", "clock"]).await;
+    assert!(out.status.success(), "{text}");
+    assert_eq!(call("clock", json!({})).await.unwrap().status(), 404);
+    // (The official CLI reports this but exits 0.)
+    let (_, text) = base44(project.path(), &server.url, &["functions", "delete", "nope"]).await;
+    assert!(text.contains("Function \"nope\" not found"), "{text}");
+
+    // --force deletes what no longer exists locally and deploys the rest.
+    copy_dir(
+        &repo_root().join("examples/quickstart/base44/functions/hello"),
+        &project.path().join("base44/functions/hello"),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(project.path().join("base44/functions/orders")).unwrap();
+    let (out, text) = base44(project.path(), &server.url, &["functions", "deploy", "--force"]).await;
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("orders/summary") && text.contains("deleted"), "{text}");
+    assert_eq!(call("orders/summary", json!({})).await.unwrap().status(), 404);
+    assert_eq!(call("clock", json!({})).await.unwrap().status(), 200);
+}

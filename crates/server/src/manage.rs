@@ -1,0 +1,376 @@
+//! The management API of `homebase serve` (reference §5.2–5.3): apps, API keys and function
+//! deployments, as our CLI and the official `base44` CLI call it.
+//!
+//! Every route needs an API key, in the `api_key` header (what the official CLI sends) or as
+//! `Authorization: Bearer b44k_…`. An admin key may do anything; an app's key only touches its
+//! own app (403 elsewhere). A deploy is checked completely (name, the 50-function limit, sizes,
+//! paths, automations, and Deno loading the code) before anything is stored.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use homebase_project::{MAX_FUNCTIONS, name_problem, parse_automations};
+use homebase_store::{ApiKey, DeployFile, Deployment, KeyScope, StoreError};
+use http::StatusCode;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::platform::Platform;
+
+/// The largest file a deploy may carry.
+pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
+/// The largest deploy (all files together).
+pub const MAX_DEPLOY_BYTES: usize = 16 * 1024 * 1024;
+
+pub fn router(platform: Arc<Platform>) -> Router {
+    Router::new()
+        .route("/api/apps", post(create_app).get(list_apps))
+        .route("/api/apps/{app_id}", get(get_app))
+        .route("/api/apps/{app_id}/keys", post(create_key))
+        .route("/api/apps/{app_id}/backend-functions", get(list_functions))
+        .route("/api/apps/{app_id}/backend-functions/{name}", put(deploy).delete(delete_function))
+        .route("/api/apps/{app_id}/backend-functions/{name}/deployments", get(history))
+        .route("/api/apps/{app_id}/backend-functions/{name}/rollback", post(rollback))
+        .layer(DefaultBodyLimit::max(MAX_DEPLOY_BYTES * 2))
+        .with_state(platform)
+}
+
+/// The authenticated caller of a management route.
+pub struct Caller(ApiKey);
+
+impl Caller {
+    fn require_admin(&self) -> Result<(), ApiError> {
+        match self.0.scope {
+            KeyScope::Admin => Ok(()),
+            KeyScope::App(_) => Err(forbidden("This needs an admin key; an app's key can only manage its own app.")),
+        }
+    }
+
+    fn require_app(&self, app_id: &str) -> Result<(), ApiError> {
+        match &self.0.scope {
+            KeyScope::Admin => Ok(()),
+            KeyScope::App(own) if own == app_id => Ok(()),
+            KeyScope::App(_) => Err(forbidden("This key belongs to another app.")),
+        }
+    }
+}
+
+fn forbidden(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", "The API key may not do this", detail)
+}
+
+impl FromRequestParts<Arc<Platform>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, platform: &Arc<Platform>) -> Result<Caller, ApiError> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let secret = header("api_key")
+            .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")))
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let unauthorized = |message: &str| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                message,
+                "Send an API key (b44k_…) in the api_key header or as Authorization: Bearer.",
+            )
+        };
+        let Some(secret) = secret else { return Err(unauthorized("No API key was sent")) };
+        match platform.store.verify_key(secret).await.map_err(store_error)? {
+            Some(key) => Ok(Caller(key)),
+            None => Err(unauthorized("The API key is not valid")),
+        }
+    }
+}
+
+/// A store failure as an HTTP error.
+pub fn store_error(error: StoreError) -> ApiError {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let detail = match &error {
+        StoreError::NotFound { .. } => "Check the name or id.",
+        StoreError::Invalid { .. } => "Fix the request and send it again.",
+        StoreError::Conflict { .. } => "The request conflicts with what is stored.",
+        StoreError::Busy => "The database is busy; retry shortly.",
+        _ => "Homebase could not complete the request; the server log has more.",
+    };
+    ApiError::new(status, error.code(), error.to_string(), detail)
+}
+
+/// Parses a JSON body with an error that says what is wrong.
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            "The request body is not the JSON this route takes",
+            e.to_string(),
+        )
+    })
+}
+
+async fn ensure_app(platform: &Platform, app_id: &str) -> Result<homebase_store::App, ApiError> {
+    platform.store.get_app(app_id).await.map_err(store_error)?.ok_or_else(|| {
+        ApiError::not_found("app_not_found", format!("No app with id '{app_id}'"), "Create it with POST /api/apps.")
+    })
+}
+
+#[derive(Deserialize)]
+struct CreateApp {
+    name: String,
+}
+
+async fn create_app(State(platform): State<Arc<Platform>>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+    caller.require_admin()?;
+    let request: CreateApp = parse_body(&body)?;
+    let app = platform.store.create_app(&request.name).await.map_err(store_error)?;
+    platform.refresh(&app.id).await.map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(app)).into_response())
+}
+
+async fn list_apps(State(platform): State<Arc<Platform>>, caller: Caller) -> Result<Response, ApiError> {
+    let apps = platform.store.list_apps().await.map_err(store_error)?;
+    let visible: Vec<_> = apps.into_iter().filter(|app| caller.require_app(&app.id).is_ok()).collect();
+    Ok(Json(visible).into_response())
+}
+
+async fn get_app(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require_app(&app_id)?;
+    Ok(Json(ensure_app(&platform, &app_id).await?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct CreateKey {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn create_key(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require_admin()?;
+    ensure_app(&platform, &app_id).await?;
+    let request: CreateKey = if body.is_empty() { CreateKey::default() } else { parse_body(&body)? };
+    let name = request.name.unwrap_or_else(|| "app key".into());
+    let (key, secret) = platform.store.create_key(KeyScope::App(app_id.clone()), &name).await.map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": key.id, "app_id": app_id, "name": key.name, "key": secret })))
+        .into_response())
+}
+
+async fn list_functions(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require_app(&app_id)?;
+    ensure_app(&platform, &app_id).await?;
+    let functions = platform.store.functions(&app_id).await.map_err(store_error)?;
+    let functions: Vec<Value> = functions
+        .into_iter()
+        .map(|f| {
+            json!({
+                "name": f.name,
+                "deployment_id": f.deployment_id,
+                "entry": f.entry,
+                "files": f.files,
+                "automations": f.automations,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "functions": functions })).into_response())
+}
+
+#[derive(Deserialize)]
+struct DeployRequest {
+    entry: String,
+    files: Vec<DeployFile>,
+    #[serde(default)]
+    automations: Option<Value>,
+}
+
+async fn deploy(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path((app_id, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require_app(&app_id)?;
+    ensure_app(&platform, &app_id).await?;
+    let request: DeployRequest = parse_body(&body)?;
+    let deployment = validate_deploy(&platform, &app_id, &name, request).await?;
+    let outcome = platform.store.deploy(&app_id, &name, deployment).await.map_err(store_error)?;
+    platform.refresh(&app_id).await.map_err(store_error)?;
+    Ok(Json(json!({ "status": outcome.status, "deployment_id": outcome.deployment_id })).into_response())
+}
+
+fn unprocessable(code: &'static str, message: impl Into<String>, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message, detail)
+}
+
+/// Everything a deploy must pass before it is stored.
+async fn validate_deploy(
+    platform: &Platform,
+    app_id: &str,
+    name: &str,
+    request: DeployRequest,
+) -> Result<Deployment, ApiError> {
+    if let Some(problem) = name_problem(name) {
+        return Err(unprocessable("invalid_name", problem, "Function names are folder paths like 'email/send'."));
+    }
+    let is_new = platform.store.function(app_id, name).await.map_err(store_error)?.is_none();
+    let count = platform.store.function_count(app_id).await.map_err(store_error)?;
+    if is_new && count >= MAX_FUNCTIONS as u64 {
+        return Err(unprocessable(
+            "too_many_functions",
+            format!("The app has {count} functions; at most {MAX_FUNCTIONS} are allowed"),
+            "Delete a function or merge some before deploying another.",
+        ));
+    }
+    let mut total = 0;
+    for file in &request.files {
+        total += file.content.len();
+        if file.content.len() > MAX_FILE_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file_too_large",
+                format!("{} is {} bytes; a file may have at most {MAX_FILE_BYTES}", file.path, file.content.len()),
+                "Keep large data out of function code; fetch it at run time instead.",
+            ));
+        }
+    }
+    if total > MAX_DEPLOY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "deploy_too_large",
+            format!("The deploy carries {total} bytes; at most {MAX_DEPLOY_BYTES} are allowed"),
+            "Move large files out of the function's folder.",
+        ));
+    }
+    let automations = request.automations.unwrap_or_else(|| json!([]));
+    if let Err(error) = parse_automations(&automations) {
+        return Err(unprocessable(
+            "invalid_automation",
+            format!("Function '{name}': {error}"),
+            error.hint.unwrap_or_default(),
+        ));
+    }
+    let deployment = Deployment { entry: request.entry, files: request.files, automations };
+
+    // Deno loads the code (imports resolved and downloaded) from a scratch copy.
+    let scratch = tempfile::Builder::new().prefix("check-").tempdir_in(platform.scratch_dir()).map_err(io_error)?;
+    let root = scratch.path().to_path_buf();
+    let check = deployment.clone();
+    let (id, entry) = tokio::task::spawn_blocking(move || homebase_store::materialize_unstored(&check, &root))
+        .await
+        .map_err(|e| io_error(std::io::Error::other(e)))?
+        .map_err(store_error)?;
+    let shown_from = entry.parent().unwrap_or(scratch.path()).to_path_buf();
+    platform.runtime.check_module(&entry, &shown_from).await.map_err(|error| {
+        let mut error = ApiError::from(error);
+        // CLIs show the message alone, so it carries Deno's complaint and where it is.
+        error.message = format!("Function '{name}' was not deployed: {}", summarize_deno_error(&error.detail));
+        error
+    })?;
+    tracing::debug!(%id, function = name, "deploy checked");
+    Ok(deployment)
+}
+
+/// `error: SyntaxError: Expression expected … at entry.ts:2:32` → `SyntaxError: Expression
+/// expected (entry.ts:2:32)`: the first line of Deno's message and the place it points at.
+fn summarize_deno_error(detail: &str) -> String {
+    let first = detail.lines().next().unwrap_or_default().trim_start_matches("error: ").trim();
+    match detail.lines().rev().find_map(|line| line.trim().strip_prefix("at ")) {
+        Some(place) if !first.contains(place) => format!("{first} ({place})"),
+        _ => first.to_string(),
+    }
+}
+
+fn io_error(error: std::io::Error) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io", "Homebase could not prepare the deploy", error.to_string())
+}
+
+async fn delete_function(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path((app_id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    caller.require_app(&app_id)?;
+    ensure_app(&platform, &app_id).await?;
+    if !platform.store.delete_function(&app_id, &name).await.map_err(store_error)? {
+        return Err(ApiError::not_found(
+            "function_not_found",
+            format!("No function named '{name}'"),
+            "List them with GET …/backend-functions.",
+        ));
+    }
+    platform.refresh(&app_id).await.map_err(store_error)?;
+    Ok(Json(json!({ "success": true })).into_response())
+}
+
+async fn history(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path((app_id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    caller.require_app(&app_id)?;
+    ensure_app(&platform, &app_id).await?;
+    let entries = platform.store.history(&app_id, &name).await.map_err(store_error)?;
+    if entries.is_empty() {
+        return Err(ApiError::not_found(
+            "function_not_found",
+            format!("No function named '{name}'"),
+            "List them with GET …/backend-functions.",
+        ));
+    }
+    Ok(Json(json!({ "deployments": entries })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct RollbackRequest {
+    #[serde(default)]
+    deployment_id: Option<String>,
+}
+
+async fn rollback(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path((app_id, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require_app(&app_id)?;
+    ensure_app(&platform, &app_id).await?;
+    let request: RollbackRequest = if body.is_empty() { RollbackRequest::default() } else { parse_body(&body)? };
+    let active =
+        platform.store.rollback(&app_id, &name, request.deployment_id.as_deref()).await.map_err(store_error)?;
+    platform.refresh(&app_id).await.map_err(store_error)?;
+    Ok(Json(json!({ "status": "rolled_back", "deployment_id": active })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deno_errors_are_summarised_with_their_place() {
+        let syntax = "error: SyntaxError: Expression expected\n  |\n2 |   x(;\n  |     ~\n    at entry.ts:2:32";
+        assert_eq!(summarize_deno_error(syntax), "SyntaxError: Expression expected (entry.ts:2:32)");
+        let missing = "error: Module not found \"nope.ts\".\n    at entry.ts:1:15";
+        assert_eq!(summarize_deno_error(missing), "Module not found \"nope.ts\". (entry.ts:1:15)");
+        assert_eq!(summarize_deno_error("error: something else"), "something else");
+    }
+}

@@ -1,0 +1,96 @@
+//! `homebase serve`: apps and their deployed functions, from the store.
+//!
+//! The catalog the function routes read is an in-memory snapshot per app, rebuilt from the store
+//! after every change (deploy, delete, rollback) and at start. Each active deployment is
+//! materialised on this node's disk by its content address, and its id is the worker's version:
+//! a new deployment retires the old worker once its in-flight requests are done, so activation
+//! needs no downtime.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use homebase_runtime::{FunctionSpec, Runtime};
+use homebase_store::{ActiveFunction, Store, StoreError};
+
+use crate::catalog::{AppFunctions, Catalog};
+
+pub struct Platform {
+    pub store: Store,
+    pub runtime: Runtime,
+    /// Where active deployments are materialised (`<data dir>/deployments`).
+    deployments_dir: PathBuf,
+    /// Where deploys are checked before they are stored (`<data dir>/scratch`).
+    scratch_dir: PathBuf,
+    apps: RwLock<HashMap<String, Arc<AppFunctions>>>,
+}
+
+impl Platform {
+    /// Loads every app and materialises its active deployments under `data_dir`.
+    pub async fn open(store: Store, runtime: Runtime, data_dir: &Path) -> Result<Arc<Platform>, StoreError> {
+        let scratch_dir = data_dir.join("scratch");
+        // Checks interrupted by a crash leave folders here; none is needed after a restart.
+        let _ = std::fs::remove_dir_all(&scratch_dir);
+        std::fs::create_dir_all(&scratch_dir)
+            .map_err(|e| StoreError::Io(format!("Could not create {}: {e}", scratch_dir.display())))?;
+        let platform = Arc::new(Platform {
+            store,
+            runtime,
+            deployments_dir: data_dir.join("deployments"),
+            scratch_dir,
+            apps: RwLock::new(HashMap::new()),
+        });
+        for app in platform.store.list_apps().await? {
+            platform.refresh(&app.id).await?;
+        }
+        Ok(platform)
+    }
+
+    /// Rebuilds the snapshot of `app_id` from the store and retires workers of code that is no
+    /// longer active.
+    pub async fn refresh(&self, app_id: &str) -> Result<(), StoreError> {
+        let functions = self.store.functions(app_id).await?;
+        let mut next = AppFunctions { app_id: app_id.to_string(), ..Default::default() };
+        for function in &functions {
+            let spec = self.spec_for(app_id, function).await?;
+            next.functions.insert(function.name.clone(), Arc::new(spec));
+        }
+        let versions = next.functions.iter().map(|(name, spec)| (name.clone(), spec.version.clone())).collect();
+        self.apps.write().unwrap().insert(app_id.to_string(), Arc::new(next));
+        self.runtime.retire_outdated(app_id, &versions);
+        Ok(())
+    }
+
+    pub fn scratch_dir(&self) -> &Path {
+        &self.scratch_dir
+    }
+
+    async fn spec_for(&self, app_id: &str, function: &ActiveFunction) -> Result<FunctionSpec, StoreError> {
+        let entry = self.store.materialize(&function.deployment_id, &self.deployments_dir).await?;
+        Ok(FunctionSpec {
+            app_id: app_id.to_string(),
+            name: function.name.clone(),
+            read_paths: vec![deployment_root(&entry, &self.deployments_dir, &function.deployment_id)],
+            entry,
+            version: function.deployment_id.clone(),
+            env: Vec::new(),
+        })
+    }
+}
+
+/// `<deployments dir>/<deployment id>`: the folder a worker of that deployment may read.
+fn deployment_root(entry: &Path, dir: &Path, id: &str) -> PathBuf {
+    entry.ancestors().find(|a| a.file_name().is_some_and(|n| n == id)).map_or_else(|| dir.join(id), Path::to_path_buf)
+}
+
+impl Catalog for Platform {
+    fn app(&self, app_id: &str) -> Option<Arc<AppFunctions>> {
+        self.apps.read().unwrap().get(app_id).cloned()
+    }
+
+    /// The only app, when there is exactly one (so `/functions/…` works on a one-app server).
+    fn default_app(&self) -> Option<Arc<AppFunctions>> {
+        let apps = self.apps.read().unwrap();
+        if apps.len() == 1 { apps.values().next().cloned() } else { None }
+    }
+}
