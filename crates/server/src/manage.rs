@@ -213,13 +213,33 @@ async fn deploy(
     ensure_app(&platform, &app_id).await?;
     let request: DeployRequest = parse_body(&body)?;
     let deployment = validate_deploy(&platform, &app_id, &name, request).await?;
-    let outcome = platform.store.deploy(&app_id, &name, deployment).await.map_err(store_error)?;
+    let outcome = {
+        // The check is repeated under the lock: another deploy may have added a function while
+        // Deno checked this one.
+        let _guard = platform.deploy_lock.lock().await;
+        check_function_limit(&platform, &app_id, &name).await?;
+        platform.store.deploy(&app_id, &name, deployment).await.map_err(store_error)?
+    };
     platform.refresh(&app_id).await.map_err(store_error)?;
     Ok(Json(json!({ "status": outcome.status, "deployment_id": outcome.deployment_id })).into_response())
 }
 
 fn unprocessable(code: &'static str, message: impl Into<String>, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message, detail)
+}
+
+/// Refuses a new function when the app already has [`MAX_FUNCTIONS`].
+async fn check_function_limit(platform: &Platform, app_id: &str, name: &str) -> Result<(), ApiError> {
+    let is_new = platform.store.function(app_id, name).await.map_err(store_error)?.is_none();
+    let count = platform.store.function_count(app_id).await.map_err(store_error)?;
+    if is_new && count >= MAX_FUNCTIONS as u64 {
+        return Err(unprocessable(
+            "too_many_functions",
+            format!("The app has {count} functions; at most {MAX_FUNCTIONS} are allowed"),
+            "Delete a function or merge some before deploying another.",
+        ));
+    }
+    Ok(())
 }
 
 /// Everything a deploy must pass before it is stored.
@@ -232,15 +252,7 @@ async fn validate_deploy(
     if let Some(problem) = name_problem(name) {
         return Err(unprocessable("invalid_name", problem, "Function names are folder paths like 'email/send'."));
     }
-    let is_new = platform.store.function(app_id, name).await.map_err(store_error)?.is_none();
-    let count = platform.store.function_count(app_id).await.map_err(store_error)?;
-    if is_new && count >= MAX_FUNCTIONS as u64 {
-        return Err(unprocessable(
-            "too_many_functions",
-            format!("The app has {count} functions; at most {MAX_FUNCTIONS} are allowed"),
-            "Delete a function or merge some before deploying another.",
-        ));
-    }
+    check_function_limit(platform, app_id, name).await?;
     let mut total = 0;
     for file in &request.files {
         total += file.content.len();

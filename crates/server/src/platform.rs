@@ -23,6 +23,9 @@ pub struct Platform {
     /// Where deploys are checked before they are stored (`<data dir>/scratch`).
     scratch_dir: PathBuf,
     apps: RwLock<HashMap<String, Arc<AppFunctions>>>,
+    /// Held from the function-limit check to the store write of a deploy, so that concurrent
+    /// deploys of new names cannot pass the limit together.
+    pub(crate) deploy_lock: tokio::sync::Mutex<()>,
 }
 
 impl Platform {
@@ -39,6 +42,7 @@ impl Platform {
             deployments_dir: data_dir.join("deployments"),
             scratch_dir,
             apps: RwLock::new(HashMap::new()),
+            deploy_lock: tokio::sync::Mutex::new(()),
         });
         for app in platform.store.list_apps().await? {
             platform.refresh(&app.id).await?;

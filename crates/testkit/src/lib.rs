@@ -4,6 +4,8 @@
 //! - [`deno`] finds (or installs, once per process) the Deno the tests run.
 //! - [`TestServer`] runs the dev server in-process on 127.0.0.1:0 with a real runtime, and
 //!   collects every log event.
+//! - [`TestPlatform`] runs the `serve` router (function routes and the management API) the same
+//!   way, over a SQLite store in a data folder, with [`ADMIN_KEY`] as its admin key.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,9 @@ use std::time::Duration;
 use homebase_runtime::{LogEvent, LogSink, Runtime, RuntimeConfig};
 use homebase_server::dev::{DevApp, DevEvent};
 use homebase_server::logs::LogHub;
-use homebase_server::{AppState, TokenMinter};
+use homebase_server::platform::Platform;
+use homebase_server::{AppState, TokenMinter, manage};
+use homebase_store::{KeyScope, Store};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -133,6 +137,60 @@ impl TestServer {
             Duration::from_secs(5),
         ));
         TestServer { url: format!("http://{addr}"), runtime, app, logs, hub, events, shutdown, server }
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    /// `{url}{path}`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Stops accepting, drains, and stops every worker.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        self.runtime.shutdown(Duration::from_secs(2)).await;
+    }
+}
+
+/// The admin key of every [`TestPlatform`].
+pub const ADMIN_KEY: &str = "b44k_testplatformadmin000000000000000";
+
+/// `homebase serve`, in-process, on an ephemeral port: the store in `<data dir>/homebase.db`,
+/// a real runtime that does not inherit the environment, and the router `serve` builds.
+pub struct TestPlatform {
+    pub url: String,
+    pub store: Store,
+    pub runtime: Runtime,
+    pub platform: Arc<Platform>,
+    pub logs: Arc<CollectedLogs>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestPlatform {
+    /// Serves the data folder `data_dir` (created if missing; an existing one is reopened).
+    pub async fn start(data_dir: &Path) -> TestPlatform {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let store = Store::open_sqlite(data_dir.join("homebase.db")).await.expect("the store opens");
+        store.import_key(ADMIN_KEY, KeyScope::Admin, "admin").await.expect("the admin key imports");
+        let config = RuntimeConfig { deno: Some(deno().await), inherit_env: false, ..RuntimeConfig::default() };
+        let logs = Arc::new(CollectedLogs::default());
+        let hub = LogHub::new(100_000, vec![logs.clone() as Arc<dyn LogSink>]);
+        let runtime = Runtime::new(config, hub).expect("runtime starts");
+        let platform = Platform::open(store.clone(), runtime.clone(), data_dir).await.expect("the platform opens");
+        let state =
+            AppState::new(platform.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None);
+        let router = homebase_server::function_routes(state)
+            .merge(manage::router(platform.clone()))
+            .fallback(homebase_server::unknown_route);
+        let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), Duration::from_secs(5)));
+        TestPlatform { url: format!("http://{addr}"), store, runtime, platform, logs, shutdown, server }
     }
 
     pub fn client(&self) -> reqwest::Client {
