@@ -31,4 +31,14 @@ pub enum Command {
     Serve(commands::serve::ServeArgs),
     /// Generate TypeScript types for entities and function names.
     Types(commands::types::TypesArgs),
+    /// Check a server URL and API key and save them for the other commands.
+    Login(commands::login::LoginArgs),
+    /// Forget the saved login.
+    Logout(commands::logout::LogoutArgs),
+    /// Create and list apps on a server.
+    Apps(commands::apps::AppsArgs),
+    /// Deploy, pull, list, delete and roll back functions on a server.
+    Functions(commands::functions::FunctionsArgs),
+    /// Deploy all of the project's resources (today: its functions).
+    Deploy(commands::deploy::DeployArgs),
 }

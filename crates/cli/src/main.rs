@@ -1,9 +1,11 @@
 //! `homebase`: the command-line entry point. Parsing and dispatch only; each command lives in
 //! its own file under `commands/`.
 
+mod api;
 mod cli;
 mod commands;
 mod output;
+mod target;
 
 use clap::Parser;
 

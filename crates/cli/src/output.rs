@@ -156,3 +156,68 @@ pub async fn wait_for_signal() {
         _ = term.recv() => {}
     }
 }
+
+/// Prints one JSON object as a line.
+pub fn json_line(value: &serde_json::Value) {
+    println!("{value}");
+}
+
+/// Prints rows as left-aligned columns under a header, two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", render_table(header, rows));
+}
+
+fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(width) = widths.get_mut(i) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch as an RFC 3339 time (UTC, seconds).
+pub fn time_ms(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let rows = vec![
+            vec!["hello".to_string(), "deployed".into(), "0.4s".into()],
+            vec!["orders/summary".into(), "unchanged".into(), "0.1s".into()],
+        ];
+        assert_eq!(
+            render_table(&["FUNCTION", "STATUS", "TIME"], &rows),
+            "FUNCTION        STATUS     TIME\nhello           deployed   0.4s\norders/summary  unchanged  0.1s\n"
+        );
+    }
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(time_ms(0), "1970-01-01T00:00:00Z");
+    }
+}

@@ -1,6 +1,11 @@
 //! One module per command.
 
+pub mod apps;
+pub mod deploy;
 pub mod dev;
+pub mod functions;
+pub mod login;
+pub mod logout;
 pub mod serve;
 pub mod types;
 
@@ -11,5 +16,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args, &cli.global).await,
         Command::Serve(args) => serve::run(args, &cli.global).await,
         Command::Types(args) => types::run(args, &cli.global).await,
+        Command::Login(args) => login::run(args, &cli.global).await,
+        Command::Logout(args) => logout::run(args, &cli.global).await,
+        Command::Apps(args) => apps::run(args, &cli.global).await,
+        Command::Functions(args) => functions::run(args, &cli.global).await,
+        Command::Deploy(args) => deploy::run(args, &cli.global).await,
     }
 }
