@@ -212,7 +212,19 @@ async fn deploy(
     caller.require_app(&app_id)?;
     ensure_app(&platform, &app_id).await?;
     let request: DeployRequest = parse_body(&body)?;
-    let deployment = validate_deploy(&platform, &app_id, &name, request).await?;
+    let deployment = Deployment {
+        entry: request.entry,
+        files: request.files,
+        automations: request.automations.unwrap_or_else(|| json!([])),
+    };
+    // The same content as the active deployment was checked when it was deployed.
+    if let Ok(id) = homebase_store::deployment_id(&deployment)
+        && let Some(active) = platform.store.function(&app_id, &name).await.map_err(store_error)?
+        && active.deployment_id == id
+    {
+        return Ok(Json(json!({ "status": "unchanged", "deployment_id": id })).into_response());
+    }
+    validate_deploy(&platform, &app_id, &name, &deployment).await?;
     let outcome = {
         // The check is repeated under the lock: another deploy may have added a function while
         // Deno checked this one.
@@ -247,14 +259,14 @@ async fn validate_deploy(
     platform: &Platform,
     app_id: &str,
     name: &str,
-    request: DeployRequest,
-) -> Result<Deployment, ApiError> {
+    deployment: &Deployment,
+) -> Result<(), ApiError> {
     if let Some(problem) = name_problem(name) {
         return Err(unprocessable("invalid_name", problem, "Function names are folder paths like 'email/send'."));
     }
     check_function_limit(platform, app_id, name).await?;
     let mut total = 0;
-    for file in &request.files {
+    for file in &deployment.files {
         total += file.content.len();
         if file.content.len() > MAX_FILE_BYTES {
             return Err(ApiError::new(
@@ -273,20 +285,18 @@ async fn validate_deploy(
             "Move large files out of the function's folder.",
         ));
     }
-    let automations = request.automations.unwrap_or_else(|| json!([]));
-    if let Err(error) = parse_automations(&automations) {
+    if let Err(error) = parse_automations(&deployment.automations) {
         return Err(unprocessable(
             "invalid_automation",
             format!("Function '{name}': {error}"),
             error.hint.unwrap_or_default(),
         ));
     }
-    let deployment = Deployment { entry: request.entry, files: request.files, automations };
 
     // Deno loads the code (imports resolved and downloaded) from a scratch copy.
     let scratch = tempfile::Builder::new().prefix("check-").tempdir_in(platform.scratch_dir()).map_err(io_error)?;
     let root = scratch.path().to_path_buf();
-    let check = deployment.clone();
+    let check = deployment.clone(); // the blocking thread needs its own copy
     let (id, entry) = tokio::task::spawn_blocking(move || homebase_store::materialize_unstored(&check, &root))
         .await
         .map_err(|e| io_error(std::io::Error::other(e)))?
@@ -299,7 +309,7 @@ async fn validate_deploy(
         error
     })?;
     tracing::debug!(%id, function = name, "deploy checked");
-    Ok(deployment)
+    Ok(())
 }
 
 /// `error: SyntaxError: Expression expected … at entry.ts:2:32` → `SyntaxError: Expression

@@ -64,11 +64,16 @@ enum Backend {
     Sqlite(sqlite::Sqlite),
 }
 
+/// The content address [`Store::deploy`] gives `deployment`, after the same checks; pure.
+pub fn deployment_id(deployment: &Deployment) -> Result<String> {
+    Ok(content::prepare(deployment.clone())?.id)
+}
+
 /// Checks `deployment` as [`Store::deploy`] would and writes it under `root/<id>/`, without
 /// touching any database: for checking a deploy (with Deno, say) before anything is stored.
 /// Returns the content address and the absolute path of the entry file. Blocking.
 pub fn materialize_unstored(deployment: &Deployment, root: &Path) -> Result<(String, PathBuf)> {
-    let id = content::prepare(deployment.clone())?.id;
+    let id = deployment_id(deployment)?;
     let entry = materialize::materialize(&id, deployment, root)?;
     Ok((id, entry))
 }
