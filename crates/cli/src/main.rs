@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod commands;
 mod output;
+mod serving;
 mod target;
 
 use clap::Parser;

@@ -17,12 +17,6 @@ const ADMIN_KEY: &str = "b44k_clideploytest00000000000000000000";
 const TARGET_ENV: [&str; 6] =
     ["HOMEBASE_URL", "HOMEBASE_TOKEN", "HOMEBASE_APP_ID", "BASE44_API_URL", "BASE44_API_KEY", "BASE44_APP_ID"];
 
-async fn serve(data: &Path) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_homebase"));
-    cmd.args(["--json", "serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data);
-    Running::spawn(cmd, &[("HOMEBASE_ADMIN_KEY", ADMIN_KEY.into())], true).await
-}
-
 /// What one run of the CLI printed.
 struct Out {
     code: i32,
@@ -81,7 +75,7 @@ async fn login_is_saved_privately_and_flags_beat_env_beat_login() {
     use std::os::unix::fs::PermissionsExt;
 
     let data = tempfile::tempdir().unwrap();
-    let server = serve(data.path()).await;
+    let server = Running::serve(data.path(), ADMIN_KEY).await;
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("config/homebase");
     let outside = tempfile::tempdir().unwrap(); // not a project
@@ -180,7 +174,7 @@ async fn login_is_saved_privately_and_flags_beat_env_beat_login() {
 #[tokio::test]
 async fn deploy_pull_delete_rollback_and_force_on_the_quickstart() {
     let data = tempfile::tempdir().unwrap();
-    let server = serve(data.path()).await;
+    let server = Running::serve(data.path(), ADMIN_KEY).await;
     let config = tempfile::tempdir().unwrap();
     let config = config.path();
     let env = [("HOMEBASE_URL", server.url.as_str()), ("HOMEBASE_TOKEN", ADMIN_KEY)];

@@ -3,19 +3,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::Running;
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 const KEY: &str = "b44k_killninetest000000000000000000";
-
-async fn serve(data: &Path) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_homebase"));
-    cmd.args(["--json", "serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data);
-    Running::spawn(cmd, &[("HOMEBASE_ADMIN_KEY", KEY.into())], true).await
-}
 
 /// Version `n`: the entry and the module it imports both carry it, so a deployment assembled
 /// from two versions would answer with two different numbers.
@@ -34,7 +25,7 @@ fn version(n: u32) -> Value {
 async fn a_deploy_killed_at_any_point_leaves_the_old_or_the_new_code_active() {
     let data = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
-    let mut server = serve(data.path()).await;
+    let mut server = Running::serve(data.path(), KEY).await;
     let app: Value = http
         .post(server.at("/api/apps"))
         .header("api_key", KEY)
@@ -66,7 +57,7 @@ async fn a_deploy_killed_at_any_point_leaves_the_old_or_the_new_code_active() {
         let _ = in_flight.await;
         let _ = server.exit_code().await;
 
-        server = serve(data.path()).await;
+        server = Running::serve(data.path(), KEY).await;
         let answer: Value =
             http.get(server.at(&format!("/api/apps/{app_id}/functions/f"))).send().await.unwrap().json().await.unwrap();
         let entry = answer["entry"].as_u64().unwrap() as u32;

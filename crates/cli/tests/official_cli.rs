@@ -13,12 +13,6 @@ use tokio::process::Command;
 
 const ADMIN_KEY: &str = "b44k_officialclitest0000000000000000";
 
-async fn serve(data: &Path) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_homebase"));
-    cmd.args(["--json", "serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data);
-    Running::spawn(cmd, &[("HOMEBASE_ADMIN_KEY", ADMIN_KEY.into())], true).await
-}
-
 /// Runs `base44 ARGS` in `project` against `url`; returns its output with stdout and stderr
 /// together, for assertions on what a user would read.
 async fn base44(project: &Path, url: &str, args: &[&str]) -> (Output, String) {
@@ -48,7 +42,7 @@ fn quickstart_for(app_id: &str) -> tempfile::TempDir {
 #[tokio::test]
 async fn the_official_cli_deploys_lists_pulls_and_deletes() {
     let data = tempfile::tempdir().unwrap();
-    let server = serve(data.path()).await;
+    let server = Running::serve(data.path(), ADMIN_KEY).await;
     let http = reqwest::Client::new();
     let app: Value = http
         .post(server.at("/api/apps"))

@@ -10,10 +10,31 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use axum::Router;
+use axum::routing::get;
 use homebase_runtime::{FunctionSpec, Runtime};
 use homebase_store::{ActiveFunction, Store, StoreError};
+use http::StatusCode;
 
+use crate::AppState;
 use crate::catalog::{AppFunctions, Catalog};
+
+/// The router of `homebase serve`: the function routes, the management API, `/readyz` (the
+/// database answers) and the JSON 404.
+pub fn router(platform: Arc<Platform>, state: AppState) -> Router {
+    let store = platform.store.clone();
+    crate::function_routes(state)
+        .merge(crate::manage::router(platform))
+        .route("/readyz", get(move || ready(store.clone())))
+        .fallback(crate::unknown_route)
+}
+
+async fn ready(store: Store) -> (StatusCode, &'static str) {
+    match store.list_apps().await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable"),
+    }
+}
 
 pub struct Platform {
     pub store: Store,

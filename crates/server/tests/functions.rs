@@ -5,26 +5,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use homebase_runtime::{Level, RuntimeConfig};
-use homebase_testkit::{TestServer, fixture, process_alive};
-use serde_json::{Value, json};
-
-async fn json_of(response: reqwest::Response) -> Value {
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text}"))
-}
-
-/// Polls `condition` every 20 ms for up to 15 s: for effects that have no signal of their own
-/// (a log line pumped from a pipe, a process disappearing).
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..750 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+use homebase_testkit::{TestServer, eventually, fixture, json_of, process_alive};
+use serde_json::json;
 
 fn pids_of(server: &TestServer, function: &str) -> Vec<u32> {
     server.runtime.workers().into_iter().filter(|w| w.function == function).filter_map(|w| w.pid).collect()

@@ -2,34 +2,14 @@
 //! API) on 127.0.0.1:0, over a SQLite store in a temp data folder, with real Deno checking and
 //! running what is deployed.
 
-use std::time::Duration;
-
 use futures_util::StreamExt;
-use homebase_testkit::{ADMIN_KEY, TestPlatform, process_alive};
+use homebase_testkit::{ADMIN_KEY, TestPlatform, eventually, json_of, process_alive};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
-
-async fn json_of(response: reqwest::Response) -> Value {
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text}"))
-}
 
 /// Status and JSON body of a response.
 async fn answer(response: reqwest::Response) -> (u16, Value) {
     (response.status().as_u16(), json_of(response).await)
-}
-
-/// Polls `condition` every 20 ms for up to 15 s: for effects that have no signal of their own
-/// (a log line pumped from a pipe, a process disappearing).
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..750 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// A management request with `key` in the `api_key` header (as the official CLI sends it).

@@ -15,7 +15,7 @@ use homebase_runtime::{LogEvent, LogSink, Runtime, RuntimeConfig};
 use homebase_server::dev::{DevApp, DevEvent};
 use homebase_server::logs::LogHub;
 use homebase_server::platform::Platform;
-use homebase_server::{AppState, TokenMinter, manage};
+use homebase_server::{AppState, TokenMinter};
 use homebase_store::{KeyScope, Store};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -97,16 +97,55 @@ impl LogSink for CollectedLogs {
     }
 }
 
-/// The dev server, in-process, on an ephemeral port.
-pub struct TestServer {
+/// A router served in-process on 127.0.0.1:0, with the runtime behind it.
+pub struct Serving {
     pub url: String,
     pub runtime: Runtime,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    /// Serves `router` on an ephemeral port; `shutdown` also stops whatever else the caller tied
+    /// to it (the dev watcher).
+    pub async fn start(router: axum::Router, runtime: Runtime, shutdown: CancellationToken) -> Serving {
+        let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
+        let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), Duration::from_secs(5)));
+        Serving { url: format!("http://{addr}"), runtime, shutdown, server }
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    /// `{url}{path}`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Stops accepting, drains, and stops every worker.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        self.runtime.shutdown(Duration::from_secs(2)).await;
+    }
+}
+
+/// The dev server, in-process, on an ephemeral port.
+/// Its URL, runtime, `at`, `client` come from [`Serving`].
+pub struct TestServer {
     pub app: Arc<DevApp>,
     pub logs: Arc<CollectedLogs>,
     pub hub: Arc<LogHub>,
     pub events: Arc<Mutex<Vec<DevEvent>>>,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    serving: Serving,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Serving;
+    fn deref(&self) -> &Serving {
+        &self.serving
+    }
 }
 
 impl TestServer {
@@ -126,33 +165,16 @@ impl TestServer {
         let app =
             DevApp::load(project, runtime.clone(), Arc::new(move |e: &DevEvent| sink.lock().unwrap().push(e.clone())))
                 .expect("fixture project loads");
-        let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
         let shutdown = CancellationToken::new();
         app.watch(shutdown.clone()).expect("the project can be watched");
         let state = AppState::new(app.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None);
-        let server = tokio::spawn(homebase_server::serve(
-            listener,
-            homebase_server::router(state),
-            shutdown.clone(),
-            Duration::from_secs(5),
-        ));
-        TestServer { url: format!("http://{addr}"), runtime, app, logs, hub, events, shutdown, server }
-    }
-
-    pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::new()
-    }
-
-    /// `{url}{path}`.
-    pub fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
+        let serving = Serving::start(homebase_server::router(state), runtime.clone(), shutdown).await;
+        TestServer { app, logs, hub, events, serving }
     }
 
     /// Stops accepting, drains, and stops every worker.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.server.await;
-        self.runtime.shutdown(Duration::from_secs(2)).await;
+        self.serving.stop().await
     }
 }
 
@@ -161,14 +183,19 @@ pub const ADMIN_KEY: &str = "b44k_testplatformadmin000000000000000";
 
 /// `homebase serve`, in-process, on an ephemeral port: the store in `<data dir>/homebase.db`,
 /// a real runtime that does not inherit the environment, and the router `serve` builds.
+/// Its URL, runtime, `at`, `client` come from [`Serving`].
 pub struct TestPlatform {
-    pub url: String,
     pub store: Store,
-    pub runtime: Runtime,
     pub platform: Arc<Platform>,
     pub logs: Arc<CollectedLogs>,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    serving: Serving,
+}
+
+impl std::ops::Deref for TestPlatform {
+    type Target = Serving;
+    fn deref(&self) -> &Serving {
+        &self.serving
+    }
 }
 
 impl TestPlatform {
@@ -184,30 +211,34 @@ impl TestPlatform {
         let platform = Platform::open(store.clone(), runtime.clone(), data_dir).await.expect("the platform opens");
         let state =
             AppState::new(platform.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None);
-        let router = homebase_server::function_routes(state)
-            .merge(manage::router(platform.clone()))
-            .fallback(homebase_server::unknown_route);
-        let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), Duration::from_secs(5)));
-        TestPlatform { url: format!("http://{addr}"), store, runtime, platform, logs, shutdown, server }
-    }
-
-    pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::new()
-    }
-
-    /// `{url}{path}`.
-    pub fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
+        let router = homebase_server::platform::router(platform.clone(), state);
+        let serving = Serving::start(router, runtime, CancellationToken::new()).await;
+        TestPlatform { store, platform, logs, serving }
     }
 
     /// Stops accepting, drains, and stops every worker.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.server.await;
-        self.runtime.shutdown(Duration::from_secs(2)).await;
+        self.serving.stop().await
     }
+}
+
+/// The JSON body of a response; panics with the status and text when it is not JSON.
+pub async fn json_of(response: reqwest::Response) -> serde_json::Value {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text}"))
+}
+
+/// Polls `condition` every 20 ms for up to 15 s: for effects that have no signal of their own
+/// (a log line pumped from a pipe, a process disappearing).
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..750 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
 }
 
 /// Whether a process with this pid exists (and is not a zombie).

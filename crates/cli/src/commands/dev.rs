@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use homebase_project::Project;
-use homebase_runtime::{LogSink, Runtime, RuntimeConfig};
+use homebase_runtime::{LogSink, Runtime};
 use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
 use homebase_server::dev::{DevApp, DevEvent};
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::GlobalArgs;
 use crate::output::{self, TerminalLogs};
+use crate::serving;
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
@@ -74,15 +75,7 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 
     let terminal: Arc<dyn LogSink> = Arc::new(TerminalLogs::new(global.json));
     let hub = LogHub::new(10_000, vec![terminal]);
-    let runtime = Runtime::new(
-        RuntimeConfig {
-            function_timeout: config.function_timeout,
-            idle_timeout: config.idle_timeout,
-            boot_timeout: config.boot_timeout,
-            ..RuntimeConfig::default()
-        },
-        hub.clone(),
-    )?;
+    let runtime = Runtime::new(serving::runtime_config(&config, true), hub.clone())?;
     let json = global.json;
     let app =
         DevApp::load(&project.root, runtime.clone(), Arc::new(move |event: &DevEvent| output::dev_event(json, event)))
@@ -104,33 +97,13 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     app.watch(shutdown.clone()).context("could not watch the project for changes")?;
-    // Find (or install) Deno now, so the first request does not wait for it.
-    let warm = runtime.clone();
-    tokio::spawn(async move {
-        if let Err(error) = warm.deno().await {
-            tracing::error!("{error}");
-        }
-    });
+    serving::find_deno_early(&runtime);
 
     tracing::debug!(?config, "configuration");
     let cors = CorsPolicy { origins: config.cors_origins.clone(), loopback: true };
     let tokens = TokenMinter::random(std::time::Duration::from_secs(3600));
     let state = AppState::new(app, runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
-    let server = tokio::spawn(homebase_server::serve(
-        listener,
-        homebase_server::router(state),
-        shutdown.clone(),
-        config.shutdown_timeout,
-    ));
-    output::wait_for_signal().await;
-    output::note(json, "shutting_down", "Shutting down: finishing in-flight requests… (again to stop now)");
-    tokio::spawn(async {
-        output::wait_for_signal().await;
-        std::process::exit(130);
-    });
-    shutdown.cancel();
-    let _ = server.await;
-    runtime.shutdown(config.shutdown_timeout).await;
-    output::note(json, "stopped", "Stopped.");
+    let router = homebase_server::router(state);
+    serving::serve_until_signal(json, listener, router, runtime, shutdown, config.shutdown_timeout).await;
     Ok(())
 }

@@ -6,19 +6,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::routing::get;
 use clap::Args;
-use homebase_runtime::{LogSink, Runtime, RuntimeConfig};
+use homebase_runtime::{LogSink, Runtime};
 use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
 use homebase_server::logs::LogHub;
-use homebase_server::platform::Platform;
-use homebase_server::{AppState, TokenMinter, manage};
+use homebase_server::platform::{self, Platform};
+use homebase_server::{AppState, TokenMinter};
 use homebase_store::{KeyScope, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::GlobalArgs;
 use crate::output::{self, TerminalLogs};
+use crate::serving;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -66,17 +66,8 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 
     let terminal: Arc<dyn LogSink> = Arc::new(TerminalLogs::new(global.json));
     let hub = LogHub::new(10_000, vec![terminal]);
-    let runtime = Runtime::new(
-        RuntimeConfig {
-            function_timeout: config.function_timeout,
-            idle_timeout: config.idle_timeout,
-            boot_timeout: config.boot_timeout,
-            // Functions get their secrets, not the server's environment.
-            inherit_env: false,
-            ..RuntimeConfig::default()
-        },
-        hub,
-    )?;
+    // Functions get their secrets, not the server's environment.
+    let runtime = Runtime::new(serving::runtime_config(&config, false), hub)?;
     let platform = Platform::open(store.clone(), runtime.clone(), &data_dir).await?;
 
     let (listener, addr) = homebase_server::bind(SocketAddr::new(config.host, config.port), false)
@@ -98,44 +89,14 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             ),
         );
     }
-    let warm = runtime.clone();
-    tokio::spawn(async move {
-        if let Err(error) = warm.deno().await {
-            tracing::error!("{error}");
-        }
-    });
+    serving::find_deno_early(&runtime);
 
     let tokens = TokenMinter::random(std::time::Duration::from_secs(3600));
     let cors = CorsPolicy { origins: config.cors_origins.clone(), loopback: false };
     let state = AppState::new(platform.clone(), runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
-    let ready = store.clone();
-    let router = homebase_server::function_routes(state)
-        .merge(manage::router(platform))
-        .route(
-            "/readyz",
-            get(move || {
-                let store = ready.clone();
-                async move {
-                    match store.list_apps().await {
-                        Ok(_) => (http::StatusCode::OK, "ready"),
-                        Err(_) => (http::StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable"),
-                    }
-                }
-            }),
-        )
-        .fallback(homebase_server::unknown_route);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), config.shutdown_timeout));
-    output::wait_for_signal().await;
-    output::note(global.json, "shutting_down", "Shutting down: finishing in-flight requests… (again to stop now)");
-    tokio::spawn(async {
-        output::wait_for_signal().await;
-        std::process::exit(130);
-    });
-    shutdown.cancel();
-    let _ = server.await;
-    runtime.shutdown(config.shutdown_timeout).await;
-    output::note(global.json, "stopped", "Stopped.");
+    let router = platform::router(platform, state);
+    let grace = config.shutdown_timeout;
+    serving::serve_until_signal(global.json, listener, router, runtime, CancellationToken::new(), grace).await;
     Ok(())
 }
 

@@ -21,6 +21,14 @@ pub struct Running {
 }
 
 impl Running {
+    /// `homebase --json serve` on 127.0.0.1:0 with the data folder `data` and `admin_key` as its
+    /// admin key.
+    pub async fn serve(data: &Path, admin_key: &str) -> Running {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_homebase"));
+        cmd.args(["--json", "serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data);
+        Running::spawn(cmd, &[("HOMEBASE_ADMIN_KEY", admin_key.to_string())], true).await
+    }
+
     pub async fn start(project: &Path, args: &[&str], env: &[(&str, String)]) -> Running {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_homebase"));
         cmd.arg("--json").arg("dev").arg(project).args(args);

@@ -1,0 +1,56 @@
+//! What `dev` and `serve` share: the runtime's settings, finding Deno early, and running the
+//! router until Ctrl-C or SIGTERM, then draining.
+
+use std::time::Duration;
+
+use homebase_runtime::{Runtime, RuntimeConfig};
+use homebase_server::config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::output;
+
+/// The runtime's limits from `config`. `inherit_env`: whether functions see Homebase's own
+/// environment (dev: that is where local secrets live; serve: never).
+pub fn runtime_config(config: &Config, inherit_env: bool) -> RuntimeConfig {
+    RuntimeConfig {
+        function_timeout: config.function_timeout,
+        idle_timeout: config.idle_timeout,
+        boot_timeout: config.boot_timeout,
+        inherit_env,
+        ..RuntimeConfig::default()
+    }
+}
+
+/// Finds (or installs) Deno now, so that the first request does not wait for it.
+pub fn find_deno_early(runtime: &Runtime) {
+    let runtime = runtime.clone();
+    tokio::spawn(async move {
+        if let Err(error) = runtime.deno().await {
+            tracing::error!("{error}");
+        }
+    });
+}
+
+/// Serves `router` until Ctrl-C or SIGTERM (a second one exits at once), then cancels
+/// `shutdown`, lets in-flight requests finish within `grace` and stops the workers.
+pub async fn serve_until_signal(
+    json: bool,
+    listener: TcpListener,
+    router: axum::Router,
+    runtime: Runtime,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), grace));
+    output::wait_for_signal().await;
+    output::note(json, "shutting_down", "Shutting down: finishing in-flight requests… (again to stop now)");
+    tokio::spawn(async {
+        output::wait_for_signal().await;
+        std::process::exit(130);
+    });
+    shutdown.cancel();
+    let _ = server.await;
+    runtime.shutdown(grace).await;
+    output::note(json, "stopped", "Stopped.");
+}
