@@ -132,11 +132,13 @@ pub fn resolve(
     })?;
     let url = Sourced { value: normalize_url(&url.value).with_context(|| format!("from {}", url.source))?, ..url };
 
-    // The saved key goes only to the saved server.
+    // A key goes only to the server it belongs with: the saved key to the saved server, and
+    // BASE44_API_KEY (often a key for Base44's own cloud) only to BASE44_API_URL.
+    let base44_key = if url.source == Source::Env("BASE44_API_URL") { env("BASE44_API_KEY") } else { None };
     let mut tokens = vec![
         (args.token.clone(), Source::Flag("--token")),
         (env("HOMEBASE_TOKEN"), Source::Env("HOMEBASE_TOKEN")),
-        (env("BASE44_API_KEY"), Source::Env("BASE44_API_KEY")),
+        (base44_key, Source::Env("BASE44_API_KEY")),
     ];
     if let Some((saved, path)) = login
         && normalize_url(&saved.url).ok().as_deref() == Some(url.value.as_str())

@@ -129,7 +129,11 @@ async fn login_is_saved_privately_and_flags_beat_env_beat_login() {
     homebase(here, &config, &["apps", "list"], &[("HOMEBASE_TOKEN", ADMIN_KEY), ("BASE44_API_KEY", "b44k_bad")])
         .await
         .ok();
-    let out = homebase(here, &config, &["apps", "list"], &[("BASE44_API_KEY", "b44k_bad")]).await;
+    // BASE44_API_KEY (often a key for Base44's own cloud) only goes to BASE44_API_URL: for the
+    // saved login's server, the saved key is used.
+    homebase(here, &config, &["apps", "list"], &[("BASE44_API_KEY", "b44k_bad")]).await.ok();
+    let base44_env = [("BASE44_API_URL", server.url.as_str()), ("BASE44_API_KEY", "b44k_bad")];
+    let out = homebase(here, &config, &["apps", "list"], &base44_env).await;
     assert!(out.stderr.contains("The key came from BASE44_API_KEY"), "{}", out.stderr);
 
     // The URL: the flag beats HOMEBASE_URL, which beats BASE44_API_URL and the login. The saved
@@ -330,4 +334,43 @@ async fn deploy_pull_delete_rollback_and_force_on_the_quickstart() {
     // `deploy`: all of the project's resources, today its functions.
     let out = homebase(p, config, &["deploy"], &env).await.ok();
     assert!(out.stdout.contains("2 unchanged") && out.stdout.contains("come later"), "{}", out.stdout);
+}
+
+#[tokio::test]
+async fn admin_keys_rotate_and_survive_a_database_reset() {
+    let data = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let apps = |server: &Running, key: &str| http.get(server.at("/api/apps")).header("api_key", key).send();
+    let first = "b44k_firstadminkey000000000000000000";
+    let second = "b44k_secondadminkey00000000000000000";
+
+    // Changing HOMEBASE_ADMIN_KEY rotates the key: the old one stops working.
+    let server = Running::serve(data.path(), first).await;
+    assert_eq!(apps(&server, first).await.unwrap().status(), 200);
+    drop(server);
+    let server = Running::serve(data.path(), second).await;
+    assert_eq!(apps(&server, second).await.unwrap().status(), 200);
+    assert_eq!(apps(&server, first).await.unwrap().status(), 401);
+    drop(server);
+
+    // Without the variable, the key in admin.key is created once and kept across a database reset.
+    let fresh = tempfile::tempdir().unwrap();
+    let start = |dir: &std::path::Path| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_homebase"));
+        cmd.args(["--json", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env_remove("HOMEBASE_ADMIN_KEY");
+        Running::spawn(cmd, &[], true)
+    };
+    let server = start(fresh.path()).await;
+    let key = std::fs::read_to_string(fresh.path().join("admin.key")).unwrap().trim().to_string();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(fresh.path().join("admin.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(apps(&server, &key).await.unwrap().status(), 200);
+    drop(server);
+    for file in ["homebase.db", "homebase.db-wal", "homebase.db-shm"] {
+        let _ = std::fs::remove_file(fresh.path().join(file));
+    }
+    let server = start(fresh.path()).await;
+    assert_eq!(apps(&server, &key).await.unwrap().status(), 200, "the admin key works after a database reset");
 }

@@ -132,7 +132,7 @@ async fn create_app(State(platform): State<Arc<Platform>>, caller: Caller, body:
     caller.require_admin()?;
     let request: CreateApp = parse_body(&body)?;
     let app = platform.store.create_app(&request.name).await.map_err(store_error)?;
-    platform.refresh(&app.id).await.map_err(store_error)?;
+    refresh_after(&platform, &app.id, "The app").await?;
     Ok((StatusCode::CREATED, Json(app)).into_response())
 }
 
@@ -232,8 +232,18 @@ async fn deploy(
         check_function_limit(&platform, &app_id, &name).await?;
         platform.store.deploy(&app_id, &name, deployment).await.map_err(store_error)?
     };
-    platform.refresh(&app_id).await.map_err(store_error)?;
+    refresh_after(&platform, &app_id, "The deployment").await?;
     Ok(Json(json!({ "status": outcome.status, "deployment_id": outcome.deployment_id })).into_response())
+}
+
+/// Rebuilds this node's view after a committed change. A failure here does not undo the change,
+/// so the error says it was saved.
+async fn refresh_after(platform: &Platform, app_id: &str, change: &str) -> Result<(), ApiError> {
+    platform.refresh(app_id).await.map_err(|error| {
+        let mut error = store_error(error);
+        error.message = format!("{change} was saved, but this server could not load it: {}", error.message);
+        error
+    })
 }
 
 fn unprocessable(code: &'static str, message: impl Into<String>, detail: impl Into<String>) -> ApiError {
@@ -340,7 +350,7 @@ async fn delete_function(
             "List them with GET …/backend-functions.",
         ));
     }
-    platform.refresh(&app_id).await.map_err(store_error)?;
+    refresh_after(&platform, &app_id, "The deletion").await?;
     Ok(Json(json!({ "success": true })).into_response())
 }
 
@@ -379,7 +389,7 @@ async fn rollback(
     let request: RollbackRequest = if body.is_empty() { RollbackRequest::default() } else { parse_body(&body)? };
     let active =
         platform.store.rollback(&app_id, &name, request.deployment_id.as_deref()).await.map_err(store_error)?;
-    platform.refresh(&app_id).await.map_err(store_error)?;
+    refresh_after(&platform, &app_id, "The rollback").await?;
     Ok(Json(json!({ "status": "rolled_back", "deployment_id": active })).into_response())
 }
 

@@ -47,6 +47,9 @@ pub struct Platform {
     /// Held from the function-limit check to the store write of a deploy, so that concurrent
     /// deploys of new names cannot pass the limit together.
     pub(crate) deploy_lock: tokio::sync::Mutex<()>,
+    /// Held across a whole refresh: two overlapping refreshes could otherwise finish in the wrong
+    /// order and leave the older snapshot (and retire the newer worker).
+    refresh_lock: tokio::sync::Mutex<()>,
 }
 
 impl Platform {
@@ -64,6 +67,7 @@ impl Platform {
             scratch_dir,
             apps: RwLock::new(HashMap::new()),
             deploy_lock: tokio::sync::Mutex::new(()),
+            refresh_lock: tokio::sync::Mutex::new(()),
         });
         for app in platform.store.list_apps().await? {
             platform.refresh(&app.id).await?;
@@ -74,6 +78,7 @@ impl Platform {
     /// Rebuilds the snapshot of `app_id` from the store and retires workers of code that is no
     /// longer active.
     pub async fn refresh(&self, app_id: &str) -> Result<(), StoreError> {
+        let _serial = self.refresh_lock.lock().await;
         let functions = self.store.functions(app_id).await?;
         let mut next = AppFunctions { app_id: app_id.to_string(), ..Default::default() };
         for function in &functions {

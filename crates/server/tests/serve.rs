@@ -538,3 +538,34 @@ async fn deployments_survive_a_restart() {
     assert_eq!(status, 200, "the app key still works");
     server.stop().await;
 }
+
+/// Parallel redeploys of several functions (as `homebase functions deploy` sends them): every
+/// function that was answered "deployed" serves that very version afterwards.
+#[tokio::test]
+async fn parallel_deploys_all_take_effect() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let app = create_app(&server, "parallel").await;
+    let deploy = |name: String, version: String| {
+        let body = json!({
+            "entry": "entry.ts",
+            "files": [{ "path": "entry.ts", "content": format!("Deno.serve(() => Response.json({{ version: \"{version}\" }}));\n") }],
+            "automations": [],
+        });
+        let request = admin(&server, Method::PUT, &format!("/api/apps/{app}/backend-functions/{name}")).json(&body);
+        async move {
+            let (status, body) = answer(request.send().await.unwrap()).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    for round in 0..6 {
+        let deploys = (0..6).map(|i| deploy(format!("fn-{i}"), format!("r{round}-{i}")));
+        futures_util::future::join_all(deploys).await;
+        for i in 0..6 {
+            let response =
+                server.client().get(server.at(&format!("/api/apps/{app}/functions/fn-{i}"))).send().await.unwrap();
+            assert_eq!(json_of(response).await["version"], format!("r{round}-{i}"), "round {round}, fn-{i}");
+        }
+    }
+    server.stop().await;
+}

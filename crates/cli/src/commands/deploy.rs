@@ -19,7 +19,7 @@ pub struct DeployArgs {
 pub async fn run(args: DeployArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let project = target::project(&args.target)?;
     let target = target::target(&args.target, Some(&project))?;
-    let result = deploy_functions(&project, &target, &[], false, global.json).await;
+    deploy_functions(&project, &target, &[], false, global.json).await?;
     let entities = project.load_entities().entities.len();
     let note = if entities > 0 {
         format!(
@@ -37,5 +37,5 @@ pub async fn run(args: DeployArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     } else {
         println!("{note}");
     }
-    result
+    Ok(())
 }

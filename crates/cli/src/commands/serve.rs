@@ -105,15 +105,27 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(base.join("homebase"))
 }
 
-/// `HOMEBASE_ADMIN_KEY` when set (stored hashed, for scripts and tests); otherwise, on the first
-/// start, a new admin key, written 0600 to `admin.key` and returned to be printed once.
+/// The admin key. `HOMEBASE_ADMIN_KEY` when set (for scripts and tests): it replaces the key an
+/// earlier `HOMEBASE_ADMIN_KEY` set, so changing the variable rotates it. Otherwise `admin.key` in
+/// the data folder: created 0600 on the first start and returned to be printed once, and on later
+/// starts imported again (a no-op unless the database was replaced). Keys are stored hashed.
 async fn admin_key(store: &Store, data_dir: &Path) -> anyhow::Result<Option<String>> {
+    const FROM_ENV: &str = "admin (HOMEBASE_ADMIN_KEY)";
     if let Some(secret) = std::env::var("HOMEBASE_ADMIN_KEY").ok().filter(|k| !k.is_empty()) {
-        store.import_key(&secret, KeyScope::Admin, "admin (HOMEBASE_ADMIN_KEY)").await?;
+        let key = store.import_key(&secret, KeyScope::Admin, FROM_ENV).await?;
+        for old in store.list_keys(None).await? {
+            if old.name == FROM_ENV && old.id != key.id {
+                store.revoke_key(&old.id).await?;
+            }
+        }
         return Ok(None);
     }
     let file = data_dir.join("admin.key");
-    if file.exists() {
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        store
+            .import_key(text.trim(), KeyScope::Admin, "admin")
+            .await
+            .with_context(|| format!("the key in {}", file.display()))?;
         return Ok(None);
     }
     let (_, secret) = store.create_key(KeyScope::Admin, "admin").await?;

@@ -102,7 +102,8 @@ pub async fn deploy_functions(
     let blocking: Vec<&ProjectError> = discovery
         .problems
         .iter()
-        .filter(|p| names.is_empty() || p.function.as_deref().is_some_and(|f| names.iter().any(|n| n == f)))
+        // With --force every problem blocks: a function hidden by one would be deleted remotely.
+        .filter(|p| names.is_empty() || force || p.function.as_deref().is_some_and(|f| names.iter().any(|n| n == f)))
         .collect();
     if !blocking.is_empty() {
         print_problems(&blocking, json);

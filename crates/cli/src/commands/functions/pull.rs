@@ -176,11 +176,11 @@ fn plan(project: &Project, function: &RemoteFunction) -> anyhow::Result<Plan> {
     for file in &function.files {
         let path = resolve(&landing, &file.path)
             .with_context(|| format!("function '{}' has a file path that is not allowed", function.name))?;
-        let inside = (path.starts_with(&functions_dir) && path != functions_dir)
-            || (path.starts_with(&shared_dir) && path != shared_dir);
-        if !path.starts_with(&project.base_dir) || !inside {
+        // Only the function's own folder and `shared/`: never another function's files.
+        let inside = (path.starts_with(&root) && path != root) || (path.starts_with(&shared_dir) && path != shared_dir);
+        if !inside {
             bail!(
-                "function '{}' has a file '{}' that would land outside the project's functions and shared folders \
+                "function '{}' has a file '{}' that would land outside its own folder and the shared folder \
                  ({}); nothing of it was written",
                 function.name,
                 file.path,
@@ -374,12 +374,32 @@ mod tests {
     #[test]
     fn paths_leaving_the_functions_and_shared_folders_are_refused() {
         let (_dir, p) = project();
-        for bad in ["../../config.jsonc", "../../../x.ts", "/etc/passwd", "a//b.ts", "a\\b.ts", "../../.app.jsonc"] {
+        for bad in [
+            "../../config.jsonc",
+            "../../../x.ts",
+            "/etc/passwd",
+            "a//b.ts",
+            "a\\b.ts",
+            "../../.app.jsonc",
+            "../other/entry.ts",
+        ] {
             let f = remote("hello", "entry.ts", &[("entry.ts", ""), (bad, "")], json!([]));
             assert!(plan(&p, &f).is_err(), "{bad} was allowed");
         }
         let f = remote("a.b", "entry.ts", &[("entry.ts", "")], json!([]));
         assert!(plan(&p, &f).is_err());
+    }
+
+    #[test]
+    fn a_functions_folder_outside_base44_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("base44")).unwrap();
+        std::fs::write(dir.path().join("base44/config.jsonc"), r#"{"name": "p", "functionsDir": "../backend"}"#)
+            .unwrap();
+        let p = Project::find(dir.path()).unwrap();
+        let f = remote("hello", "entry.ts", &[("entry.ts", "e")], json!([]));
+        let planned = plan(&p, &f).unwrap();
+        assert!(planned.files[0].0.ends_with("backend/hello/entry.ts"), "{:?}", planned.files[0].0);
     }
 
     #[test]
