@@ -45,12 +45,19 @@ impl ApiError {
 }
 
 /// The management API of one server, with one key.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
     pub base: String,
     token: String,
     token_source: Source,
+}
+
+impl std::fmt::Debug for Api {
+    /// Without the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("base", &self.base).finish_non_exhaustive()
+    }
 }
 
 impl Api {

@@ -65,11 +65,22 @@ pub struct Sourced {
 }
 
 /// The server and key a command talks to, and the app when one was found.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
     pub url: Sourced,
     pub token: Sourced,
     app_id: Option<Sourced>,
+}
+
+impl std::fmt::Debug for Target {
+    /// Without the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &self.url)
+            .field("token_source", &self.token.source)
+            .field("app_id", &self.app_id)
+            .finish()
+    }
 }
 
 impl Target {
@@ -88,10 +99,17 @@ impl Target {
 }
 
 /// `{url, token}` as `homebase login` saves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
     pub url: String,
     pub token: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    /// Without the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("url", &self.url).finish_non_exhaustive()
+    }
 }
 
 /// Reads an environment variable; empty counts as unset.
@@ -231,26 +249,27 @@ pub fn load_credentials() -> anyhow::Result<Option<(Credentials, PathBuf)>> {
 /// file, so a crash never leaves half a file).
 pub fn save_credentials(credentials: &Credentials) -> anyhow::Result<PathBuf> {
     let path = credentials_path()?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    write_private(&dir, &path, &(serde_json::to_string_pretty(credentials)? + "\n"))
+    write_private(&path, &(serde_json::to_string_pretty(credentials)? + "\n"))
         .with_context(|| format!("could not save the login to {}", path.display()))?;
     Ok(path)
 }
 
-fn write_private(dir: &Path, path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes `text` to `path` readable by its owner only (0600), creating the folder 0700 if needed,
+/// through a uniquely named temporary file renamed into place: a reader never sees half a file,
+/// and two writers never share a temporary file.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
     if !dir.is_dir() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
-    let temp = dir.join(".credentials.json.tmp");
-    let _ = std::fs::remove_file(&temp);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp)?;
+    // tempfile creates the file with mode 0600.
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
     file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::rename(&temp, path)
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Removes the saved login; whether there was one.

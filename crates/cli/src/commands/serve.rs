@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::GlobalArgs;
 use crate::output::{self, TerminalLogs};
 use crate::serving;
+use crate::target;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -129,13 +130,7 @@ async fn admin_key(store: &Store, data_dir: &Path) -> anyhow::Result<Option<Stri
         return Ok(None);
     }
     let (_, secret) = store.create_key(KeyScope::Admin, "admin").await?;
-    write_private(&file, &format!("{secret}\n")).with_context(|| format!("could not write {}", file.display()))?;
+    target::write_private(&file, &format!("{secret}\n"))
+        .with_context(|| format!("could not write {}", file.display()))?;
     Ok(Some(secret))
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(text.as_bytes())
 }

@@ -25,9 +25,9 @@ pub async fn run(args: RollbackArgs, target_args: &TargetArgs, global: &GlobalAr
     let target = target::target(target_args, project.as_ref())?;
     let app_id = target.app_id()?;
     let api = Api::new(&target)?;
+    // A full id or any unique start of one, checked against the function's history.
     let to = match args.to.as_deref().map(str::trim) {
         None => None,
-        Some(id) if id.len() == 34 => Some(id.to_string()),
         Some(prefix) => Some(expand(&api, app_id, &args.name, prefix).await?),
     };
     let answer = api
