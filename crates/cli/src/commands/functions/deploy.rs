@@ -194,61 +194,43 @@ pub async fn deploy_functions(
     Ok(())
 }
 
+impl Outcome {
+    /// The outcome of one function's request that started at `started`.
+    fn of(name: String, started: Instant, result: Result<(Status, Option<String>), ApiError>) -> Outcome {
+        let elapsed = started.elapsed();
+        match result {
+            Ok((status, deployment_id)) => Outcome { name, status, deployment_id, elapsed, error: None },
+            Err(error) => Outcome { name, status: Status::Failed, deployment_id: None, elapsed, error: Some(error) },
+        }
+    }
+}
+
 async fn deploy_one(api: &Api, app_id: &str, project: &Project, function: &FunctionDef) -> Outcome {
     let started = Instant::now();
     let name = function.name.clone();
-    let payload = match function.deploy_payload(project) {
-        Ok(payload) => payload,
-        Err(error) => {
-            let error = ApiError {
-                status: 0,
-                code: "io".into(),
-                message: format!("Could not read the files of function '{name}'"),
-                detail: error.to_string(),
-            };
-            return Outcome {
-                name,
-                status: Status::Failed,
-                deployment_id: None,
-                elapsed: started.elapsed(),
-                error: Some(error),
-            };
-        }
-    };
-    match api.put(&Api::function_path(app_id, Some(&name), ""), &payload).await {
-        Ok(answer) => {
+    let result = match function.deploy_payload(project) {
+        Ok(payload) => api.put(&Api::function_path(app_id, Some(&name), ""), &payload).await.map(|answer| {
             let status = if answer["status"] == "unchanged" { Status::Unchanged } else { Status::Deployed };
-            let deployment_id = answer["deployment_id"].as_str().map(String::from);
-            Outcome { name, status, deployment_id, elapsed: started.elapsed(), error: None }
-        }
-        Err(error) => Outcome {
-            name,
-            status: Status::Failed,
-            deployment_id: None,
-            elapsed: started.elapsed(),
-            error: Some(error),
-        },
-    }
+            (status, answer["deployment_id"].as_str().map(String::from))
+        }),
+        Err(error) => Err(ApiError {
+            status: 0,
+            code: "io".into(),
+            message: format!("Could not read the files of function '{name}'"),
+            detail: error.to_string(),
+        }),
+    };
+    Outcome::of(name, started, result)
 }
 
 async fn delete_one(api: &Api, app_id: &str, name: String) -> Outcome {
     let started = Instant::now();
-    match api.delete(&Api::function_path(app_id, Some(&name), "")).await {
+    let result = match api.delete(&Api::function_path(app_id, Some(&name), "")).await {
         // Gone already (another deploy raced us) is as good as deleted.
-        Ok(_) => {
-            Outcome { name, status: Status::Deleted, deployment_id: None, elapsed: started.elapsed(), error: None }
-        }
-        Err(error) if error.status == 404 => {
-            Outcome { name, status: Status::Deleted, deployment_id: None, elapsed: started.elapsed(), error: None }
-        }
-        Err(error) => Outcome {
-            name,
-            status: Status::Failed,
-            deployment_id: None,
-            elapsed: started.elapsed(),
-            error: Some(error),
-        },
-    }
+        Err(error) if error.status != 404 => Err(error),
+        _ => Ok((Status::Deleted, None)),
+    };
+    Outcome::of(name, started, result)
 }
 
 fn report(outcome: &Outcome, index: usize, total: usize, json: bool) {
