@@ -41,4 +41,6 @@ pub enum Command {
     Functions(commands::functions::FunctionsArgs),
     /// Deploy all of the project's resources (today: its functions).
     Deploy(commands::deploy::DeployArgs),
+    /// Set, list and delete an app's secrets on a server (values are never printed).
+    Secrets(commands::secrets::SecretsArgs),
 }

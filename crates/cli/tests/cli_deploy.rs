@@ -374,3 +374,59 @@ async fn admin_keys_rotate_and_survive_a_database_reset() {
     let server = start(fresh.path()).await;
     assert_eq!(apps(&server, &key).await.unwrap().status(), 200, "the admin key works after a database reset");
 }
+
+#[tokio::test]
+async fn secrets_are_set_listed_and_deleted_without_printing_values() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Running::serve(data.path(), ADMIN_KEY).await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config");
+    let outside = tempfile::tempdir().unwrap();
+    let here = outside.path();
+    let url = server.url.as_str();
+    let out = homebase(here, &config, &["--json", "apps", "create", "vault", "--url", url, "--token", ADMIN_KEY], &[])
+        .await
+        .ok();
+    let app = out.lines()[0]["app"]["id"].as_str().unwrap().to_string();
+    let env = [("HOMEBASE_URL", url), ("HOMEBASE_TOKEN", ADMIN_KEY), ("HOMEBASE_APP_ID", app.as_str())];
+    let value = "cli-secret-value-never-printed";
+    let env_file = here.join("prod.env");
+    std::fs::write(&env_file, format!("# keys\nFROM_FILE=\"{value}\"\nexport SHARED=file\n")).unwrap();
+
+    let out = homebase(
+        here,
+        &config,
+        &["secrets", "set", &format!("TOKEN={value}"), "SHARED=flag", "--env-file", env_file.to_str().unwrap()],
+        &env,
+    )
+    .await
+    .ok();
+    assert!(out.stdout.contains("Set 3 secrets") && out.stdout.contains("FROM_FILE, SHARED, TOKEN"), "{}", out.text());
+    assert!(!out.text().contains(value));
+    let out = homebase(here, &config, &["--json", "secrets", "list"], &env).await.ok();
+    assert_eq!(out.lines(), [json!({ "secrets": ["FROM_FILE", "SHARED", "TOKEN"] })]);
+    let out = homebase(here, &config, &["secrets", "list"], &env).await.ok();
+    assert_eq!(out.stdout, "FROM_FILE\nSHARED\nTOKEN\n");
+
+    // Bad input: the server's 400 names the bad name; the value is not echoed.
+    let out = homebase(here, &config, &["secrets", "set", &format!("1BAD={value}")], &env).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("'1BAD'") && !out.text().contains(value), "{}", out.text());
+    let out = homebase(here, &config, &["secrets", "set", value], &env).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("NAME=VALUE") && !out.text().contains(value), "{}", out.text());
+
+    let out = homebase(here, &config, &["--json", "secrets", "delete", "TOKEN", "NOPE"], &env).await;
+    assert_eq!(out.code, 1, "{}", out.text());
+    let statuses: Vec<Value> = out.events("secret").iter().map(|l| l["status"].clone()).collect();
+    assert_eq!(statuses, [json!("deleted"), json!("not_found")]);
+    let out = homebase(here, &config, &["--json", "secrets", "list"], &env).await.ok();
+    assert_eq!(out.lines(), [json!({ "secrets": ["FROM_FILE", "SHARED"] })]);
+
+    // serve made its master key on the first start: a private file of 64 hex digits.
+    use std::os::unix::fs::PermissionsExt;
+    let key_file = data.path().join("master.key");
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(key.trim().len() == 64 && key.trim().bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+}

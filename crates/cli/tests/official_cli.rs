@@ -117,3 +117,46 @@ async fn the_official_cli_deploys_lists_pulls_and_deletes() {
     assert_eq!(call("orders/summary", json!({})).await.unwrap().status(), 404);
     assert_eq!(call("clock", json!({})).await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn the_official_cli_sets_lists_and_deletes_secrets() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Running::serve(data.path(), ADMIN_KEY).await;
+    let http = reqwest::Client::new();
+    let app: Value = http
+        .post(server.at("/api/apps"))
+        .header("api_key", ADMIN_KEY)
+        .json(&json!({ "name": "secrets" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app_id = app["id"].as_str().unwrap().to_string();
+    let project = quickstart_for(&app_id);
+    let value = "official-cli-secret-value";
+
+    let (out, text) =
+        base44(project.path(), &server.url, &["secrets", "set", &format!("API_TOKEN={value}"), "OTHER=x"]).await;
+    assert!(out.status.success(), "{text}");
+    let (out, text) = base44(project.path(), &server.url, &["secrets", "list"]).await;
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("API_TOKEN") && text.contains("OTHER"), "{text}");
+    assert!(!text.contains(value), "{text}");
+    let (out, text) = base44(project.path(), &server.url, &["secrets", "delete", "OTHER"]).await;
+    assert!(out.status.success(), "{text}");
+    let listed: Value = http
+        .get(server.at(&format!("/api/apps/{app_id}/secrets")))
+        .header("api_key", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_object().unwrap().keys().collect::<Vec<_>>(), ["API_TOKEN"]);
+    // A bad name is refused with the server's reason.
+    let (out, text) = base44(project.path(), &server.url, &["secrets", "set", "1BAD=v"]).await;
+    assert!(!out.status.success() || text.contains("1BAD"), "{text}");
+}

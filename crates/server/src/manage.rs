@@ -5,13 +5,17 @@
 //! `Authorization: Bearer b44k_…`. An admin key may do anything; an app's key only touches its
 //! own app (403 elsewhere). A deploy is checked completely (name, the 50-function limit, sizes,
 //! paths, automations, and Deno loading the code) before anything is stored.
+//!
+//! Secrets (§5.4) are set, listed (names, values masked) and deleted here; their values appear
+//! in no response, error or log line.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -39,6 +43,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/api/apps/{app_id}/backend-functions/{name}", put(deploy).delete(delete_function))
         .route("/api/apps/{app_id}/backend-functions/{name}/deployments", get(history))
         .route("/api/apps/{app_id}/backend-functions/{name}/rollback", post(rollback))
+        .route("/api/apps/{app_id}/secrets", post(set_secrets).get(list_secrets).delete(delete_secret))
         .layer(DefaultBodyLimit::max(MAX_DEPLOY_BYTES * 2))
         .with_state(platform)
 }
@@ -391,6 +396,89 @@ async fn rollback(
         platform.store.rollback(&app_id, &name, request.deployment_id.as_deref()).await.map_err(store_error)?;
     refresh_after(&platform, &app_id, "The rollback").await?;
     Ok(Json(json!({ "status": "rolled_back", "deployment_id": active })).into_response())
+}
+
+/// What `GET …/secrets` shows instead of a value.
+pub const MASKED_SECRET: &str = "••••••••";
+
+fn bad_secrets(message: impl Into<String>, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_secrets", message, detail)
+}
+
+/// `POST …/secrets` with `{NAME: VALUE, …}`: sets them all or, when one is bad, none.
+async fn set_secrets(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require_app(&app_id)?;
+    ensure_app(&platform, &app_id).await?;
+    let detail = "Send a JSON object of names to string values, e.g. {\"STRIPE_KEY\": \"sk_…\"}.";
+    // Parsed by hand: serde's messages could quote a value.
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&body) else {
+        return Err(bad_secrets("The request body is not a JSON object of secrets", detail));
+    };
+    let mut secrets = BTreeMap::new();
+    for (name, value) in object {
+        let Value::String(value) = value else {
+            return Err(bad_secrets(format!("The value of secret '{name}' is not a string"), detail));
+        };
+        secrets.insert(name, value);
+    }
+    if secrets.is_empty() {
+        return Err(bad_secrets("No secrets were sent", detail));
+    }
+    platform.store.set_secrets(&app_id, secrets).await.map_err(secret_error)?;
+    refresh_after(&platform, &app_id, "The secrets").await?;
+    Ok(Json(json!({ "success": true })).into_response())
+}
+
+/// A store error of a secrets route: a bad name is a 400 whose detail says what names may be.
+fn secret_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Invalid { message } => bad_secrets(
+            message,
+            "Secret names are environment-variable names: letters, digits and '_', not starting with a digit.",
+        ),
+        other => store_error(other),
+    }
+}
+
+/// `GET …/secrets`: `{NAME: "••••••••", …}`; values are never sent back.
+async fn list_secrets(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require_app(&app_id)?;
+    ensure_app(&platform, &app_id).await?;
+    let names = platform.store.secret_names(&app_id).await.map_err(store_error)?;
+    let masked: serde_json::Map<String, Value> = names.into_iter().map(|n| (n, json!(MASKED_SECRET))).collect();
+    Ok(Json(Value::Object(masked)).into_response())
+}
+
+/// `DELETE …/secrets?secret_name=NAME`.
+async fn delete_secret(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    caller.require_app(&app_id)?;
+    ensure_app(&platform, &app_id).await?;
+    let Some(name) = query.get("secret_name").filter(|n| !n.is_empty()) else {
+        return Err(bad_secrets("No secret name was given", "Name it: DELETE …/secrets?secret_name=NAME."));
+    };
+    if !platform.store.delete_secret(&app_id, name).await.map_err(store_error)? {
+        return Err(ApiError::not_found(
+            "secret_not_found",
+            format!("No secret named '{name}'"),
+            "List them with GET …/secrets.",
+        ));
+    }
+    refresh_after(&platform, &app_id, "The deletion").await?;
+    Ok(Json(json!({ "success": true })).into_response())
 }
 
 #[cfg(test)]

@@ -5,8 +5,12 @@
 //! materialised on this node's disk by its content address, and its id is the worker's version:
 //! a new deployment retires the old worker once its in-flight requests are done, so activation
 //! needs no downtime.
+//!
+//! An app's secrets are each worker's environment. The version is the deployment id plus a short
+//! hash of the secrets, so a change of secrets also retires the old workers after their
+//! in-flight requests, and the next request starts a worker that sees the new values.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -15,6 +19,7 @@ use axum::routing::get;
 use homebase_runtime::{FunctionSpec, Runtime};
 use homebase_store::{ActiveFunction, Store, StoreError};
 use http::StatusCode;
+use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::catalog::{AppFunctions, Catalog};
@@ -50,6 +55,9 @@ pub struct Platform {
     /// Held across a whole refresh: two overlapping refreshes could otherwise finish in the wrong
     /// order and leave the older snapshot (and retire the newer worker).
     refresh_lock: tokio::sync::Mutex<()>,
+    /// Random per process: keys the hash of the secrets in worker versions, so that a version
+    /// seen in a log says nothing about the values.
+    secrets_salt: [u8; 32],
 }
 
 impl Platform {
@@ -68,6 +76,7 @@ impl Platform {
             apps: RwLock::new(HashMap::new()),
             deploy_lock: tokio::sync::Mutex::new(()),
             refresh_lock: tokio::sync::Mutex::new(()),
+            secrets_salt: rand::random(),
         });
         for app in platform.store.list_apps().await? {
             platform.refresh(&app.id).await?;
@@ -80,9 +89,12 @@ impl Platform {
     pub async fn refresh(&self, app_id: &str) -> Result<(), StoreError> {
         let _serial = self.refresh_lock.lock().await;
         let functions = self.store.functions(app_id).await?;
+        let secrets = if functions.is_empty() { BTreeMap::new() } else { self.store.secrets(app_id).await? };
+        let secrets_tag = secrets_fingerprint(&self.secrets_salt, app_id, &secrets);
+        let env: Vec<(String, String)> = secrets.into_iter().collect();
         let mut next = AppFunctions { app_id: app_id.to_string(), ..Default::default() };
         for function in &functions {
-            let spec = self.spec_for(app_id, function).await?;
+            let spec = self.spec_for(app_id, function, &env, &secrets_tag).await?;
             next.functions.insert(function.name.clone(), Arc::new(spec));
         }
         let versions = next.functions.iter().map(|(name, spec)| (name.clone(), spec.version.clone())).collect();
@@ -95,17 +107,46 @@ impl Platform {
         &self.scratch_dir
     }
 
-    async fn spec_for(&self, app_id: &str, function: &ActiveFunction) -> Result<FunctionSpec, StoreError> {
+    async fn spec_for(
+        &self,
+        app_id: &str,
+        function: &ActiveFunction,
+        env: &[(String, String)],
+        secrets_tag: &str,
+    ) -> Result<FunctionSpec, StoreError> {
         let entry = self.store.materialize(&function.deployment_id, &self.deployments_dir).await?;
         Ok(FunctionSpec {
             app_id: app_id.to_string(),
             name: function.name.clone(),
             read_paths: vec![deployment_root(&entry, &self.deployments_dir, &function.deployment_id)],
             entry,
-            version: function.deployment_id.clone(),
-            env: Vec::new(),
+            version: if secrets_tag.is_empty() {
+                function.deployment_id.clone()
+            } else {
+                format!("{}+{secrets_tag}", function.deployment_id)
+            },
+            env: env.to_vec(),
         })
     }
+}
+
+/// 16 hex digits of a hash of the app's secrets (names and values) salted with the process's
+/// random salt and the app id, or `""` when it has none. It changes whenever a secret is set to
+/// another value, added or deleted.
+fn secrets_fingerprint(salt: &[u8], app_id: &str, secrets: &BTreeMap<String, String>) -> String {
+    if secrets.is_empty() {
+        return String::new();
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(salt);
+    hasher.update(app_id.as_bytes());
+    for (name, value) in secrets {
+        for part in [name.as_bytes(), value.as_bytes()] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+    }
+    hasher.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `<deployments dir>/<deployment id>`: the folder a worker of that deployment may read.

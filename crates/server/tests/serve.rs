@@ -569,3 +569,126 @@ async fn parallel_deploys_all_take_effect() {
     }
     server.stop().await;
 }
+
+/// `POST …/secrets` with `secrets` and `key`.
+async fn set_secrets(server: &TestPlatform, key: &str, app: &str, secrets: &Value) -> (u16, Value) {
+    answer(with_key(server, key, Method::POST, &format!("/api/apps/{app}/secrets")).json(secrets).send().await.unwrap())
+        .await
+}
+
+/// A function that answers with `TOKEN` as `Deno.env.get` and `secrets.get` see it, once the
+/// caller has sent the whole body (so a test can hold a request in flight).
+const READS_TOKEN: &str = r#"import { secrets } from "base44:runtime";
+const atImport = Deno.env.get("TOKEN") ?? null;
+export default async function (req) {
+  console.log("received");
+  await req.text();
+  return Response.json({ env: Deno.env.get("TOKEN") ?? null, runtime: secrets.get("TOKEN") ?? null, atImport });
+}
+"#;
+
+#[tokio::test]
+async fn secrets_reach_functions_and_a_change_reaches_the_next_request() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let app = create_app(&server, "shop").await;
+    assert_eq!(
+        set_secrets(&server, ADMIN_KEY, &app, &json!({ "TOKEN": "one", "OTHER": "x" })).await,
+        (200, json!({ "success": true }))
+    );
+    deployed(&server, &app, "reads", &payload("entry.ts", &[("entry.ts", READS_TOKEN)])).await;
+    let seen = |value: Value| json!({ "env": value, "runtime": value, "atImport": value });
+    assert_eq!(invoke(&server, &app, "reads").await, (200, seen(json!("one"))));
+
+    // A request in flight on the old worker while the value changes.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let url = server.at(&format!("/api/apps/{app}/functions/reads"));
+    let in_flight = tokio::spawn(server.client().post(url).body(reqwest::Body::wrap_stream(stream)).send());
+    tx.send(Ok(b"half".to_vec())).await.unwrap();
+    let received = || server.logs.events().iter().filter(|e| e.function == "reads" && e.message == "received").count();
+    eventually("the held request to arrive", || received() == 2).await;
+    let old = server.runtime.workers().into_iter().find(|w| w.function == "reads").unwrap();
+    let old_pid = old.pid.unwrap();
+
+    assert_eq!(set_secrets(&server, ADMIN_KEY, &app, &json!({ "TOKEN": "two" })).await.0, 200);
+    assert_eq!(invoke(&server, &app, "reads").await, (200, seen(json!("two"))), "the next request sees it");
+    assert!(process_alive(old_pid), "the old worker keeps its in-flight request");
+    drop(tx);
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(json_of(response).await, seen(json!("one")), "the in-flight request finishes on the old worker");
+    eventually("the old worker to exit", || !process_alive(old_pid)).await;
+
+    // Deleted: undefined for both.
+    let path = format!("/api/apps/{app}/secrets?secret_name=TOKEN");
+    assert_eq!(
+        answer(admin(&server, Method::DELETE, &path).send().await.unwrap()).await,
+        (200, json!({ "success": true }))
+    );
+    assert_eq!(invoke(&server, &app, "reads").await, (200, seen(Value::Null)));
+    // Secrets survive a restart (same master key).
+    assert_eq!(set_secrets(&server, ADMIN_KEY, &app, &json!({ "TOKEN": "three" })).await.0, 200);
+    server.stop().await;
+    let server = TestPlatform::start(data.path()).await;
+    assert_eq!(invoke(&server, &app, "reads").await, (200, seen(json!("three"))));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_are_listed_masked_validated_and_kept_to_their_app() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let mine = create_app(&server, "mine").await;
+    let other = create_app(&server, "other").await;
+    let response = admin(&server, Method::POST, &format!("/api/apps/{mine}/keys")).send().await.unwrap();
+    let app_key = answer(response).await.1["key"].as_str().unwrap().to_string();
+    let value = "sk_live_value_that_must_not_leak";
+
+    let secrets = json!({ "STRIPE_KEY": value, "_OTHER": "also-hidden" });
+    assert_eq!(set_secrets(&server, &app_key, &mine, &secrets).await, (200, json!({ "success": true })));
+    let list = |key: String, app: String| {
+        let request = with_key(&server, &key, Method::GET, &format!("/api/apps/{app}/secrets"));
+        async move { answer(request.send().await.unwrap()).await }
+    };
+    let (status, listed) = list(app_key.clone(), mine.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed, json!({ "STRIPE_KEY": "••••••••", "_OTHER": "••••••••" }));
+    assert_eq!(list(ADMIN_KEY.into(), other.clone()).await, (200, json!({})));
+
+    // Bad names: 400 naming the name, nothing of the call stored, no value in the body.
+    for bad in ["1BAD", "A-B"] {
+        let (status, body) = set_secrets(&server, ADMIN_KEY, &mine, &json!({ "GOOD": value, bad: value })).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["code"], "invalid_secrets");
+        assert!(body["message"].as_str().unwrap().contains(&format!("'{bad}'")), "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("letters, digits"), "{body}");
+        assert!(!body.to_string().contains(value), "{body}");
+    }
+    for body in [json!({ "N": 5 }), json!(["A"]), json!({})] {
+        let (status, answer) = set_secrets(&server, ADMIN_KEY, &mine, &body).await;
+        assert_eq!((status, &answer["code"]), (400, &json!("invalid_secrets")), "{answer}");
+    }
+    assert_eq!(list(ADMIN_KEY.into(), mine.clone()).await.1.as_object().unwrap().len(), 2, "nothing else stored");
+
+    // Deleting: 404 for an unknown name, 400 without one.
+    let delete = |key: &str, app: &str, query: &str| {
+        with_key(&server, key, Method::DELETE, &format!("/api/apps/{app}/secrets{query}")).send()
+    };
+    let (status, body) = answer(delete(ADMIN_KEY, &mine, "?secret_name=NOPE").await.unwrap()).await;
+    assert_eq!((status, &body["code"]), (404, &json!("secret_not_found")), "{body}");
+    let (status, body) = answer(delete(ADMIN_KEY, &mine, "").await.unwrap()).await;
+    assert_eq!(status, 400, "{body}");
+
+    // An app's key cannot touch another app's secrets.
+    assert_eq!(set_secrets(&server, ADMIN_KEY, &other, &json!({ "THEIRS": "t" })).await.0, 200);
+    let (status, body) = set_secrets(&server, &app_key, &other, &json!({ "X": "y" })).await;
+    assert_eq!((status, &body["code"]), (403, &json!("forbidden")));
+    assert_eq!(list(app_key.clone(), other.clone()).await.0, 403);
+    assert_eq!(answer(delete(&app_key, &other, "?secret_name=THEIRS").await.unwrap()).await.0, 403);
+    assert_eq!(list(ADMIN_KEY.into(), other.clone()).await.1, json!({ "THEIRS": "••••••••" }));
+    let (status, _) = answer(delete(&app_key, &mine, "?secret_name=STRIPE_KEY").await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(list(app_key, mine).await.1, json!({ "_OTHER": "••••••••" }));
+    assert!(server.logs.events().iter().all(|e| !e.message.contains(value)), "no value in the logs");
+    server.stop().await;
+}

@@ -13,7 +13,7 @@
 //!
 //! Only enabled with the `testing` feature (and in this crate's tests).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use serde_json::json;
@@ -55,6 +55,10 @@ macro_rules! conformance_tests {
             materialize_reuses_a_complete_folder,
             materialize_concurrently_writes_one_folder,
             materialize_rejects_bad_ids,
+            secrets_set_list_read_delete,
+            secret_names_are_validated,
+            secrets_are_scoped_to_their_app,
+            a_failed_secrets_write_changes_nothing,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -684,4 +688,76 @@ pub async fn materialize_rejects_bad_ids(store: Store) {
     let err = store.materialize("d_00000000000000000000000000000000", dir.path()).await.unwrap_err();
     assert_eq!(err.code(), "not_found", "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing was written");
+}
+
+fn secret_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+pub async fn secrets_set_list_read_delete(store: Store) {
+    let app = app(&store).await;
+    assert!(store.secret_names(&app.id).await.unwrap().is_empty());
+    assert!(store.secrets(&app.id).await.unwrap().is_empty());
+    store.set_secrets(&app.id, secret_map(&[("B_KEY", "b-value"), ("A_KEY", "a-value"), ("_x1", "")])).await.unwrap();
+    assert_eq!(store.secret_names(&app.id).await.unwrap(), ["A_KEY", "B_KEY", "_x1"]);
+    assert_eq!(
+        store.secrets(&app.id).await.unwrap(),
+        secret_map(&[("A_KEY", "a-value"), ("B_KEY", "b-value"), ("_x1", "")])
+    );
+    // Setting again replaces the given names and keeps the others.
+    let unicode = "ünïcode ✓ = \"quoted\"\nsecond line";
+    store.set_secrets(&app.id, secret_map(&[("A_KEY", unicode), ("C", "c")])).await.unwrap();
+    assert_eq!(
+        store.secrets(&app.id).await.unwrap(),
+        secret_map(&[("A_KEY", unicode), ("B_KEY", "b-value"), ("C", "c"), ("_x1", "")])
+    );
+    store.set_secrets(&app.id, BTreeMap::new()).await.unwrap();
+    assert_eq!(store.secret_names(&app.id).await.unwrap().len(), 4, "an empty map changes nothing");
+    assert!(store.delete_secret(&app.id, "B_KEY").await.unwrap());
+    assert!(!store.delete_secret(&app.id, "B_KEY").await.unwrap(), "already gone");
+    assert!(!store.delete_secret(&app.id, "NEVER").await.unwrap());
+    assert_eq!(store.secret_names(&app.id).await.unwrap(), ["A_KEY", "C", "_x1"]);
+    assert_eq!(store.secrets(&app.id).await.unwrap().get("B_KEY"), None);
+}
+
+pub async fn secret_names_are_validated(store: Store) {
+    let app = app(&store).await;
+    for bad in ["1BAD", "A-B", "", "A B", "É"] {
+        let err = store
+            .set_secrets(&app.id, secret_map(&[("GOOD", "value-must-not-leak"), (bad, "value-must-not-leak")]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid { .. }), "{bad}: {err:?}");
+        let message = err.to_string();
+        assert!(message.contains(&format!("'{bad}'")), "the error names {bad}: {message}");
+        assert!(!message.contains("value-must-not-leak"), "{message}");
+    }
+    let err = store.set_secrets(&app.id, secret_map(&[("NUL", "a\0b")])).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    assert!(store.secret_names(&app.id).await.unwrap().is_empty(), "a bad name stores nothing of the call");
+}
+
+pub async fn secrets_are_scoped_to_their_app(store: Store) {
+    let first = app(&store).await;
+    let second = app(&store).await;
+    store.set_secrets(&first.id, secret_map(&[("TOKEN", "first")])).await.unwrap();
+    store.set_secrets(&second.id, secret_map(&[("TOKEN", "second"), ("ONLY_SECOND", "x")])).await.unwrap();
+    assert_eq!(store.secrets(&first.id).await.unwrap(), secret_map(&[("TOKEN", "first")]));
+    assert_eq!(store.secret_names(&second.id).await.unwrap(), ["ONLY_SECOND", "TOKEN"]);
+    assert!(!store.delete_secret(&first.id, "ONLY_SECOND").await.unwrap());
+    assert!(store.delete_secret(&first.id, "TOKEN").await.unwrap());
+    assert_eq!(store.secrets(&second.id).await.unwrap().get("TOKEN").map(String::as_str), Some("second"));
+    let err = store.set_secrets("000000000000000000000000", secret_map(&[("A", "b")])).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert!(store.secret_names("000000000000000000000000").await.unwrap().is_empty());
+}
+
+pub async fn a_failed_secrets_write_changes_nothing(store: Store) {
+    let app = app(&store).await;
+    store.set_secrets(&app.id, secret_map(&[("KEEP", "old")])).await.unwrap();
+    store.set_before_commit_hook(|op: &str| if op == "set_secrets" { Err("injected failure".into()) } else { Ok(()) });
+    let err = store.set_secrets(&app.id, secret_map(&[("KEEP", "new"), ("ADDED", "x")])).await.unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    store.clear_before_commit_hook();
+    assert_eq!(store.secrets(&app.id).await.unwrap(), secret_map(&[("KEEP", "old")]));
 }

@@ -31,14 +31,16 @@ mod error;
 mod ids;
 mod materialize;
 mod model;
+mod secrets;
 mod sqlite;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 pub use content::{MAX_HISTORY_ENTRIES, MAX_PATH_CLIMB, RETAINED_DEPLOYMENTS};
 pub use error::{Result, StoreError};
@@ -47,6 +49,7 @@ pub use model::{
     ActiveFunction, ApiKey, App, DeployFile, DeployOutcome, DeployStatus, Deployment, GcReport, HistoryEntry, KeyScope,
     StoreStats,
 };
+pub use secrets::{MASTER_KEY_LEN, MasterKey, is_valid_secret_name};
 
 /// The handle to Homebase's persistent state. Cloning is cheap (an `Arc`); all clones share
 /// one database.
@@ -57,6 +60,9 @@ pub struct Store {
 
 struct Inner {
     backend: Backend,
+    /// What secrets are encrypted under; `None` until [`Store::set_master_key`] for a file
+    /// database (secret operations then fail), random for an in-memory one.
+    master_key: RwLock<Option<MasterKey>>,
 }
 
 /// The database behind the handle. A PostgreSQL variant lands next with the same operations.
@@ -96,13 +102,37 @@ impl Store {
         Ok(Store::from_backend(Backend::Sqlite(backend)))
     }
 
-    /// A private in-memory SQLite database (for `dev` without persistence, and tests).
+    /// [`open_sqlite`](Store::open_sqlite) with the master key secrets are encrypted under.
+    pub async fn open_sqlite_with_key(path: impl AsRef<Path>, key: MasterKey) -> Result<Store> {
+        let store = Store::open_sqlite(path).await?;
+        store.set_master_key(key);
+        Ok(store)
+    }
+
+    /// A private in-memory SQLite database (for `dev` without persistence, and tests). Its
+    /// secrets are encrypted under a random master key, as nothing outlives the process.
     pub async fn open_sqlite_in_memory() -> Result<Store> {
-        Ok(Store::from_backend(Backend::Sqlite(sqlite::Sqlite::open_in_memory()?)))
+        let store = Store::from_backend(Backend::Sqlite(sqlite::Sqlite::open_in_memory()?));
+        store.set_master_key(MasterKey::generate());
+        Ok(store)
     }
 
     fn from_backend(backend: Backend) -> Store {
-        Store { inner: Arc::new(Inner { backend }) }
+        Store { inner: Arc::new(Inner { backend, master_key: RwLock::new(None) }) }
+    }
+
+    /// Sets the key secrets are encrypted under (for every clone of this handle). Secrets
+    /// stored under another key fail to decrypt with a clear error.
+    pub fn set_master_key(&self, key: MasterKey) {
+        *self.inner.master_key.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+    }
+
+    fn master_key(&self) -> Result<MasterKey> {
+        self.inner.master_key.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| {
+            StoreError::Database(
+                "No master key is set, so secrets cannot be stored or read (see Store::set_master_key)".into(),
+            )
+        })
     }
 
     /// `"sqlite"` (later also `"postgres"`).
@@ -272,6 +302,50 @@ impl Store {
     /// they release; this sweeps whatever is left.
     pub async fn gc(&self) -> Result<GcReport> {
         self.db().gc().await
+    }
+
+    // ---- secrets ----
+
+    /// Sets (adds or replaces) the app's secrets, all in one transaction. Every name must be a
+    /// valid environment-variable name (`^[A-Za-z_][A-Za-z0-9_]*$`); the first bad one fails
+    /// the whole call with [`StoreError::Invalid`] naming it. Values are encrypted before they
+    /// reach the database and never appear in errors.
+    pub async fn set_secrets(&self, app_id: &str, secrets: BTreeMap<String, String>) -> Result<()> {
+        for (name, value) in &secrets {
+            secrets::validate(name, Some(value))?;
+        }
+        let key = self.master_key()?;
+        let mut sealed = Vec::with_capacity(secrets.len());
+        for (name, value) in &secrets {
+            let (nonce, ciphertext) = key.seal(app_id, name, value)?;
+            sealed.push((name.clone(), nonce, ciphertext));
+        }
+        self.db().set_secrets(app_id.to_string(), sealed, ids::now_ms()).await
+    }
+
+    /// The names of the app's secrets, sorted (bytewise); empty for an unknown app.
+    pub async fn secret_names(&self, app_id: &str) -> Result<Vec<String>> {
+        self.db().secret_names(app_id.to_string()).await
+    }
+
+    /// The app's secrets, decrypted: for handing to the app's functions only.
+    pub async fn secrets(&self, app_id: &str) -> Result<BTreeMap<String, String>> {
+        let rows = self.db().sealed_secrets(app_id.to_string()).await?;
+        if rows.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let key = self.master_key()?;
+        rows.into_iter()
+            .map(|(name, nonce, ciphertext)| {
+                let value = key.open(app_id, &name, &nonce, &ciphertext)?;
+                Ok((name, value))
+            })
+            .collect()
+    }
+
+    /// Deletes one secret; `false` when the app had none by this name.
+    pub async fn delete_secret(&self, app_id: &str, name: &str) -> Result<bool> {
+        self.db().delete_secret(app_id.to_string(), name.to_string()).await
     }
 
     /// Row counts.

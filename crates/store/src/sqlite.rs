@@ -88,6 +88,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX function_history_deployment ON function_history(deployment_id);
     "#,
+    // 2: app secrets, each value sealed with XChaCha20-Poly1305 under the master key.
+    r#"
+    CREATE TABLE secrets (
+        app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        nonce       BLOB NOT NULL,
+        ciphertext  BLOB NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (app_id, name)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// How long a statement waits for another process's write lock before failing with `Busy`.
@@ -506,6 +517,60 @@ impl Sqlite {
     }
 }
 
+impl Sqlite {
+    // ---- secrets ----
+
+    /// Upserts `(name, nonce, ciphertext)` rows for the app.
+    pub(crate) async fn set_secrets(
+        &self,
+        app_id: String,
+        sealed: Vec<(String, Vec<u8>, Vec<u8>)>,
+        now: i64,
+    ) -> Result<()> {
+        self.write("set_secrets", move |tx| {
+            ensure_app(tx, &app_id)?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO secrets (app_id, name, nonce, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (app_id, name) DO UPDATE SET nonce = excluded.nonce,
+                     ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+            )?;
+            for (name, nonce, ciphertext) in &sealed {
+                upsert.execute(params![app_id, name, nonce, ciphertext, now])?;
+            }
+            Ok(((), !sealed.is_empty()))
+        })
+        .await
+    }
+
+    pub(crate) async fn secret_names(&self, app_id: String) -> Result<Vec<String>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT name FROM secrets WHERE app_id = ?1 ORDER BY name")?;
+            let rows = stmt.query_map([app_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// `(name, nonce, ciphertext)` of the app's secrets, by name.
+    pub(crate) async fn sealed_secrets(&self, app_id: String) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>> {
+        self.call(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT name, nonce, ciphertext FROM secrets WHERE app_id = ?1 ORDER BY name")?;
+            let rows = stmt.query_map([app_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_secret(&self, app_id: String, name: String) -> Result<bool> {
+        self.write("delete_secret", move |tx| {
+            let deleted = tx.execute("DELETE FROM secrets WHERE app_id = ?1 AND name = ?2", [app_id, name])? > 0;
+            Ok((deleted, deleted))
+        })
+        .await
+    }
+}
+
 const KEY_COLUMNS: &str = "SELECT id, app_id, name, prefix, created_at, last_used_at FROM api_keys";
 
 fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
@@ -642,7 +707,8 @@ mod tests {
     mod file {
         crate::conformance_tests!(|| async {
             let dir = tempfile::tempdir().unwrap();
-            let store = crate::Store::open_sqlite(dir.path().join("homebase.db")).await.unwrap();
+            let key = crate::MasterKey::generate();
+            let store = crate::Store::open_sqlite_with_key(dir.path().join("homebase.db"), key).await.unwrap();
             (store, dir)
         });
     }
@@ -826,6 +892,50 @@ mod tests {
         check("while open");
         drop(store);
         check("after close");
+    }
+
+    #[tokio::test]
+    async fn secret_values_are_encrypted_and_need_the_right_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("homebase.db");
+        let key = crate::MasterKey::generate();
+        let store = Store::open_sqlite_with_key(&path, key.clone()).await.unwrap();
+        let app = store.create_app("A").await.unwrap();
+        let value = "plaintext-secret-value-7f3a9c";
+        let secrets = [("API_TOKEN".to_string(), value.to_string())].into_iter().collect();
+        store.set_secrets(&app.id, secrets).await.unwrap();
+        let check = |when: &str| {
+            let bytes = database_bytes(&path);
+            assert!(!contains(&bytes, value), "{when}: the value is in the database");
+            assert!(contains(&bytes, "API_TOKEN"), "{when}: the bytes read hold the secrets table");
+        };
+        check("while open");
+        drop(store);
+        check("after close");
+
+        // The same key reads it back after a restart.
+        let store = Store::open_sqlite_with_key(&path, key.clone()).await.unwrap();
+        assert_eq!(store.secrets(&app.id).await.unwrap()["API_TOKEN"], value);
+        drop(store);
+        // Another key fails clearly, without showing anything of the value.
+        let store = Store::open_sqlite_with_key(&path, crate::MasterKey::generate()).await.unwrap();
+        assert_eq!(store.secret_names(&app.id).await.unwrap(), ["API_TOKEN"], "names stay readable");
+        let err = store.secrets(&app.id).await.unwrap_err().to_string();
+        assert!(err.contains("API_TOKEN") && err.contains("master key"), "{err}");
+        assert!(!err.contains(value), "{err}");
+        drop(store);
+        // No key at all: a clear error, not a panic.
+        let store = Store::open_sqlite(&path).await.unwrap();
+        let err = store.secrets(&app.id).await.unwrap_err().to_string();
+        assert!(err.contains("No master key"), "{err}");
+        // A ciphertext moved to another name does not open.
+        drop(store);
+        let conn = raw(&path);
+        conn.execute("UPDATE secrets SET name = 'OTHER'", []).unwrap();
+        drop(conn);
+        let store = Store::open_sqlite_with_key(&path, key).await.unwrap();
+        let err = store.secrets(&app.id).await.unwrap_err().to_string();
+        assert!(err.contains("'OTHER'") && err.contains("could not be decrypted"), "{err}");
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use homebase_server::dev::{DevApp, DevEvent};
 use homebase_server::logs::LogHub;
 use homebase_server::platform::Platform;
 use homebase_server::{AppState, TokenMinter};
-use homebase_store::{KeyScope, Store};
+use homebase_store::{KeyScope, MasterKey, Store};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -178,6 +178,9 @@ impl TestServer {
     }
 }
 
+/// The master key (secrets) of every [`TestPlatform`], so a data folder reopens.
+pub const TEST_MASTER_KEY: [u8; 32] = [0x42; 32];
+
 /// The admin key of every [`TestPlatform`].
 pub const ADMIN_KEY: &str = "b44k_testplatformadmin000000000000000";
 
@@ -202,7 +205,9 @@ impl TestPlatform {
     /// Serves the data folder `data_dir` (created if missing; an existing one is reopened).
     pub async fn start(data_dir: &Path) -> TestPlatform {
         std::fs::create_dir_all(data_dir).unwrap();
-        let store = Store::open_sqlite(data_dir.join("homebase.db")).await.expect("the store opens");
+        let store = Store::open_sqlite_with_key(data_dir.join("homebase.db"), MasterKey::from_bytes(TEST_MASTER_KEY))
+            .await
+            .expect("the store opens");
         store.import_key(ADMIN_KEY, KeyScope::Admin, "admin").await.expect("the admin key imports");
         let config = RuntimeConfig { deno: Some(deno().await), inherit_env: false, ..RuntimeConfig::default() };
         let logs = Arc::new(CollectedLogs::default());

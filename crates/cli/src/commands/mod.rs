@@ -6,6 +6,7 @@ pub mod dev;
 pub mod functions;
 pub mod login;
 pub mod logout;
+pub mod secrets;
 pub mod serve;
 pub mod types;
 
@@ -21,5 +22,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apps(args) => apps::run(args, &cli.global).await,
         Command::Functions(args) => functions::run(args, &cli.global).await,
         Command::Deploy(args) => deploy::run(args, &cli.global).await,
+        Command::Secrets(args) => secrets::run(args, &cli.global).await,
     }
 }

@@ -13,7 +13,7 @@ use homebase_server::cors::CorsPolicy;
 use homebase_server::logs::LogHub;
 use homebase_server::platform::{self, Platform};
 use homebase_server::{AppState, TokenMinter};
-use homebase_store::{KeyScope, Store};
+use homebase_store::{KeyScope, MasterKey, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::GlobalArgs;
@@ -62,7 +62,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         ("flags", flags),
     ])?;
 
-    let store = Store::open_sqlite(data_dir.join("homebase.db")).await?;
+    let store = Store::open_sqlite_with_key(data_dir.join("homebase.db"), master_key(&data_dir)?).await?;
     let admin_key = admin_key(&store, &data_dir).await?;
 
     let terminal: Arc<dyn LogSink> = Arc::new(TerminalLogs::new(global.json));
@@ -104,6 +104,26 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 fn default_data_dir() -> anyhow::Result<PathBuf> {
     let base = dirs::data_dir().context("no data folder is known for this user; pass --data-dir")?;
     Ok(base.join("homebase"))
+}
+
+/// The key secrets are encrypted under: `HOMEBASE_MASTER_KEY` (64 hex digits or base64 of 32
+/// bytes) when set, else `master.key` in the data folder, created 0600 on the first start.
+/// Losing it makes the stored secrets unreadable; the error never shows the key.
+fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
+    if let Some(text) = std::env::var("HOMEBASE_MASTER_KEY").ok().filter(|k| !k.trim().is_empty()) {
+        return MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("HOMEBASE_MASTER_KEY is not usable: {e}"));
+    }
+    let file = data_dir.join("master.key");
+    match std::fs::read_to_string(&file) {
+        Ok(text) => MasterKey::parse(&text).with_context(|| format!("the master key in {}", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = MasterKey::generate();
+            target::write_private(&file, &format!("{}\n", key.to_hex()))
+                .with_context(|| format!("could not write {}", file.display()))?;
+            Ok(key)
+        }
+        Err(e) => Err(anyhow::anyhow!("could not read the master key {}: {e}", file.display())),
+    }
 }
 
 /// The admin key. `HOMEBASE_ADMIN_KEY` when set (for scripts and tests): it replaces the key an

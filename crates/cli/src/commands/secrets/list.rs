@@ -1,0 +1,32 @@
+//! `homebase secrets list`: the names of the app's secrets, sorted. With `--json`,
+//! `{"secrets": [names]}` as one line. Values are never shown.
+
+use clap::Args;
+use serde_json::json;
+
+use crate::api::{Api, ApiError};
+use crate::cli::GlobalArgs;
+use crate::target::{self, TargetArgs};
+
+#[derive(Debug, Args)]
+pub struct ListArgs {}
+
+pub async fn run(_args: ListArgs, target_args: &TargetArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let project = target::optional_project(target_args)?;
+    let target = target::target(target_args, project.as_ref())?;
+    let app_id = target.app_id()?;
+    let answer = Api::new(&target)?.get(&super::secrets_path(app_id)).await.map_err(ApiError::into_anyhow)?;
+    // Only the keys are read: whatever the server sends as values stays unprinted.
+    let mut names: Vec<String> = answer.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    names.sort();
+    if global.json {
+        crate::output::json_line(&json!({ "secrets": names }));
+    } else if names.is_empty() {
+        println!("App {app_id} has no secrets. Set some with `homebase secrets set NAME=VALUE`.");
+    } else {
+        for name in names {
+            println!("{name}");
+        }
+    }
+    Ok(())
+}
