@@ -81,7 +81,12 @@ async fn login_is_saved_privately_and_flags_beat_env_beat_login() {
     let outside = tempfile::tempdir().unwrap(); // not a project
     let here = outside.path();
     let url = server.url.as_str();
-    let dead = "http://127.0.0.1:9"; // nothing listens on the discard port
+    // An address nothing listens on: a port the system just gave out and took back.
+    let dead = {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        format!("http://127.0.0.1:{port}")
+    };
+    let dead = dead.as_str();
 
     // A wrong key is refused and nothing is saved.
     let out = homebase(here, &config, &["login", "--url", url, "--token", "b44k_wrong"], &[]).await;
@@ -146,7 +151,7 @@ async fn login_is_saved_privately_and_flags_beat_env_beat_login() {
         out.stderr
     );
     let out = homebase(here, &config, &["apps", "list", "--token", ADMIN_KEY], &[("HOMEBASE_URL", dead)]).await;
-    assert!(out.stderr.contains("Could not reach the server at http://127.0.0.1:9"), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("Could not reach the server at {dead}")), "{}", out.stderr);
     homebase(here, &config, &["apps", "list", "--url", url], &[("HOMEBASE_URL", dead)]).await.ok();
     let out = homebase(here, &config, &["apps", "list"], &[("HOMEBASE_URL", url), ("BASE44_API_URL", dead)]).await;
     out.ok();

@@ -122,6 +122,12 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     })
 }
 
+/// The app `app_id`, if `caller` may touch it (403 otherwise) and it exists (404 otherwise).
+async fn app_for(platform: &Platform, caller: &Caller, app_id: &str) -> Result<homebase_store::App, ApiError> {
+    caller.require_app(app_id)?;
+    ensure_app(platform, app_id).await
+}
+
 async fn ensure_app(platform: &Platform, app_id: &str) -> Result<homebase_store::App, ApiError> {
     platform.store.get_app(app_id).await.map_err(store_error)?.ok_or_else(|| {
         ApiError::not_found("app_not_found", format!("No app with id '{app_id}'"), "Create it with POST /api/apps.")
@@ -152,8 +158,7 @@ async fn get_app(
     caller: Caller,
     Path(app_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require_app(&app_id)?;
-    Ok(Json(ensure_app(&platform, &app_id).await?).into_response())
+    Ok(Json(app_for(&platform, &caller, &app_id).await?).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -182,8 +187,7 @@ async fn list_functions(
     caller: Caller,
     Path(app_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require_app(&app_id)?;
-    ensure_app(&platform, &app_id).await?;
+    app_for(&platform, &caller, &app_id).await?;
     let functions = platform.store.functions(&app_id).await.map_err(store_error)?;
     let functions: Vec<Value> = functions
         .into_iter()
@@ -214,8 +218,7 @@ async fn deploy(
     Path((app_id, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require_app(&app_id)?;
-    ensure_app(&platform, &app_id).await?;
+    app_for(&platform, &caller, &app_id).await?;
     let request: DeployRequest = parse_body(&body)?;
     let deployment = Deployment {
         entry: request.entry,
@@ -346,8 +349,7 @@ async fn delete_function(
     caller: Caller,
     Path((app_id, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    caller.require_app(&app_id)?;
-    ensure_app(&platform, &app_id).await?;
+    app_for(&platform, &caller, &app_id).await?;
     if !platform.store.delete_function(&app_id, &name).await.map_err(store_error)? {
         return Err(ApiError::not_found(
             "function_not_found",
@@ -364,8 +366,7 @@ async fn history(
     caller: Caller,
     Path((app_id, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    caller.require_app(&app_id)?;
-    ensure_app(&platform, &app_id).await?;
+    app_for(&platform, &caller, &app_id).await?;
     let entries = platform.store.history(&app_id, &name).await.map_err(store_error)?;
     if entries.is_empty() {
         return Err(ApiError::not_found(
@@ -389,8 +390,7 @@ async fn rollback(
     Path((app_id, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require_app(&app_id)?;
-    ensure_app(&platform, &app_id).await?;
+    app_for(&platform, &caller, &app_id).await?;
     let request: RollbackRequest = if body.is_empty() { RollbackRequest::default() } else { parse_body(&body)? };
     let active =
         platform.store.rollback(&app_id, &name, request.deployment_id.as_deref()).await.map_err(store_error)?;
@@ -412,8 +412,7 @@ async fn set_secrets(
     Path(app_id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require_app(&app_id)?;
-    ensure_app(&platform, &app_id).await?;
+    app_for(&platform, &caller, &app_id).await?;
     let detail = "Send a JSON object of names to string values, e.g. {\"STRIPE_KEY\": \"sk_…\"}.";
     // Parsed by hand: serde's messages could quote a value.
     let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&body) else {
@@ -451,8 +450,7 @@ async fn list_secrets(
     caller: Caller,
     Path(app_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require_app(&app_id)?;
-    ensure_app(&platform, &app_id).await?;
+    app_for(&platform, &caller, &app_id).await?;
     let names = platform.store.secret_names(&app_id).await.map_err(store_error)?;
     let masked: serde_json::Map<String, Value> = names.into_iter().map(|n| (n, json!(MASKED_SECRET))).collect();
     Ok(Json(Value::Object(masked)).into_response())
@@ -465,8 +463,7 @@ async fn delete_secret(
     Path(app_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    caller.require_app(&app_id)?;
-    ensure_app(&platform, &app_id).await?;
+    app_for(&platform, &caller, &app_id).await?;
     let Some(name) = query.get("secret_name").filter(|n| !n.is_empty()) else {
         return Err(bad_secrets("No secret name was given", "Name it: DELETE …/secrets?secret_name=NAME."));
     };
