@@ -61,6 +61,15 @@ impl std::fmt::Debug for Api {
 }
 
 impl Api {
+    /// The client for the server and key `args` resolve to, and the app id they name (a project
+    /// found from `args` lends its `.app.jsonc`).
+    pub fn for_app(args: &crate::target::TargetArgs) -> anyhow::Result<(Api, String)> {
+        let project = crate::target::optional_project(args)?;
+        let target = crate::target::target(args, project.as_ref())?;
+        let app_id = target.app_id()?.to_string();
+        Ok((Api::new(&target)?, app_id))
+    }
+
     pub fn new(target: &Target) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))

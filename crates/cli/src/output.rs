@@ -162,6 +162,24 @@ pub fn json_line(value: &serde_json::Value) {
     println!("{value}");
 }
 
+/// One item's result in a command that acts on several names (`deleted`, `not_found`,
+/// `failed`): a JSON line `{event, name, status, message?, detail?}`, or `name … status`.
+pub fn item_result(json: bool, event: &str, name: &str, status: &str, error: Option<&crate::api::ApiError>) {
+    if json {
+        let mut line = serde_json::json!({ "event": event, "name": name, "status": status });
+        if let Some(error) = error {
+            line["message"] = error.message.as_str().into();
+            line["detail"] = error.detail.as_str().into();
+        }
+        json_line(&line);
+    } else {
+        match error {
+            Some(error) => println!("{name} … failed: {error}"),
+            None => println!("{name} … {}", status.replace('_', " ")),
+        }
+    }
+}
+
 /// Prints rows as left-aligned columns under a header, two spaces apart.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
     print!("{}", render_table(header, rows));

@@ -26,17 +26,7 @@ async fn a_deploy_killed_at_any_point_leaves_the_old_or_the_new_code_active() {
     let data = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
     let mut server = Running::serve(data.path(), KEY).await;
-    let app: Value = http
-        .post(server.at("/api/apps"))
-        .header("api_key", KEY)
-        .json(&json!({"name": "crash"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let app_id = app["id"].as_str().unwrap().to_string();
+    let app_id = server.create_app(KEY, "crash").await;
     let deploy_url = |server: &Running| server.at(&format!("/api/apps/{app_id}/backend-functions/f"));
     let started = std::time::Instant::now();
     let deployed = http.put(deploy_url(&server)).header("api_key", KEY).json(&version(1)).send().await.unwrap();

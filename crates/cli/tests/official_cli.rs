@@ -44,17 +44,7 @@ async fn the_official_cli_deploys_lists_pulls_and_deletes() {
     let data = tempfile::tempdir().unwrap();
     let server = Running::serve(data.path(), ADMIN_KEY).await;
     let http = reqwest::Client::new();
-    let app: Value = http
-        .post(server.at("/api/apps"))
-        .header("api_key", ADMIN_KEY)
-        .json(&json!({ "name": "compat" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let app_id = app["id"].as_str().unwrap().to_string();
+    let app_id = server.create_app(ADMIN_KEY, "compat").await;
     let project = quickstart_for(&app_id);
     let call = |name: &str, body: Value| {
         http.post(server.at(&format!("/api/apps/{app_id}/functions/{name}"))).json(&body).send()
@@ -123,17 +113,7 @@ async fn the_official_cli_sets_lists_and_deletes_secrets() {
     let data = tempfile::tempdir().unwrap();
     let server = Running::serve(data.path(), ADMIN_KEY).await;
     let http = reqwest::Client::new();
-    let app: Value = http
-        .post(server.at("/api/apps"))
-        .header("api_key", ADMIN_KEY)
-        .json(&json!({ "name": "secrets" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let app_id = app["id"].as_str().unwrap().to_string();
+    let app_id = server.create_app(ADMIN_KEY, "secrets").await;
     let project = quickstart_for(&app_id);
     let value = "official-cli-secret-value";
 

@@ -128,6 +128,11 @@ async fn app_for(platform: &Platform, caller: &Caller, app_id: &str) -> Result<h
     ensure_app(platform, app_id).await
 }
 
+/// Like [`parse_body`], with an empty body meaning every field's default.
+fn parse_optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.is_empty() { Ok(T::default()) } else { parse_body(body) }
+}
+
 async fn ensure_app(platform: &Platform, app_id: &str) -> Result<homebase_store::App, ApiError> {
     platform.store.get_app(app_id).await.map_err(store_error)?.ok_or_else(|| {
         ApiError::not_found("app_not_found", format!("No app with id '{app_id}'"), "Create it with POST /api/apps.")
@@ -175,7 +180,7 @@ async fn create_key(
 ) -> Result<Response, ApiError> {
     caller.require_admin()?;
     ensure_app(&platform, &app_id).await?;
-    let request: CreateKey = if body.is_empty() { CreateKey::default() } else { parse_body(&body)? };
+    let request: CreateKey = parse_optional_body(&body)?;
     let name = request.name.unwrap_or_else(|| "app key".into());
     let (key, secret) = platform.store.create_key(KeyScope::App(app_id.clone()), &name).await.map_err(store_error)?;
     Ok((StatusCode::CREATED, Json(json!({ "id": key.id, "app_id": app_id, "name": key.name, "key": secret })))
@@ -391,7 +396,7 @@ async fn rollback(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     app_for(&platform, &caller, &app_id).await?;
-    let request: RollbackRequest = if body.is_empty() { RollbackRequest::default() } else { parse_body(&body)? };
+    let request: RollbackRequest = parse_optional_body(&body)?;
     let active =
         platform.store.rollback(&app_id, &name, request.deployment_id.as_deref()).await.map_err(store_error)?;
     refresh_after(&platform, &app_id, "The rollback").await?;

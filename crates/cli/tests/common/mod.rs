@@ -62,6 +62,21 @@ impl Running {
     }
 
     /// The next printed line that matches; fails after 30 s.
+    /// Creates an app through the management API with `key`; returns its id.
+    pub async fn create_app(&self, key: &str, name: &str) -> String {
+        let app: Value = reqwest::Client::new()
+            .post(self.at("/api/apps"))
+            .header("api_key", key)
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        app["id"].as_str().expect("the new app has an id").to_string()
+    }
+
     pub async fn wait_for(&mut self, mut matches: impl FnMut(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {

@@ -6,7 +6,7 @@ use clap::Args;
 use crate::api::{Api, ApiError};
 use crate::cli::GlobalArgs;
 use crate::output;
-use crate::target::{self, TargetArgs};
+use crate::target::TargetArgs;
 
 #[derive(Debug, Args)]
 pub struct DeploymentsArgs {
@@ -15,13 +15,10 @@ pub struct DeploymentsArgs {
 }
 
 pub async fn run(args: DeploymentsArgs, target_args: &TargetArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let project = target::optional_project(target_args)?;
-    let target = target::target(target_args, project.as_ref())?;
-    let app_id = target.app_id()?;
-    let history = Api::new(&target)?
-        .get(&Api::function_path(app_id, Some(&args.name), "/deployments"))
-        .await
-        .map_err(ApiError::into_anyhow)?;
+    let (api, app_id) = Api::for_app(target_args)?;
+    let app_id = app_id.as_str();
+    let history =
+        api.get(&Api::function_path(app_id, Some(&args.name), "/deployments")).await.map_err(ApiError::into_anyhow)?;
     if global.json {
         output::json_line(&history);
         return Ok(());

@@ -7,16 +7,15 @@ use serde_json::Value;
 use crate::api::{Api, ApiError};
 use crate::cli::GlobalArgs;
 use crate::output;
-use crate::target::{self, TargetArgs};
+use crate::target::TargetArgs;
 
 #[derive(Debug, Args)]
 pub struct ListArgs {}
 
 pub async fn run(_args: ListArgs, target_args: &TargetArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let project = target::optional_project(target_args)?;
-    let target = target::target(target_args, project.as_ref())?;
-    let app_id = target.app_id()?;
-    let list = Api::new(&target)?.get(&Api::function_path(app_id, None, "")).await.map_err(ApiError::into_anyhow)?;
+    let (api, app_id) = Api::for_app(target_args)?;
+    let app_id = app_id.as_str();
+    let list = api.get(&Api::function_path(app_id, None, "")).await.map_err(ApiError::into_anyhow)?;
     if global.json {
         output::json_line(&list);
         return Ok(());

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::api::{Api, ApiError};
 use crate::cli::GlobalArgs;
 use crate::output;
-use crate::target::{self, TargetArgs};
+use crate::target::TargetArgs;
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -21,10 +21,8 @@ pub struct RollbackArgs {
 }
 
 pub async fn run(args: RollbackArgs, target_args: &TargetArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let project = target::optional_project(target_args)?;
-    let target = target::target(target_args, project.as_ref())?;
-    let app_id = target.app_id()?;
-    let api = Api::new(&target)?;
+    let (api, app_id) = Api::for_app(target_args)?;
+    let app_id = app_id.as_str();
     // A full id or any unique start of one, checked against the function's history.
     let to = match args.to.as_deref().map(str::trim) {
         None => None,

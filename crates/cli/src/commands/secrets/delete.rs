@@ -3,12 +3,11 @@
 
 use anyhow::bail;
 use clap::Args;
-use serde_json::json;
 
 use crate::api::Api;
 use crate::cli::GlobalArgs;
 use crate::output;
-use crate::target::{self, TargetArgs};
+use crate::target::TargetArgs;
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
@@ -18,10 +17,8 @@ pub struct DeleteArgs {
 }
 
 pub async fn run(args: DeleteArgs, target_args: &TargetArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let project = target::optional_project(target_args)?;
-    let target = target::target(target_args, project.as_ref())?;
-    let app_id = target.app_id()?;
-    let api = Api::new(&target)?;
+    let (api, app_id) = Api::for_app(target_args)?;
+    let app_id = app_id.as_str();
     let mut problems = Vec::new();
     for name in &args.names {
         let path = format!("{}?secret_name={}", super::secrets_path(app_id), crate::target::encode_segment(name));
@@ -36,20 +33,7 @@ pub async fn run(args: DeleteArgs, target_args: &TargetArgs, global: &GlobalArgs
                 ("failed", Some(error))
             }
         };
-        if global.json {
-            let mut line = json!({ "event": "secret", "name": name, "status": status });
-            if let Some(error) = &error {
-                line["message"] = error.message.as_str().into();
-                line["detail"] = error.detail.as_str().into();
-            }
-            output::json_line(&line);
-        } else {
-            match &error {
-                None if status == "deleted" => println!("{name} … deleted"),
-                None => println!("{name} … not found"),
-                Some(error) => println!("{name} … failed: {error}"),
-            }
-        }
+        output::item_result(global.json, "secret", name, status, error.as_ref());
     }
     if !problems.is_empty() {
         bail!("{}", problems.join("; "));

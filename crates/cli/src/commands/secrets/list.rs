@@ -6,16 +6,15 @@ use serde_json::json;
 
 use crate::api::{Api, ApiError};
 use crate::cli::GlobalArgs;
-use crate::target::{self, TargetArgs};
+use crate::target::TargetArgs;
 
 #[derive(Debug, Args)]
 pub struct ListArgs {}
 
 pub async fn run(_args: ListArgs, target_args: &TargetArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let project = target::optional_project(target_args)?;
-    let target = target::target(target_args, project.as_ref())?;
-    let app_id = target.app_id()?;
-    let answer = Api::new(&target)?.get(&super::secrets_path(app_id)).await.map_err(ApiError::into_anyhow)?;
+    let (api, app_id) = Api::for_app(target_args)?;
+    let app_id = app_id.as_str();
+    let answer = api.get(&super::secrets_path(app_id)).await.map_err(ApiError::into_anyhow)?;
     // Only the keys are read: whatever the server sends as values stays unprinted.
     let mut names: Vec<String> = answer.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
     names.sort();

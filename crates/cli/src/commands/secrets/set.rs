@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::api::{Api, ApiError};
 use crate::cli::GlobalArgs;
-use crate::target::{self, TargetArgs};
+use crate::target::TargetArgs;
 
 #[derive(Debug, Args)]
 pub struct SetArgs {
@@ -38,10 +38,9 @@ pub async fn run(args: SetArgs, target_args: &TargetArgs, global: &GlobalArgs) -
     if secrets.is_empty() {
         bail!("Nothing to set: give NAME=VALUE pairs or --env-file FILE");
     }
-    let project = target::optional_project(target_args)?;
-    let target = target::target(target_args, project.as_ref())?;
-    let app_id = target.app_id()?;
-    Api::new(&target)?.post(&super::secrets_path(app_id), &secrets).await.map_err(ApiError::into_anyhow)?;
+    let (api, app_id) = Api::for_app(target_args)?;
+    let app_id = app_id.as_str();
+    api.post(&super::secrets_path(app_id), &secrets).await.map_err(ApiError::into_anyhow)?;
     let names: Vec<&String> = secrets.keys().collect();
     if global.json {
         crate::output::json_line(&json!({ "event": "secrets_set", "app_id": app_id, "names": names }));
