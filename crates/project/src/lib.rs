@@ -6,13 +6,15 @@
 //! ([`Project::discover_functions`]: `function.jsonc`, zero-config `entry.ts`/`entry.js`, nested
 //! names, `shared/`), validates their automations ([`Automation`]), loads the entity schemas
 //! ([`Project::load_entities`]), lists the files a deploy uploads
-//! ([`FunctionDef::source_files`], [`FunctionDef::deploy_payload`]) and writes the TypeScript
-//! declarations of `types generate` ([`generate_types`]).
+//! ([`FunctionDef::source_files`], [`FunctionDef::deploy_payload`]), reads the local secrets of
+//! `.env` and `.env.local` ([`load_dotenv`]) and writes the TypeScript declarations of
+//! `types generate` ([`generate_types`]).
 //!
 //! Discovery never fails as a whole: healthy functions and entities come back together with a
 //! list of [`ProjectError`]s, each naming its file, position, function and a fix.
 
 mod automation;
+mod dotenv;
 mod entities;
 mod error;
 mod fsutil;
@@ -25,6 +27,7 @@ pub use automation::{
     Automation, AutomationCommon, AutomationError, Condition, CronExpr, Ends, EntityEvent, IsoDateTime, Logic,
     MIN_INTERVAL_MINUTES, RepeatUnit, TriggerConditions, parse_automations,
 };
+pub use dotenv::{DOTENV_FILES, load_dotenv, parse_dotenv};
 pub use entities::{EntityDiscovery, EntitySchema, is_valid_entity_name};
 pub use error::{ErrorKind, ProjectError};
 pub use functions::{DeployFile, DeployPayload, Discovery, FunctionDef, SourceFile, name_problem};

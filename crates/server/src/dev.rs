@@ -4,6 +4,11 @@
 //! Every request sees one consistent snapshot; a reload swaps the snapshot and retires workers
 //! whose code changed (they finish their requests first). A broken function is reported and
 //! answers with its error; the healthy ones keep serving.
+//!
+//! Local secrets come from the environment Homebase runs in and from the project root's `.env`
+//! and `.env.local` (the environment wins, then `.env.local`). Editing those files is a reload
+//! like any other: every function gets a new version, so in-flight requests finish on the old
+//! values and the next request sees the new ones.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -11,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use homebase_project::{FunctionDef, Project, ProjectError};
+use homebase_project::{DOTENV_FILES, FunctionDef, Project, ProjectError, load_dotenv};
 use homebase_runtime::{FunctionSpec, Runtime};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -48,6 +53,8 @@ pub type DevListener = Arc<dyn Fn(&DevEvent) + Send + Sync>;
 pub struct DevApp {
     start_dir: PathBuf,
     watch_dirs: Vec<PathBuf>,
+    /// The project root when it is not already watched: watched alone for the `.env` files.
+    env_dir: Option<PathBuf>,
     app_id: String,
     current: RwLock<Arc<AppFunctions>>,
     runtime: Runtime,
@@ -63,6 +70,7 @@ impl DevApp {
         let app = Arc::new(DevApp {
             start_dir: start_dir.to_path_buf(),
             watch_dirs: watch_dirs(&project),
+            env_dir: (project.base_dir != project.root).then(|| project.root.clone()),
             app_id,
             current: RwLock::new(Arc::new(AppFunctions::default())),
             runtime,
@@ -97,9 +105,10 @@ impl DevApp {
         let discovery = project.discover_functions();
         let shared = project.shared_dir();
         let mut next = AppFunctions { app_id: self.app_id.clone(), ..Default::default() };
-        let mut problems: Vec<String> = Vec::new();
+        let (secrets, env_problems) = local_secrets(&project.root);
+        let mut problems: Vec<String> = env_problems.iter().map(ToString::to_string).collect();
         for def in &discovery.functions {
-            let spec = spec_for(&self.app_id, def, &shared);
+            let spec = spec_for(&self.app_id, def, &shared, &secrets);
             next.functions.insert(def.name.clone(), Arc::new(spec));
         }
         for problem in &discovery.problems {
@@ -135,16 +144,24 @@ impl DevApp {
     pub fn watch(self: &Arc<Self>, shutdown: CancellationToken) -> notify::Result<()> {
         use notify::Watcher;
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let env_dir = self.env_dir.clone();
         let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
             if let Ok(event) = result
                 && is_content_change(&event.kind)
-                && event.paths.iter().any(|path| is_source_change(path))
+                && event.paths.iter().any(|path| match &env_dir {
+                    // The root is watched for its `.env` files only.
+                    Some(root) if path.parent() == Some(root.as_path()) => is_dotenv(path),
+                    _ => is_source_change(path),
+                })
             {
                 let _ = tx.send(());
             }
         })?;
         for dir in &self.watch_dirs {
             watcher.watch(dir, notify::RecursiveMode::Recursive)?;
+        }
+        if let Some(root) = &self.env_dir {
+            watcher.watch(root, notify::RecursiveMode::NonRecursive)?;
         }
         let app = self.clone();
         tokio::spawn(async move {
@@ -194,16 +211,37 @@ impl Catalog for DevApp {
     }
 }
 
-fn spec_for(app_id: &str, def: &FunctionDef, shared: &Path) -> FunctionSpec {
+/// The local secrets functions get on top of the environment they inherit: the `.env` files'
+/// values for names the environment does not set, and a hash of them that becomes part of every
+/// function's version.
+struct LocalSecrets {
+    env: Vec<(String, String)>,
+    hash: u64,
+}
+
+fn local_secrets(root: &Path) -> (LocalSecrets, Vec<ProjectError>) {
+    let (values, problems) = load_dotenv(root);
+    let env: Vec<(String, String)> = values.into_iter().filter(|(name, _)| std::env::var_os(name).is_none()).collect();
+    let mut hasher = DefaultHasher::new();
+    env.hash(&mut hasher);
+    (LocalSecrets { env, hash: hasher.finish() }, problems)
+}
+
+fn spec_for(app_id: &str, def: &FunctionDef, shared: &Path, secrets: &LocalSecrets) -> FunctionSpec {
     let folders = code_folders(def, shared);
+    let code = fingerprint(def, &folders);
     FunctionSpec {
         app_id: app_id.to_string(),
         name: def.name.clone(),
         entry: def.entry.clone(),
-        version: fingerprint(def, &folders),
+        version: if secrets.env.is_empty() { code } else { format!("{code}-{:016x}", secrets.hash) },
         read_paths: folders,
-        env: Vec::new(),
+        env: secrets.env.clone(),
     }
+}
+
+fn is_dotenv(path: &Path) -> bool {
+    path.file_name().is_some_and(|name| DOTENV_FILES.iter().any(|f| name == *f))
 }
 
 /// The folders a function's code lives in: its own, its entry's (a `function.jsonc` may point
@@ -303,6 +341,16 @@ mod tests {
         assert!(is_content_change(&EventKind::Modify(ModifyKind::Data(DataChange::Content))));
         assert!(!is_content_change(&EventKind::Access(AccessKind::Read)));
         assert!(!is_content_change(&EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))));
+    }
+
+    #[test]
+    fn the_environment_wins_over_dotenv_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), "PATH=/nowhere\nHOMEBASE_DOTENV_ONLY=x\n").unwrap();
+        let (secrets, problems) = local_secrets(dir.path());
+        assert!(problems.is_empty());
+        assert_eq!(secrets.env, vec![("HOMEBASE_DOTENV_ONLY".to_string(), "x".to_string())]);
+        assert!(is_dotenv(&dir.path().join(".env.local")) && !is_dotenv(&dir.path().join("package.json")));
     }
 
     #[test]

@@ -680,3 +680,40 @@ async fn concurrent_requests_log_under_their_own_ids() {
     }
     panic!("concurrent lines were never tagged");
 }
+
+#[tokio::test]
+async fn dotenv_files_are_local_secrets_and_edits_reach_the_next_request() {
+    let project = fixture("functions");
+    project.write(".env", "HOMEBASE_FIXTURE_SECRET=from-env-file\nnot a line\n");
+    let server = TestServer::start(project.path()).await;
+    let client = server.client();
+    let secret = || async {
+        let body = json_of(client.get(server.at("/functions/runtime-module")).send().await.unwrap()).await;
+        (body["secret"].clone(), body["env"].clone())
+    };
+    assert_eq!(secret().await, (json!("from-env-file"), json!("from-env-file")));
+    let problems = |events: &[homebase_server::dev::DevEvent]| -> Vec<String> {
+        events
+            .iter()
+            .flat_map(|e| match e {
+                homebase_server::dev::DevEvent::Loaded { problems, .. } => problems.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    let reported = problems(&server.events.lock().unwrap());
+    assert!(reported.iter().any(|p| p.contains(".env:2:1") && p.contains("has no `=`")), "{reported:?}");
+
+    // `.env.local` wins over `.env`; the edit is picked up without a restart.
+    let pid = pids_of(&server, "runtime-module");
+    project.write(".env.local", "HOMEBASE_FIXTURE_SECRET=\"from local\"\n");
+    eventually("the new value", || {
+        server.app.snapshot().functions["runtime-module"].env
+            == vec![("HOMEBASE_FIXTURE_SECRET".to_string(), "from local".to_string())]
+    })
+    .await;
+    assert_eq!(secret().await, (json!("from local"), json!("from local")));
+    assert_ne!(pids_of(&server, "runtime-module"), pid, "a new worker holds the new value");
+
+    server.stop().await;
+}
