@@ -162,7 +162,12 @@ impl TestServer {
     }
 
     /// Serves `project` with `config` (its `deno` is filled in).
-    pub async fn start_with(project: &Path, mut config: RuntimeConfig) -> TestServer {
+    pub async fn start_with(project: &Path, config: RuntimeConfig) -> TestServer {
+        TestServer::start_with_mail(project, config, Mailer::Log).await
+    }
+
+    /// Serves `project` with `config`, app-user mail going to `mailer`.
+    pub async fn start_with_mail(project: &Path, mut config: RuntimeConfig, mailer: Mailer) -> TestServer {
         config.deno = Some(deno().await);
         let logs = Arc::new(CollectedLogs::default());
         let hub = LogHub::new(100_000, vec![logs.clone() as Arc<dyn LogSink>]);
@@ -177,7 +182,7 @@ impl TestServer {
         let state = AppState::new(app.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None);
         let store = Store::open_sqlite_in_memory().await.expect("the store opens");
         store.ensure_app(app.app_id(), "dev").await.expect("the dev app is stored");
-        let auth = Arc::new(Auth::new(store, state.tokens.clone(), app.clone(), Mailer::Log, false));
+        let auth = Arc::new(Auth::new(store, state.tokens.clone(), app.clone(), mailer, false));
         let router = homebase_server::router(state).merge(users_api::router(auth.clone()));
         let serving = Serving::start(router, runtime.clone(), shutdown).await;
         TestServer { app, auth, logs, hub, events, serving }
@@ -341,6 +346,47 @@ pub fn process_alive(pid: u32) -> bool {
         Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
+}
+
+/// The version of the official `@base44/sdk` the Node tests run (the fixtures import the same).
+pub const OFFICIAL_SDK_VERSION: &str = "0.8.50";
+
+/// The official `@base44/sdk` from the npm registry, installed once per machine into
+/// `<user cache>/homebase/test-tools/sdk-<version>/`; returns the `file://` URL of its entry
+/// module, for a Node script to `import()`. Only the tests use this.
+pub async fn official_sdk() -> String {
+    static SDK: OnceCell<String> = OnceCell::const_new();
+    SDK.get_or_init(|| async { tokio::task::spawn_blocking(install_official_sdk).await.unwrap() }).await.clone()
+}
+
+fn install_official_sdk() -> String {
+    let tools = homebase_runtime::deno::cache_dir().with_file_name("test-tools");
+    let root = tools.join(format!("sdk-{OFFICIAL_SDK_VERSION}"));
+    let package = root.join("node_modules/@base44/sdk");
+    if !root.join(".installed").exists() {
+        std::fs::create_dir_all(&tools).unwrap();
+        let staging = tempfile::Builder::new().prefix(".sdk-").tempdir_in(&tools).unwrap();
+        std::fs::write(staging.path().join("package.json"), "{\"private\": true}\n").unwrap();
+        let spec = format!("@base44/sdk@{OFFICIAL_SDK_VERSION}");
+        let status = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", &spec])
+            .current_dir(staging.path())
+            .status()
+            .unwrap_or_else(|e| panic!("the SDK tests need npm: {e}"));
+        assert!(status.success(), "npm install {spec} failed");
+        std::fs::write(staging.path().join(".installed"), "").unwrap();
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::rename(staging.keep(), &root).unwrap();
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(package.join("package.json")).unwrap()).unwrap();
+    let entry = manifest["exports"]["."]["import"]
+        .as_str()
+        .or_else(|| manifest["exports"]["."]["default"].as_str())
+        .or_else(|| manifest["module"].as_str())
+        .or_else(|| manifest["main"].as_str())
+        .unwrap_or("dist/index.js");
+    format!("file://{}", package.join(entry).display())
 }
 
 /// The version of the official `base44` CLI the compatibility tests run.
