@@ -11,6 +11,10 @@
 //! ([`LoginLimiter`]). Codes are e-mailed ([`Mailer`]); `resend-otp` and
 //! `reset-password-request` answer alike whether or not the account exists.
 
+// The handlers' helpers fail with the `Response` to send, at most once per request; boxing it
+// would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;

@@ -957,6 +957,6 @@ pub async fn a_failed_user_write_changes_nothing(store: Store) {
     let update = crate::UserUpdate { role: Some(crate::UserRole::Admin), ..Default::default() };
     assert!(store.update_user(&app.id, &ann.id, update).await.is_err());
     store.clear_before_commit_hook();
-    assert_eq!(store.list_users(&app.id).await.unwrap(), [ann.clone()]);
+    assert_eq!(store.list_users(&app.id).await.unwrap(), [ann]);
     assert!(store.check_password(&app.id, "ann@example.test", "password-1").await.unwrap().is_some());
 }
