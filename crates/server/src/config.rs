@@ -29,6 +29,11 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Browser origins allowed to call functions, besides loopback ones; `*` for any.
     pub cors_origins: Vec<String>,
+    /// Where app-user mail (codes, reset tokens) goes: `smtp://[user:password@]host[:port]`;
+    /// none writes it to the server log.
+    pub smtp_url: Option<String>,
+    /// The sender of that mail.
+    pub smtp_from: String,
 }
 
 impl Default for Config {
@@ -42,6 +47,8 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             public_url: None,
             cors_origins: Vec::new(),
+            smtp_url: None,
+            smtp_from: "Homebase <no-reply@localhost>".into(),
         }
     }
 }
@@ -59,6 +66,8 @@ pub struct ConfigLayer {
     pub shutdown_timeout: Option<DurationValue>,
     pub public_url: Option<String>,
     pub cors_origins: Option<Vec<String>>,
+    pub smtp_url: Option<String>,
+    pub smtp_from: Option<String>,
 }
 
 /// A duration as written: `"30s"`, `"5m"`, or a number of seconds.
@@ -120,7 +129,9 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 8] = [
+const ENV_KEYS: [&str; 10] = [
+    "smtp-url",
+    "smtp-from",
     "host",
     "port",
     "function-timeout",
@@ -160,6 +171,8 @@ impl ConfigLayer {
                 "idle-timeout" => layer.idle_timeout = Some(value.into()),
                 "boot-timeout" => layer.boot_timeout = Some(value.into()),
                 "shutdown-timeout" => layer.shutdown_timeout = Some(value.into()),
+                "smtp-url" => layer.smtp_url = Some(value),
+                "smtp-from" => layer.smtp_from = Some(value),
                 "cors-origins" => {
                     layer.cors_origins =
                         Some(value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect())
@@ -195,6 +208,12 @@ impl Config {
             if let Some(origins) = &layer.cors_origins {
                 config.cors_origins = origins.clone();
             }
+            if let Some(url) = &layer.smtp_url {
+                config.smtp_url = Some(url.clone()).filter(|u| !u.trim().is_empty());
+            }
+            if let Some(from) = &layer.smtp_from {
+                config.smtp_from = from.clone();
+            }
         }
         config.validate()?;
         Ok(config)
@@ -216,7 +235,16 @@ impl Config {
         {
             return Err(invalid("public-url", "must start with http:// or https://"));
         }
+        self.mailer().map_err(|message| invalid("smtp-url", &message))?;
         Ok(())
+    }
+
+    /// Where app-user mail goes: SMTP when `smtp-url` is set, else the server log.
+    pub fn mailer(&self) -> Result<crate::mail::Mailer, String> {
+        match &self.smtp_url {
+            None => Ok(crate::mail::Mailer::Log),
+            Some(url) => crate::mail::SmtpConfig::parse(url, &self.smtp_from).map(crate::mail::Mailer::Smtp),
+        }
     }
 }
 
@@ -301,6 +329,17 @@ mod tests {
         let missing = dir.path().join("missing.toml");
         assert!(ConfigLayer::from_file(&missing, false).is_ok());
         assert!(ConfigLayer::from_file(&missing, true).is_err(), "an explicit --config must exist");
+    }
+
+    #[test]
+    fn smtp_settings_are_checked() {
+        let layer = env(&[("HOMEBASE_SMTP_URL", "smtp://127.0.0.1:2525"), ("HOMEBASE_SMTP_FROM", "app@example.test")]);
+        let config = Config::resolve(&[("env", layer)]).unwrap();
+        assert!(matches!(config.mailer(), Ok(crate::mail::Mailer::Smtp(_))));
+        assert!(matches!(Config::default().mailer(), Ok(crate::mail::Mailer::Log)));
+        let err = Config::resolve(&[("env", env(&[("HOMEBASE_SMTP_URL", "mail.example.test")]))]).unwrap_err();
+        assert_eq!(err.source_name, "smtp-url");
+        assert!(err.message.contains("smtp://"), "{err}");
     }
 
     #[test]

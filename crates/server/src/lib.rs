@@ -4,10 +4,14 @@
 //! §5.2–5.3 in [`manage`]), the headers a function receives and the service tokens minted for
 //! it, the mapping of every failure to a JSON body with `message` and `detail`, the layered
 //! [`config::Config`], the wiring of `dev` (a project folder, [`dev::DevApp`]) and of `serve`
-//! (apps and deployments from the store, [`platform::Platform`]), and [`serve`], which runs a
+//! (apps and deployments from the store, [`platform::Platform`]), app users and their tokens
+//! (the §4 routes in [`users_api`], bearer checks in [`auth`], the signing key in [`token`],
+//! mail in [`mail`], their management routes in [`auth_manage`]), and [`serve`], which runs a
 //! router until shutdown and drains it. Business rules live below: project reading in
 //! `homebase-project`, persistence in `homebase-store`, processes in `homebase-runtime`.
 
+pub mod auth;
+pub mod auth_manage;
 pub mod catalog;
 pub mod config;
 pub mod cors;
@@ -15,10 +19,12 @@ pub mod dev;
 mod error;
 pub mod headers;
 pub mod logs;
+pub mod mail;
 pub mod manage;
 pub mod platform;
 mod routes;
 pub mod token;
+pub mod users_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -106,7 +112,9 @@ pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: Cancel
         let _ = tcp.set_nodelay(true);
     });
     let signal = shutdown.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move { signal.cancelled().await });
+    // Connect info gives the login rate limiter the client's address.
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move { signal.cancelled().await });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => {

@@ -59,7 +59,7 @@ impl Caller {
         }
     }
 
-    fn require_app(&self, app_id: &str) -> Result<(), ApiError> {
+    pub(crate) fn require_app(&self, app_id: &str) -> Result<(), ApiError> {
         match &self.0.scope {
             KeyScope::Admin => Ok(()),
             KeyScope::App(own) if own == app_id => Ok(()),
@@ -76,7 +76,15 @@ impl FromRequestParts<Arc<Platform>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, platform: &Arc<Platform>) -> Result<Caller, ApiError> {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        Caller::authenticate(platform, &parts.headers).await
+    }
+}
+
+impl Caller {
+    /// The key in `api_key` or `Authorization: Bearer`; 401 when there is none or it is not a
+    /// stored key (an app user's token is not a key).
+    pub(crate) async fn authenticate(platform: &Platform, headers: &http::HeaderMap) -> Result<Caller, ApiError> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let secret = header("api_key")
             .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")))
             .map(str::trim)

@@ -109,6 +109,12 @@ async fn call_function(
         Ok(app) => app,
         Err(error) => return error.into_response(),
     };
+    // A bearer on an SDK route must be one this server issued for this app.
+    if caller == Caller::Sdk
+        && let Err(unauthorized) = crate::auth::check_function_bearer(&state.tokens, request.headers(), &app.app_id)
+    {
+        return unauthorized.into_response();
+    }
     let spec = match app.resolve(&rest) {
         Resolved::Function(spec) => spec.clone(),
         Resolved::Broken { name, reason } => {

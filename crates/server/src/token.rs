@@ -1,8 +1,18 @@
-//! Service tokens: short-lived HS256 JWTs minted for every function request.
+//! The tokens Homebase signs: HS256 JWTs, all under one key.
 //!
-//! The HMAC key is expanded once; minting is a JSON write, two base64 encodings and one HMAC
-//! over ~200 bytes, about a microsecond, so it stays off the profile of the request path.
+//! - **Service tokens** (`role: "service"`) are minted for every function request, short-lived,
+//!   bound to one app (`app_id`).
+//! - **User tokens** (`role: "user"`) are an app user's access token: the user id in `sub`, the
+//!   app in `app_id`, an expiry. The user's app role (`user`/`admin`) is not in the token; it is
+//!   read from the store where it matters, so a change applies at once.
+//!
+//! The key comes from a file created on first start ([`TokenMinter::from_key_file`]), so tokens
+//! survive a restart. The HMAC key is expanded once; minting is a JSON write, two base64
+//! encodings and one HMAC over ~200 bytes, about a microsecond, so it stays off the profile of
+//! the request path. Verification checks the fixed header (no algorithm choice is taken from the
+//! token), the signature, the expiry and, with [`TokenMinter::verify_for_app`], the app.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -11,16 +21,24 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-/// Claims of a service token. `role` is always `service`.
+/// Claims of a token: `role` is `service` or `user`; `sub` is `service` or the user's id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceClaims {
+pub struct Claims {
     pub iss: String,
     pub sub: String,
     pub role: String,
     pub app_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     pub iat: u64,
     pub exp: u64,
 }
+
+/// The claims of a service token (the same shape as every token's).
+pub type ServiceClaims = Claims;
+
+pub const ROLE_SERVICE: &str = "service";
+pub const ROLE_USER: &str = "user";
 
 #[derive(Clone)]
 pub struct TokenMinter {
@@ -37,6 +55,10 @@ pub enum TokenError {
     BadSignature,
     #[error("the token has expired")]
     Expired,
+    #[error("the token belongs to another app")]
+    OtherApp,
+    #[error("the token is not of the kind this needs")]
+    WrongKind,
 }
 
 impl TokenMinter {
@@ -52,15 +74,65 @@ impl TokenMinter {
         TokenMinter::new(&key, ttl)
     }
 
+    /// The key in `path` (64 hex digits), or a new random key written there (mode 0600, folders
+    /// created) when the file does not exist yet.
+    pub fn from_key_file(path: &Path, ttl: Duration) -> std::io::Result<TokenMinter> {
+        let bad = |why: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the token signing key {} {why}; delete it to make a new one (signed-in users must sign in again)",
+                    path.display()
+                ),
+            )
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let text = text.trim();
+                if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad("is not 64 hex digits"));
+                }
+                let key: Vec<u8> =
+                    (0..32).map(|i| u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).unwrap_or(0)).collect();
+                Ok(TokenMinter::new(&key, ttl))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key: [u8; 32] = rand::random();
+                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                write_private(path, &format!("{hex}\n"))?;
+                Ok(TokenMinter::new(&key, ttl))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How long a service token lives.
+    pub fn service_ttl(&self) -> Duration {
+        self.ttl
+    }
+
     pub fn mint_service(&self, app_id: &str) -> String {
+        self.mint(ROLE_SERVICE, "service", app_id, None, self.ttl)
+    }
+
+    /// A user access token for `user_id` of `app_id`, valid for `ttl`.
+    pub fn mint_user(&self, app_id: &str, user_id: &str, email: &str, ttl: Duration) -> String {
+        self.mint(ROLE_USER, user_id, app_id, Some(email), ttl)
+    }
+
+    fn mint(&self, role: &str, sub: &str, app_id: &str, email: Option<&str>, ttl: Duration) -> String {
         let now = unix_now();
-        let claims = ServiceClaims {
+        let claims = Claims {
             iss: "homebase".into(),
-            sub: "service".into(),
-            role: "service".into(),
+            sub: sub.into(),
+            role: role.into(),
             app_id: app_id.into(),
+            email: email.map(String::from),
             iat: now,
-            exp: now + self.ttl.as_secs(),
+            exp: now + ttl.as_secs(),
         };
         let payload = serde_json::to_vec(&claims).expect("claims serialise");
         let mut token = String::with_capacity(256);
@@ -75,8 +147,29 @@ impl TokenMinter {
         token
     }
 
+    /// Checks signature and expiry of a service token and returns its claims.
+    pub fn verify_service(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = self.verify(token)?;
+        if claims.role != ROLE_SERVICE {
+            return Err(TokenError::WrongKind);
+        }
+        Ok(claims)
+    }
+
+    /// Checks a token of either kind and that it belongs to `app_id`.
+    pub fn verify_for_app(&self, token: &str, app_id: &str) -> Result<Claims, TokenError> {
+        let claims = self.verify(token)?;
+        if claims.app_id != app_id {
+            return Err(TokenError::OtherApp);
+        }
+        if claims.role != ROLE_SERVICE && claims.role != ROLE_USER {
+            return Err(TokenError::WrongKind);
+        }
+        Ok(claims)
+    }
+
     /// Checks signature and expiry and returns the claims.
-    pub fn verify_service(&self, token: &str) -> Result<ServiceClaims, TokenError> {
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let (signed, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
         let (header, payload) = signed.split_once('.').ok_or(TokenError::Malformed)?;
         if header != self.header {
@@ -87,12 +180,30 @@ impl TokenMinter {
         mac.update(signed.as_bytes());
         mac.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
-        let claims: ServiceClaims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if claims.exp <= unix_now() {
             return Err(TokenError::Expired);
         }
         Ok(claims)
     }
+}
+
+/// The lifetime of service tokens for functions that may run `function_timeout`: long enough
+/// for the slowest function to call back, and no longer.
+pub fn service_ttl(function_timeout: Duration) -> Duration {
+    function_timeout + Duration::from_secs(60)
+}
+
+/// Writes `contents` to a new file readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
 }
 
 fn unix_now() -> u64 {
@@ -129,5 +240,38 @@ mod tests {
         assert_eq!(minter.verify_service("nonsense"), Err(TokenError::Malformed));
         let expired = TokenMinter::new(b"k", Duration::ZERO).mint_service("app1");
         assert_eq!(minter.verify_service(&expired), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn user_tokens_are_bound_to_their_app_and_kind() {
+        let minter = TokenMinter::new(b"k", Duration::from_secs(60));
+        let token = minter.mint_user("app1", "u1", "ann@example.test", Duration::from_secs(3600));
+        let claims = minter.verify_for_app(&token, "app1").unwrap();
+        assert_eq!((claims.sub.as_str(), claims.role.as_str()), ("u1", ROLE_USER));
+        assert_eq!(claims.email.as_deref(), Some("ann@example.test"));
+        assert_eq!(claims.exp - claims.iat, 3600);
+        assert_eq!(minter.verify_for_app(&token, "app2"), Err(TokenError::OtherApp));
+        assert_eq!(minter.verify_service(&token), Err(TokenError::WrongKind), "a user token is not a service token");
+        // A token signed with another algorithm in its header is refused before any signature check.
+        let (_, rest) = token.split_once('.').unwrap();
+        let none = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#));
+        assert_eq!(minter.verify(&none), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn the_key_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/auth.key");
+        let first = TokenMinter::from_key_file(&path, Duration::from_secs(60)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let again = TokenMinter::from_key_file(&path, Duration::from_secs(60)).unwrap();
+        assert!(again.verify_service(&first.mint_service("a")).is_ok(), "the same key after a restart");
+        std::fs::write(&path, "not a key").unwrap();
+        let err = TokenMinter::from_key_file(&path, Duration::from_secs(60)).err().unwrap();
+        assert!(err.to_string().contains("64 hex digits"), "{err}");
     }
 }

@@ -16,10 +16,11 @@ fn pids_of(server: &TestServer, function: &str) -> Vec<u32> {
 async fn sdk_invoke_route_passes_everything_through_and_injects_context() {
     let project = fixture("functions");
     let server = TestServer::start(project.path()).await;
+    let user_token = server.auth.tokens.mint_user("fixture-app", "u1", "ann@example.test", Duration::from_secs(60));
     let response = server
         .client()
         .post(server.at("/api/apps/fixture-app/functions/echo?status=201"))
-        .header("authorization", "Bearer user-token")
+        .header("authorization", format!("Bearer {user_token}"))
         .header("x-app-id", "fixture-app")
         .header("base44-service-authorization", "Bearer forged")
         .header("base44-api-url", "http://evil.invalid")
@@ -36,7 +37,7 @@ async fn sdk_invoke_route_passes_everything_through_and_injects_context() {
     assert_eq!(seen["url"].as_str().unwrap(), format!("{}/echo?status=201", server.url));
     assert_eq!(seen["body"], r#"{"orderId":7}"#);
     let headers = &seen["headers"];
-    assert_eq!(headers["authorization"], "Bearer user-token");
+    assert_eq!(headers["authorization"], format!("Bearer {user_token}").as_str());
     assert_eq!(headers["base44-app-id"], "fixture-app");
     assert_eq!(headers["base44-api-url"], server.url.as_str());
     assert_eq!(headers["content-type"], "application/json");

@@ -59,6 +59,14 @@ macro_rules! conformance_tests {
             secret_names_are_validated,
             secrets_are_scoped_to_their_app,
             a_failed_secrets_write_changes_nothing,
+            users_create_find_list_with_case_insensitive_email,
+            users_are_scoped_to_their_app,
+            passwords_check_and_change,
+            user_updates_merge_custom_fields,
+            codes_are_single_use_expiring_and_limited,
+            reset_tokens_are_single_use_and_voided_by_a_new_password,
+            ensure_app_and_auth_settings,
+            a_failed_user_write_changes_nothing,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -92,6 +100,10 @@ fn version(tag: &str) -> Deployment {
 
 async fn app(store: &Store) -> App {
     store.create_app("Test app").await.unwrap()
+}
+
+async fn app_named(store: &Store, name: &str) -> App {
+    store.create_app(name).await.unwrap()
 }
 
 fn now_ms() -> i64 {
@@ -760,4 +772,191 @@ pub async fn a_failed_secrets_write_changes_nothing(store: Store) {
     assert!(err.to_string().contains("injected failure"), "{err}");
     store.clear_before_commit_hook();
     assert_eq!(store.secrets(&app.id).await.unwrap(), secret_map(&[("KEEP", "old")]));
+}
+
+// ---- app users ----
+
+fn new_user(email: &str, password: Option<&str>) -> crate::NewUser {
+    crate::NewUser {
+        email: email.into(),
+        password: password.map(String::from),
+        full_name: Some("Ann Example".into()),
+        role: crate::UserRole::User,
+        is_verified: false,
+    }
+}
+
+pub async fn users_create_find_list_with_case_insensitive_email(store: Store) {
+    let app = app(&store).await;
+    let ann = store.create_user(&app.id, new_user("  Ann@Example.TEST ", Some("password-1"))).await.unwrap();
+    assert_eq!(ann.email, "ann@example.test");
+    assert_eq!(ann.id.len(), 24);
+    assert_eq!(
+        (ann.role, ann.is_verified, ann.disabled, ann.has_password),
+        (crate::UserRole::User, false, false, true)
+    );
+    assert_eq!(store.user(&app.id, &ann.id).await.unwrap().as_ref(), Some(&ann));
+    assert_eq!(store.user_by_email(&app.id, "ANN@example.test").await.unwrap().as_ref(), Some(&ann));
+    assert_eq!(store.user_by_email(&app.id, "not an address").await.unwrap(), None);
+    let err = store.create_user(&app.id, new_user("ann@EXAMPLE.test", Some("password-2"))).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    let invited = store.create_user(&app.id, new_user("bob@example.test", None)).await.unwrap();
+    assert!(!invited.has_password);
+    let listed: Vec<String> = store.list_users(&app.id).await.unwrap().into_iter().map(|u| u.email).collect();
+    assert_eq!(listed, ["ann@example.test", "bob@example.test"]);
+    for (email, password) in [("no-at-sign", Some("password-1")), ("c@example.test", Some("short"))] {
+        let err = store.create_user(&app.id, new_user(email, password)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid { .. }), "{email}: {err:?}");
+    }
+    let err = store.create_user("000000000000000000000000", new_user("x@example.test", None)).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert_eq!(store.list_users(&app.id).await.unwrap().len(), 2, "failed creates store nothing");
+}
+
+pub async fn users_are_scoped_to_their_app(store: Store) {
+    let first = app(&store).await;
+    let second = app(&store).await;
+    let ann = store.create_user(&first.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
+    // The same address is a different account in another app.
+    let other = store.create_user(&second.id, new_user("ann@example.test", Some("password-2"))).await.unwrap();
+    assert_ne!(ann.id, other.id);
+    assert_eq!(store.user(&second.id, &ann.id).await.unwrap(), None);
+    assert!(store.check_password(&second.id, "ann@example.test", "password-1").await.unwrap().is_none());
+    assert_eq!(store.check_password(&first.id, "ann@example.test", "password-1").await.unwrap().unwrap().id, ann.id);
+    let err = store.update_user(&second.id, &ann.id, crate::UserUpdate::default()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
+pub async fn passwords_check_and_change(store: Store) {
+    let app = app(&store).await;
+    let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
+    assert_eq!(store.check_password(&app.id, "ANN@example.test", "password-1").await.unwrap().unwrap().id, ann.id);
+    assert!(store.check_password(&app.id, "ann@example.test", "password-2").await.unwrap().is_none());
+    assert!(store.check_password(&app.id, "nobody@example.test", "password-1").await.unwrap().is_none());
+    assert!(store.check_password(&app.id, "", "").await.unwrap().is_none());
+    store.set_password(&app.id, &ann.id, "password-2").await.unwrap();
+    assert!(store.check_password(&app.id, "ann@example.test", "password-1").await.unwrap().is_none());
+    assert!(store.check_password(&app.id, "ann@example.test", "password-2").await.unwrap().is_some());
+    let err = store.set_password(&app.id, &ann.id, "short").await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    let invited = store.create_user(&app.id, new_user("bob@example.test", None)).await.unwrap();
+    assert!(store.check_password(&app.id, "bob@example.test", "").await.unwrap().is_none(), "no password, no login");
+    let err = store.set_password(&app.id, "000000000000000000000000", "password-3").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    store.set_password(&app.id, &invited.id, "password-3").await.unwrap();
+    assert!(store.check_password(&app.id, "bob@example.test", "password-3").await.unwrap().is_some());
+}
+
+pub async fn user_updates_merge_custom_fields(store: Store) {
+    let app = app(&store).await;
+    let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
+    let mut data = serde_json::Map::new();
+    data.insert("bio".into(), json!("hi"));
+    data.insert("prefs".into(), json!({"dark": true}));
+    let update = crate::UserUpdate { is_verified: Some(true), data, ..Default::default() };
+    let updated = store.update_user(&app.id, &ann.id, update).await.unwrap();
+    assert!(updated.is_verified);
+    assert_eq!(updated.data["prefs"], json!({"dark": true}));
+    assert!(updated.updated_at >= ann.updated_at);
+    let mut data = serde_json::Map::new();
+    data.insert("bio".into(), json!("changed"));
+    let update = crate::UserUpdate {
+        role: Some(crate::UserRole::Admin),
+        full_name: Some(None),
+        disabled: Some(true),
+        data,
+        ..Default::default()
+    };
+    let updated = store.update_user(&app.id, &ann.id, update).await.unwrap();
+    assert_eq!((updated.role, updated.full_name.as_deref(), updated.disabled), (crate::UserRole::Admin, None, true));
+    assert_eq!(updated.data["bio"], "changed");
+    assert_eq!(updated.data["prefs"], json!({"dark": true}), "other fields stay");
+    assert_eq!(store.user(&app.id, &ann.id).await.unwrap().unwrap(), updated);
+}
+
+pub async fn codes_are_single_use_expiring_and_limited(store: Store) {
+    use crate::{CodeCheck, CodePurpose};
+    let app = app(&store).await;
+    let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
+    let take = |code: &'static str| store.take_code(&app.id, &ann.id, CodePurpose::Verify, code);
+    assert_eq!(take("123456").await.unwrap(), CodeCheck::Invalid, "no code yet");
+    store.put_code(&app.id, &ann.id, CodePurpose::Verify, "123456", 60_000).await.unwrap();
+    assert_eq!(take("654321").await.unwrap(), CodeCheck::Invalid);
+    assert_eq!(
+        store.take_code(&app.id, &ann.id, CodePurpose::Reset, "123456").await.unwrap(),
+        CodeCheck::Invalid,
+        "codes are bound to their purpose"
+    );
+    assert_eq!(take("123456").await.unwrap(), CodeCheck::Valid);
+    assert_eq!(take("123456").await.unwrap(), CodeCheck::Invalid, "single use");
+    // A new code replaces the old one.
+    store.put_code(&app.id, &ann.id, CodePurpose::Verify, "111111", 60_000).await.unwrap();
+    store.put_code(&app.id, &ann.id, CodePurpose::Verify, "222222", 60_000).await.unwrap();
+    assert_eq!(take("111111").await.unwrap(), CodeCheck::Invalid);
+    assert_eq!(take("222222").await.unwrap(), CodeCheck::Valid);
+    // Expired.
+    store.put_code(&app.id, &ann.id, CodePurpose::Verify, "333333", -1).await.unwrap();
+    assert_eq!(take("333333").await.unwrap(), CodeCheck::Invalid);
+    // Too many wrong guesses void the code, even the right one afterwards.
+    store.put_code(&app.id, &ann.id, CodePurpose::Verify, "444444", 60_000).await.unwrap();
+    for _ in 0..crate::MAX_CODE_ATTEMPTS {
+        assert_eq!(take("000000").await.unwrap(), CodeCheck::Invalid);
+    }
+    assert_eq!(take("444444").await.unwrap(), CodeCheck::Invalid);
+    let err = store.put_code(&app.id, "000000000000000000000000", CodePurpose::Verify, "1", 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
+pub async fn reset_tokens_are_single_use_and_voided_by_a_new_password(store: Store) {
+    let app = app(&store).await;
+    let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
+    let token = store.new_reset_token(&app.id, &ann.id, 60_000).await.unwrap();
+    assert!(token.starts_with(&ann.id) && token.len() > 80, "{token}");
+    for bad in ["", "x", "nodot", &format!("{}.ffff", ann.id), &token[..token.len() - 1]] {
+        assert_eq!(store.take_reset_token(&app.id, bad).await.unwrap(), None, "{bad}");
+    }
+    let other = app_named(&store, "other").await;
+    assert_eq!(store.take_reset_token(&other.id, &token).await.unwrap(), None, "bound to the app");
+    assert_eq!(store.take_reset_token(&app.id, &token).await.unwrap().unwrap().id, ann.id);
+    assert_eq!(store.take_reset_token(&app.id, &token).await.unwrap(), None, "single use");
+    let token = store.new_reset_token(&app.id, &ann.id, 60_000).await.unwrap();
+    store.set_password(&app.id, &ann.id, "password-2").await.unwrap();
+    assert_eq!(store.take_reset_token(&app.id, &token).await.unwrap(), None, "a new password voids it");
+    let token = store.new_reset_token(&app.id, &ann.id, -1).await.unwrap();
+    assert_eq!(store.take_reset_token(&app.id, &token).await.unwrap(), None, "expired");
+}
+
+pub async fn ensure_app_and_auth_settings(store: Store) {
+    let app = store.ensure_app("my-project_1", "My project").await.unwrap();
+    assert_eq!((app.id.as_str(), app.name.as_str()), ("my-project_1", "My project"));
+    assert_eq!(store.ensure_app("my-project_1", "Renamed").await.unwrap(), app, "idempotent");
+    for bad in ["", "a b", "a/b"] {
+        assert!(matches!(store.ensure_app(bad, "x").await.unwrap_err(), StoreError::Invalid { .. }), "{bad}");
+    }
+    assert_eq!(store.require_verification(&app.id).await.unwrap(), None);
+    store.set_require_verification(&app.id, false).await.unwrap();
+    assert_eq!(store.require_verification(&app.id).await.unwrap(), Some(false));
+    store.set_require_verification(&app.id, true).await.unwrap();
+    assert_eq!(store.require_verification(&app.id).await.unwrap(), Some(true));
+    let err = store.set_require_verification("000000000000000000000000", true).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
+pub async fn a_failed_user_write_changes_nothing(store: Store) {
+    let app = app(&store).await;
+    let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
+    store.set_before_commit_hook(|op: &str| {
+        if matches!(op, "create_user" | "set_password" | "update_user") {
+            Err("injected failure".into())
+        } else {
+            Ok(())
+        }
+    });
+    assert!(store.create_user(&app.id, new_user("bob@example.test", Some("password-1"))).await.is_err());
+    assert!(store.set_password(&app.id, &ann.id, "password-2").await.is_err());
+    let update = crate::UserUpdate { role: Some(crate::UserRole::Admin), ..Default::default() };
+    assert!(store.update_user(&app.id, &ann.id, update).await.is_err());
+    store.clear_before_commit_hook();
+    assert_eq!(store.list_users(&app.id).await.unwrap(), [ann]);
+    assert!(store.check_password(&app.id, "ann@example.test", "password-1").await.unwrap().is_some());
 }

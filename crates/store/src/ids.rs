@@ -43,6 +43,11 @@ pub(crate) fn new_app_id() -> String {
     random_hex(12)
 }
 
+/// A new user id: 24 hex characters.
+pub(crate) fn new_user_id() -> String {
+    random_hex(12)
+}
+
 /// A new key id: `key_` and 16 hex characters.
 pub(crate) fn new_key_id() -> String {
     format!("key_{}", random_hex(8))

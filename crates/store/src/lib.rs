@@ -1,7 +1,8 @@
 //! Homebase's persistence, behind one cheap-to-clone [`Store`] handle.
 //!
-//! This crate owns what Homebase keeps: apps, API keys (stored hashed) and function
-//! deployments. It does not speak HTTP and does not spawn processes; the server calls it and
+//! This crate owns what Homebase keeps: apps, API keys (stored hashed), function deployments,
+//! secrets (encrypted) and app users (Argon2id password hashes, hashed one-time codes; see the
+//! `users` module). It does not speak HTTP and does not spawn processes; the server calls it and
 //! maps its [`StoreError`]s to responses.
 //!
 //! * **Backends.** SQLite now ([`Store::open_sqlite`], [`Store::open_sqlite_in_memory`]:
@@ -33,6 +34,7 @@ mod materialize;
 mod model;
 mod secrets;
 mod sqlite;
+mod users;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -50,6 +52,10 @@ pub use model::{
     StoreStats,
 };
 pub use secrets::{MASTER_KEY_LEN, MasterKey, is_valid_secret_name};
+pub use users::{
+    CodeCheck, CodePurpose, MAX_CODE_ATTEMPTS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, NewUser, User, UserRole,
+    UserUpdate, normalize_email, validate_password,
+};
 
 /// The handle to Homebase's persistent state. Cloning is cheap (an `Arc`); all clones share
 /// one database.

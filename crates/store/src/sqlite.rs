@@ -99,6 +99,37 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app_id, name)
     ) WITHOUT ROWID;
     "#,
+    // 3: app users (Argon2id password hashes), their one-time codes (SHA-256), auth settings.
+    r#"
+    CREATE TABLE users (
+        id             TEXT PRIMARY KEY NOT NULL,
+        app_id         TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        email          TEXT NOT NULL COLLATE NOCASE,
+        password_hash  TEXT,
+        full_name      TEXT,
+        role           TEXT NOT NULL CHECK (role IN ('user', 'admin')),
+        is_verified    INTEGER NOT NULL,
+        disabled       INTEGER NOT NULL,
+        data           TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL,
+        UNIQUE (app_id, email)
+    );
+
+    CREATE TABLE user_codes (
+        user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        purpose     TEXT NOT NULL CHECK (purpose IN ('verify', 'reset')),
+        code_hash   TEXT NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL,
+        PRIMARY KEY (user_id, purpose)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE auth_settings (
+        app_id                TEXT PRIMARY KEY NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        require_verification  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// How long a statement waits for another process's write lock before failing with `Busy`.
@@ -173,7 +204,7 @@ impl Sqlite {
     }
 
     /// Runs `f` with the connection on a blocking thread.
-    async fn call<R, F>(&self, f: F) -> Result<R>
+    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
@@ -190,7 +221,7 @@ impl Sqlite {
     /// Runs `f` in an immediate transaction. `f` returns its value and whether it wrote
     /// anything: if it did, the before-commit hook (told `op`) runs and the transaction commits;
     /// if not, or if anything fails, the transaction rolls back.
-    async fn write<R, F>(&self, op: &'static str, f: F) -> Result<R>
+    pub(crate) async fn write<R, F>(&self, op: &'static str, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<(R, bool)> + Send + 'static,
@@ -594,7 +625,7 @@ fn parse_automations(text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Database(format!("A stored automations list is not JSON: {e}")))
 }
 
-fn ensure_app(conn: &Connection, app_id: &str) -> Result<()> {
+pub(crate) fn ensure_app(conn: &Connection, app_id: &str) -> Result<()> {
     let exists = conn.query_row("SELECT 1 FROM apps WHERE id = ?1", [app_id], |_| Ok(())).optional()?.is_some();
     if exists { Ok(()) } else { Err(StoreError::not_found(format!("App '{app_id}'"))) }
 }
@@ -892,6 +923,30 @@ mod tests {
         check("while open");
         drop(store);
         check("after close");
+    }
+
+    #[tokio::test]
+    async fn passwords_and_codes_are_not_in_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("homebase.db");
+        let store = Store::open_sqlite(&path).await.unwrap();
+        let app = store.create_app("a").await.unwrap();
+        let new = crate::NewUser {
+            email: "ann@example.test".into(),
+            password: Some("plaintext-password-xyz".into()),
+            full_name: None,
+            role: crate::UserRole::User,
+            is_verified: false,
+        };
+        let user = store.create_user(&app.id, new).await.unwrap();
+        store.put_code(&app.id, &user.id, crate::CodePurpose::Verify, "987123", 60_000).await.unwrap();
+        let token = store.new_reset_token(&app.id, &user.id, 60_000).await.unwrap();
+        let bytes = database_bytes(&path);
+        assert!(contains(&bytes, "ann@example.test"), "the probe reads the database");
+        assert!(contains(&bytes, "$argon2id$"), "the password is stored as an Argon2id hash");
+        for plain in ["plaintext-password-xyz", "987123", &token[25..]] {
+            assert!(!contains(&bytes, plain), "{plain} is in the database bytes");
+        }
     }
 
     #[tokio::test]

@@ -12,11 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use homebase_runtime::{LogEvent, LogSink, Runtime, RuntimeConfig};
+use homebase_server::auth::LoginLimits;
+use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::dev::{DevApp, DevEvent};
 use homebase_server::logs::LogHub;
+use homebase_server::mail::Mailer;
 use homebase_server::platform::Platform;
+use homebase_server::users_api::{self, Auth};
 use homebase_server::{AppState, TokenMinter};
 use homebase_store::{KeyScope, MasterKey, Store};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -135,6 +140,8 @@ impl Serving {
 /// Its URL, runtime, `at`, `client` come from [`Serving`].
 pub struct TestServer {
     pub app: Arc<DevApp>,
+    /// App users, in memory; verification is off as in `homebase dev`.
+    pub auth: Arc<Auth>,
     pub logs: Arc<CollectedLogs>,
     pub hub: Arc<LogHub>,
     pub events: Arc<Mutex<Vec<DevEvent>>>,
@@ -155,7 +162,12 @@ impl TestServer {
     }
 
     /// Serves `project` with `config` (its `deno` is filled in).
-    pub async fn start_with(project: &Path, mut config: RuntimeConfig) -> TestServer {
+    pub async fn start_with(project: &Path, config: RuntimeConfig) -> TestServer {
+        TestServer::start_with_mail(project, config, Mailer::Log).await
+    }
+
+    /// Serves `project` with `config`, app-user mail going to `mailer`.
+    pub async fn start_with_mail(project: &Path, mut config: RuntimeConfig, mailer: Mailer) -> TestServer {
         config.deno = Some(deno().await);
         let logs = Arc::new(CollectedLogs::default());
         let hub = LogHub::new(100_000, vec![logs.clone() as Arc<dyn LogSink>]);
@@ -168,8 +180,12 @@ impl TestServer {
         let shutdown = CancellationToken::new();
         app.watch(shutdown.clone()).expect("the project can be watched");
         let state = AppState::new(app.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None);
-        let serving = Serving::start(homebase_server::router(state), runtime.clone(), shutdown).await;
-        TestServer { app, logs, hub, events, serving }
+        let store = Store::open_sqlite_in_memory().await.expect("the store opens");
+        store.ensure_app(app.app_id(), "dev").await.expect("the dev app is stored");
+        let auth = Arc::new(Auth::new(store, state.tokens.clone(), app.clone(), mailer, false));
+        let router = homebase_server::router(state).merge(users_api::router(auth.clone()));
+        let serving = Serving::start(router, runtime.clone(), shutdown).await;
+        TestServer { app, auth, logs, hub, events, serving }
     }
 
     /// Stops accepting, drains, and stops every worker.
@@ -190,6 +206,7 @@ pub const ADMIN_KEY: &str = "b44k_testplatformadmin000000000000000";
 pub struct TestPlatform {
     pub store: Store,
     pub platform: Arc<Platform>,
+    pub auth: Arc<Auth>,
     pub logs: Arc<CollectedLogs>,
     serving: Serving,
 }
@@ -201,9 +218,28 @@ impl std::ops::Deref for TestPlatform {
     }
 }
 
+/// What a [`TestPlatform`] may vary.
+#[derive(Debug, Clone)]
+pub struct PlatformOptions {
+    pub mailer: Mailer,
+    pub limits: LoginLimits,
+}
+
+impl Default for PlatformOptions {
+    fn default() -> Self {
+        PlatformOptions { mailer: Mailer::Log, limits: LoginLimits::default() }
+    }
+}
+
 impl TestPlatform {
     /// Serves the data folder `data_dir` (created if missing; an existing one is reopened).
     pub async fn start(data_dir: &Path) -> TestPlatform {
+        TestPlatform::start_with(data_dir, PlatformOptions::default()).await
+    }
+
+    /// [`start`](TestPlatform::start) with its mail and login limits given. Tokens are signed
+    /// with `<data dir>/auth.key`, as `homebase serve` does.
+    pub async fn start_with(data_dir: &Path, options: PlatformOptions) -> TestPlatform {
         std::fs::create_dir_all(data_dir).unwrap();
         let store = Store::open_sqlite_with_key(data_dir.join("homebase.db"), MasterKey::from_bytes(TEST_MASTER_KEY))
             .await
@@ -214,17 +250,75 @@ impl TestPlatform {
         let hub = LogHub::new(100_000, vec![logs.clone() as Arc<dyn LogSink>]);
         let runtime = Runtime::new(config, hub).expect("runtime starts");
         let platform = Platform::open(store.clone(), runtime.clone(), data_dir).await.expect("the platform opens");
-        let state =
-            AppState::new(platform.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None);
-        let router = homebase_server::platform::router(platform.clone(), state);
+        let tokens = TokenMinter::from_key_file(&data_dir.join("auth.key"), Duration::from_secs(600)).unwrap();
+        let state = AppState::new(platform.clone(), runtime.clone(), tokens, None);
+        let auth = Arc::new(
+            Auth::new(store.clone(), state.tokens.clone(), platform.clone(), options.mailer, true)
+                .with_limits(options.limits),
+        );
+        let router = homebase_server::platform::router(platform.clone(), state.clone())
+            .merge(users_api::router(auth.clone()))
+            .merge(auth_manage::router(AuthManage { platform: platform.clone(), auth: auth.clone(), state }));
         let serving = Serving::start(router, runtime, CancellationToken::new()).await;
-        TestPlatform { store, platform, logs, serving }
+        TestPlatform { store, platform, auth, logs, serving }
     }
 
     /// Stops accepting, drains, and stops every worker.
     pub async fn stop(self) {
         self.serving.stop().await
     }
+}
+
+/// Mail received by [`smtp_sink`]: `(envelope recipient, message data)`.
+pub type ReceivedMail = (String, String);
+
+/// A tiny SMTP server on 127.0.0.1:0 that accepts every message; returns its port and a
+/// receiver of `(envelope recipient, data)`.
+pub async fn smtp_sink() -> (u16, tokio::sync::mpsc::UnboundedReceiver<ReceivedMail>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut read = tokio::io::BufReader::new(read);
+                write.write_all(b"220 sink\r\n").await.unwrap();
+                let (mut to, mut data, mut in_data) = (String::new(), String::new(), false);
+                let mut line = String::new();
+                while read.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let reply: &[u8] = if in_data {
+                        if line == ".\r\n" {
+                            in_data = false;
+                            let _ = tx.send((to.clone(), data.clone()));
+                            b"250 queued\r\n"
+                        } else {
+                            data.push_str(&line);
+                            b""
+                        }
+                    } else if line.starts_with("EHLO") {
+                        b"250-sink\r\n250 AUTH PLAIN\r\n"
+                    } else if line.starts_with("AUTH PLAIN") {
+                        b"235 ok\r\n"
+                    } else if let Some(rcpt) = line.strip_prefix("RCPT TO:") {
+                        to = rcpt.trim().trim_matches(['<', '>']).to_string();
+                        b"250 ok\r\n"
+                    } else if line.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go\r\n"
+                    } else if line.starts_with("QUIT") {
+                        break;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    write.write_all(reply).await.unwrap();
+                    line.clear();
+                }
+            });
+        }
+    });
+    (port, rx)
 }
 
 /// The JSON body of a response; panics with the status and text when it is not JSON.
@@ -252,6 +346,47 @@ pub fn process_alive(pid: u32) -> bool {
         Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
+}
+
+/// The version of the official `@base44/sdk` the Node tests run (the fixtures import the same).
+pub const OFFICIAL_SDK_VERSION: &str = "0.8.50";
+
+/// The official `@base44/sdk` from the npm registry, installed once per machine into
+/// `<user cache>/homebase/test-tools/sdk-<version>/`; returns the `file://` URL of its entry
+/// module, for a Node script to `import()`. Only the tests use this.
+pub async fn official_sdk() -> String {
+    static SDK: OnceCell<String> = OnceCell::const_new();
+    SDK.get_or_init(|| async { tokio::task::spawn_blocking(install_official_sdk).await.unwrap() }).await.clone()
+}
+
+fn install_official_sdk() -> String {
+    let tools = homebase_runtime::deno::cache_dir().with_file_name("test-tools");
+    let root = tools.join(format!("sdk-{OFFICIAL_SDK_VERSION}"));
+    let package = root.join("node_modules/@base44/sdk");
+    if !root.join(".installed").exists() {
+        std::fs::create_dir_all(&tools).unwrap();
+        let staging = tempfile::Builder::new().prefix(".sdk-").tempdir_in(&tools).unwrap();
+        std::fs::write(staging.path().join("package.json"), "{\"private\": true}\n").unwrap();
+        let spec = format!("@base44/sdk@{OFFICIAL_SDK_VERSION}");
+        let status = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", &spec])
+            .current_dir(staging.path())
+            .status()
+            .unwrap_or_else(|e| panic!("the SDK tests need npm: {e}"));
+        assert!(status.success(), "npm install {spec} failed");
+        std::fs::write(staging.path().join(".installed"), "").unwrap();
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::rename(staging.keep(), &root).unwrap();
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(package.join("package.json")).unwrap()).unwrap();
+    let entry = manifest["exports"]["."]["import"]
+        .as_str()
+        .or_else(|| manifest["exports"]["."]["default"].as_str())
+        .or_else(|| manifest["module"].as_str())
+        .or_else(|| manifest["main"].as_str())
+        .unwrap_or("dist/index.js");
+    format!("file://{}", package.join(entry).display())
 }
 
 /// The version of the official `base44` CLI the compatibility tests run.

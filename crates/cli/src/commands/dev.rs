@@ -13,7 +13,9 @@ use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
 use homebase_server::dev::{DevApp, DevEvent};
 use homebase_server::logs::LogHub;
-use homebase_server::{AppState, TokenMinter};
+use homebase_server::users_api::{self, Auth};
+use homebase_server::{AppState, TokenMinter, token};
+use homebase_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::GlobalArgs;
@@ -52,6 +54,9 @@ pub struct DevArgs {
     /// The URL functions call back (Base44-Api-Url); default: the URL the caller used.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Keep app users and the token key in memory instead of base44/.homebase/ (gone on exit).
+    #[arg(long)]
+    in_memory: bool,
 }
 
 pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -66,6 +71,7 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         shutdown_timeout: args.shutdown_timeout.map(Into::into),
         public_url: args.public_url.clone(),
         cors_origins: (!args.cors_origins.is_empty()).then_some(args.cors_origins),
+        ..Default::default()
     };
     let config = Config::resolve(&[
         (&config_file.display().to_string(), ConfigLayer::from_file(&config_file, args.config.is_some())?),
@@ -101,9 +107,30 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 
     tracing::debug!(?config, "configuration");
     let cors = CorsPolicy { origins: config.cors_origins.clone(), loopback: true };
-    let tokens = TokenMinter::random(std::time::Duration::from_secs(3600));
-    let state = AppState::new(app, runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
-    let router = homebase_server::router(state);
+    let service_ttl = token::service_ttl(config.function_timeout);
+    let (store, tokens) = if args.in_memory {
+        (Store::open_sqlite_in_memory().await?, TokenMinter::random(service_ttl))
+    } else {
+        // App users and the signing key live with the project, in a git-ignored folder.
+        let dir = project.base_dir.join(".homebase");
+        std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+        let ignore = dir.join(".gitignore");
+        if !ignore.exists() {
+            std::fs::write(&ignore, "# Homebase dev data: app users, the token key. Not for git.\n*\n")
+                .with_context(|| format!("could not write {}", ignore.display()))?;
+        }
+        let store = Store::open_sqlite(dir.join("homebase.db")).await?;
+        let tokens = TokenMinter::from_key_file(&dir.join("auth.key"), service_ttl)
+            .with_context(|| format!("the token signing key in {}", dir.display()))?;
+        (store, tokens)
+    };
+    let name = Some(project.config.name.trim()).filter(|n| !n.is_empty()).unwrap_or("dev");
+    store.ensure_app(app.app_id(), name).await?;
+    let state = AppState::new(app.clone(), runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
+    let mailer = config.mailer().map_err(|e| anyhow::anyhow!("smtp-url: {e}"))?;
+    // Verification is off in dev unless switched on for the app.
+    let auth = Arc::new(Auth::new(store, state.tokens.clone(), app, mailer, false));
+    let router = homebase_server::router(state).merge(users_api::router(auth));
     serving::serve_until_signal(json, listener, router, runtime, shutdown, config.shutdown_timeout).await;
     Ok(())
 }

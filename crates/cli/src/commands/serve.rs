@@ -8,11 +8,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use homebase_runtime::{LogSink, Runtime};
+use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
 use homebase_server::logs::LogHub;
 use homebase_server::platform::{self, Platform};
-use homebase_server::{AppState, TokenMinter};
+use homebase_server::users_api::{self, Auth};
+use homebase_server::{AppState, TokenMinter, token};
 use homebase_store::{KeyScope, MasterKey, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -92,10 +94,18 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     serving::find_deno_early(&runtime);
 
-    let tokens = TokenMinter::random(std::time::Duration::from_secs(3600));
+    // User and service tokens are signed with a key kept in the data folder, so signed-in users
+    // stay signed in across restarts.
+    let key_file = data_dir.join("auth.key");
+    let tokens = TokenMinter::from_key_file(&key_file, token::service_ttl(config.function_timeout))
+        .with_context(|| format!("the token signing key {}", key_file.display()))?;
     let cors = CorsPolicy { origins: config.cors_origins.clone(), loopback: false };
     let state = AppState::new(platform.clone(), runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
-    let router = platform::router(platform, state);
+    let mailer = config.mailer().map_err(|e| anyhow::anyhow!("smtp-url: {e}"))?;
+    let auth = Arc::new(Auth::new(store.clone(), state.tokens.clone(), platform.clone(), mailer, true));
+    let router = platform::router(platform.clone(), state.clone())
+        .merge(users_api::router(auth.clone()))
+        .merge(auth_manage::router(AuthManage { platform, auth, state }));
     let grace = config.shutdown_timeout;
     serving::serve_until_signal(global.json, listener, router, runtime, CancellationToken::new(), grace).await;
     Ok(())

@@ -1,0 +1,195 @@
+//! The management side of app users, with an admin key or the app's key (like [`crate::manage`]):
+//!
+//! - `GET /api/apps/{app_id}/auth/token` → `{token}` (reference §5.2, what `exec` uses): a
+//!   service-role token by default; `?user=<email or id>` mints that user's access token instead.
+//! - `GET /api/apps/platform/{app_id}/published-url` → `{url}`: where the app's API is served
+//!   (the configured public URL, else the URL the caller used).
+//! - `POST /api/apps/{app_id}/users` creates a user (the first admin, say); `GET` lists them.
+//! - `GET`/`PUT /api/apps/{app_id}/auth/settings`: `{require_verification}`.
+//!
+//! An app user's token is not an API key: these routes answer it with 401.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use homebase_store::{NewUser, UserRole};
+use http::{HeaderMap, StatusCode, Uri};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::manage::{Caller, store_error};
+use crate::platform::Platform;
+use crate::users_api::{Auth, user_json};
+
+#[derive(Clone)]
+pub struct AuthManage {
+    pub platform: Arc<Platform>,
+    pub auth: Arc<Auth>,
+    pub state: AppState,
+}
+
+pub fn router(manage: AuthManage) -> Router {
+    Router::new()
+        .route("/api/apps/{app_id}/auth/token", get(token))
+        .route("/api/apps/platform/{app_id}/published-url", get(published_url))
+        .route("/api/apps/{app_id}/users", get(list_users).post(create_user))
+        .route("/api/apps/{app_id}/auth/settings", get(get_settings).put(put_settings))
+        .with_state(manage)
+}
+
+/// The caller, allowed to touch `app_id`, which exists.
+async fn authorize(manage: &AuthManage, headers: &HeaderMap, app_id: &str) -> Result<(), ApiError> {
+    let caller = Caller::authenticate(&manage.platform, headers).await?;
+    caller.require_app(app_id)?;
+    if manage.platform.store.get_app(app_id).await.map_err(store_error)?.is_none() {
+        return Err(ApiError::not_found(
+            "app_not_found",
+            format!("No app with id '{app_id}'"),
+            "Create it with POST /api/apps.",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    user: Option<String>,
+}
+
+async fn token(
+    State(manage): State<AuthManage>,
+    Path(app_id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&manage, &headers, &app_id).await?;
+    let store = &manage.platform.store;
+    let Some(wanted) = query.user.filter(|u| !u.trim().is_empty()) else {
+        let token = manage.auth.tokens.mint_service(&app_id);
+        let ttl = manage.auth.tokens.service_ttl().as_secs();
+        return Ok(Json(json!({ "token": token, "kind": "service", "expires_in": ttl })).into_response());
+    };
+    let user = match store.user_by_email(&app_id, &wanted).await.map_err(store_error)? {
+        Some(user) => Some(user),
+        None => store.user(&app_id, &wanted).await.map_err(store_error)?,
+    };
+    let Some(user) = user else {
+        return Err(ApiError::not_found(
+            "user_not_found",
+            format!("The app has no user '{wanted}'"),
+            "Pass the e-mail or id of an existing user, or create one with POST /api/apps/{app_id}/users.",
+        ));
+    };
+    if user.disabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "user_disabled",
+            "This user is disabled",
+            "Enable the user first.",
+        ));
+    }
+    let token = manage.auth.user_token(&user);
+    let ttl = manage.auth.user_token_ttl.as_secs();
+    Ok(Json(json!({ "token": token, "kind": "user", "user_id": user.id, "expires_in": ttl })).into_response())
+}
+
+async fn published_url(
+    State(manage): State<AuthManage>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    authorize(&manage, &headers, &app_id).await?;
+    Ok(Json(json!({ "url": manage.state.api_url(&headers, &uri) })).into_response())
+}
+
+async fn list_users(
+    State(manage): State<AuthManage>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&manage, &headers, &app_id).await?;
+    let users = manage.platform.store.list_users(&app_id).await.map_err(store_error)?;
+    Ok(Json(users.iter().map(user_json).collect::<Vec<_>>()).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    email: String,
+    password: Option<String>,
+    full_name: Option<String>,
+    role: Option<String>,
+    is_verified: Option<bool>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            "The request body is not the JSON this route takes",
+            e.to_string(),
+        )
+    })
+}
+
+async fn create_user(
+    State(manage): State<AuthManage>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&manage, &headers, &app_id).await?;
+    let request: CreateUser = parse(&body)?;
+    let role = UserRole::parse(request.role.as_deref().unwrap_or("user")).map_err(store_error)?;
+    let new = NewUser {
+        email: request.email,
+        password: request.password,
+        full_name: request.full_name,
+        role,
+        is_verified: request.is_verified.unwrap_or(true),
+    };
+    let user = manage.platform.store.create_user(&app_id, new).await.map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+}
+
+async fn get_settings(
+    State(manage): State<AuthManage>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&manage, &headers, &app_id).await?;
+    let required = manage.auth.verification_required(&app_id).await?;
+    Ok(Json(json!({ "require_verification": required })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    require_verification: bool,
+}
+
+async fn put_settings(
+    State(manage): State<AuthManage>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&manage, &headers, &app_id).await?;
+    let settings: Settings = parse(&body)?;
+    manage
+        .platform
+        .store
+        .set_require_verification(&app_id, settings.require_verification)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({ "require_verification": settings.require_verification })).into_response())
+}

@@ -1,0 +1,644 @@
+//! App users over HTTP (reference §4), as the SDK's `auth` and `users` modules call it, under
+//! `/api/apps/{app_id}/`:
+//!
+//! - `POST auth/register`, `auth/verify-otp`, `auth/resend-otp`, `auth/login`,
+//!   `auth/change-password`, `auth/reset-password-request`, `auth/reset-password`;
+//! - `GET`/`PUT entities/User/me`, `GET entities/User` and `entities/User/{id}`;
+//! - `POST users/invite-user` and `runtime/users/invite-user`.
+//!
+//! Login answers a wrong password and an unknown account with the same status and body, after
+//! the same Argon2 work, and is rate-limited per account and per client address
+//! ([`LoginLimiter`]). Codes are e-mailed ([`Mailer`]); `resend-otp` and
+//! `reset-password-request` answer alike whether or not the account exists.
+
+// The handlers' helpers fail with the `Response` to send, at most once per request; boxing it
+// would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use homebase_store::{CodeCheck, CodePurpose, NewUser, Store, User, UserRole, UserUpdate};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::{Map, Value, json};
+
+use crate::auth::{self, Identity, LoginLimiter, LoginLimits, Unauthorized};
+use crate::catalog::Catalog;
+use crate::error::ApiError;
+use crate::mail::{Mail, Mailer};
+use crate::manage::store_error;
+use crate::token::TokenMinter;
+
+/// How long a user access token lives.
+pub const USER_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long an e-mailed verification code lives.
+pub const OTP_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long a password reset token lives.
+pub const RESET_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// What the user routes need.
+pub struct Auth {
+    pub store: Store,
+    pub tokens: Arc<TokenMinter>,
+    /// Resolves the app id of a URL (dev answers every id with the project's app).
+    pub catalog: Arc<dyn Catalog>,
+    pub mailer: Mailer,
+    pub limiter: LoginLimiter,
+    /// Whether e-mail verification is required in apps that never set it (serve: yes, dev: no).
+    pub verification_default: bool,
+    pub user_token_ttl: Duration,
+}
+
+impl Auth {
+    pub fn new(
+        store: Store,
+        tokens: Arc<TokenMinter>,
+        catalog: Arc<dyn Catalog>,
+        mailer: Mailer,
+        verification_default: bool,
+    ) -> Auth {
+        Auth {
+            store,
+            tokens,
+            catalog,
+            mailer,
+            limiter: LoginLimiter::new(LoginLimits::default()),
+            verification_default,
+            user_token_ttl: USER_TOKEN_TTL,
+        }
+    }
+
+    pub fn with_limits(mut self, limits: LoginLimits) -> Auth {
+        self.limiter = LoginLimiter::new(limits);
+        self
+    }
+
+    /// The canonical id of the app a URL names, or 404.
+    pub fn app_id(&self, id: &str) -> Result<String, ApiError> {
+        self.catalog.app(id).map(|app| app.app_id.clone()).ok_or_else(|| {
+            ApiError::not_found("app_not_found", format!("No app with id '{id}'"), "Check the app id the client uses.")
+        })
+    }
+
+    /// Whether the app requires e-mail verification.
+    pub async fn verification_required(&self, app_id: &str) -> Result<bool, ApiError> {
+        Ok(self.store.require_verification(app_id).await.map_err(store_error)?.unwrap_or(self.verification_default))
+    }
+
+    /// A user access token.
+    pub fn user_token(&self, user: &User) -> String {
+        self.tokens.mint_user(&user.app_id, &user.id, &user.email, self.user_token_ttl)
+    }
+
+    fn send_code(&self, user: &User, code: &str) {
+        self.mailer.send(Mail {
+            to: user.email.clone(),
+            subject: "Your verification code".into(),
+            body: format!(
+                "Your verification code is {code}.\nIt expires in {} minutes. If you did not sign up, ignore this mail.",
+                OTP_TTL.as_secs() / 60
+            ),
+        });
+    }
+
+    fn send_reset(&self, user: &User, token: &str, invited: bool) {
+        let (subject, intro) = if invited {
+            ("You have been invited", "You have been invited to an app. Choose a password with this token:")
+        } else {
+            ("Reset your password", "Someone asked to reset your password. If it was you, use this token:")
+        };
+        self.mailer.send(Mail {
+            to: user.email.clone(),
+            subject: subject.into(),
+            body: format!("{intro}\n\n{token}\n\nIt expires in {} minutes.", RESET_TTL.as_secs() / 60),
+        });
+    }
+
+    /// A new verification code for `user`, stored hashed and mailed.
+    async fn issue_code(&self, user: &User) -> Result<(), ApiError> {
+        let code = format!("{:06}", rand::random_range(0..1_000_000u32));
+        self.store
+            .put_code(&user.app_id, &user.id, CodePurpose::Verify, &code, OTP_TTL.as_millis() as i64)
+            .await
+            .map_err(store_error)?;
+        self.send_code(user, &code);
+        Ok(())
+    }
+}
+
+pub fn router(auth: Arc<Auth>) -> Router {
+    Router::new()
+        .route("/api/apps/{app_id}/auth/register", post(register))
+        .route("/api/apps/{app_id}/auth/verify-otp", post(verify_otp))
+        .route("/api/apps/{app_id}/auth/resend-otp", post(resend_otp))
+        .route("/api/apps/{app_id}/auth/login", post(login))
+        .route("/api/apps/{app_id}/auth/change-password", post(change_password))
+        .route("/api/apps/{app_id}/auth/reset-password-request", post(reset_password_request))
+        .route("/api/apps/{app_id}/auth/reset-password", post(reset_password))
+        .route("/api/apps/{app_id}/entities/User", get(list_users))
+        .route("/api/apps/{app_id}/entities/User/me", get(get_me).put(put_me))
+        .route("/api/apps/{app_id}/entities/User/{id}", get(get_user))
+        .route("/api/apps/{app_id}/users/invite-user", post(invite_user))
+        .route("/api/apps/{app_id}/runtime/users/invite-user", post(invite_user))
+        .with_state(auth)
+}
+
+/// The client's address, when the server was started with connect info.
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientAddr, Self::Rejection> {
+        Ok(ClientAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
+    }
+}
+
+/// The verified caller (or none) of an app's route.
+fn identify(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Option<Identity>, Response> {
+    auth::identify(&auth.tokens, headers, app_id).map_err(IntoResponse::into_response)
+}
+
+fn require_identity(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Identity, Response> {
+    identify(auth, headers, app_id)?.ok_or_else(|| {
+        Unauthorized::new("You need to sign in", "Send Authorization: Bearer <access token> (from auth/login).")
+            .into_response()
+    })
+}
+
+/// The user a token names; 401 when the account is gone or disabled.
+async fn token_user(auth: &Auth, app_id: &str, user_id: &str) -> Result<User, Response> {
+    match auth.store.user(app_id, user_id).await.map_err(|e| store_error(e).into_response())? {
+        Some(user) if !user.disabled => Ok(user),
+        Some(_) => Err(Unauthorized::new("This account is disabled", "Ask an admin of the app.").into_response()),
+        None => Err(Unauthorized::new("The token's user does not exist", "Sign in again.").into_response()),
+    }
+}
+
+fn bad_request(code: &'static str, message: impl Into<String>, detail: impl Into<String>) -> Response {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message, detail).into_response()
+}
+
+/// The JSON object of a request body.
+fn object(body: &Bytes) -> Result<Map<String, Value>, Response> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(bad_request("bad_json", "The request body must be a JSON object", "Send {\"field\": …}.")),
+        Err(e) => Err(bad_request("bad_json", "The request body is not JSON", e.to_string())),
+    }
+}
+
+/// A required string field.
+fn text<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, Response> {
+    match map.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) | None | Some(Value::Null) => Err(bad_request(
+            "missing_field",
+            format!("The request needs '{name}'"),
+            format!("Add \"{name}\": \"…\" to the JSON body."),
+        )),
+        Some(_) => Err(bad_request("bad_field", format!("'{name}' must be a string"), "Send it as a JSON string.")),
+    }
+}
+
+fn optional_text<'a>(map: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Response> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => text(map, name).map(Some),
+    }
+}
+
+fn store_response(error: homebase_store::StoreError) -> Response {
+    store_error(error).into_response()
+}
+
+/// The user as the SDK's `User` type has it: custom fields, then the built-in ones.
+pub fn user_json(user: &User) -> Value {
+    let mut map = user.data.clone();
+    let time = |ms: i64| {
+        homebase_runtime::logs::rfc3339_micros(std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+    };
+    for (key, value) in [
+        ("id", json!(user.id)),
+        ("email", json!(user.email)),
+        ("full_name", json!(user.full_name)),
+        ("role", json!(user.role.as_str())),
+        ("_app_role", json!(user.role.as_str())),
+        ("is_verified", json!(user.is_verified)),
+        ("disabled", json!(user.disabled)),
+        ("app_id", json!(user.app_id)),
+        ("is_service", json!(false)),
+        ("created_date", json!(time(user.created_at))),
+        ("updated_date", json!(time(user.updated_at))),
+    ] {
+        map.insert(key.to_string(), value);
+    }
+    Value::Object(map)
+}
+
+/// What `me` answers for the service role without `on-behalf-of`.
+fn service_user(app_id: &str) -> Value {
+    json!({
+        "id": "service",
+        "email": null,
+        "full_name": "Service role",
+        "role": "admin",
+        "_app_role": "admin",
+        "is_verified": true,
+        "disabled": false,
+        "app_id": app_id,
+        "is_service": true,
+    })
+}
+
+fn signed_in(auth: &Auth, user: &User) -> Response {
+    Json(json!({ "access_token": auth.user_token(user), "token_type": "bearer", "user": user_json(user) }))
+        .into_response()
+}
+
+/// Unwraps a `Result<_, Response>` in a handler that returns `Response`.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(response) => return response,
+        }
+    };
+}
+
+async fn register(State(auth): State<Arc<Auth>>, Path(app): Path<String>, body: Bytes) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let map = tri!(object(&body));
+    let email = tri!(text(&map, "email"));
+    let password = tri!(text(&map, "password"));
+    let full_name = tri!(optional_text(&map, "full_name")).map(String::from);
+    let required = tri!(auth.verification_required(&app_id).await.map_err(IntoResponse::into_response));
+    let new = NewUser {
+        email: email.into(),
+        password: Some(password.into()),
+        full_name,
+        role: UserRole::User,
+        is_verified: !required,
+    };
+    let user = match auth.store.create_user(&app_id, new).await {
+        Ok(user) => user,
+        Err(homebase_store::StoreError::Conflict { .. }) => {
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "user_exists",
+                "An account with this e-mail already exists",
+                "Sign in instead, or reset the password with auth/reset-password-request.",
+            )
+            .into_response();
+        }
+        Err(e) => return store_response(e),
+    };
+    if !required {
+        return signed_in(&auth, &user);
+    }
+    tri!(auth.issue_code(&user).await.map_err(IntoResponse::into_response));
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "message": "Check your e-mail for a verification code, then call auth/verify-otp.",
+            "email": user.email,
+            "requires_verification": true,
+        })),
+    )
+        .into_response()
+}
+
+fn invalid_code() -> Response {
+    bad_request(
+        "invalid_code",
+        "The verification code is wrong or has expired",
+        "Check the latest code mailed to you, or ask for a new one with auth/resend-otp.",
+    )
+}
+
+async fn verify_otp(State(auth): State<Arc<Auth>>, Path(app): Path<String>, body: Bytes) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let map = tri!(object(&body));
+    let email = tri!(text(&map, "email"));
+    let code = tri!(text(&map, "otp_code"));
+    let Some(user) = tri!(auth.store.user_by_email(&app_id, email).await.map_err(store_response)) else {
+        return invalid_code();
+    };
+    match tri!(auth.store.take_code(&app_id, &user.id, CodePurpose::Verify, code).await.map_err(store_response)) {
+        CodeCheck::Invalid => invalid_code(),
+        CodeCheck::Valid => {
+            let update = UserUpdate { is_verified: Some(true), ..Default::default() };
+            let user = tri!(auth.store.update_user(&app_id, &user.id, update).await.map_err(store_response));
+            signed_in(&auth, &user)
+        }
+    }
+}
+
+async fn resend_otp(State(auth): State<Arc<Auth>>, Path(app): Path<String>, body: Bytes) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let map = tri!(object(&body));
+    let email = tri!(text(&map, "email"));
+    if let Some(user) = tri!(auth.store.user_by_email(&app_id, email).await.map_err(store_response))
+        && !user.is_verified
+        && !user.disabled
+    {
+        tri!(auth.issue_code(&user).await.map_err(IntoResponse::into_response));
+    }
+    Json(json!({ "message": "If the account exists and is not verified yet, a new code is on its way." }))
+        .into_response()
+}
+
+fn too_many(retry: Duration) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        "Too many failed sign-in attempts",
+        format!("Wait {} seconds before trying again, or reset the password.", retry.as_secs().max(1)),
+    )
+    .into_response();
+    response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1)));
+    response
+}
+
+fn invalid_credentials() -> Response {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "Invalid email or password",
+        "Check the e-mail address and the password.",
+    )
+    .into_response()
+}
+
+async fn login(
+    State(auth): State<Arc<Auth>>,
+    Path(app): Path<String>,
+    ClientAddr(address): ClientAddr,
+    body: Bytes,
+) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let map = tri!(object(&body));
+    let email = tri!(text(&map, "email"));
+    let password = tri!(text(&map, "password"));
+    if let Err(retry) = auth.limiter.check(&app_id, email, address) {
+        return too_many(retry);
+    }
+    let Some(user) = tri!(auth.store.check_password(&app_id, email, password).await.map_err(store_response)) else {
+        auth.limiter.failed(&app_id, email, address);
+        return invalid_credentials();
+    };
+    auth.limiter.succeeded(&app_id, email);
+    if user.disabled {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "user_disabled",
+            "This account is disabled",
+            "Ask an admin of the app.",
+        )
+        .into_response();
+    }
+    if !user.is_verified && tri!(auth.verification_required(&app_id).await.map_err(IntoResponse::into_response)) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "email_not_verified",
+            "The e-mail address is not verified yet",
+            "Enter the code mailed to you with auth/verify-otp, or ask for a new one with auth/resend-otp.",
+        )
+        .into_response();
+    }
+    signed_in(&auth, &user)
+}
+
+async fn change_password(
+    State(auth): State<Arc<Auth>>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    ClientAddr(address): ClientAddr,
+    body: Bytes,
+) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let identity = tri!(require_identity(&auth, &headers, &app_id));
+    let map = tri!(object(&body));
+    let current = tri!(text(&map, "current_password"));
+    let new = tri!(text(&map, "new_password"));
+    let Some(caller) = identity.user_id() else {
+        return bad_request(
+            "no_user",
+            "The service role has no password",
+            "Sign in as the user whose password changes.",
+        );
+    };
+    if let Some(user_id) = tri!(optional_text(&map, "user_id"))
+        && user_id != caller
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "You can only change your own password",
+            "Send your own user id, or leave user_id out.",
+        )
+        .into_response();
+    }
+    let user = tri!(token_user(&auth, &app_id, caller).await);
+    if let Err(retry) = auth.limiter.check(&app_id, &user.email, address) {
+        return too_many(retry);
+    }
+    if tri!(auth.store.check_password(&app_id, &user.email, current).await.map_err(store_response)).is_none() {
+        auth.limiter.failed(&app_id, &user.email, address);
+        return bad_request(
+            "invalid_credentials",
+            "The current password is wrong",
+            "Enter the password you sign in with.",
+        );
+    }
+    tri!(auth.store.set_password(&app_id, &user.id, new).await.map_err(store_response));
+    Json(json!({ "message": "The password was changed." })).into_response()
+}
+
+async fn reset_password_request(State(auth): State<Arc<Auth>>, Path(app): Path<String>, body: Bytes) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let map = tri!(object(&body));
+    let email = tri!(text(&map, "email"));
+    if let Some(user) = tri!(auth.store.user_by_email(&app_id, email).await.map_err(store_response))
+        && !user.disabled
+    {
+        let token = tri!(
+            auth.store.new_reset_token(&app_id, &user.id, RESET_TTL.as_millis() as i64).await.map_err(store_response)
+        );
+        auth.send_reset(&user, &token, false);
+    }
+    Json(json!({ "message": "If an account with this e-mail exists, a reset token is on its way." })).into_response()
+}
+
+async fn reset_password(State(auth): State<Arc<Auth>>, Path(app): Path<String>, body: Bytes) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let map = tri!(object(&body));
+    let token = tri!(text(&map, "reset_token"));
+    let password = tri!(text(&map, "new_password"));
+    // Check the new password before the single-use token is spent on it.
+    if let Err(e) = homebase_store::validate_password(password) {
+        return store_response(e);
+    }
+    let Some(user) = tri!(auth.store.take_reset_token(&app_id, token).await.map_err(store_response)) else {
+        return bad_request(
+            "invalid_reset_token",
+            "The reset token is wrong, used or expired",
+            "Ask for a new one with auth/reset-password-request.",
+        );
+    };
+    tri!(auth.store.set_password(&app_id, &user.id, password).await.map_err(store_response));
+    // The token arrived by e-mail, which proves the address.
+    if !user.is_verified {
+        let update = UserUpdate { is_verified: Some(true), ..Default::default() };
+        tri!(auth.store.update_user(&app_id, &user.id, update).await.map_err(store_response));
+    }
+    Json(json!({ "message": "The password was reset; sign in with the new one." })).into_response()
+}
+
+async fn get_me(State(auth): State<Arc<Auth>>, Path(app): Path<String>, headers: HeaderMap) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let identity = tri!(require_identity(&auth, &headers, &app_id));
+    match identity.user_id() {
+        Some(user_id) => Json(user_json(&tri!(token_user(&auth, &app_id, user_id).await))).into_response(),
+        None => Json(service_user(&app_id)).into_response(),
+    }
+}
+
+/// Fields `updateMe` may not change (reference §4), besides the ones Homebase manages.
+const PROTECTED: [&str; 13] = [
+    "id",
+    "email",
+    "full_name",
+    "created_date",
+    "updated_date",
+    "created_by",
+    "collaborator_role",
+    "role",
+    "_app_role",
+    "is_verified",
+    "disabled",
+    "app_id",
+    "is_service",
+];
+
+async fn put_me(State(auth): State<Arc<Auth>>, Path(app): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let identity = tri!(require_identity(&auth, &headers, &app_id));
+    let Some(user_id) = identity.user_id() else {
+        return bad_request("no_user", "The service role has no user record", "Sign in as a user to update it.");
+    };
+    let user = tri!(token_user(&auth, &app_id, user_id).await);
+    let current = user_json(&user);
+    let mut data = Map::new();
+    for (key, value) in tri!(object(&body)) {
+        if PROTECTED.contains(&key.as_str()) {
+            // Sending back what `me` returned is fine; changing it is not.
+            if current.get(&key).unwrap_or(&Value::Null) != &value {
+                return bad_request(
+                    "protected_field",
+                    format!("'{key}' cannot be changed with updateMe"),
+                    format!("Leave '{key}' out; these fields are managed by the platform: {}.", PROTECTED.join(", ")),
+                );
+            }
+            continue;
+        }
+        data.insert(key, value);
+    }
+    let update = UserUpdate { data, ..Default::default() };
+    let user = tri!(auth.store.update_user(&app_id, &user.id, update).await.map_err(store_response));
+    Json(user_json(&user)).into_response()
+}
+
+/// Whether the caller may see every user: the service role or an admin user.
+async fn is_admin(auth: &Auth, app_id: &str, identity: &Identity) -> Result<bool, Response> {
+    match identity {
+        Identity::Service { .. } => Ok(true),
+        Identity::User { user_id } => Ok(token_user(auth, app_id, user_id).await?.role == UserRole::Admin),
+    }
+}
+
+async fn list_users(State(auth): State<Arc<Auth>>, Path(app): Path<String>, headers: HeaderMap) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let identity = tri!(require_identity(&auth, &headers, &app_id));
+    if tri!(is_admin(&auth, &app_id, &identity).await) {
+        let users = tri!(auth.store.list_users(&app_id).await.map_err(store_response));
+        return Json(users.iter().map(user_json).collect::<Vec<_>>()).into_response();
+    }
+    let user = tri!(token_user(&auth, &app_id, identity.user_id().unwrap_or_default()).await);
+    Json(vec![user_json(&user)]).into_response()
+}
+
+async fn get_user(
+    State(auth): State<Arc<Auth>>,
+    Path((app, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let identity = tri!(require_identity(&auth, &headers, &app_id));
+    if identity.user_id() != Some(id.as_str()) && !tri!(is_admin(&auth, &app_id, &identity).await) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "You can only read your own user",
+            "Use entities/User/me.",
+        )
+        .into_response();
+    }
+    match tri!(auth.store.user(&app_id, &id).await.map_err(store_response)) {
+        Some(user) => Json(user_json(&user)).into_response(),
+        None => {
+            ApiError::not_found("user_not_found", format!("No user with id '{id}'"), "Check the id.").into_response()
+        }
+    }
+}
+
+async fn invite_user(
+    State(auth): State<Arc<Auth>>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
+    let identity = tri!(require_identity(&auth, &headers, &app_id));
+    let map = tri!(object(&body));
+    let email = tri!(text(&map, "user_email"));
+    let role = tri!(UserRole::parse(tri!(optional_text(&map, "role")).unwrap_or("user")).map_err(store_response));
+    if role == UserRole::Admin && !tri!(is_admin(&auth, &app_id, &identity).await) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Only an admin can invite an admin",
+            "Invite with role 'user', or ask an admin of the app.",
+        )
+        .into_response();
+    }
+    if let Some(user_id) = identity.user_id() {
+        tri!(token_user(&auth, &app_id, user_id).await);
+    }
+    let new = NewUser { email: email.into(), password: None, full_name: None, role, is_verified: false };
+    let user = match auth.store.create_user(&app_id, new).await {
+        Ok(user) => user,
+        Err(homebase_store::StoreError::Conflict { .. }) => {
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "user_exists",
+                "This e-mail already has an account in the app",
+                "There is nothing to invite; the user can sign in or reset the password.",
+            )
+            .into_response();
+        }
+        Err(e) => return store_response(e),
+    };
+    let token =
+        tri!(auth.store.new_reset_token(&app_id, &user.id, RESET_TTL.as_millis() as i64).await.map_err(store_response));
+    auth.send_reset(&user, &token, true);
+    Json(json!({ "message": "The invitation was sent.", "user_email": user.email, "role": role.as_str() }))
+        .into_response()
+}

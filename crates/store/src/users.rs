@@ -1,0 +1,599 @@
+//! App users: accounts per app with e-mail and password, one-time codes, and per-app auth
+//! settings.
+//!
+//! * **E-mail** is trimmed and lowercased before it is stored or looked up, so it is unique per
+//!   app regardless of case.
+//! * **Passwords** are hashed with Argon2id (the `argon2` crate's defaults, a PHC string with its
+//!   own random salt); the plaintext never reaches the database. [`Store::check_password`]
+//!   hashes a dummy password when the account is unknown, so an unknown account and a wrong
+//!   password take about the same time.
+//! * **Codes** (the e-mail verification code and the password reset token) are stored as a
+//!   SHA-256 of the app, the user, the purpose and the code; one per user and purpose (a new one
+//!   replaces the old), with an expiry, single-use (taken codes are deleted) and, for the short
+//!   verification code, at most [`MAX_CODE_ATTEMPTS`] wrong guesses.
+
+use std::sync::OnceLock;
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Result, StoreError};
+use crate::ids;
+use crate::sqlite::Sqlite;
+use crate::{App, Store};
+
+/// Wrong guesses of a verification code before the code is void.
+pub const MAX_CODE_ATTEMPTS: i64 = 5;
+/// Password length bounds, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+/// An app user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserRole {
+    User,
+    Admin,
+}
+
+impl UserRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::User => "user",
+            UserRole::Admin => "admin",
+        }
+    }
+
+    /// `user` or `admin`; anything else is [`StoreError::Invalid`].
+    pub fn parse(text: &str) -> Result<UserRole> {
+        match text {
+            "user" => Ok(UserRole::User),
+            "admin" => Ok(UserRole::Admin),
+            other => Err(StoreError::invalid(format!("The role '{other}' is not known; use 'user' or 'admin'"))),
+        }
+    }
+}
+
+/// A stored app user. The password hash is never handed out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// 24 lowercase hex characters, random.
+    pub id: String,
+    pub app_id: String,
+    /// Lowercased.
+    pub email: String,
+    pub full_name: Option<String>,
+    pub role: UserRole,
+    pub is_verified: bool,
+    pub disabled: bool,
+    /// Whether a password is set (an invited user has none until they reset it).
+    pub has_password: bool,
+    /// Custom fields, a JSON object.
+    pub data: Map<String, Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What [`Store::create_user`] takes.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    /// `None`: no password yet (an invited user).
+    pub password: Option<String>,
+    pub full_name: Option<String>,
+    pub role: UserRole,
+    pub is_verified: bool,
+}
+
+/// A change to a user; `None` fields stay as they are. `data` is merged into the custom fields
+/// (a key with `null` is stored as `null`).
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    pub full_name: Option<Option<String>>,
+    pub role: Option<UserRole>,
+    pub is_verified: Option<bool>,
+    pub disabled: Option<bool>,
+    pub data: Map<String, Value>,
+}
+
+/// What a one-time code is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    /// The e-mail verification code (OTP).
+    Verify,
+    /// The password reset token.
+    Reset,
+}
+
+impl CodePurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            CodePurpose::Verify => "verify",
+            CodePurpose::Reset => "reset",
+        }
+    }
+}
+
+/// The outcome of [`Store::take_code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// The code matched; it is deleted.
+    Valid,
+    /// No code, a wrong code, an expired code or one guessed wrong too often: all alike.
+    Invalid,
+}
+
+/// Trims and lowercases an e-mail address and checks its shape.
+pub fn normalize_email(email: &str) -> Result<String> {
+    let email = email.trim().to_lowercase();
+    let bad = |why: &str| StoreError::invalid(format!("'{email}' is not an e-mail address: {why}"));
+    if email.is_empty() {
+        return Err(StoreError::invalid("The e-mail address is empty"));
+    }
+    if email.len() > 254 {
+        return Err(bad("it is longer than 254 characters"));
+    }
+    let Some((local, domain)) = email.split_once('@') else { return Err(bad("it has no '@'")) };
+    if local.is_empty() || domain.is_empty() || domain.contains('@') {
+        return Err(bad("it needs exactly one '@' with text on both sides"));
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("it contains spaces or control characters"));
+    }
+    Ok(email)
+}
+
+/// Checks a new password's length.
+pub fn validate_password(password: &str) -> Result<()> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_CHARS {
+        return Err(StoreError::invalid(format!(
+            "The password is too short: it needs at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if n > MAX_PASSWORD_CHARS {
+        return Err(StoreError::invalid(format!("The password is too long: at most {MAX_PASSWORD_CHARS} characters")));
+    }
+    Ok(())
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Database(format!("Hashing a password failed: {e}")))
+}
+
+fn password_matches(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// A hash of a random password, for comparing against when the account is unknown.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let password: [u8; 16] = rand::random();
+        hash_password(&ids::hex(&password)).unwrap_or_default()
+    })
+}
+
+fn code_hash(app_id: &str, user_id: &str, purpose: CodePurpose, code: &str) -> String {
+    let mut input = Vec::with_capacity(app_id.len() + user_id.len() + code.len() + 16);
+    for part in [app_id, user_id, purpose.as_str(), code.trim()] {
+        input.extend_from_slice(part.as_bytes());
+        input.push(0);
+    }
+    ids::sha256_hex(&input)
+}
+
+/// A reset token carries its user: `<user id>.<random>`; only its hash is stored.
+fn split_reset_token(token: &str) -> Option<(&str, &str)> {
+    token.trim().split_once('.').filter(|(user, secret)| !user.is_empty() && !secret.is_empty())
+}
+
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Database(format!("A hashing task failed: {e}")))
+}
+
+impl Store {
+    /// Makes sure an app with this id exists (creating it with `name` if not) and returns it:
+    /// for `dev`, whose app id comes from the project.
+    pub async fn ensure_app(&self, id: &str, name: &str) -> Result<App> {
+        if let Some(app) = self.get_app(id).await? {
+            return Ok(app);
+        }
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(StoreError::invalid(format!(
+                "'{id}' is not a usable app id: use letters, digits, '-' and '_' (at most 128)"
+            )));
+        }
+        let name = crate::content::validate_app_name(name)?;
+        self.db().insert_app(App { id: id.to_string(), name, created_at: ids::now_ms() }).await
+    }
+
+    /// Creates a user. [`StoreError::Conflict`] when the app already has a user with this
+    /// e-mail (in any case), [`StoreError::NotFound`] for an unknown app.
+    pub async fn create_user(&self, app_id: &str, new: NewUser) -> Result<User> {
+        let email = normalize_email(&new.email)?;
+        let hash = match new.password {
+            Some(password) => {
+                validate_password(&password)?;
+                Some(blocking(move || hash_password(&password)).await??)
+            }
+            None => None,
+        };
+        let now = ids::now_ms();
+        let user = User {
+            id: ids::new_user_id(),
+            app_id: app_id.to_string(),
+            email,
+            full_name: new.full_name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()),
+            role: new.role,
+            is_verified: new.is_verified,
+            disabled: false,
+            has_password: hash.is_some(),
+            data: Map::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.db().insert_user(user, hash).await
+    }
+
+    /// The app's user with this id.
+    pub async fn user(&self, app_id: &str, id: &str) -> Result<Option<User>> {
+        self.db().find_user(app_id.to_string(), "id", id.to_string()).await.map(|u| u.map(|(user, _)| user))
+    }
+
+    /// The app's user with this e-mail (any case); `None` also for a malformed address.
+    pub async fn user_by_email(&self, app_id: &str, email: &str) -> Result<Option<User>> {
+        let Ok(email) = normalize_email(email) else { return Ok(None) };
+        self.db().find_user(app_id.to_string(), "email", email).await.map(|u| u.map(|(user, _)| user))
+    }
+
+    /// The app's users, oldest first.
+    pub async fn list_users(&self, app_id: &str) -> Result<Vec<User>> {
+        self.db().list_users(app_id.to_string()).await
+    }
+
+    /// The user with this e-mail and password, or `None` when the account is unknown, has no
+    /// password or the password is wrong. An unknown account costs one Argon2 hash too.
+    pub async fn check_password(&self, app_id: &str, email: &str, password: &str) -> Result<Option<User>> {
+        let found = match normalize_email(email) {
+            Ok(email) => self.db().find_user(app_id.to_string(), "email", email).await?,
+            Err(_) => None,
+        };
+        let password = password.to_string();
+        blocking(move || {
+            let (user, hash) = match found {
+                Some((user, Some(hash))) => (Some(user), hash),
+                _ => (None, dummy_hash().to_string()),
+            };
+            let matches = password_matches(&password, &hash);
+            user.filter(|_| matches)
+        })
+        .await
+    }
+
+    /// Sets a user's password (checked for length, hashed).
+    pub async fn set_password(&self, app_id: &str, user_id: &str, password: &str) -> Result<()> {
+        validate_password(password)?;
+        let password = password.to_string();
+        let hash = blocking(move || hash_password(&password)).await??;
+        self.db().set_password(app_id.to_string(), user_id.to_string(), hash, ids::now_ms()).await
+    }
+
+    /// Applies `update` to the user and returns the result.
+    pub async fn update_user(&self, app_id: &str, user_id: &str, update: UserUpdate) -> Result<User> {
+        self.db().update_user(app_id.to_string(), user_id.to_string(), update, ids::now_ms()).await
+    }
+
+    /// Stores `code` for the user and purpose (replacing an earlier one), valid for `ttl_ms`.
+    pub async fn put_code(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        purpose: CodePurpose,
+        code: &str,
+        ttl_ms: i64,
+    ) -> Result<()> {
+        let hash = code_hash(app_id, user_id, purpose, code);
+        let now = ids::now_ms();
+        self.db().put_code(user_id.to_string(), purpose.as_str(), hash, now.saturating_add(ttl_ms)).await
+    }
+
+    /// Checks `code` for the user and purpose. A match deletes it (single use); a wrong guess
+    /// counts, and the code is void after [`MAX_CODE_ATTEMPTS`] of them.
+    pub async fn take_code(&self, app_id: &str, user_id: &str, purpose: CodePurpose, code: &str) -> Result<CodeCheck> {
+        let hash = code_hash(app_id, user_id, purpose, code);
+        self.db().take_code(user_id.to_string(), purpose.as_str(), hash, ids::now_ms()).await
+    }
+
+    /// A new password reset token for the user (replacing an earlier one), valid for `ttl_ms`:
+    /// `<user id>.<32 random bytes in hex>`.
+    pub async fn new_reset_token(&self, app_id: &str, user_id: &str, ttl_ms: i64) -> Result<String> {
+        let secret: [u8; 32] = rand::random();
+        let token = format!("{user_id}.{}", ids::hex(&secret));
+        self.put_code(app_id, user_id, CodePurpose::Reset, &token, ttl_ms).await?;
+        Ok(token)
+    }
+
+    /// Takes a reset token: the user it belongs to when it is valid (and then it is deleted).
+    pub async fn take_reset_token(&self, app_id: &str, token: &str) -> Result<Option<User>> {
+        let Some((user_id, _)) = split_reset_token(token) else { return Ok(None) };
+        let Some(user) = self.user(app_id, user_id).await? else { return Ok(None) };
+        match self.take_code(app_id, &user.id, CodePurpose::Reset, token.trim()).await? {
+            CodeCheck::Valid => Ok(Some(user)),
+            CodeCheck::Invalid => Ok(None),
+        }
+    }
+
+    /// Whether the app requires e-mail verification before login; `None` when never set.
+    pub async fn require_verification(&self, app_id: &str) -> Result<Option<bool>> {
+        self.db().require_verification(app_id.to_string()).await
+    }
+
+    /// Switches e-mail verification on or off for the app.
+    pub async fn set_require_verification(&self, app_id: &str, required: bool) -> Result<()> {
+        self.db().set_require_verification(app_id.to_string(), required).await
+    }
+}
+
+const USER_COLUMNS: &str = "SELECT id, app_id, email, full_name, role, is_verified, disabled, data, created_at, \
+                            updated_at, password_hash FROM users";
+
+fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, Option<String>)> {
+    let role: String = r.get(4)?;
+    let data: String = r.get(7)?;
+    let hash: Option<String> = r.get(10)?;
+    let user = User {
+        id: r.get(0)?,
+        app_id: r.get(1)?,
+        email: r.get(2)?,
+        full_name: r.get(3)?,
+        role: if role == "admin" { UserRole::Admin } else { UserRole::User },
+        is_verified: r.get(5)?,
+        disabled: r.get(6)?,
+        has_password: hash.is_some(),
+        data: serde_json::from_str(&data).unwrap_or_default(),
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    };
+    Ok((user, hash))
+}
+
+fn not_found(user_id: &str) -> StoreError {
+    StoreError::not_found(format!("User '{user_id}'"))
+}
+
+impl Sqlite {
+    pub(crate) async fn insert_user(&self, user: User, hash: Option<String>) -> Result<User> {
+        self.write("create_user", move |tx| {
+            crate::sqlite::ensure_app(tx, &user.app_id)?;
+            let taken = tx
+                .query_row("SELECT 1 FROM users WHERE app_id = ?1 AND email = ?2", [&user.app_id, &user.email], |_| {
+                    Ok(())
+                })
+                .optional()?
+                .is_some();
+            if taken {
+                return Err(StoreError::conflict(format!("A user with the e-mail '{}' already exists", user.email)));
+            }
+            tx.execute(
+                "INSERT INTO users (id, app_id, email, password_hash, full_name, role, is_verified, disabled, data,
+                                    created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    user.id,
+                    user.app_id,
+                    user.email,
+                    hash,
+                    user.full_name,
+                    user.role.as_str(),
+                    user.is_verified,
+                    user.disabled,
+                    Value::Object(user.data.clone()).to_string(),
+                    user.created_at,
+                    user.updated_at
+                ],
+            )?;
+            Ok((user, true))
+        })
+        .await
+    }
+
+    /// By `column` (`id` or `email`).
+    pub(crate) async fn find_user(
+        &self,
+        app_id: String,
+        column: &'static str,
+        value: String,
+    ) -> Result<Option<(User, Option<String>)>> {
+        self.call(move |conn| {
+            let sql = format!("{USER_COLUMNS} WHERE app_id = ?1 AND {column} = ?2");
+            Ok(conn.prepare_cached(&sql)?.query_row([app_id, value], user_from_row).optional()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn list_users(&self, app_id: String) -> Result<Vec<User>> {
+        self.call(move |conn| {
+            let sql = format!("{USER_COLUMNS} WHERE app_id = ?1 ORDER BY created_at, rowid");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map([app_id], |r| user_from_row(r).map(|(u, _)| u))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn set_password(&self, app_id: String, user_id: String, hash: String, now: i64) -> Result<()> {
+        self.write("set_password", move |tx| {
+            let n = tx.execute(
+                "UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE app_id = ?1 AND id = ?2",
+                params![app_id, user_id, hash, now],
+            )?;
+            if n == 0 {
+                return Err(not_found(&user_id));
+            }
+            // A new password voids an outstanding reset token.
+            tx.execute("DELETE FROM user_codes WHERE user_id = ?1 AND purpose = 'reset'", [&user_id])?;
+            Ok(((), true))
+        })
+        .await
+    }
+
+    pub(crate) async fn update_user(
+        &self,
+        app_id: String,
+        user_id: String,
+        update: UserUpdate,
+        now: i64,
+    ) -> Result<User> {
+        self.write("update_user", move |tx| {
+            let sql = format!("{USER_COLUMNS} WHERE app_id = ?1 AND id = ?2");
+            let (mut user, _) = tx
+                .query_row(&sql, [&app_id, &user_id], user_from_row)
+                .optional()?
+                .ok_or_else(|| not_found(&user_id))?;
+            if let Some(name) = update.full_name {
+                user.full_name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+            }
+            user.role = update.role.unwrap_or(user.role);
+            user.is_verified = update.is_verified.unwrap_or(user.is_verified);
+            user.disabled = update.disabled.unwrap_or(user.disabled);
+            user.data.extend(update.data);
+            user.updated_at = now;
+            tx.execute(
+                "UPDATE users SET full_name = ?3, role = ?4, is_verified = ?5, disabled = ?6, data = ?7, updated_at = ?8
+                 WHERE app_id = ?1 AND id = ?2",
+                params![
+                    app_id,
+                    user_id,
+                    user.full_name,
+                    user.role.as_str(),
+                    user.is_verified,
+                    user.disabled,
+                    Value::Object(user.data.clone()).to_string(),
+                    now
+                ],
+            )?;
+            Ok((user, true))
+        })
+        .await
+    }
+
+    pub(crate) async fn put_code(
+        &self,
+        user_id: String,
+        purpose: &'static str,
+        hash: String,
+        expires_at: i64,
+    ) -> Result<()> {
+        self.write("put_code", move |tx| {
+            let n = tx.execute(
+                "INSERT INTO user_codes (user_id, purpose, code_hash, expires_at, attempts)
+                 SELECT ?1, ?2, ?3, ?4, 0 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?1)
+                 ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = excluded.code_hash,
+                     expires_at = excluded.expires_at, attempts = 0",
+                params![user_id, purpose, hash, expires_at],
+            )?;
+            if n == 0 {
+                return Err(not_found(&user_id));
+            }
+            Ok(((), true))
+        })
+        .await
+    }
+
+    pub(crate) async fn take_code(
+        &self,
+        user_id: String,
+        purpose: &'static str,
+        hash: String,
+        now: i64,
+    ) -> Result<CodeCheck> {
+        self.write("take_code", move |tx| {
+            let stored: Option<(String, i64, i64)> = tx
+                .query_row(
+                    "SELECT code_hash, expires_at, attempts FROM user_codes WHERE user_id = ?1 AND purpose = ?2",
+                    params![user_id, purpose],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((stored, expires_at, attempts)) = stored else { return Ok((CodeCheck::Invalid, false)) };
+            let delete = |tx: &rusqlite::Transaction<'_>| {
+                tx.execute("DELETE FROM user_codes WHERE user_id = ?1 AND purpose = ?2", params![user_id, purpose])
+            };
+            if expires_at <= now || attempts >= MAX_CODE_ATTEMPTS {
+                delete(tx)?;
+                return Ok((CodeCheck::Invalid, true));
+            }
+            if constant_time_eq(stored.as_bytes(), hash.as_bytes()) {
+                delete(tx)?;
+                return Ok((CodeCheck::Valid, true));
+            }
+            tx.execute(
+                "UPDATE user_codes SET attempts = attempts + 1 WHERE user_id = ?1 AND purpose = ?2",
+                params![user_id, purpose],
+            )?;
+            Ok((CodeCheck::Invalid, true))
+        })
+        .await
+    }
+
+    pub(crate) async fn require_verification(&self, app_id: String) -> Result<Option<bool>> {
+        self.call(move |conn| {
+            Ok(conn
+                .query_row("SELECT require_verification FROM auth_settings WHERE app_id = ?1", [app_id], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    pub(crate) async fn set_require_verification(&self, app_id: String, required: bool) -> Result<()> {
+        self.write("set_auth_settings", move |tx| {
+            crate::sqlite::ensure_app(tx, &app_id)?;
+            tx.execute(
+                "INSERT INTO auth_settings (app_id, require_verification) VALUES (?1, ?2)
+                 ON CONFLICT (app_id) DO UPDATE SET require_verification = excluded.require_verification",
+                params![app_id, required],
+            )?;
+            Ok(((), true))
+        })
+        .await
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(normalize_email("  Ann@Example.TEST ").unwrap(), "ann@example.test");
+        for bad in ["", "ann", "@x", "ann@", "a@b@c", "a b@c"] {
+            assert_eq!(normalize_email(bad).unwrap_err().code(), "invalid", "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_argon2id_and_salted() {
+        let a = hash_password("correct horse").unwrap();
+        let b = hash_password("correct horse").unwrap();
+        assert!(a.starts_with("$argon2id$"), "{a}");
+        assert_ne!(a, b, "each hash has its own salt");
+        assert!(password_matches("correct horse", &a));
+        assert!(!password_matches("wrong horse", &a));
+        assert!(!password_matches("correct horse", "not a hash"));
+        validate_password("12345678").unwrap();
+        assert!(validate_password("1234567").is_err());
+    }
+}
