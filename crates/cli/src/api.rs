@@ -71,16 +71,16 @@ impl Api {
     }
 
     pub fn new(target: &Target) -> anyhow::Result<Api> {
+        Api::with_key(&target.url.value, &target.token.value, target.token.source.clone())
+    }
+
+    /// The client for `base` with `key`, which came from `source`.
+    pub fn with_key(base: &str, key: &str, source: Source) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("homebase-cli/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Api {
-            http,
-            base: target.url.value.clone(),
-            token: target.token.value.clone(),
-            token_source: target.token.source.clone(),
-        })
+        Ok(Api { http, base: base.to_string(), token: key.to_string(), token_source: source })
     }
 
     /// `/api/apps/{app}/backend-functions[/{name}[/{rest}]]`.

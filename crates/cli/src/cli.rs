@@ -43,4 +43,6 @@ pub enum Command {
     Deploy(commands::deploy::DeployArgs),
     /// Set, list and delete an app's secrets on a server (values are never printed).
     Secrets(commands::secrets::SecretsArgs),
+    /// Run a script with a pre-authenticated Base44 client as the global `base44`.
+    Exec(commands::exec::ExecArgs),
 }

@@ -140,3 +140,46 @@ async fn the_official_cli_sets_lists_and_deletes_secrets() {
     let (out, text) = base44(project.path(), &server.url, &["secrets", "set", "1BAD=v"]).await;
     assert!(!out.status.success() || text.contains("1BAD"), "{text}");
 }
+
+#[tokio::test]
+async fn the_official_cli_runs_scripts_with_exec() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Running::serve(data.path(), ADMIN_KEY).await;
+    let app_id = server.create_app(ADMIN_KEY, "exec").await;
+    let project = homebase_testkit::fixture("functions");
+    std::fs::write(project.path().join("base44/.app.jsonc"), format!("{{\"id\": \"{app_id}\"}}\n")).unwrap();
+    let (out, text) = base44(project.path(), &server.url, &["functions", "deploy", "whoami"]).await;
+    assert!(out.status.success(), "{text}");
+
+    // `base44 exec` runs `deno` from PATH: ours.
+    let deno = homebase_testkit::deno().await;
+    let path = format!("{}:{}", deno.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let mut child = Command::new("node")
+        .arg(official_cli().await)
+        .arg("exec")
+        .current_dir(project.path())
+        .env("PATH", path)
+        .env("BASE44_API_URL", &server.url)
+        .env("BASE44_API_KEY", ADMIN_KEY)
+        .env("BASE44_DISABLE_TELEMETRY", "1")
+        .env("BASE44_CLI_TEST_OVERRIDES", r#"{"latestVersion":null}"#)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script =
+        r#"const r = await base44.functions.invoke("whoami", {}); console.log("SEEN " + JSON.stringify(r.data));"#;
+    tokio::io::AsyncWriteExt::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    let seen: Value = serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("SEEN ")).expect(&text)).unwrap();
+    assert_eq!(seen["appId"], app_id.as_str(), "{seen}");
+    assert_eq!(seen["apiUrl"], server.url.as_str());
+    assert_eq!(seen["service"], true);
+    // The token `auth/token` gave is the script's bearer, and the function knows it.
+    assert_eq!(seen["authorization"], "Bearer");
+    assert_eq!(seen["me"]["is_service"], true);
+}

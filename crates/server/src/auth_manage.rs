@@ -7,7 +7,9 @@
 //! - `POST /api/apps/{app_id}/users` creates a user (the first admin, say); `GET` lists them.
 //! - `GET`/`PUT /api/apps/{app_id}/auth/settings`: `{require_verification}`.
 //!
-//! An app user's token is not an API key: these routes answer it with 401.
+//! An app user's token is not an API key: these routes answer it with 401. On `serve` the keys
+//! are the stored API keys; a `homebase dev` run has one key of its own ([`Keys::Dev`]), written
+//! for local tools to `base44/.homebase/dev.json`.
 
 use std::sync::Arc;
 
@@ -21,16 +23,17 @@ use homebase_store::{NewUser, UserRole};
 use http::{HeaderMap, StatusCode, Uri};
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::manage::{Caller, store_error};
+use crate::manage::{Caller, presented_key, store_error, unauthorized};
 use crate::platform::Platform;
 use crate::users_api::{Auth, user_json};
 
 #[derive(Clone)]
 pub struct AuthManage {
-    pub platform: Arc<Platform>,
+    pub keys: Keys,
     pub auth: Arc<Auth>,
     pub state: AppState,
 }
@@ -44,11 +47,28 @@ pub fn router(manage: AuthManage) -> Router {
         .with_state(manage)
 }
 
+/// Which keys may call these routes.
+#[derive(Clone)]
+pub enum Keys {
+    /// `serve`: the admin and app keys in the store.
+    Stored(Arc<Platform>),
+    /// `homebase dev`: the one key of this run.
+    Dev(Arc<str>),
+}
+
 /// The caller, allowed to touch `app_id`, which exists.
 async fn authorize(manage: &AuthManage, headers: &HeaderMap, app_id: &str) -> Result<(), ApiError> {
-    let caller = Caller::authenticate(&manage.platform, headers).await?;
-    caller.require_app(app_id)?;
-    if manage.platform.store.get_app(app_id).await.map_err(store_error)?.is_none() {
+    match &manage.keys {
+        Keys::Stored(platform) => Caller::authenticate(platform, headers).await?.require_app(app_id)?,
+        Keys::Dev(key) => {
+            let sent = presented_key(headers)?;
+            // Compare hashes, so the time taken says nothing about the key.
+            if Sha256::digest(sent.as_bytes()) != Sha256::digest(key.as_bytes()) {
+                return Err(unauthorized("The key is not this dev server's key (see base44/.homebase/dev.json)"));
+            }
+        }
+    }
+    if manage.auth.store.get_app(app_id).await.map_err(store_error)?.is_none() {
         return Err(ApiError::not_found(
             "app_not_found",
             format!("No app with id '{app_id}'"),
@@ -70,7 +90,7 @@ async fn token(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&manage, &headers, &app_id).await?;
-    let store = &manage.platform.store;
+    let store = &manage.auth.store;
     let Some(wanted) = query.user.filter(|u| !u.trim().is_empty()) else {
         let token = manage.auth.tokens.mint_service(&app_id);
         let ttl = manage.auth.tokens.service_ttl().as_secs();
@@ -84,7 +104,7 @@ async fn token(
         return Err(ApiError::not_found(
             "user_not_found",
             format!("The app has no user '{wanted}'"),
-            "Pass the e-mail or id of an existing user, or create one with POST /api/apps/{app_id}/users.",
+            format!("Pass the e-mail or id of an existing user, or create one with POST /api/apps/{app_id}/users."),
         ));
     };
     if user.disabled {
@@ -116,7 +136,7 @@ async fn list_users(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&manage, &headers, &app_id).await?;
-    let users = manage.platform.store.list_users(&app_id).await.map_err(store_error)?;
+    let users = manage.auth.store.list_users(&app_id).await.map_err(store_error)?;
     Ok(Json(users.iter().map(user_json).collect::<Vec<_>>()).into_response())
 }
 
@@ -157,7 +177,7 @@ async fn create_user(
         role,
         is_verified: request.is_verified.unwrap_or(true),
     };
-    let user = manage.platform.store.create_user(&app_id, new).await.map_err(store_error)?;
+    let user = manage.auth.store.create_user(&app_id, new).await.map_err(store_error)?;
     Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
 }
 
@@ -185,11 +205,6 @@ async fn put_settings(
 ) -> Result<Response, ApiError> {
     authorize(&manage, &headers, &app_id).await?;
     let settings: Settings = parse(&body)?;
-    manage
-        .platform
-        .store
-        .set_require_verification(&app_id, settings.require_verification)
-        .await
-        .map_err(store_error)?;
+    manage.auth.store.set_require_verification(&app_id, settings.require_verification).await.map_err(store_error)?;
     Ok(Json(json!({ "require_verification": settings.require_verification })).into_response())
 }

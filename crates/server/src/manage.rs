@@ -84,25 +84,32 @@ impl Caller {
     /// The key in `api_key` or `Authorization: Bearer`; 401 when there is none or it is not a
     /// stored key (an app user's token is not a key).
     pub(crate) async fn authenticate(platform: &Platform, headers: &http::HeaderMap) -> Result<Caller, ApiError> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let secret = header("api_key")
-            .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")))
-            .map(str::trim)
-            .filter(|s| !s.is_empty());
-        let unauthorized = |message: &str| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                message,
-                "Send an API key (b44k_…) in the api_key header or as Authorization: Bearer.",
-            )
-        };
-        let Some(secret) = secret else { return Err(unauthorized("No API key was sent")) };
+        let secret = presented_key(headers)?;
         match platform.store.verify_key(secret).await.map_err(store_error)? {
             Some(key) => Ok(Caller(key)),
             None => Err(unauthorized("The API key is not valid")),
         }
     }
+}
+
+/// The key in `api_key` or `Authorization: Bearer`; 401 when there is none.
+pub(crate) fn presented_key(headers: &http::HeaderMap) -> Result<&str, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    header("api_key")
+        .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| unauthorized("No API key was sent"))
+}
+
+/// A 401 for a missing or wrong management key.
+pub(crate) fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        message,
+        "Send an API key (b44k_…) in the api_key header or as Authorization: Bearer.",
+    )
 }
 
 /// A store failure as an HTTP error.

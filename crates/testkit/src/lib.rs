@@ -258,7 +258,11 @@ impl TestPlatform {
         );
         let router = homebase_server::platform::router(platform.clone(), state.clone())
             .merge(users_api::router(auth.clone()))
-            .merge(auth_manage::router(AuthManage { platform: platform.clone(), auth: auth.clone(), state }));
+            .merge(auth_manage::router(AuthManage {
+                keys: auth_manage::Keys::Stored(platform.clone()),
+                auth: auth.clone(),
+                state,
+            }));
         let serving = Serving::start(router, runtime, CancellationToken::new()).await;
         TestPlatform { store, platform, auth, logs, serving }
     }

@@ -2,13 +2,14 @@
 //! port), reload on change, print function logs, stop cleanly on Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use homebase_project::Project;
 use homebase_runtime::{LogSink, Runtime};
+use homebase_server::auth_manage::{self, AuthManage, Keys};
 use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
 use homebase_server::dev::{DevApp, DevEvent};
@@ -16,6 +17,7 @@ use homebase_server::logs::LogHub;
 use homebase_server::users_api::{self, Auth};
 use homebase_server::{AppState, TokenMinter, token};
 use homebase_store::Store;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::GlobalArgs;
@@ -129,8 +131,64 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let state = AppState::new(app.clone(), runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
     let mailer = config.mailer().map_err(|e| anyhow::anyhow!("smtp-url: {e}"))?;
     // Verification is off in dev unless switched on for the app.
+    let app_id = app.app_id().to_string();
     let auth = Arc::new(Auth::new(store, state.tokens.clone(), app, mailer, false));
-    let router = homebase_server::router(state).merge(users_api::router(auth));
+    // Local tools (`homebase exec --local`) find this run's URL and key in the project.
+    let key: String = rand::random::<[u8; 24]>().iter().fold(String::from("hbdev_"), |mut key, byte| {
+        key.push_str(&format!("{byte:02x}"));
+        key
+    });
+    let dev_file = DevFile { url: url.clone(), app_id, key: key.clone() };
+    let dev_file_path = dev_file.write(&project)?;
+    let manage = AuthManage { keys: Keys::Dev(key.as_str().into()), auth: auth.clone(), state: state.clone() };
+    let router = homebase_server::router(state).merge(users_api::router(auth)).merge(auth_manage::router(manage));
     serving::serve_until_signal(json, listener, router, runtime, shutdown, config.shutdown_timeout).await;
+    DevFile::remove_if_ours(&dev_file_path, &key);
     Ok(())
+}
+
+/// `base44/.homebase/dev.json`: how local tools reach the running `homebase dev` of a project
+/// (mode 0600; removed when the run ends).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DevFile {
+    pub url: String,
+    pub app_id: String,
+    pub key: String,
+}
+
+impl DevFile {
+    pub fn path(project: &Project) -> PathBuf {
+        project.base_dir.join(".homebase").join("dev.json")
+    }
+
+    fn write(&self, project: &Project) -> anyhow::Result<PathBuf> {
+        let path = DevFile::path(project);
+        let text = serde_json::to_string_pretty(self)?;
+        crate::target::write_private(&path, &text).with_context(|| format!("could not write {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// The running dev server of `project`, if there is one.
+    pub fn read(project: &Project) -> anyhow::Result<DevFile> {
+        let path = DevFile::path(project);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "No `homebase dev` is running for {} ({} is missing); start one first",
+                project.root.display(),
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid; restart `homebase dev`", path.display()))
+    }
+
+    /// Removes the file unless a later run of `homebase dev` has replaced it.
+    fn remove_if_ours(path: &Path, key: &str) {
+        let ours = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<DevFile>(&text).ok())
+            .is_some_and(|file| file.key == key);
+        if ours {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }

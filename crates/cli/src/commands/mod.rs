@@ -3,6 +3,7 @@
 pub mod apps;
 pub mod deploy;
 pub mod dev;
+pub mod exec;
 pub mod functions;
 pub mod login;
 pub mod logout;
@@ -23,5 +24,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Functions(args) => functions::run(args, &cli.global).await,
         Command::Deploy(args) => deploy::run(args, &cli.global).await,
         Command::Secrets(args) => secrets::run(args, &cli.global).await,
+        Command::Exec(args) => exec::run(args, &cli.global).await,
     }
 }

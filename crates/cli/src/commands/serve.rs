@@ -105,7 +105,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let auth = Arc::new(Auth::new(store.clone(), state.tokens.clone(), platform.clone(), mailer, true));
     let router = platform::router(platform.clone(), state.clone())
         .merge(users_api::router(auth.clone()))
-        .merge(auth_manage::router(AuthManage { platform, auth, state }));
+        .merge(auth_manage::router(AuthManage { keys: auth_manage::Keys::Stored(platform), auth, state }));
     let grace = config.shutdown_timeout;
     serving::serve_until_signal(global.json, listener, router, runtime, CancellationToken::new(), grace).await;
     Ok(())
