@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use homebase_runtime::{LogEvent, LogSink, Runtime, RuntimeConfig};
 use homebase_server::dev::{DevApp, DevEvent};
-use homebase_server::logs::LogHub;
+use homebase_server::logs::{LogHub, LogWriter};
+use homebase_server::logs_api::LogService;
 use homebase_server::platform::Platform;
 use homebase_server::{AppState, TokenMinter};
-use homebase_store::{KeyScope, MasterKey, Store};
+use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -191,6 +192,9 @@ pub struct TestPlatform {
     pub store: Store,
     pub platform: Arc<Platform>,
     pub logs: Arc<CollectedLogs>,
+    /// The log database (`<data dir>/logs.db`) and the hub that feeds it.
+    pub log_store: LogStore,
+    pub hub: Arc<LogHub>,
     serving: Serving,
 }
 
@@ -204,6 +208,12 @@ impl std::ops::Deref for TestPlatform {
 impl TestPlatform {
     /// Serves the data folder `data_dir` (created if missing; an existing one is reopened).
     pub async fn start(data_dir: &Path) -> TestPlatform {
+        TestPlatform::start_with(data_dir, Duration::from_secs(15)).await
+    }
+
+    /// [`start`](TestPlatform::start), with log streams sending a keep-alive comment every
+    /// `keepalive`.
+    pub async fn start_with(data_dir: &Path, keepalive: Duration) -> TestPlatform {
         std::fs::create_dir_all(data_dir).unwrap();
         let store = Store::open_sqlite_with_key(data_dir.join("homebase.db"), MasterKey::from_bytes(TEST_MASTER_KEY))
             .await
@@ -211,14 +221,21 @@ impl TestPlatform {
         store.import_key(ADMIN_KEY, KeyScope::Admin, "admin").await.expect("the admin key imports");
         let config = RuntimeConfig { deno: Some(deno().await), inherit_env: false, ..RuntimeConfig::default() };
         let logs = Arc::new(CollectedLogs::default());
-        let hub = LogHub::new(100_000, vec![logs.clone() as Arc<dyn LogSink>]);
-        let runtime = Runtime::new(config, hub).expect("runtime starts");
-        let platform = Platform::open(store.clone(), runtime.clone(), data_dir).await.expect("the platform opens");
+        let log_store = LogStore::open(data_dir.join("logs.db")).await.expect("the log store opens");
+        let (writer, _) = LogWriter::spawn(log_store.clone(), Retention::default());
+        let next_id = log_store.next_id().await.unwrap();
+        let hub = LogHub::with_store(0, vec![logs.clone() as Arc<dyn LogSink>], writer, next_id);
+        let runtime = Runtime::new(config, hub.clone()).expect("runtime starts");
+        let shutdown = CancellationToken::new();
+        let service = LogService { store: log_store.clone(), hub: hub.clone(), shutdown: shutdown.clone(), keepalive };
+        let platform = Platform::open_with_logs(store.clone(), runtime.clone(), data_dir, Some(service))
+            .await
+            .expect("the platform opens");
         let state =
             AppState::new(platform.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None);
         let router = homebase_server::platform::router(platform.clone(), state);
-        let serving = Serving::start(router, runtime, CancellationToken::new()).await;
-        TestPlatform { store, platform, logs, serving }
+        let serving = Serving::start(router, runtime, shutdown).await;
+        TestPlatform { store, platform, logs, log_store, hub, serving }
     }
 
     /// Stops accepting, drains, and stops every worker.

@@ -66,6 +66,7 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         shutdown_timeout: args.shutdown_timeout.map(Into::into),
         public_url: args.public_url.clone(),
         cors_origins: (!args.cors_origins.is_empty()).then_some(args.cors_origins),
+        ..Default::default()
     };
     let config = Config::resolve(&[
         (&config_file.display().to_string(), ConfigLayer::from_file(&config_file, args.config.is_some())?),
