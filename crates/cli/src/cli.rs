@@ -43,4 +43,6 @@ pub enum Command {
     Deploy(commands::deploy::DeployArgs),
     /// Set, list and delete an app's secrets on a server (values are never printed).
     Secrets(commands::secrets::SecretsArgs),
+    /// Show an app's function logs, or follow them live with --follow.
+    Logs(commands::logs::LogsArgs),
 }

@@ -6,6 +6,7 @@ pub mod dev;
 pub mod functions;
 pub mod login;
 pub mod logout;
+pub mod logs;
 pub mod secrets;
 pub mod serve;
 pub mod types;
@@ -23,5 +24,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Functions(args) => functions::run(args, &cli.global).await,
         Command::Deploy(args) => deploy::run(args, &cli.global).await,
         Command::Secrets(args) => secrets::run(args, &cli.global).await,
+        Command::Logs(args) => logs::run(args, &cli.global).await,
     }
 }
