@@ -286,10 +286,12 @@ fn create_app(url: &str, name: &str) -> anyhow::Result<String> {
 fn deploy(url: &str, app: &str, name: &str, code: &str) -> anyhow::Result<()> {
     let body = serde_json::json!({ "entry": "entry.ts", "files": [{ "path": "entry.ts", "content": code }] });
     let path = format!("{url}/api/apps/{app}/backend-functions/{name}");
-    curl(&["-sf", "-X", "PUT", &path, "-H", &format!("api_key: {KEY}"), "-H", "content-type: application/json", "-d"]
-        .into_iter()
-        .chain([body.to_string().as_str()])
-        .collect::<Vec<_>>())
+    curl(
+        &["-sf", "-X", "PUT", &path, "-H", &format!("api_key: {KEY}"), "-H", "content-type: application/json", "-d"]
+            .into_iter()
+            .chain([body.to_string().as_str()])
+            .collect::<Vec<_>>(),
+    )
     .with_context(|| format!("deploying {name}"))?;
     Ok(())
 }
