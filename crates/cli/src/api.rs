@@ -110,6 +110,29 @@ impl Api {
         self.call(Method::PUT, path, Some(body)).await
     }
 
+    /// Opens a server-sent event stream at `path`, resuming after the event id `last_id`
+    /// (`Last-Event-ID`). An error status becomes an [`ApiError`] like any other call's.
+    pub async fn stream(&self, path: &str, last_id: Option<u64>) -> Result<reqwest::Response, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.get(&url).bearer_auth(&self.token).header("accept", "text/event-stream");
+        if let Some(id) = last_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.map_err(|error| ApiError {
+            status: 0,
+            code: "unreachable".into(),
+            message: format!("Could not reach the server at {}", self.base),
+            detail: error_chain(&error),
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let value: Value = response.json().await.unwrap_or_default();
+        let field = |name: &str| value[name].as_str().unwrap_or_default().to_string();
+        Err(ApiError { status, code: field("code"), message: field("message"), detail: field("detail") })
+    }
+
     async fn call<B: Serialize + ?Sized>(
         &self,
         method: Method,

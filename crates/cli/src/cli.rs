@@ -45,4 +45,6 @@ pub enum Command {
     Secrets(commands::secrets::SecretsArgs),
     /// Run a script with a pre-authenticated Base44 client as the global `base44`.
     Exec(commands::exec::ExecArgs),
+    /// Show an app's function logs, or follow them live with --follow.
+    Logs(commands::logs::LogsArgs),
 }

@@ -183,3 +183,42 @@ async fn the_official_cli_runs_scripts_with_exec() {
     assert_eq!(seen["authorization"], "Bearer");
     assert_eq!(seen["me"]["is_service"], true);
 }
+
+#[tokio::test]
+async fn the_official_cli_reads_function_logs() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Running::serve(data.path(), ADMIN_KEY).await;
+    let http = reqwest::Client::new();
+    let app_id = server.create_app(ADMIN_KEY, "logs").await;
+    let project = quickstart_for(&app_id);
+    let (out, text) = base44(project.path(), &server.url, &["functions", "deploy"]).await;
+    assert!(out.status.success(), "{text}");
+    let url = server.at(&format!("/api/apps/{app_id}/functions/hello"));
+    for name in ["Ada", "Grace"] {
+        let response = http.post(&url).json(&json!({ "name": name })).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // Lines reach the store with no signal of their own: ask until both are there (up to 30 s).
+    let mut text = String::new();
+    for _ in 0..60 {
+        let (out, answer) = base44(project.path(), &server.url, &["logs", "--function", "hello"]).await;
+        assert!(out.status.success(), "{answer}");
+        text = answer;
+        if text.contains("greeting Ada") && text.contains("greeting Grace") {
+            break;
+        }
+    }
+    assert!(text.contains("greeting Ada") && text.contains("greeting Grace"), "{text}");
+    // Filters go through: only error lines (there are none) and a limit.
+    let (out, text) = base44(project.path(), &server.url, &["logs", "--function", "hello", "--level", "error"]).await;
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("greeting"), "{text}");
+    let (out, text) =
+        base44(project.path(), &server.url, &["logs", "--function", "hello", "-n", "1", "--order", "asc"]).await;
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("greeting Grace"), "only the oldest line: {text}");
+    // Without --function: every deployed function's logs.
+    let (out, text) = base44(project.path(), &server.url, &["logs"]).await;
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("greeting Ada"), "{text}");
+}

@@ -46,6 +46,11 @@ impl fmt::Display for Level {
 /// One log line, tagged with where it came from.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogEvent {
+    /// Numbers lines in the order the server received them (0 until a numbering sink, the
+    /// server's log hub, stamps it). Stored and streamed lines carry it, so a client can resume
+    /// after the last one it saw.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub id: u64,
     #[serde(serialize_with = "serialize_time")]
     pub time: SystemTime,
     pub app_id: String,
@@ -59,6 +64,10 @@ pub struct LogEvent {
     /// True for lines Homebase writes about the worker (start, stop, crash), false for the
     /// function's own output.
     pub system: bool,
+}
+
+fn is_zero(id: &u64) -> bool {
+    *id == 0
 }
 
 fn serialize_time<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

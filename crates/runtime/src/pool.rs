@@ -205,6 +205,8 @@ impl Runtime {
         spec: &Arc<FunctionSpec>,
         request: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, RuntimeError> {
+        let started = Instant::now();
+        let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
         let lease = self.acquire(spec).await?;
         let timeout = self.inner.config.function_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -215,13 +217,17 @@ impl Runtime {
             Ok::<_, ConnError>((conn, response))
         };
         match tokio::time::timeout_at(deadline, exchange).await {
-            Ok(Ok((conn, response))) => Ok(response.map(|body| ResponseBody {
-                inner: body,
-                conn: Some(conn),
-                lease: Some(lease),
-                deadline: Box::pin(tokio::time::sleep_until(deadline)),
-                timeout,
-            })),
+            Ok(Ok((conn, response))) => {
+                let status = response.status().as_u16();
+                Ok(response.map(|body| ResponseBody {
+                    inner: body,
+                    conn: Some(conn),
+                    lease: Some(lease),
+                    deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                    timeout,
+                    invocation: Some(Invocation { started, status, request_id }),
+                }))
+            }
             Ok(Err(error)) => {
                 // The worker dropped the connection: it crashed (Deno.exit, out of memory) or
                 // was stopped. A dead worker is replaced on the next request.
@@ -230,12 +236,15 @@ impl Runtime {
                 } else {
                     format!("The connection to the worker failed: {error}")
                 };
+                let invocation = Invocation { started, status: 502, request_id };
+                invocation.log(&lease, "crashed: ", &detail);
                 Err(RuntimeError::Crashed { function: spec.name.clone(), detail })
             }
             Err(_) => {
                 let reason = format!("the request ran past the {}s function timeout", timeout.as_secs_f64());
                 worker.system_log(Level::Error, format!("{reason}; replacing the worker"));
                 worker.kill(&reason);
+                Invocation { started, status: 504, request_id }.log(&lease, "timed out: ", &reason);
                 Err(RuntimeError::Timeout { function: spec.name.clone(), timeout })
             }
         }
@@ -423,11 +432,44 @@ pub struct ResponseBody {
     lease: Option<Lease>,
     deadline: Pin<Box<Sleep>>,
     timeout: Duration,
+    /// What the invocation line says when the exchange ends; taken when it is written.
+    invocation: Option<Invocation>,
+}
+
+/// One request, for the line Homebase writes when it ends: `invocation: 200 in 3.1 ms (warm)`,
+/// `invocation: 200 in 260.4 ms (cold start, booted in 250.0 ms)`, `invocation: 504 in 30000.2 ms
+/// (timed out: …)`. Level info, warning for a 5xx or a cut stream.
+struct Invocation {
+    started: Instant,
+    status: u16,
+    request_id: Option<String>,
+}
+
+impl Invocation {
+    /// Writes the line; `problem` (with its `label`) is why the exchange ended abnormally.
+    fn log(self, lease: &Lease, label: &str, problem: &str) {
+        let millis = self.started.elapsed().as_secs_f64() * 1000.0;
+        let start = match lease.boot {
+            Some(boot) => format!("cold start, booted in {:.1} ms", boot.as_secs_f64() * 1000.0),
+            None => "warm".to_string(),
+        };
+        let level = if self.status >= 500 || !problem.is_empty() { Level::Warning } else { Level::Info };
+        let message = if problem.is_empty() {
+            format!("invocation: {} in {millis:.1} ms ({start})", self.status)
+        } else {
+            format!("invocation: {} in {millis:.1} ms ({start}; {label}{problem})", self.status)
+        };
+        lease.worker.request_log(level, message, self.request_id);
+    }
 }
 
 impl ResponseBody {
     /// The exchange is over: the connection goes back to the pool if it completed cleanly.
     fn finish(&mut self, clean: bool) {
+        if let (Some(lease), Some(invocation)) = (self.lease.as_ref(), self.invocation.take()) {
+            let problem = if clean { "" } else { "the response was cut off before its end" };
+            invocation.log(lease, "", problem);
+        }
         if let (Some(conn), Some(lease)) = (self.conn.take(), self.lease.as_ref())
             && clean
         {
@@ -470,6 +512,9 @@ impl Body for ResponseBody {
                 this.conn = None;
                 let reason = format!("the response ran past the {}s function timeout", this.timeout.as_secs_f64());
                 lease.worker.system_log(Level::Error, format!("{reason}; replacing the worker"));
+                if let Some(invocation) = this.invocation.take() {
+                    invocation.log(&lease, "timed out: ", &reason);
+                }
                 lease.worker.kill(&reason);
                 Poll::Ready(Some(Err(reason.into())))
             }

@@ -61,6 +61,10 @@ pub(crate) struct Worker {
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     tagger: Tagger,
     epoch: Instant,
+    /// Microseconds from spawn to ready; 0 until ready.
+    boot_us: AtomicU64,
+    /// Leases taken so far: the first request of a worker is its cold start.
+    leases: AtomicU64,
 }
 
 impl Worker {
@@ -133,6 +137,8 @@ impl Worker {
             stderr_tail,
             tagger,
             epoch: ctx.epoch,
+            boot_us: AtomicU64::new(0),
+            leases: AtomicU64::new(0),
         });
         worker.touch();
         tokio::spawn(own_process(worker.clone(), child, stdin, pumps, ctx.stop_grace, socket, tmp));
@@ -140,6 +146,7 @@ impl Worker {
         let boot = tokio::time::timeout(ctx.boot_timeout, ready_rx).await;
         let failure = match boot {
             Ok(Ok(Ok(()))) => {
+                worker.boot_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 worker.system_log(
                     Level::Info,
                     format!("worker started in {} ms (pid {})", started.elapsed().as_millis(), pid.unwrap_or(0)),
@@ -188,7 +195,9 @@ impl Worker {
     /// Takes a lease for one request.
     pub fn lease(self: &Arc<Self>) -> Lease {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        Lease { worker: self.clone() }
+        let first = self.leases.fetch_add(1, Ordering::Relaxed) == 0;
+        let boot = first.then(|| Duration::from_micros(self.boot_us.load(Ordering::Relaxed)));
+        Lease { worker: self.clone(), boot }
     }
 
     /// Stops the worker once its in-flight requests are done.
@@ -232,12 +241,19 @@ impl Worker {
     pub fn system_log(&self, level: Level, message: String) {
         self.tagger.emit(level, message, None, true);
     }
+
+    /// A line Homebase writes about one request to this worker.
+    pub fn request_log(&self, level: Level, message: String, request_id: Option<String>) {
+        self.tagger.emit(level, message, request_id, true);
+    }
 }
 
 /// One request's hold on a worker: the worker is not stopped for idleness or retirement while a
 /// lease is alive. Dropped when the response body ends.
 pub(crate) struct Lease {
     pub worker: Arc<Worker>,
+    /// `Some(boot time)` when this is the worker's first request (a cold start).
+    pub boot: Option<Duration>,
 }
 
 impl Drop for Lease {
@@ -321,6 +337,7 @@ impl Tagger {
 
     fn emit(&self, level: Level, message: String, request_id: Option<String>, system: bool) {
         self.logs.emit(LogEvent {
+            id: 0,
             time: SystemTime::now(),
             app_id: self.spec.app_id.clone(),
             function: self.spec.name.clone(),

@@ -34,6 +34,11 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// The sender of that mail.
     pub smtp_from: String,
+    /// `serve`: stored log lines older than this are deleted.
+    #[serde(with = "humantime_serde_str")]
+    pub log_retention: Duration,
+    /// `serve`: when stored log lines take more bytes than this, the oldest are deleted.
+    pub log_max_size: u64,
 }
 
 impl Default for Config {
@@ -49,6 +54,8 @@ impl Default for Config {
             cors_origins: Vec::new(),
             smtp_url: None,
             smtp_from: "Homebase <no-reply@localhost>".into(),
+            log_retention: Duration::from_secs(7 * 24 * 3600),
+            log_max_size: 1024 * 1024 * 1024,
         }
     }
 }
@@ -68,6 +75,53 @@ pub struct ConfigLayer {
     pub cors_origins: Option<Vec<String>>,
     pub smtp_url: Option<String>,
     pub smtp_from: Option<String>,
+    pub log_retention: Option<DurationValue>,
+    pub log_max_size: Option<SizeValue>,
+}
+
+/// A size as written: `"512MB"`, `"1GiB"`, `"800k"`, or a number of bytes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl From<String> for SizeValue {
+    fn from(text: String) -> Self {
+        SizeValue::Text(text)
+    }
+}
+
+impl SizeValue {
+    fn parse(&self) -> Result<u64, String> {
+        match self {
+            SizeValue::Bytes(bytes) => Ok(*bytes),
+            SizeValue::Text(text) => parse_size(text),
+        }
+    }
+}
+
+/// `1048576`, `800k`, `512MB`, `1GiB`, `2 GB`: decimal and binary units both mean powers of 1024
+/// (as disk tools usually do), case-insensitive.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("'{text}' is not a size; write e.g. \"512MB\" or \"2GB\"");
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    if !number.is_finite() || number < 0.0 {
+        return Err(bad());
+    }
+    Ok((number * factor as f64) as u64)
 }
 
 /// A duration as written: `"30s"`, `"5m"`, or a number of seconds.
@@ -129,7 +183,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 10] = [
+const ENV_KEYS: [&str; 12] = [
     "smtp-url",
     "smtp-from",
     "host",
@@ -140,6 +194,8 @@ const ENV_KEYS: [&str; 10] = [
     "shutdown-timeout",
     "public-url",
     "cors-origins",
+    "log-retention",
+    "log-max-size",
 ];
 
 impl ConfigLayer {
@@ -173,6 +229,8 @@ impl ConfigLayer {
                 "shutdown-timeout" => layer.shutdown_timeout = Some(value.into()),
                 "smtp-url" => layer.smtp_url = Some(value),
                 "smtp-from" => layer.smtp_from = Some(value),
+                "log-retention" => layer.log_retention = Some(value.into()),
+                "log-max-size" => layer.log_max_size = Some(value.into()),
                 "cors-origins" => {
                     layer.cors_origins =
                         Some(value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect())
@@ -202,6 +260,12 @@ impl Config {
             config.idle_timeout = duration(&layer.idle_timeout, config.idle_timeout, "idle-timeout")?;
             config.boot_timeout = duration(&layer.boot_timeout, config.boot_timeout, "boot-timeout")?;
             config.shutdown_timeout = duration(&layer.shutdown_timeout, config.shutdown_timeout, "shutdown-timeout")?;
+            config.log_retention = duration(&layer.log_retention, config.log_retention, "log-retention")?;
+            if let Some(size) = &layer.log_max_size {
+                config.log_max_size = size
+                    .parse()
+                    .map_err(|message| ConfigError { source_name: format!("{source} (log-max-size)"), message })?;
+            }
             if let Some(url) = &layer.public_url {
                 config.public_url = Some(url.trim_end_matches('/').to_string());
             }
@@ -229,6 +293,12 @@ impl Config {
         }
         if self.idle_timeout.is_zero() {
             return Err(invalid("idle-timeout", "must be longer than zero, e.g. \"5m\""));
+        }
+        if self.log_retention.is_zero() {
+            return Err(invalid("log-retention", "must be longer than zero, e.g. \"7d\" or \"12h\""));
+        }
+        if self.log_max_size < 1024 * 1024 {
+            return Err(invalid("log-max-size", "must be at least 1MB, e.g. \"512MB\" or \"2GB\""));
         }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -340,6 +410,25 @@ mod tests {
         let err = Config::resolve(&[("env", env(&[("HOMEBASE_SMTP_URL", "mail.example.test")]))]).unwrap_err();
         assert_eq!(err.source_name, "smtp-url");
         assert!(err.message.contains("smtp://"), "{err}");
+    }
+
+    #[test]
+    fn log_retention_and_size_come_from_every_layer() {
+        let file: ConfigLayer = toml::from_str("log-retention = \"2d\"\nlog-max-size = \"512MB\"").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!(config.log_retention, Duration::from_secs(2 * 86_400));
+        assert_eq!(config.log_max_size, 512 << 20);
+        let vars = env(&[("HOMEBASE_LOG_MAX_SIZE", "2GiB"), ("HOMEBASE_LOG_RETENTION", "12h")]);
+        let config = Config::resolve(&[("file", file), ("env", vars)]).unwrap();
+        assert_eq!((config.log_retention, config.log_max_size), (Duration::from_secs(12 * 3600), 2 << 30));
+        let bytes: ConfigLayer = toml::from_str("log-max-size = 2000000").unwrap();
+        assert_eq!(Config::resolve(&[("file", bytes)]).unwrap().log_max_size, 2_000_000);
+        let err = Config::resolve(&[("env", env(&[("HOMEBASE_LOG_MAX_SIZE", "lots")]))]).unwrap_err();
+        assert_eq!(err.source_name, "env (log-max-size)");
+        assert!(err.message.contains("'lots' is not a size"), "{err}");
+        let tiny = env(&[("HOMEBASE_LOG_MAX_SIZE", "10k")]);
+        assert_eq!(Config::resolve(&[("env", tiny)]).unwrap_err().source_name, "log-max-size");
+        assert_eq!(parse_size("1.5k"), Ok(1536));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! Local secrets come from the environment Homebase runs in and from the project root's `.env`
 //! and `.env.local` (the environment wins, then `.env.local`). Editing those files is a reload
 //! like any other: every function gets a new version, so in-flight requests finish on the old
-//! values and the next request sees the new ones.
+//! values and the next request sees the new ones. Their values are masked in the log lines.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{AppFunctions, Catalog};
+use crate::logs::LogHub;
 
 /// App id used when the project has no `base44/.app.jsonc`.
 pub const LOCAL_APP_ID: &str = "local";
@@ -59,12 +60,20 @@ pub struct DevApp {
     current: RwLock<Arc<AppFunctions>>,
     runtime: Runtime,
     listener: DevListener,
+    /// Masks the `.env` values in the functions' log lines.
+    logs: Arc<LogHub>,
 }
 
 impl DevApp {
     /// Reads the project found from `start_dir`. Fails only when there is no readable project;
     /// broken functions are reported through `listener` and served as errors.
-    pub fn load(start_dir: &Path, runtime: Runtime, listener: DevListener) -> Result<Arc<DevApp>, ProjectError> {
+    /// `logs` is the hub the runtime's lines go through: it masks the `.env` values in them.
+    pub fn load(
+        start_dir: &Path,
+        runtime: Runtime,
+        logs: Arc<LogHub>,
+        listener: DevListener,
+    ) -> Result<Arc<DevApp>, ProjectError> {
         let project = Project::find(start_dir)?;
         let app_id = project.app_id.clone().unwrap_or_else(|| LOCAL_APP_ID.to_string());
         let app = Arc::new(DevApp {
@@ -75,6 +84,7 @@ impl DevApp {
             current: RwLock::new(Arc::new(AppFunctions::default())),
             runtime,
             listener,
+            logs,
         });
         app.apply(&project, false);
         Ok(app)
@@ -106,6 +116,7 @@ impl DevApp {
         let shared = project.shared_dir();
         let mut next = AppFunctions { app_id: self.app_id.clone(), ..Default::default() };
         let (secrets, env_problems) = local_secrets(&project.root);
+        self.logs.set_secrets(&self.app_id, secrets.env.iter().map(|(_, value)| value));
         let mut problems: Vec<String> = env_problems.iter().map(ToString::to_string).collect();
         for def in &discovery.functions {
             let spec = spec_for(&self.app_id, def, &shared, &secrets);

@@ -1,7 +1,7 @@
 //! The HTTP face of Homebase and the wiring of its services.
 //!
 //! It owns the axum routers (the function routes of reference §1 and the management API of
-//! §5.2–5.3 in [`manage`]), the headers a function receives and the service tokens minted for
+//! §5.2–5.3 in [`manage`], the logs API and live stream in [`logs_api`]), the headers a function receives and the service tokens minted for
 //! it, the mapping of every failure to a JSON body with `message` and `detail`, the layered
 //! [`config::Config`], the wiring of `dev` (a project folder, [`dev::DevApp`]) and of `serve`
 //! (apps and deployments from the store, [`platform::Platform`]), app users and their tokens
@@ -19,6 +19,7 @@ pub mod dev;
 mod error;
 pub mod headers;
 pub mod logs;
+pub mod logs_api;
 pub mod mail;
 pub mod manage;
 pub mod platform;

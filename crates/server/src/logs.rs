@@ -1,47 +1,365 @@
-//! Where worker log events go inside the server: a bounded buffer of recent lines, live
-//! subscribers, and any extra sinks (the dev terminal).
+//! Where worker log events go inside the server: secret masking, numbering, a bounded buffer of
+//! recent lines, live subscribers, the log store (in `serve`) and any extra sinks (the terminal).
+//!
+//! [`LogHub::emit`] is called from the tasks that read worker output and from the request path
+//! (the invocation line), so it never waits: it masks the app's secret values in the message,
+//! numbers the line, and hands it on, all under one short lock so that the numbering, the live
+//! feed and the store's queue see lines in the same order.
+//!
+//! **The store writer and backpressure.** Lines go to the store through an unbounded channel to
+//! one [`LogWriter`] task, which takes everything queued (up to [`MAX_BATCH`] lines) and commits
+//! it in one transaction, then takes what queued meanwhile: under load the batches grow and the
+//! commits stay few; when idle each line is written at once. The channel is unbounded on purpose:
+//! a bounded one must either drop lines when full or make `emit` wait, and `emit` runs where
+//! waiting is not allowed (synchronous callers, the request path). The queue can only grow when
+//! functions print faster than SQLite stores batches (hundreds of thousands of lines a second);
+//! the writer warns when its queue passes [`QUEUE_WARNING`] lines. Nothing is dropped while the
+//! server is up; [`LogWriter::flush`] waits until everything queued so far is stored (shutdown
+//! and stream resumption use it).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
-use homebase_runtime::{LogEvent, LogSink};
-use tokio::sync::broadcast;
+use aho_corasick::{AhoCorasick, MatchKind};
+use homebase_runtime::{Level, LogEvent, LogSink};
+use homebase_store::{LogRecord, LogStore, Retention};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// Keeps the most recent events and fans every event out to subscribers and sinks.
+/// What a secret value is replaced with in log lines.
+pub const MASK: &str = "********";
+/// Secret values shorter than this are not masked: masking `1` or `true` would garble every
+/// line, and a value that short is no secret anyway.
+pub const MIN_MASKED_LEN: usize = 6;
+/// The most lines the writer commits in one transaction.
+pub const MAX_BATCH: usize = 8192;
+/// Queue length at which the writer warns that it falls behind.
+pub const QUEUE_WARNING: usize = 1_000_000;
+/// How often the writer applies retention.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Keeps the most recent events and fans every event out to subscribers, the store and sinks.
 pub struct LogHub {
-    recent: Mutex<VecDeque<LogEvent>>,
+    state: Mutex<HubState>,
     capacity: usize,
     live: broadcast::Sender<LogEvent>,
     sinks: Vec<Arc<dyn LogSink>>,
+    writer: Option<LogWriter>,
+    masks: RwLock<HashMap<String, Arc<AhoCorasick>>>,
+}
+
+struct HubState {
+    recent: VecDeque<LogEvent>,
+    next_id: u64,
 }
 
 impl LogHub {
     pub fn new(capacity: usize, sinks: Vec<Arc<dyn LogSink>>) -> Arc<LogHub> {
-        let (live, _) = broadcast::channel(1024);
-        Arc::new(LogHub { recent: Mutex::new(VecDeque::with_capacity(capacity.min(4096))), capacity, live, sinks })
+        LogHub::build(capacity, sinks, None, 1)
+    }
+
+    /// A hub that also stores every line through `writer`, numbering lines from `next_id` (see
+    /// [`LogStore::next_id`]).
+    pub fn with_store(capacity: usize, sinks: Vec<Arc<dyn LogSink>>, writer: LogWriter, next_id: u64) -> Arc<LogHub> {
+        LogHub::build(capacity, sinks, Some(writer), next_id)
+    }
+
+    fn build(capacity: usize, sinks: Vec<Arc<dyn LogSink>>, writer: Option<LogWriter>, next_id: u64) -> Arc<LogHub> {
+        let (live, _) = broadcast::channel(4096);
+        Arc::new(LogHub {
+            state: Mutex::new(HubState {
+                recent: VecDeque::with_capacity(capacity.min(4096)),
+                next_id: next_id.max(1),
+            }),
+            capacity,
+            live,
+            sinks,
+            writer,
+            masks: RwLock::new(HashMap::new()),
+        })
     }
 
     /// The kept events, oldest first.
     pub fn recent(&self) -> Vec<LogEvent> {
-        self.recent.lock().unwrap().iter().cloned().collect()
+        self.state.lock().unwrap().recent.iter().cloned().collect()
     }
 
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<LogEvent> {
         self.live.subscribe()
     }
+
+    /// The store writer, in `serve`.
+    pub fn writer(&self) -> Option<&LogWriter> {
+        self.writer.as_ref()
+    }
+
+    /// From now on, these values are masked in the lines of `app_id`'s functions (values
+    /// shorter than [`MIN_MASKED_LEN`] are left alone). Replaces the app's earlier values.
+    pub fn set_secrets<'a>(&self, app_id: &str, values: impl IntoIterator<Item = &'a String>) {
+        let mut patterns: Vec<&str> =
+            values.into_iter().map(String::as_str).filter(|v| v.len() >= MIN_MASKED_LEN).collect();
+        patterns.sort_unstable();
+        patterns.dedup();
+        let mut masks = self.masks.write().unwrap();
+        if patterns.is_empty() {
+            masks.remove(app_id);
+            return;
+        }
+        // Leftmost-longest: a value that contains another is masked whole.
+        match AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&patterns) {
+            Ok(matcher) => {
+                masks.insert(app_id.to_string(), Arc::new(matcher));
+            }
+            Err(error) => tracing::error!(%error, "could not build the secret mask; lines of this app are not masked"),
+        }
+    }
+
+    fn mask(&self, event: &mut LogEvent) {
+        let matcher = {
+            let masks = self.masks.read().unwrap();
+            if masks.is_empty() {
+                return;
+            }
+            match masks.get(&event.app_id) {
+                Some(matcher) => matcher.clone(),
+                None => return,
+            }
+        };
+        if matcher.is_match(&event.message) {
+            let replacements = vec![MASK; matcher.patterns_len()];
+            event.message = matcher.replace_all(&event.message, &replacements);
+        }
+    }
 }
 
 impl LogSink for LogHub {
-    fn emit(&self, event: LogEvent) {
+    fn emit(&self, mut event: LogEvent) {
+        self.mask(&mut event);
+        let mut state = self.state.lock().unwrap();
+        event.id = state.next_id;
+        state.next_id += 1;
+        if let Some(writer) = &self.writer {
+            writer.push(&event);
+        }
         for sink in &self.sinks {
             sink.emit(event.clone());
         }
         let _ = self.live.send(event.clone());
-        let mut recent = self.recent.lock().unwrap();
-        if recent.len() == self.capacity {
-            recent.pop_front();
+        if self.capacity > 0 {
+            if state.recent.len() == self.capacity {
+                state.recent.pop_front();
+            }
+            state.recent.push_back(event);
         }
-        recent.push_back(event);
+    }
+}
+
+/// The level's number in the log store: 0 debug, 1 info, 2 warning, 3 error.
+pub fn level_number(level: Level) -> u8 {
+    match level {
+        Level::Debug => 0,
+        Level::Info => 1,
+        Level::Warning => 2,
+        Level::Error => 3,
+    }
+}
+
+/// The level of a number from the log store.
+pub fn level_of(number: u8) -> Level {
+    match number {
+        0 => Level::Debug,
+        1 => Level::Info,
+        2 => Level::Warning,
+        _ => Level::Error,
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn micros(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+enum WriterMessage {
+    Line(LogRecord),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The queue to the task that writes lines to the log store (see the module docs).
+#[derive(Clone)]
+pub struct LogWriter {
+    tx: mpsc::UnboundedSender<WriterMessage>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl LogWriter {
+    /// Starts the writer task over `store`, applying `retention` at start and every
+    /// [`PRUNE_EVERY`]. The task ends when every `LogWriter` clone is dropped, after writing
+    /// what was queued.
+    pub fn spawn(store: LogStore, retention: Retention) -> (LogWriter, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(write_lines(store, retention, rx, queued.clone()));
+        (LogWriter { tx, queued }, task)
+    }
+
+    fn push(&self, event: &LogEvent) {
+        let record = LogRecord {
+            id: event.id,
+            time_us: micros(event.time),
+            app_id: event.app_id.clone(),
+            function: event.function.clone(),
+            version: event.version.clone(),
+            level: level_number(event.level),
+            request_id: event.request_id.clone(),
+            message: event.message.clone(),
+            system: event.system,
+        };
+        let depth = self.queued.fetch_add(1, Ordering::Relaxed);
+        if depth == QUEUE_WARNING {
+            tracing::warn!("{depth} log lines wait to be stored; functions print faster than the disk takes them");
+        }
+        if self.tx.send(WriterMessage::Line(record)).is_err() {
+            tracing::error!("the log writer has stopped; a log line was not stored");
+        }
+    }
+
+    /// Waits until every line queued before this call is stored.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(WriterMessage::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Lines waiting to be stored.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+async fn write_lines(
+    store: LogStore,
+    retention: Retention,
+    mut rx: mpsc::UnboundedReceiver<WriterMessage>,
+    queued: Arc<AtomicUsize>,
+) {
+    prune(&store, retention).await;
+    let mut last_prune = Instant::now();
+    let mut messages = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let wait = PRUNE_EVERY.saturating_sub(last_prune.elapsed());
+        let received = match tokio::time::timeout(wait, rx.recv_many(&mut messages, MAX_BATCH)).await {
+            Ok(0) => break, // every sender is gone and the queue is empty
+            Ok(n) => n,
+            Err(_) => 0,
+        };
+        let mut lines = Vec::with_capacity(received);
+        let mut flushes = Vec::new();
+        for message in messages.drain(..) {
+            match message {
+                WriterMessage::Line(record) => lines.push(record),
+                WriterMessage::Flush(done) => flushes.push(done),
+            }
+        }
+        let count = lines.len();
+        store_batch(&store, lines).await;
+        queued.fetch_sub(count, Ordering::Relaxed);
+        for done in flushes {
+            let _ = done.send(());
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            prune(&store, retention).await;
+            last_prune = Instant::now();
+        }
+    }
+}
+
+/// Stores a batch, retrying a failed commit (a busy or full disk) a few times before giving up
+/// on it with an error in the server log.
+async fn store_batch(store: &LogStore, lines: Vec<LogRecord>) {
+    if lines.is_empty() {
+        return;
+    }
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        match store.insert(lines.clone()).await {
+            Ok(()) => return,
+            Err(error) if attempt < 5 => {
+                tracing::warn!(%error, attempt, "storing {} log lines failed; retrying", lines.len());
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+            Err(error) => tracing::error!(%error, "{} log lines could not be stored", lines.len()),
+        }
+    }
+}
+
+async fn prune(store: &LogStore, retention: Retention) {
+    match store.prune(retention, micros(SystemTime::now())).await {
+        Ok(report) if report.deleted_by_age + report.deleted_by_size > 0 => {
+            tracing::info!(
+                by_age = report.deleted_by_age,
+                by_size = report.deleted_by_size,
+                used_bytes = report.used_bytes,
+                "log retention"
+            );
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "log retention failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(app: &str, message: &str) -> LogEvent {
+        LogEvent {
+            id: 0,
+            time: SystemTime::now(),
+            app_id: app.into(),
+            function: "f".into(),
+            version: "v".into(),
+            level: Level::Info,
+            request_id: None,
+            message: message.into(),
+            system: false,
+        }
+    }
+
+    #[test]
+    fn secret_values_of_the_lines_app_are_masked() {
+        let hub = LogHub::new(10, vec![]);
+        let secrets = ["sk_live_123456".to_string(), "sk_live_123456789".to_string(), "short".to_string()];
+        hub.set_secrets("a", secrets.iter());
+        hub.emit(event("a", "key sk_live_123456789 and sk_live_123456, short stays"));
+        hub.emit(event("b", "other app: sk_live_123456"));
+        let lines: Vec<_> = hub.recent().into_iter().map(|e| (e.id, e.message)).collect();
+        assert_eq!(
+            lines,
+            [(1, "key ******** and ********, short stays".to_string()), (2, "other app: sk_live_123456".to_string())]
+        );
+        hub.set_secrets("a", std::iter::empty());
+        hub.emit(event("a", "sk_live_123456"));
+        assert_eq!(hub.recent()[2].message, "sk_live_123456", "a deleted secret is no longer masked");
+    }
+
+    #[tokio::test]
+    async fn the_writer_stores_every_line_in_batches_and_flush_waits_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path().join("logs.db")).await.unwrap();
+        let (writer, task) = LogWriter::spawn(store.clone(), Retention::default());
+        let hub = LogHub::with_store(0, vec![], writer.clone(), store.next_id().await.unwrap());
+        for i in 0..20_000 {
+            hub.emit(event("a", &format!("line {i}")));
+        }
+        writer.flush().await;
+        assert_eq!(store.count(Some("a"), None).await.unwrap(), 20_000);
+        assert_eq!(writer.queued(), 0);
+        drop((hub, writer));
+        task.await.unwrap();
+        assert_eq!(store.next_id().await.unwrap(), 20_001);
     }
 }

@@ -138,7 +138,11 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 }
 
 /// The app `app_id`, if `caller` may touch it (403 otherwise) and it exists (404 otherwise).
-async fn app_for(platform: &Platform, caller: &Caller, app_id: &str) -> Result<homebase_store::App, ApiError> {
+pub(crate) async fn app_for(
+    platform: &Platform,
+    caller: &Caller,
+    app_id: &str,
+) -> Result<homebase_store::App, ApiError> {
     caller.require_app(app_id)?;
     ensure_app(platform, app_id).await
 }

@@ -29,7 +29,8 @@ use crate::catalog::{AppFunctions, Catalog};
 pub fn router(platform: Arc<Platform>, state: AppState) -> Router {
     let store = platform.store.clone();
     crate::function_routes(state)
-        .merge(crate::manage::router(platform))
+        .merge(crate::manage::router(platform.clone()))
+        .merge(crate::logs_api::router(platform))
         .route("/readyz", get(move || ready(store.clone())))
         .fallback(crate::unknown_route)
 }
@@ -58,11 +59,25 @@ pub struct Platform {
     /// Random per process: keys the hash of the secrets in worker versions, so that a version
     /// seen in a log says nothing about the values.
     secrets_salt: [u8; 32],
+    /// The log store, the hub and shutdown, for the logs API; the hub also masks each app's
+    /// secret values in its lines.
+    logs: Option<crate::logs_api::LogService>,
 }
 
 impl Platform {
     /// Loads every app and materialises its active deployments under `data_dir`.
     pub async fn open(store: Store, runtime: Runtime, data_dir: &Path) -> Result<Arc<Platform>, StoreError> {
+        Platform::open_with_logs(store, runtime, data_dir, None).await
+    }
+
+    /// [`open`](Platform::open), with the logs API served from `logs` and each app's secret
+    /// values masked in its log lines.
+    pub async fn open_with_logs(
+        store: Store,
+        runtime: Runtime,
+        data_dir: &Path,
+        logs: Option<crate::logs_api::LogService>,
+    ) -> Result<Arc<Platform>, StoreError> {
         let scratch_dir = data_dir.join("scratch");
         // Checks interrupted by a crash leave folders here; none is needed after a restart.
         let _ = std::fs::remove_dir_all(&scratch_dir);
@@ -77,6 +92,7 @@ impl Platform {
             deploy_lock: tokio::sync::Mutex::new(()),
             refresh_lock: tokio::sync::Mutex::new(()),
             secrets_salt: rand::random(),
+            logs,
         });
         for app in platform.store.list_apps().await? {
             platform.refresh(&app.id).await?;
@@ -91,6 +107,9 @@ impl Platform {
         let functions = self.store.functions(app_id).await?;
         let secrets = if functions.is_empty() { BTreeMap::new() } else { self.store.secrets(app_id).await? };
         let secrets_tag = secrets_fingerprint(&self.secrets_salt, app_id, &secrets);
+        if let Some(logs) = &self.logs {
+            logs.hub.set_secrets(app_id, secrets.values());
+        }
         let env: Vec<(String, String)> = secrets.into_iter().collect();
         let mut next = AppFunctions { app_id: app_id.to_string(), ..Default::default() };
         for function in &functions {
@@ -101,6 +120,11 @@ impl Platform {
         self.apps.write().unwrap().insert(app_id.to_string(), Arc::new(next));
         self.runtime.retire_outdated(app_id, &versions);
         Ok(())
+    }
+
+    /// The logs API's service, when this platform keeps logs.
+    pub fn logs(&self) -> Option<&crate::logs_api::LogService> {
+        self.logs.as_ref()
     }
 
     pub fn scratch_dir(&self) -> &Path {

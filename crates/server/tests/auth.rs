@@ -21,6 +21,7 @@ async fn platform_with_mail() -> (TestPlatform, UnboundedReceiver<ReceivedMail>,
     let options = PlatformOptions {
         mailer: Mailer::Smtp(smtp),
         limits: LoginLimits { per_account: 3, per_address: 6, window: Duration::from_secs(600) },
+        ..Default::default()
     };
     let platform = TestPlatform::start_with(dir.path(), options).await;
     (platform, mails, dir)

@@ -1,8 +1,9 @@
 //! Homebase's persistence, behind one cheap-to-clone [`Store`] handle.
 //!
 //! This crate owns what Homebase keeps: apps, API keys (stored hashed), function deployments,
-//! secrets (encrypted) and app users (Argon2id password hashes, hashed one-time codes; see the
-//! `users` module). It does not speak HTTP and does not spawn processes; the server calls it and
+//! secrets (encrypted), app users (Argon2id password hashes, hashed one-time codes; see the
+//! `users` module) and, in a database file of its own, function logs ([`LogStore`], see
+//! [`logs`]). It does not speak HTTP and does not spawn processes; the server calls it and
 //! maps its [`StoreError`]s to responses.
 //!
 //! * **Backends.** SQLite now ([`Store::open_sqlite`], [`Store::open_sqlite_in_memory`]:
@@ -30,6 +31,7 @@
 mod content;
 mod error;
 mod ids;
+pub mod logs;
 mod materialize;
 mod model;
 mod secrets;
@@ -47,6 +49,7 @@ use std::sync::{Arc, RwLock};
 pub use content::{MAX_HISTORY_ENTRIES, MAX_PATH_CLIMB, RETAINED_DEPLOYMENTS};
 pub use error::{Result, StoreError};
 pub use ids::KEY_PREFIX;
+pub use logs::{LogQuery, LogRecord, LogStore, MAX_LOG_QUERY, PruneReport, Retention};
 pub use model::{
     ActiveFunction, ApiKey, App, DeployFile, DeployOutcome, DeployStatus, Deployment, GcReport, HistoryEntry, KeyScope,
     StoreStats,

@@ -15,12 +15,13 @@ use homebase_runtime::{LogEvent, LogSink, Runtime, RuntimeConfig};
 use homebase_server::auth::LoginLimits;
 use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::dev::{DevApp, DevEvent};
-use homebase_server::logs::LogHub;
+use homebase_server::logs::{LogHub, LogWriter};
+use homebase_server::logs_api::LogService;
 use homebase_server::mail::Mailer;
 use homebase_server::platform::Platform;
 use homebase_server::users_api::{self, Auth};
 use homebase_server::{AppState, TokenMinter};
-use homebase_store::{KeyScope, MasterKey, Store};
+use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -174,9 +175,13 @@ impl TestServer {
         let runtime = Runtime::new(config, hub.clone()).expect("runtime starts");
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();
-        let app =
-            DevApp::load(project, runtime.clone(), Arc::new(move |e: &DevEvent| sink.lock().unwrap().push(e.clone())))
-                .expect("fixture project loads");
+        let app = DevApp::load(
+            project,
+            runtime.clone(),
+            hub.clone(),
+            Arc::new(move |e: &DevEvent| sink.lock().unwrap().push(e.clone())),
+        )
+        .expect("fixture project loads");
         let shutdown = CancellationToken::new();
         app.watch(shutdown.clone()).expect("the project can be watched");
         let state = AppState::new(app.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None);
@@ -208,6 +213,9 @@ pub struct TestPlatform {
     pub platform: Arc<Platform>,
     pub auth: Arc<Auth>,
     pub logs: Arc<CollectedLogs>,
+    /// The log database (`<data dir>/logs.db`) and the hub that feeds it.
+    pub log_store: LogStore,
+    pub hub: Arc<LogHub>,
     serving: Serving,
 }
 
@@ -223,11 +231,13 @@ impl std::ops::Deref for TestPlatform {
 pub struct PlatformOptions {
     pub mailer: Mailer,
     pub limits: LoginLimits,
+    /// How often log streams send a keep-alive comment.
+    pub keepalive: Duration,
 }
 
 impl Default for PlatformOptions {
     fn default() -> Self {
-        PlatformOptions { mailer: Mailer::Log, limits: LoginLimits::default() }
+        PlatformOptions { mailer: Mailer::Log, limits: LoginLimits::default(), keepalive: Duration::from_secs(15) }
     }
 }
 
@@ -237,8 +247,8 @@ impl TestPlatform {
         TestPlatform::start_with(data_dir, PlatformOptions::default()).await
     }
 
-    /// [`start`](TestPlatform::start) with its mail and login limits given. Tokens are signed
-    /// with `<data dir>/auth.key`, as `homebase serve` does.
+    /// [`start`](TestPlatform::start) with its mail, login limits and log keep-alive given.
+    /// Tokens are signed with `<data dir>/auth.key`, as `homebase serve` does.
     pub async fn start_with(data_dir: &Path, options: PlatformOptions) -> TestPlatform {
         std::fs::create_dir_all(data_dir).unwrap();
         let store = Store::open_sqlite_with_key(data_dir.join("homebase.db"), MasterKey::from_bytes(TEST_MASTER_KEY))
@@ -247,9 +257,21 @@ impl TestPlatform {
         store.import_key(ADMIN_KEY, KeyScope::Admin, "admin").await.expect("the admin key imports");
         let config = RuntimeConfig { deno: Some(deno().await), inherit_env: false, ..RuntimeConfig::default() };
         let logs = Arc::new(CollectedLogs::default());
-        let hub = LogHub::new(100_000, vec![logs.clone() as Arc<dyn LogSink>]);
-        let runtime = Runtime::new(config, hub).expect("runtime starts");
-        let platform = Platform::open(store.clone(), runtime.clone(), data_dir).await.expect("the platform opens");
+        let log_store = LogStore::open(data_dir.join("logs.db")).await.expect("the log store opens");
+        let (writer, _) = LogWriter::spawn(log_store.clone(), Retention::default());
+        let next_id = log_store.next_id().await.unwrap();
+        let hub = LogHub::with_store(0, vec![logs.clone() as Arc<dyn LogSink>], writer, next_id);
+        let runtime = Runtime::new(config, hub.clone()).expect("runtime starts");
+        let shutdown = CancellationToken::new();
+        let service = LogService {
+            store: log_store.clone(),
+            hub: hub.clone(),
+            shutdown: shutdown.clone(),
+            keepalive: options.keepalive,
+        };
+        let platform = Platform::open_with_logs(store.clone(), runtime.clone(), data_dir, Some(service))
+            .await
+            .expect("the platform opens");
         let tokens = TokenMinter::from_key_file(&data_dir.join("auth.key"), Duration::from_secs(600)).unwrap();
         let state = AppState::new(platform.clone(), runtime.clone(), tokens, None);
         let auth = Arc::new(
@@ -263,8 +285,8 @@ impl TestPlatform {
                 auth: auth.clone(),
                 state,
             }));
-        let serving = Serving::start(router, runtime, CancellationToken::new()).await;
-        TestPlatform { store, platform, auth, logs, serving }
+        let serving = Serving::start(router, runtime, shutdown).await;
+        TestPlatform { store, platform, auth, logs, log_store, hub, serving }
     }
 
     /// Stops accepting, drains, and stops every worker.

@@ -85,9 +85,13 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let hub = LogHub::new(10_000, vec![terminal]);
     let runtime = Runtime::new(serving::runtime_config(&config, true), hub.clone())?;
     let json = global.json;
-    let app =
-        DevApp::load(&project.root, runtime.clone(), Arc::new(move |event: &DevEvent| output::dev_event(json, event)))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = DevApp::load(
+        &project.root,
+        runtime.clone(),
+        hub.clone(),
+        Arc::new(move |event: &DevEvent| output::dev_event(json, event)),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let wanted = SocketAddr::new(config.host, config.port);
     let (listener, addr) = homebase_server::bind(wanted, args.port.is_none())

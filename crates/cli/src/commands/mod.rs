@@ -7,6 +7,7 @@ pub mod exec;
 pub mod functions;
 pub mod login;
 pub mod logout;
+pub mod logs;
 pub mod secrets;
 pub mod serve;
 pub mod types;
@@ -25,5 +26,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(args, &cli.global).await,
         Command::Secrets(args) => secrets::run(args, &cli.global).await,
         Command::Exec(args) => exec::run(args, &cli.global).await,
+        Command::Logs(args) => logs::run(args, &cli.global).await,
     }
 }

@@ -11,11 +11,12 @@ use homebase_runtime::{LogSink, Runtime};
 use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
-use homebase_server::logs::LogHub;
+use homebase_server::logs::{LogHub, LogWriter};
+use homebase_server::logs_api::LogService;
 use homebase_server::platform::{self, Platform};
 use homebase_server::users_api::{self, Auth};
 use homebase_server::{AppState, TokenMinter, token};
-use homebase_store::{KeyScope, MasterKey, Store};
+use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::GlobalArgs;
@@ -40,6 +41,12 @@ pub struct ServeArgs {
     /// The URL functions call back (Base44-Api-Url); default: the URL the caller used.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Delete stored log lines older than this, e.g. 7d or 12h (default 7d).
+    #[arg(long, value_name = "DURATION")]
+    log_retention: Option<String>,
+    /// Delete the oldest log lines when they take more than this, e.g. 512MB or 2GB (default 1GB).
+    #[arg(long, value_name = "SIZE")]
+    log_max_size: Option<String>,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -55,6 +62,8 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         port: args.listen.map(|a| a.port()),
         function_timeout: args.function_timeout.map(Into::into),
         public_url: args.public_url,
+        log_retention: args.log_retention.map(Into::into),
+        log_max_size: args.log_max_size.map(Into::into),
         ..Default::default()
     };
     let config = Config::resolve(&[
@@ -67,11 +76,17 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let store = Store::open_sqlite_with_key(data_dir.join("homebase.db"), master_key(&data_dir)?).await?;
     let admin_key = admin_key(&store, &data_dir).await?;
 
+    // Logs have a database file of their own (see homebase_store::logs).
+    let log_store = LogStore::open(data_dir.join("logs.db")).await?;
+    let retention = Retention { max_age: config.log_retention, max_bytes: config.log_max_size };
+    let (writer, _) = LogWriter::spawn(log_store.clone(), retention);
     let terminal: Arc<dyn LogSink> = Arc::new(TerminalLogs::new(global.json));
-    let hub = LogHub::new(10_000, vec![terminal]);
+    let hub = LogHub::with_store(0, vec![terminal], writer.clone(), log_store.next_id().await?);
     // Functions get their secrets, not the server's environment.
-    let runtime = Runtime::new(serving::runtime_config(&config, false), hub)?;
-    let platform = Platform::open(store.clone(), runtime.clone(), &data_dir).await?;
+    let runtime = Runtime::new(serving::runtime_config(&config, false), hub.clone())?;
+    let shutdown = CancellationToken::new();
+    let logs = LogService { store: log_store, hub, shutdown: shutdown.clone(), keepalive: LOG_KEEPALIVE };
+    let platform = Platform::open_with_logs(store.clone(), runtime.clone(), &data_dir, Some(logs)).await?;
 
     let (listener, addr) = homebase_server::bind(SocketAddr::new(config.host, config.port), false)
         .await
@@ -107,9 +122,15 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .merge(users_api::router(auth.clone()))
         .merge(auth_manage::router(AuthManage { keys: auth_manage::Keys::Stored(platform), auth, state }));
     let grace = config.shutdown_timeout;
-    serving::serve_until_signal(global.json, listener, router, runtime, CancellationToken::new(), grace).await;
+    serving::serve_until_signal(global.json, listener, router, runtime, shutdown, grace).await;
+    // Every line the workers printed before they stopped is stored before the process ends.
+    writer.flush().await;
     Ok(())
 }
+
+/// How often a quiet log stream sends a keep-alive comment (the official CLI gives up after
+/// 60 s of silence).
+const LOG_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
     let base = dirs::data_dir().context("no data folder is known for this user; pass --data-dir")?;

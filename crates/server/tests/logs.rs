@@ -1,0 +1,347 @@
+//! Function logs in `homebase serve`: every line stored, queried with filters through the wire
+//! route, followed over SSE, and secret values masked. Real Deno runs the fixture functions,
+//! deployed through the management API.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use homebase_testkit::{ADMIN_KEY, TestPlatform, fixture, json_of};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn answer(response: reqwest::Response) -> (u16, Value) {
+    (response.status().as_u16(), json_of(response).await)
+}
+
+fn admin(server: &TestPlatform, method: Method, path: &str) -> reqwest::RequestBuilder {
+    server.client().request(method, server.at(path)).header("api_key", ADMIN_KEY)
+}
+
+async fn create_app(server: &TestPlatform, name: &str) -> String {
+    let response = admin(server, Method::POST, "/api/apps").json(&json!({ "name": name })).send().await.unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+/// Deploys the fixture function `fixture_name` as `name`.
+async fn deploy_fixture(server: &TestPlatform, app: &str, name: &str, fixture_name: &str) {
+    let project = fixture("functions");
+    let code =
+        std::fs::read_to_string(project.path().join(format!("base44/functions/{fixture_name}/entry.ts"))).unwrap();
+    let body = json!({ "entry": "entry.ts", "files": [{ "path": "entry.ts", "content": code }], "automations": [] });
+    let path = format!("/api/apps/{app}/backend-functions/{name}");
+    let (status, outcome) = answer(admin(server, Method::PUT, &path).json(&body).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{outcome}");
+}
+
+async fn invoke(server: &TestPlatform, app: &str, name_and_query: &str) -> Value {
+    let url = server.at(&format!("/api/apps/{app}/functions/{name_and_query}"));
+    let (status, body) = answer(server.client().post(url).json(&json!({})).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Waits (polling every 20 ms, up to 60 s) until the store holds at least `n` lines of
+/// `function`: lines travel from the worker's pipe to the store with no signal of their own.
+async fn stored(server: &TestPlatform, app: &str, function: &str, n: u64) {
+    for _ in 0..3000 {
+        if server.log_store.count(Some(app), Some(function)).await.unwrap() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {n} lines of {function} were stored");
+}
+
+async fn logs_of(server: &TestPlatform, app: &str, name: &str, query: &str) -> (u16, Value) {
+    let path = format!("/api/apps/{app}/functions-mgmt/{name}/logs{query}");
+    answer(admin(server, Method::GET, &path).send().await.unwrap()).await
+}
+
+/// Lines Homebase writes itself: worker starts and invocations.
+fn is_system(message: &str) -> bool {
+    message.starts_with("invocation: ") || message.starts_with("worker started")
+}
+
+fn messages(lines: &Value) -> Vec<String> {
+    lines.as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_lines_are_all_kept_and_found() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let app = create_app(&server, "chatty").await;
+    deploy_fixture(&server, &app, "chatty", "chatty").await;
+    assert_eq!(invoke(&server, &app, "chatty?n=100000").await, json!({ "printed": 100000 }));
+    stored(&server, &app, "chatty", 100_000).await;
+
+    // Page through the API by id: every line once, in order.
+    let mut seen = vec![false; 100_000];
+    let mut after = 0u64;
+    loop {
+        let path = format!("/api/apps/{app}/functions-mgmt/logs?function=chatty&limit=1000&after={after}");
+        let (status, page) = answer(admin(&server, Method::GET, &path).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{page}");
+        let page = page.as_array().unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for line in page {
+            let id = line["id"].as_u64().unwrap();
+            assert!(id > after, "ids grow");
+            after = id;
+            if let Some(n) = line["message"].as_str().unwrap().strip_prefix("line ") {
+                let n: usize = n.parse().unwrap();
+                assert!(!seen[n], "line {n} twice");
+                seen[n] = true;
+            }
+        }
+    }
+    let missing: Vec<usize> = seen.iter().enumerate().filter(|(_, s)| !**s).map(|(n, _)| n).take(5).collect();
+    assert!(missing.is_empty(), "lines never found: {missing:?}");
+    // The newest line through the wire route is the last one printed, or the invocation line.
+    let (_, newest) = logs_of(&server, &app, "chatty", "?limit=2&order=desc").await;
+    let newest = messages(&newest);
+    assert!(newest.contains(&"line 99999".to_string()), "{newest:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn queries_filter_by_level_time_order_and_limit_and_refuse_bad_input() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let app = create_app(&server, "filters").await;
+    deploy_fixture(&server, &app, "logs", "logs").await;
+    invoke(&server, &app, "logs").await;
+    invoke(&server, &app, "logs").await;
+    stored(&server, &app, "logs", 13).await; // worker started, then 2 × (5 lines + 1 invocation line)
+
+    // The wire shape: time (microseconds), level, message, and nothing else.
+    let (status, all) = logs_of(&server, &app, "logs", "?order=asc&limit=1000").await;
+    assert_eq!(status, 200, "{all}");
+    let first = &all[0];
+    assert_eq!(first.as_object().unwrap().keys().collect::<Vec<_>>(), ["level", "message", "time"]);
+    assert_eq!(first["time"].as_str().unwrap().len(), "2026-01-01T00:00:00.000000Z".len());
+    let all_messages = messages(&all);
+    let own: Vec<_> = all_messages.iter().filter(|m| !is_system(m)).cloned().collect();
+    assert_eq!(own[..5], ["a log line { n: 1 }", "an info line", "a debug line", "a warning line", "an error line"]);
+    // One invocation line per request: the first a cold start, the second warm.
+    let invocations: Vec<_> = all_messages.iter().filter(|m| m.starts_with("invocation: 200 in ")).collect();
+    assert_eq!(invocations.len(), 2, "{all_messages:?}");
+    assert!(invocations[0].contains("cold start, booted in"), "{}", invocations[0]);
+    assert!(invocations[1].ends_with("(warm)"), "{}", invocations[1]);
+
+    // level: that level only; warn is warning.
+    for level in ["warning", "warn"] {
+        let (_, lines) = logs_of(&server, &app, "logs", &format!("?level={level}")).await;
+        assert_eq!(messages(&lines), ["a warning line", "a warning line"]);
+        assert!(lines.as_array().unwrap().iter().all(|l| l["level"] == "warning"));
+    }
+    let (_, debug) = logs_of(&server, &app, "logs", "?level=debug").await;
+    assert_eq!(messages(&debug), ["a debug line", "a debug line"]);
+
+    // order and limit: the default is newest first.
+    let (_, newest) = logs_of(&server, &app, "logs", "?limit=3").await;
+    let reversed: Vec<_> = all_messages.iter().rev().take(3).cloned().collect();
+    assert_eq!(messages(&newest), reversed);
+    let (_, oldest) = logs_of(&server, &app, "logs", "?limit=2&order=asc").await;
+    assert_eq!(messages(&oldest), all_messages[..2]);
+
+    // since (inclusive) and until (exclusive), ISO or relative.
+    let times: Vec<&str> = all.as_array().unwrap().iter().map(|l| l["time"].as_str().unwrap()).collect();
+    let (_, window) =
+        logs_of(&server, &app, "logs", &format!("?order=asc&limit=1000&since={}&until={}", times[1], times[3])).await;
+    assert_eq!(messages(&window), all_messages[1..3]);
+    let (_, recent) = logs_of(&server, &app, "logs", "?since=1h&limit=1000").await;
+    assert_eq!(recent.as_array().unwrap().len(), all_messages.len());
+    let (_, old) = logs_of(&server, &app, "logs", "?until=1h").await;
+    assert_eq!(old, json!([]));
+    let (status, _) = logs_of(&server, &app, "logs", "?env=prod&limit=1000").await;
+    assert_eq!(status, 200);
+
+    // Unknown function: 404. Bad parameters: 400 saying what is wrong and how to fix it.
+    let (status, body) = logs_of(&server, &app, "nope", "").await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("function_not_found")), "{body}");
+    for (query, needle) in [
+        ("?limit=5000", "not a limit"),
+        ("?limit=0", "not a limit"),
+        ("?order=sideways", "not an order"),
+        ("?level=loud", "not a log level"),
+        ("?since=soon", "not a time"),
+        ("?env=staging", "not an environment"),
+    ] {
+        let (status, body) = logs_of(&server, &app, "logs", query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(needle), "{query}: {body}");
+        assert!(!body["detail"].as_str().unwrap().is_empty(), "{query}: {body}");
+    }
+
+    // A deleted function's lines stay readable.
+    let (status, _) = answer(
+        admin(&server, Method::DELETE, &format!("/api/apps/{app}/backend-functions/logs")).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, lines) = logs_of(&server, &app, "logs", "?limit=1000").await;
+    assert_eq!((status, lines.as_array().unwrap().len()), (200, all_messages.len()));
+
+    // Scoped like the other management routes.
+    let key = answer(admin(&server, Method::POST, &format!("/api/apps/{app}/keys")).send().await.unwrap()).await.1;
+    let other = create_app(&server, "other").await;
+    let path = format!("/api/apps/{other}/functions-mgmt/logs/logs");
+    let response = server.client().get(server.at(&path)).bearer_auth(key["key"].as_str().unwrap()).send().await;
+    assert_eq!(response.unwrap().status(), 403);
+    let path = format!("/api/apps/{app}/functions-mgmt/logs/logs");
+    assert_eq!(server.client().get(server.at(&path)).send().await.unwrap().status(), 401);
+    server.stop().await;
+}
+
+/// Reads an SSE body chunk by chunk and splits it into events (blank-line separated blocks).
+struct Events {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(server: &TestPlatform, path: &str, last_id: Option<u64>) -> Events {
+        let mut request = admin(server, Method::GET, path).header("accept", "text/event-stream");
+        if let Some(id) = last_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Events { body: Box::pin(response.bytes_stream()), buffer: String::new() }
+    }
+
+    /// The next event block; `None` when the stream ends. Fails after 30 s.
+    async fn next(&mut self) -> Option<String> {
+        loop {
+            if let Some(at) = self.buffer.find("\n\n") {
+                let block = self.buffer[..at].to_string();
+                self.buffer.drain(..at + 2);
+                return Some(block);
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.body.next()).await.expect("an event");
+            match chunk {
+                Some(Ok(bytes)) => self.buffer.push_str(std::str::from_utf8(&bytes).unwrap()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next data event that is the function's own output: its id and JSON.
+    async fn next_line(&mut self) -> (u64, Value) {
+        loop {
+            let (id, line) = self.next_any_line().await;
+            if !is_system(line["message"].as_str().unwrap()) {
+                return (id, line);
+            }
+        }
+    }
+
+    /// The next data event: its id and JSON.
+    async fn next_any_line(&mut self) -> (u64, Value) {
+        loop {
+            let block = self.next().await.expect("the stream goes on");
+            if block.starts_with(':') {
+                continue;
+            }
+            let id = block.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().parse().unwrap();
+            let data = block.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            return (id, serde_json::from_str(data).unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_stream_delivers_new_lines_keeps_alive_resumes_and_ends_on_shutdown() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start_with(
+        data.path(),
+        homebase_testkit::PlatformOptions { keepalive: Duration::from_millis(300), ..Default::default() },
+    )
+    .await;
+    let app = create_app(&server, "stream").await;
+    deploy_fixture(&server, &app, "chatty", "chatty").await;
+    deploy_fixture(&server, &app, "quiet", "chatty").await;
+    let path = format!("/api/apps/{app}/functions-mgmt/logs/stream?function=chatty");
+    let mut events = Events::open(&server, &path, None).await;
+    assert_eq!(events.next().await.unwrap(), ": connected", "the stream opens with a comment");
+
+    // Lines printed after subscribing arrive, only of the asked-for function.
+    invoke(&server, &app, "quiet?text=other").await;
+    invoke(&server, &app, "chatty?text=hello&level=warn").await;
+    let (first_id, line) = events.next_line().await;
+    assert_eq!(line, json!({ "time": line["time"], "level": "warning", "function": "chatty", "message": "hello 0" }));
+    let (_, invocation) = events.next_any_line().await;
+    assert!(invocation["message"].as_str().unwrap().starts_with("invocation: 200"), "{invocation}");
+
+    // A quiet stream sends keep-alive comments.
+    assert_eq!(events.next().await.unwrap(), ": keep-alive");
+
+    // Reconnecting with Last-Event-ID replays what came after it, once, then goes live.
+    invoke(&server, &app, "chatty?text=again&n=3").await;
+    let mut resumed = Events::open(&server, &path, Some(first_id)).await;
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let (id, line) = resumed.next_line().await;
+        assert!(id > first_id);
+        got.push(line["message"].as_str().unwrap().to_string());
+    }
+    assert_eq!(got, ["again 0", "again 1", "again 2"], "neither hello 0 again nor a gap");
+    invoke(&server, &app, "chatty?text=live").await;
+    assert_eq!(resumed.next_line().await.1["message"], "live 0");
+
+    // Shutdown ends the stream with an end event the client may retry after.
+    server.stop().await;
+    let mut last = None;
+    while let Some(block) = resumed.next().await {
+        last = Some(block);
+    }
+    let last = last.unwrap();
+    assert!(last.starts_with("event: end\ndata: "), "{last}");
+    let end: Value = serde_json::from_str(last.lines().nth(1).unwrap().strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(end, json!({ "reason": "server_shutdown", "retriable": true }));
+}
+
+#[tokio::test]
+async fn secret_values_a_function_prints_are_masked_in_stored_and_streamed_lines() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let app = create_app(&server, "masking").await;
+    let token = "tok_live_5f3a9c21e7";
+    let path = format!("/api/apps/{app}/secrets");
+    let secrets = json!({ "API_TOKEN": token, "PIN": "1234" });
+    assert_eq!(answer(admin(&server, Method::POST, &path).json(&secrets).send().await.unwrap()).await.0, 200);
+    deploy_fixture(&server, &app, "leak", "leak-secret").await;
+    let stream = format!("/api/apps/{app}/functions-mgmt/logs/stream");
+    let mut events = Events::open(&server, &stream, None).await;
+    events.next().await.unwrap();
+    invoke(&server, &app, "leak").await;
+    stored(&server, &app, "leak", 4).await;
+
+    let (_, lines) = logs_of(&server, &app, "leak", "?order=asc").await;
+    let lines: Vec<_> = messages(&lines).into_iter().filter(|m| !is_system(m)).collect();
+    // A value shorter than 6 characters (the PIN) is left alone, by design.
+    assert_eq!(lines[..2], ["token=******** pin=1234", "failed with ********"]);
+    assert_eq!(events.next_line().await.1["message"], "token=******** pin=1234");
+    assert!(server.logs.events().iter().all(|e| !e.message.contains(token)), "no sink saw the value");
+    server.hub.writer().unwrap().flush().await;
+    for file in ["logs.db", "logs.db-wal"] {
+        let bytes = std::fs::read(data.path().join(file)).unwrap_or_default();
+        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "{file} holds the value");
+    }
+
+    // A changed secret is masked from the next request on.
+    let secrets = json!({ "API_TOKEN": "tok_rotated_000111" });
+    assert_eq!(answer(admin(&server, Method::POST, &path).json(&secrets).send().await.unwrap()).await.0, 200);
+    invoke(&server, &app, "leak").await;
+    stored(&server, &app, "leak", 7).await;
+    let (_, lines) = logs_of(&server, &app, "leak", "?level=info&order=asc").await;
+    let printed: Vec<_> = messages(&lines).into_iter().filter(|m| m.starts_with("token=")).collect();
+    assert_eq!(printed, ["token=******** pin=1234", "token=******** pin=1234"]);
+    server.stop().await;
+}
