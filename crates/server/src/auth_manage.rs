@@ -20,7 +20,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use homebase_store::{NewUser, UserRole};
-use http::{HeaderMap, StatusCode, Uri};
+use http::{Extensions, HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -124,10 +124,10 @@ async fn published_url(
     State(manage): State<AuthManage>,
     Path(app_id): Path<String>,
     headers: HeaderMap,
-    uri: Uri,
+    extensions: Extensions,
 ) -> Result<Response, ApiError> {
     authorize(&manage, &headers, &app_id).await?;
-    Ok(Json(json!({ "url": manage.state.api_url(&headers, &uri) })).into_response())
+    Ok(Json(json!({ "url": manage.state.api_url(&extensions) })).into_response())
 }
 
 async fn list_users(

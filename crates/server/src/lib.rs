@@ -32,10 +32,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use axum::extract::ConnectInfo;
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use homebase_runtime::Runtime;
-use http::{HeaderMap, Uri};
-use tokio::net::TcpListener;
+use http::Extensions;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 pub use catalog::{AppFunctions, Catalog};
@@ -83,38 +85,62 @@ impl AppState {
         format!("req_{:08x}{n:08x}", self.request_ids.prefix)
     }
 
-    /// The URL a function should call back: the configured public URL, else the scheme and
-    /// host the caller used.
-    pub fn api_url(&self, headers: &HeaderMap, uri: &Uri) -> String {
+    /// The URL a function should call back: the configured public URL, else this server's own
+    /// address on the connection the request came in on. Never the `Host` header: a caller who
+    /// forged it would have the function send its service token to the caller's server.
+    pub fn api_url(&self, extensions: &Extensions) -> String {
         if let Some(url) = &self.public_url {
             return url.to_string();
         }
-        let host = headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| uri.authority().map(|a| a.as_str()))
-            .filter(|h| is_host(h))
-            .unwrap_or("127.0.0.1");
-        format!("http://{host}")
+        match extensions.get::<ConnectInfo<Peer>>() {
+            Some(ConnectInfo(peer)) => format!("http://{}", peer.local),
+            None => "http://127.0.0.1".to_string(),
+        }
     }
 }
 
-/// A `host[:port]` made of the characters a host may have (no path, no user info).
-fn is_host(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 255
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+/// Both ends of a client's connection, in every request's extensions as `ConnectInfo<Peer>`:
+/// `remote` for the login limiter, `local` (the address the client reached) for the URL
+/// functions call back.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl Connected<IncomingStream<'_, NoDelay>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, NoDelay>) -> Peer {
+        let remote = *stream.remote_addr();
+        Peer { local: stream.io().local_addr().unwrap_or(remote), remote }
+    }
+}
+
+/// A TCP listener whose connections send small writes at once (`TCP_NODELAY`).
+struct NoDelay(TcpListener);
+
+impl axum::serve::Listener for NoDelay {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        let _ = stream.set_nodelay(true);
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and gives
 /// in-flight requests up to `grace` to finish. Returns once the server has stopped.
 pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: CancellationToken, grace: Duration) {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = NoDelay(listener);
     let signal = shutdown.clone();
-    // Connect info gives the login rate limiter the client's address.
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    // Connect info gives the login rate limiter the client's address, and functions the
+    // server's own.
+    let service = router.into_make_service_with_connect_info::<Peer>();
     let server = axum::serve(listener, service).with_graceful_shutdown(async move { signal.cancelled().await });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {

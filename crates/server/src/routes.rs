@@ -109,6 +109,17 @@ async fn call_function(
         Ok(app) => app,
         Err(error) => return error.into_response(),
     };
+    // One credential per request: with two `Authorization` headers, the function would see both
+    // joined, and only the first would have been checked.
+    if caller == Caller::Sdk && request.headers().get_all(http::header::AUTHORIZATION).iter().nth(1).is_some() {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "duplicate_authorization",
+            "The request has more than one Authorization header",
+            "Send one `Authorization: Bearer <token>` header.",
+        )
+        .into_response();
+    }
     // A bearer on an SDK route must be one this server issued for this app.
     if caller == Caller::Sdk
         && let Err(unauthorized) = crate::auth::check_function_bearer(&state.tokens, request.headers(), &app.app_id)
@@ -134,7 +145,7 @@ async fn call_function(
         Some(id) => id.to_string(),
         None => state.next_request_id(),
     };
-    let api_url = state.api_url(&parts.headers, &parts.uri);
+    let api_url = state.api_url(&parts.extensions);
     let service_token = state.tokens.mint_service(&app.app_id);
     headers::prepare_request_headers(
         &mut parts.headers,

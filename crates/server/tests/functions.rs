@@ -87,6 +87,40 @@ async fn http2_callers_reach_functions_with_their_host() {
 }
 
 #[tokio::test]
+async fn a_forged_host_never_becomes_the_url_functions_call_back() {
+    // The function's SDK sends its service token to Base44-Api-Url: a Host header that a caller
+    // made up must not decide where that goes.
+    let project = fixture("functions");
+    let server = TestServer::start(project.path()).await;
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    for path in ["/functions/echo", "/api/apps/fixture-app/functions/echo", "/api/functions/echo"] {
+        let seen =
+            json_of(server.client().get(server.at(path)).header("host", trap.to_string()).send().await.unwrap()).await;
+        assert_eq!(seen["headers"]["base44-api-url"], server.url.as_str(), "{path}: {seen}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let project = fixture("functions");
+    let server = TestServer::start(project.path()).await;
+    let response = server
+        .client()
+        .get(server.at("/api/functions/echo"))
+        .header("authorization", "Bearer one")
+        .header("authorization", "Bearer two")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body = json_of(response).await;
+    assert_eq!(body["code"], "duplicate_authorization");
+    assert!(body["detail"].as_str().unwrap().contains("one `Authorization"), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn webhook_route_never_carries_a_user() {
     let project = fixture("functions");
     let server = TestServer::start(project.path()).await;
