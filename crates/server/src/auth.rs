@@ -23,22 +23,35 @@ use crate::token::{Claims, ROLE_SERVICE, TokenError, TokenMinter};
 
 pub const ON_BEHALF_OF: HeaderName = HeaderName::from_static("on-behalf-of");
 
+/// The user a verified user token names, with the password stamp it carries (`None` for a
+/// token without one, which the user routes refuse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUser {
+    pub id: String,
+    pub stamp: Option<String>,
+}
+
 /// A verified caller of an app's API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
-    /// An app user, by id.
-    User { user_id: String },
-    /// The app's service role; `on_behalf_of` is the user id from a verified `on-behalf-of`.
-    Service { on_behalf_of: Option<String> },
+    /// An app user.
+    User(TokenUser),
+    /// The app's service role; `on_behalf_of` is the user of a verified `on-behalf-of`.
+    Service { on_behalf_of: Option<TokenUser> },
 }
 
 impl Identity {
     /// The user this request acts for: the user, or the service role's `on-behalf-of` user.
-    pub fn user_id(&self) -> Option<&str> {
+    pub fn user(&self) -> Option<&TokenUser> {
         match self {
-            Identity::User { user_id } => Some(user_id),
-            Identity::Service { on_behalf_of } => on_behalf_of.as_deref(),
+            Identity::User(user) => Some(user),
+            Identity::Service { on_behalf_of } => on_behalf_of.as_ref(),
         }
+    }
+
+    /// The id of [`Identity::user`].
+    pub fn user_id(&self) -> Option<&str> {
+        self.user().map(|user| user.id.as_str())
     }
 }
 
@@ -103,7 +116,7 @@ fn identity_of(
     claims: &Claims,
 ) -> Result<Identity, Unauthorized> {
     if claims.role != ROLE_SERVICE {
-        return Ok(Identity::User { user_id: claims.sub.clone() });
+        return Ok(Identity::User(TokenUser { id: claims.sub.clone(), stamp: claims.stamp.clone() }));
     }
     let on_behalf_of = match headers.get(ON_BEHALF_OF) {
         None => None,
@@ -122,7 +135,7 @@ fn identity_of(
                     "on-behalf-of names a user: send that user's token.",
                 ));
             }
-            Some(user.sub)
+            Some(TokenUser { id: user.sub, stamp: user.stamp })
         }
     };
     Ok(Identity::Service { on_behalf_of })
@@ -138,76 +151,226 @@ pub fn check_function_bearer(tokens: &TokenMinter, headers: &HeaderMap, app_id: 
     }
 }
 
-/// Failed-login limits: at most `per_account` failures per account and `per_address` per client
-/// address within `window`.
+/// What a [`Limiter`] counts, each in its own buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attempt {
+    /// A login or a current-password check: refunded when the password was right.
+    Login,
+    /// A verification code guess: refunded when the code was right.
+    Otp,
+    /// A request that sends mail or hashes a new password (`register`, `resend-otp`,
+    /// `reset-password-request`, `invite-user`): never refunded.
+    Mail,
+}
+
+/// What is counted against: the account (an e-mail, normalised) or a caller, and the client
+/// address.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The account or caller; `None` counts the address only.
+    pub account: Option<&'a str>,
+    pub address: Option<IpAddr>,
+}
+
+/// The limits of a [`Limiter`], per `window`: failed logins per account and per client address,
+/// verification code guesses, and mail-sending requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLimits {
+    /// Failed logins (and current-password checks) per account.
     pub per_account: u32,
+    /// Failed logins per client address.
     pub per_address: u32,
     pub window: Duration,
+    /// Wrong verification codes per account, whatever the number of codes sent.
+    pub otp_per_account: u32,
+    /// Wrong verification codes per client address.
+    pub otp_per_address: u32,
+    /// Mail-sending requests per recipient account or inviting caller.
+    pub mail_per_account: u32,
+    /// Mail-sending requests (and registrations) per client address.
+    pub mail_per_address: u32,
 }
 
 impl Default for LoginLimits {
     fn default() -> Self {
-        LoginLimits { per_account: 5, per_address: 30, window: Duration::from_secs(15 * 60) }
+        LoginLimits {
+            per_account: 5,
+            per_address: 30,
+            window: Duration::from_secs(15 * 60),
+            otp_per_account: 5,
+            otp_per_address: 30,
+            mail_per_account: 5,
+            mail_per_address: 20,
+        }
     }
 }
 
-/// Counts failed logins in fixed windows, in memory (per node).
+impl LoginLimits {
+    fn limits(&self, attempt: Attempt) -> (u32, u32) {
+        match attempt {
+            Attempt::Login => (self.per_account, self.per_address),
+            Attempt::Otp => (self.otp_per_account, self.otp_per_address),
+            Attempt::Mail => (self.mail_per_account, self.mail_per_address),
+        }
+    }
+}
+
+/// A bucket's key: a hash of what it counts, so its size does not depend on the request.
+type Key = [u8; 16];
+
+/// Counts attempts in fixed windows, in memory (per node). An attempt is counted *before* the
+/// work it guards ([`Limiter::reserve`]), under one lock, so concurrent attempts cannot all pass
+/// the check; a successful login or code gives its reservation back ([`Limiter::refund`]).
+///
+/// The map holds at most [`MAX_ENTRIES`] buckets; expired ones are swept on a schedule (every
+/// [`SWEEP_EVERY`] at most once), and when it is full. When it is still full after that, new
+/// buckets are refused (the request answers 429) rather than letting the limits lapse.
 #[derive(Debug)]
-pub struct LoginLimiter {
+pub struct Limiter {
     limits: LoginLimits,
-    counts: Mutex<HashMap<String, (Instant, u32)>>,
+    state: Mutex<Buckets>,
 }
 
-/// Entries kept before expired ones are swept.
-const SWEEP_AT: usize = 10_000;
+/// The old name: the limiter started with logins.
+pub type LoginLimiter = Limiter;
 
-impl LoginLimiter {
+#[derive(Debug)]
+struct Buckets {
+    counts: HashMap<Key, (Instant, u32)>,
+    last_sweep: Instant,
+    next_sweep: Instant,
+}
+
+/// Buckets kept at most (about 40 bytes each).
+pub const MAX_ENTRIES: usize = 200_000;
+/// How often expired buckets are swept at most.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// What a reservation took, to give back with [`Limiter::refund`].
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct Reservation {
+    keys: [Option<Key>; 2],
+}
+
+/// The per-address part of a client address: the address itself for IPv4 (and IPv4-mapped
+/// IPv6), the /64 network for IPv6, which a single client commonly holds whole.
+pub fn address_prefix(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+fn key(attempt: Attempt, kind: u8, app_id: &str, what: &[u8]) -> Key {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update([attempt as u8, kind]);
+    hash.update(app_id.as_bytes());
+    hash.update([0]);
+    hash.update(what);
+    let digest = hash.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+impl Limiter {
     pub fn new(limits: LoginLimits) -> Self {
-        LoginLimiter { limits, counts: Mutex::new(HashMap::new()) }
+        Limiter {
+            limits,
+            state: Mutex::new(Buckets {
+                counts: HashMap::new(),
+                last_sweep: Instant::now(),
+                next_sweep: Instant::now() + SWEEP_EVERY,
+            }),
+        }
     }
 
-    fn keys(app_id: &str, email: &str, address: Option<IpAddr>) -> [(String, u32); 2] {
-        [(format!("a\0{app_id}\0{}", email.trim().to_lowercase()), 0), (format!("i\0{app_id}\0{address:?}"), 1)]
+    pub fn limits(&self) -> LoginLimits {
+        self.limits
     }
 
-    /// `Err(retry after)` when the account or the address is over its limit.
-    pub fn check(&self, app_id: &str, email: &str, address: Option<IpAddr>) -> Result<(), Duration> {
-        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+    fn keys(attempt: Attempt, app_id: &str, subject: Subject<'_>) -> [Option<(Key, u32)>; 2] {
+        [
+            subject.account.map(|account| (key(attempt, b'a', app_id, account.as_bytes()), 0)),
+            subject.address.map(|address| {
+                let bytes = match address_prefix(address) {
+                    IpAddr::V4(v4) => v4.octets().to_vec(),
+                    IpAddr::V6(v6) => v6.octets().to_vec(),
+                };
+                (key(attempt, b'i', app_id, &bytes), 1)
+            }),
+        ]
+    }
+
+    /// Counts one `attempt` for the subject's account and address, or `Err(retry after)` when
+    /// either is at its limit (then nothing is counted). Check and count happen under one lock.
+    pub fn reserve(&self, attempt: Attempt, app_id: &str, subject: Subject<'_>) -> Result<Reservation, Duration> {
+        let (per_account, per_address) = self.limits.limits(attempt);
+        let window = self.limits.window;
+        let keys = Self::keys(attempt, app_id, subject);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        for (key, kind) in Self::keys(app_id, email, address) {
-            let limit = if kind == 0 { self.limits.per_account } else { self.limits.per_address };
-            if let Some((start, n)) = counts.get(&key)
-                && now.duration_since(*start) < self.limits.window
-                && *n >= limit
-            {
-                return Err(self.limits.window.saturating_sub(now.duration_since(*start)));
+        // Swept on schedule, and when full (then at most once a second, so that a flood cannot
+        // make every request scan the map).
+        let due = now >= state.next_sweep;
+        let full =
+            state.counts.len() + 2 > MAX_ENTRIES && now.duration_since(state.last_sweep) >= Duration::from_secs(1);
+        if due || full {
+            state.counts.retain(|_, (start, _)| now.duration_since(*start) < window);
+            state.last_sweep = now;
+            state.next_sweep = now + SWEEP_EVERY;
+        }
+        for (key, kind) in keys.iter().flatten() {
+            let limit = if *kind == 0 { per_account } else { per_address };
+            match state.counts.get(key) {
+                Some((start, n)) if now.duration_since(*start) < window && *n >= limit => {
+                    return Err(window.saturating_sub(now.duration_since(*start)));
+                }
+                _ if limit == 0 => return Err(window),
+                Some(_) => {}
+                None if state.counts.len() >= MAX_ENTRIES => {
+                    tracing::warn!(
+                        entries = MAX_ENTRIES,
+                        "the rate limiter is full; refusing new callers until it drains"
+                    );
+                    return Err(window);
+                }
+                None => {}
             }
         }
-        Ok(())
-    }
-
-    /// Records a failed login.
-    pub fn failed(&self, app_id: &str, email: &str, address: Option<IpAddr>) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if counts.len() >= SWEEP_AT {
-            counts.retain(|_, (start, _)| now.duration_since(*start) < self.limits.window);
-        }
-        for (key, _) in Self::keys(app_id, email, address) {
-            let entry = counts.entry(key).or_insert((now, 0));
-            if now.duration_since(entry.0) >= self.limits.window {
+        for (key, _) in keys.iter().flatten() {
+            let entry = state.counts.entry(*key).or_insert((now, 0));
+            if now.duration_since(entry.0) >= window {
                 *entry = (now, 0);
             }
             entry.1 += 1;
         }
+        Ok(Reservation { keys: keys.map(|k| k.map(|(key, _)| key)) })
     }
 
-    /// A successful login clears the account's count (not the address's).
-    pub fn succeeded(&self, app_id: &str, email: &str) {
-        let [(account, _), _] = Self::keys(app_id, email, None);
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).remove(&account);
+    /// Gives a reservation back after a success: the account's count is cleared (a right
+    /// password or code ends its run of failures) and the address's attempt is returned.
+    pub fn refund(&self, reservation: Reservation) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let [account, address] = reservation.keys;
+        if let Some(account) = account {
+            state.counts.remove(&account);
+        }
+        if let Some(address) = address
+            && let Some(entry) = state.counts.get_mut(&address)
+        {
+            entry.1 = entry.1.saturating_sub(1);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.state.lock().unwrap().counts.len()
     }
 }
 
@@ -225,15 +388,16 @@ mod tests {
     #[test]
     fn bearers_are_verified_for_their_app() {
         let tokens = TokenMinter::new(b"k", Duration::from_secs(60));
-        let user = tokens.mint_user("app1", "u1", "a@b.c", Duration::from_secs(60));
+        let user = tokens.mint_user("app1", "u1", "a@b.c", "s1", Duration::from_secs(60));
         let service = tokens.mint_service("app1");
         let auth = |t: &str| headers(&[("authorization", &format!("Bearer {t}"))]);
         assert_eq!(identify(&tokens, &HeaderMap::new(), "app1"), Ok(None));
-        assert_eq!(identify(&tokens, &auth(&user), "app1"), Ok(Some(Identity::User { user_id: "u1".into() })));
+        let u1 = TokenUser { id: "u1".into(), stamp: Some("s1".into()) };
+        assert_eq!(identify(&tokens, &auth(&user), "app1"), Ok(Some(Identity::User(u1.clone()))));
         assert_eq!(identify(&tokens, &auth(&service), "app1"), Ok(Some(Identity::Service { on_behalf_of: None })));
         let on_behalf =
             headers(&[("authorization", &format!("Bearer {service}")), ("on-behalf-of", &format!("Bearer {user}"))]);
-        assert_eq!(identify(&tokens, &on_behalf, "app1").unwrap().unwrap().user_id(), Some("u1"));
+        assert_eq!(identify(&tokens, &on_behalf, "app1").unwrap().unwrap().user(), Some(&u1));
         for bad in [
             auth(&user).clone(),
             headers(&[("authorization", "Basic eDp5")]),
@@ -246,6 +410,7 @@ mod tests {
             "app1",
             "u1",
             "a@b.c",
+            "s1",
             Duration::from_secs(60),
         );
         let err = identify(&tokens, &auth(&forged), "app1").unwrap_err();
@@ -254,20 +419,81 @@ mod tests {
         assert!(check_function_bearer(&tokens, &auth(&user), "app2").is_err());
     }
 
+    fn limits(per_account: u32, per_address: u32) -> LoginLimits {
+        LoginLimits { per_account, per_address, window: Duration::from_secs(60), ..LoginLimits::default() }
+    }
+
+    fn login<'a>(account: &'a str, address: [u8; 4]) -> Subject<'a> {
+        Subject { account: Some(account), address: Some(address.into()) }
+    }
+
     #[test]
     fn the_limiter_blocks_an_account_and_an_address() {
-        let limiter =
-            LoginLimiter::new(LoginLimits { per_account: 2, per_address: 3, window: Duration::from_secs(60) });
-        let ip: Option<IpAddr> = Some([10, 0, 0, 1].into());
-        assert!(limiter.check("a", "ann@x", ip).is_ok());
-        limiter.failed("a", "ann@x", ip);
-        limiter.failed("a", "ANN@x", ip);
-        assert!(limiter.check("a", "ann@x", ip).is_err(), "the account is blocked");
-        assert!(limiter.check("b", "ann@x", Some([10, 0, 0, 2].into())).is_ok(), "per app");
-        assert!(limiter.check("a", "bob@x", ip).is_ok(), "the address still has one try");
-        limiter.failed("a", "bob@x", ip);
-        assert!(limiter.check("a", "carl@x", ip).is_err(), "the address is blocked");
-        limiter.succeeded("a", "ann@x");
-        assert!(limiter.check("a", "ann@x", Some([10, 0, 0, 9].into())).is_ok());
+        let limiter = Limiter::new(limits(2, 3));
+        let ip = [10, 0, 0, 1];
+        let _ = limiter.reserve(Attempt::Login, "a", login("ann@x", ip)).unwrap();
+        let _ = limiter.reserve(Attempt::Login, "a", login("ann@x", ip)).unwrap();
+        assert!(limiter.reserve(Attempt::Login, "a", login("ann@x", ip)).is_err(), "the account is blocked");
+        assert!(limiter.reserve(Attempt::Login, "b", login("ann@x", [10, 0, 0, 2])).is_ok(), "per app");
+        assert!(limiter.reserve(Attempt::Otp, "a", login("ann@x", [10, 0, 0, 2])).is_ok(), "per kind of attempt");
+        let _ = limiter.reserve(Attempt::Login, "a", login("bob@x", ip)).unwrap();
+        assert!(limiter.reserve(Attempt::Login, "a", login("carl@x", ip)).is_err(), "the address is blocked");
+        let retry = limiter.reserve(Attempt::Login, "a", login("carl@x", ip)).unwrap_err();
+        assert!(retry <= Duration::from_secs(60) && retry > Duration::ZERO, "{retry:?}");
+    }
+
+    /// The check and the count are one step: of many attempts, exactly the limit get through.
+    #[test]
+    fn concurrent_reservations_never_exceed_the_limit() {
+        let limiter = std::sync::Arc::new(Limiter::new(limits(3, 1000)));
+        let passed = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..16 {
+                scope.spawn(|| {
+                    for _ in 0..8 {
+                        if limiter.reserve(Attempt::Login, "a", login("ann@x", [10, 0, 0, 1])).is_ok() {
+                            passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(passed.into_inner(), 3);
+    }
+
+    #[test]
+    fn a_refund_clears_the_account_and_returns_the_address_attempt() {
+        let limiter = Limiter::new(limits(2, 2));
+        let _ = limiter.reserve(Attempt::Login, "a", login("ann@x", [10, 0, 0, 1])).unwrap();
+        let good = limiter.reserve(Attempt::Login, "a", login("ann@x", [10, 0, 0, 1])).unwrap();
+        limiter.refund(good);
+        // The account starts afresh and the address has one attempt back.
+        let _ = limiter.reserve(Attempt::Login, "a", login("ann@x", [10, 0, 0, 1])).unwrap();
+        assert!(limiter.reserve(Attempt::Login, "a", login("bob@x", [10, 0, 0, 1])).is_err(), "the address is used up");
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let limiter = Limiter::new(limits(100, 2));
+        let v6 = |s: &str| Subject { account: None, address: Some(s.parse().unwrap()) };
+        let _ = limiter.reserve(Attempt::Login, "a", v6("2001:db8:1:2::1")).unwrap();
+        let _ = limiter.reserve(Attempt::Login, "a", v6("2001:db8:1:2:ffff::9")).unwrap();
+        assert!(limiter.reserve(Attempt::Login, "a", v6("2001:db8:1:2:abcd::1")).is_err(), "one /64");
+        assert!(limiter.reserve(Attempt::Login, "a", v6("2001:db8:1:3::1")).is_ok(), "another /64");
+        assert_eq!(address_prefix("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn buckets_are_hashed_and_swept() {
+        let limiter = Limiter::new(LoginLimits { window: Duration::ZERO, ..limits(5, 5) });
+        let long = "a".repeat(1_000_000);
+        for i in 0..10u8 {
+            let _ = limiter.reserve(Attempt::Login, "a", login(&long, [10, 0, 0, i]));
+        }
+        assert_eq!(limiter.len(), 11, "one account, ten addresses");
+        // Force the schedule: the next reservation sweeps every expired bucket.
+        limiter.state.lock().unwrap().next_sweep = Instant::now();
+        let _ = limiter.reserve(Attempt::Login, "a", login("ann@x", [10, 0, 0, 1]));
+        assert_eq!(limiter.len(), 2, "only the new buckets are left");
     }
 }

@@ -120,6 +120,16 @@ pub fn store_error(error: StoreError) -> ApiError {
         StoreError::Invalid { .. } => "Fix the request and send it again.",
         StoreError::Conflict { .. } => "The request conflicts with what is stored.",
         StoreError::Busy => "The database is busy; retry shortly.",
+        // The database's own text (SQL, paths) stays in the server log.
+        StoreError::Database(_) | StoreError::Io(_) => {
+            tracing::error!(error = %error, "a store operation failed");
+            return ApiError::new(
+                status,
+                error.code(),
+                "Homebase could not complete the request because of a storage error",
+                "Retry later; the server log has the details.",
+            );
+        }
         _ => "Homebase could not complete the request; the server log has more.",
     };
     ApiError::new(status, error.code(), error.to_string(), detail)

@@ -3,8 +3,10 @@
 //! - **Service tokens** (`role: "service"`) are minted for every function request, short-lived,
 //!   bound to one app (`app_id`).
 //! - **User tokens** (`role: "user"`) are an app user's access token: the user id in `sub`, the
-//!   app in `app_id`, an expiry. The user's app role (`user`/`admin`) is not in the token; it is
-//!   read from the store where it matters, so a change applies at once.
+//!   app in `app_id`, an expiry, and `stamp`, the user's password stamp when the token was
+//!   issued: the user routes compare it with the stored one, so a password change or reset
+//!   signs old tokens out. The user's app role (`user`/`admin`) is not in the token; it is read
+//!   from the store where it matters, so a change applies at once.
 //!
 //! The key comes from a file created on first start ([`TokenMinter::from_key_file`]), so tokens
 //! survive a restart. The HMAC key is expanded once; minting is a JSON write, two base64
@@ -30,6 +32,9 @@ pub struct Claims {
     pub app_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// User tokens: the user's password stamp when it was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<String>,
     pub iat: u64,
     pub exp: u64,
 }
@@ -75,38 +80,36 @@ impl TokenMinter {
     }
 
     /// The key in `path` (64 hex digits), or a new random key written there (mode 0600, folders
-    /// created) when the file does not exist yet.
+    /// created) when the file does not exist yet. The new file is written whole under a temporary
+    /// name and then linked into place without replacing anything, so a second process starting
+    /// at the same moment either sees no file or the complete one, and both end up with the key
+    /// that is in the file.
     pub fn from_key_file(path: &Path, ttl: Duration) -> std::io::Result<TokenMinter> {
-        let bad = |why: &str| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "the token signing key {} {why}; delete it to make a new one (signed-in users must sign in again)",
-                    path.display()
-                ),
-            )
-        };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let text = text.trim();
-                if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(bad("is not 64 hex digits"));
-                }
-                let key: Vec<u8> =
-                    (0..32).map(|i| u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).unwrap_or(0)).collect();
-                Ok(TokenMinter::new(&key, ttl))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key: [u8; 32] = rand::random();
-                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                write_private(path, &format!("{hex}\n"))?;
-                Ok(TokenMinter::new(&key, ttl))
-            }
-            Err(e) => Err(e),
+        match read_key_file(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => return other.map(|key| TokenMinter::new(&key, ttl)),
         }
+        let key: [u8; 32] = rand::random();
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "auth.key".into());
+        let temp = path.with_file_name(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+        write_private(&temp, &format!("{hex}\n"))?;
+        let placed = match std::fs::hard_link(&temp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            // A file system without hard links: a rename, when there is still nothing to replace.
+            Err(_) if !path.exists() => std::fs::rename(&temp, path).map(|()| true),
+            Err(_) => Ok(false),
+        };
+        let _ = std::fs::remove_file(&temp);
+        if placed? {
+            return Ok(TokenMinter::new(&key, ttl));
+        }
+        // Another process created it first: use its key.
+        read_key_file(path).map(|key| TokenMinter::new(&key, ttl))
     }
 
     /// How long a service token lives.
@@ -115,15 +118,24 @@ impl TokenMinter {
     }
 
     pub fn mint_service(&self, app_id: &str) -> String {
-        self.mint(ROLE_SERVICE, "service", app_id, None, self.ttl)
+        self.mint(ROLE_SERVICE, "service", app_id, None, None, self.ttl)
     }
 
-    /// A user access token for `user_id` of `app_id`, valid for `ttl`.
-    pub fn mint_user(&self, app_id: &str, user_id: &str, email: &str, ttl: Duration) -> String {
-        self.mint(ROLE_USER, user_id, app_id, Some(email), ttl)
+    /// A user access token for `user_id` of `app_id` with the user's password `stamp`, valid for
+    /// `ttl`.
+    pub fn mint_user(&self, app_id: &str, user_id: &str, email: &str, stamp: &str, ttl: Duration) -> String {
+        self.mint(ROLE_USER, user_id, app_id, Some(email), Some(stamp), ttl)
     }
 
-    fn mint(&self, role: &str, sub: &str, app_id: &str, email: Option<&str>, ttl: Duration) -> String {
+    fn mint(
+        &self,
+        role: &str,
+        sub: &str,
+        app_id: &str,
+        email: Option<&str>,
+        stamp: Option<&str>,
+        ttl: Duration,
+    ) -> String {
         let now = unix_now();
         let claims = Claims {
             iss: "homebase".into(),
@@ -131,6 +143,7 @@ impl TokenMinter {
             role: role.into(),
             app_id: app_id.into(),
             email: email.map(String::from),
+            stamp: stamp.map(String::from),
             iat: now,
             exp: now + ttl.as_secs(),
         };
@@ -194,6 +207,32 @@ pub fn service_ttl(function_timeout: Duration) -> Duration {
     function_timeout + Duration::from_secs(60)
 }
 
+/// The 32-byte key in a key file of 64 hex digits; `InvalidData` with what is wrong and what to
+/// do otherwise.
+fn read_key_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let bad = |why: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the token signing key {} {why}; delete it to make a new one (signed-in users must sign in again)",
+                path.display()
+            ),
+        )
+    };
+    let text = std::fs::read_to_string(path)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(bad("is empty (was it cut short while being written?)"));
+    }
+    if text.len() < 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(&format!("is too short: {} hex digits where 64 are needed", text.len())));
+    }
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("is not 64 hex digits"));
+    }
+    Ok((0..32).map(|i| u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).unwrap_or(0)).collect())
+}
+
 /// Writes `contents` to a new file readable by its owner only.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -245,10 +284,11 @@ mod tests {
     #[test]
     fn user_tokens_are_bound_to_their_app_and_kind() {
         let minter = TokenMinter::new(b"k", Duration::from_secs(60));
-        let token = minter.mint_user("app1", "u1", "ann@example.test", Duration::from_secs(3600));
+        let token = minter.mint_user("app1", "u1", "ann@example.test", "s1", Duration::from_secs(3600));
         let claims = minter.verify_for_app(&token, "app1").unwrap();
         assert_eq!((claims.sub.as_str(), claims.role.as_str()), ("u1", ROLE_USER));
         assert_eq!(claims.email.as_deref(), Some("ann@example.test"));
+        assert_eq!(claims.stamp.as_deref(), Some("s1"));
         assert_eq!(claims.exp - claims.iat, 3600);
         assert_eq!(minter.verify_for_app(&token, "app2"), Err(TokenError::OtherApp));
         assert_eq!(minter.verify_service(&token), Err(TokenError::WrongKind), "a user token is not a service token");
@@ -273,5 +313,30 @@ mod tests {
         std::fs::write(&path, "not a key").unwrap();
         let err = TokenMinter::from_key_file(&path, Duration::from_secs(60)).err().unwrap();
         assert!(err.to_string().contains("64 hex digits"), "{err}");
+        for (text, says) in [("", "is empty"), ("\n", "is empty"), ("abcd", "too short")] {
+            std::fs::write(&path, text).unwrap();
+            let err = TokenMinter::from_key_file(&path, Duration::from_secs(60)).err().unwrap();
+            assert!(err.to_string().contains(says) && err.to_string().contains("delete it"), "{err}");
+        }
+        let names: Vec<_> =
+            std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["auth.key"], "no temporary file is left behind");
+    }
+
+    /// Processes starting together all end up with the key that is in the file.
+    #[test]
+    fn racing_starts_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.key");
+        let minters: Vec<TokenMinter> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| TokenMinter::from_key_file(&path, Duration::from_secs(60)).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let from_file = TokenMinter::from_key_file(&path, Duration::from_secs(60)).unwrap();
+        for minter in &minters {
+            assert!(from_file.verify_service(&minter.mint_service("a")).is_ok(), "every starter uses the file's key");
+        }
     }
 }

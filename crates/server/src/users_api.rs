@@ -7,9 +7,15 @@
 //! - `POST users/invite-user` and `runtime/users/invite-user`.
 //!
 //! Login answers a wrong password and an unknown account with the same status and body, after
-//! the same Argon2 work, and is rate-limited per account and per client address
-//! ([`LoginLimiter`]). Codes are e-mailed ([`Mailer`]); `resend-otp` and
+//! the same Argon2 work. The [`Limiter`] counts, per account and per client address, login
+//! attempts and verification code guesses (each reserved before the check, given back on
+//! success) and the requests that send mail or hash a new password (`register`, `resend-otp`,
+//! `reset-password-request`, `invite-user`). Codes are e-mailed ([`Mailer`]); `resend-otp` and
 //! `reset-password-request` answer alike whether or not the account exists.
+//!
+//! A user token is resolved to its user on every user route: the account must exist, not be
+//! disabled, and still have the password stamp the token carries (a password change or reset
+//! signs old tokens out).
 
 // The handlers' helpers fail with the `Response` to send, at most once per request; boxing it
 // would only add an allocation.
@@ -29,7 +35,7 @@ use homebase_store::{CodeCheck, CodePurpose, NewUser, Store, User, UserRole, Use
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::auth::{self, Identity, LoginLimiter, LoginLimits, Unauthorized};
+use crate::auth::{self, Attempt, Identity, Limiter, LoginLimits, Reservation, Subject, TokenUser, Unauthorized};
 use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::mail::{Mail, Mailer};
@@ -50,7 +56,7 @@ pub struct Auth {
     /// Resolves the app id of a URL (dev answers every id with the project's app).
     pub catalog: Arc<dyn Catalog>,
     pub mailer: Mailer,
-    pub limiter: LoginLimiter,
+    pub limiter: Limiter,
     /// Whether e-mail verification is required in apps that never set it (serve: yes, dev: no).
     pub verification_default: bool,
     pub user_token_ttl: Duration,
@@ -69,14 +75,14 @@ impl Auth {
             tokens,
             catalog,
             mailer,
-            limiter: LoginLimiter::new(LoginLimits::default()),
+            limiter: Limiter::new(LoginLimits::default()),
             verification_default,
             user_token_ttl: USER_TOKEN_TTL,
         }
     }
 
     pub fn with_limits(mut self, limits: LoginLimits) -> Auth {
-        self.limiter = LoginLimiter::new(limits);
+        self.limiter = Limiter::new(limits);
         self
     }
 
@@ -94,7 +100,7 @@ impl Auth {
 
     /// A user access token.
     pub fn user_token(&self, user: &User) -> String {
-        self.tokens.mint_user(&user.app_id, &user.id, &user.email, self.user_token_ttl)
+        self.tokens.mint_user(&user.app_id, &user.id, &user.email, &user.password_stamp, self.user_token_ttl)
     }
 
     fn send_code(&self, user: &User, code: &str) {
@@ -173,12 +179,32 @@ fn require_identity(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Id
     })
 }
 
-/// The user a token names; 401 when the account is gone or disabled.
-async fn token_user(auth: &Auth, app_id: &str, user_id: &str) -> Result<User, Response> {
-    match auth.store.user(app_id, user_id).await.map_err(|e| store_error(e).into_response())? {
-        Some(user) if !user.disabled => Ok(user),
-        Some(_) => Err(Unauthorized::new("This account is disabled", "Ask an admin of the app.").into_response()),
-        None => Err(Unauthorized::new("The token's user does not exist", "Sign in again.").into_response()),
+/// The user a token names; 401 when the account is gone or disabled, or its password changed
+/// since the token was issued.
+async fn token_user(auth: &Auth, app_id: &str, token: &TokenUser) -> Result<User, Response> {
+    let user = match auth.store.user(app_id, &token.id).await.map_err(|e| store_error(e).into_response())? {
+        Some(user) => user,
+        None => return Err(Unauthorized::new("The token's user does not exist", "Sign in again.").into_response()),
+    };
+    if token.stamp.as_deref() != Some(user.password_stamp.as_str()) {
+        return Err(Unauthorized::new(
+            "The token is no longer valid: the account's password changed after it was issued",
+            "Sign in again with the current password.",
+        )
+        .into_response());
+    }
+    if user.disabled {
+        return Err(Unauthorized::new("This account is disabled", "Ask an admin of the app.").into_response());
+    }
+    Ok(user)
+}
+
+/// The user the caller acts for, resolved with [`token_user`]; `None` for the service role
+/// without `on-behalf-of`.
+async fn caller_user(auth: &Auth, app_id: &str, identity: &Identity) -> Result<Option<User>, Response> {
+    match identity.user() {
+        Some(token) => token_user(auth, app_id, token).await.map(Some),
+        None => Ok(None),
     }
 }
 
@@ -206,6 +232,24 @@ fn text<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, Response
         )),
         Some(_) => Err(bad_request("bad_field", format!("'{name}' must be a string"), "Send it as a JSON string.")),
     }
+}
+
+/// A required e-mail field, normalised (trimmed, lowercased, checked: at most 254 bytes).
+fn email_field(map: &Map<String, Value>, name: &str) -> Result<String, Response> {
+    homebase_store::normalize_email(text(map, name)?).map_err(|e| {
+        bad_request("invalid_email", e.to_string(), format!("Send '{name}' as a plain address, like ann@example.test."))
+    })
+}
+
+/// Counts one `attempt` (see [`Limiter::reserve`]); a 429 with `Retry-After` when over a limit.
+fn reserve(
+    auth: &Auth,
+    attempt: Attempt,
+    app_id: &str,
+    account: Option<&str>,
+    address: Option<IpAddr>,
+) -> Result<Reservation, Response> {
+    auth.limiter.reserve(attempt, app_id, Subject { account, address }).map_err(|retry| too_many(attempt, retry))
 }
 
 fn optional_text<'a>(map: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Response> {
@@ -273,20 +317,25 @@ macro_rules! tri {
     };
 }
 
-async fn register(State(auth): State<Arc<Auth>>, Path(app): Path<String>, body: Bytes) -> Response {
+async fn register(
+    State(auth): State<Arc<Auth>>,
+    Path(app): Path<String>,
+    ClientAddr(address): ClientAddr,
+    body: Bytes,
+) -> Response {
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let map = tri!(object(&body));
-    let email = tri!(text(&map, "email"));
+    let email = tri!(email_field(&map, "email"));
     let password = tri!(text(&map, "password"));
     let full_name = tri!(optional_text(&map, "full_name")).map(String::from);
+    if let Err(e) = homebase_store::validate_password(password) {
+        return store_response(e);
+    }
+    // Each registration hashes a password and may send a code: counted per e-mail and per address.
+    let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&email), address));
     let required = tri!(auth.verification_required(&app_id).await.map_err(IntoResponse::into_response));
-    let new = NewUser {
-        email: email.into(),
-        password: Some(password.into()),
-        full_name,
-        role: UserRole::User,
-        is_verified: !required,
-    };
+    let new =
+        NewUser { email, password: Some(password.into()), full_name, role: UserRole::User, is_verified: !required };
     let user = match auth.store.create_user(&app_id, new).await {
         Ok(user) => user,
         Err(homebase_store::StoreError::Conflict { .. }) => {
@@ -323,17 +372,33 @@ fn invalid_code() -> Response {
     )
 }
 
-async fn verify_otp(State(auth): State<Arc<Auth>>, Path(app): Path<String>, body: Bytes) -> Response {
+async fn verify_otp(
+    State(auth): State<Arc<Auth>>,
+    Path(app): Path<String>,
+    ClientAddr(address): ClientAddr,
+    body: Bytes,
+) -> Response {
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let map = tri!(object(&body));
-    let email = tri!(text(&map, "email"));
+    let email = tri!(email_field(&map, "email"));
     let code = tri!(text(&map, "otp_code"));
-    let Some(user) = tri!(auth.store.user_by_email(&app_id, email).await.map_err(store_response)) else {
+    // Every guess counts against the account and the address, across resent codes.
+    let reservation = tri!(reserve(&auth, Attempt::Otp, &app_id, Some(&email), address));
+    let Some(user) = tri!(auth.store.user_by_email(&app_id, &email).await.map_err(store_response)) else {
         return invalid_code();
     };
+    // An invited account has no password yet and is never sent a code: it sets up with the
+    // invitation's reset token.
+    if !user.has_password {
+        return invalid_code();
+    }
     match tri!(auth.store.take_code(&app_id, &user.id, CodePurpose::Verify, code).await.map_err(store_response)) {
         CodeCheck::Invalid => invalid_code(),
         CodeCheck::Valid => {
+            auth.limiter.refund(reservation);
+            if user.disabled {
+                return user_disabled();
+            }
             let update = UserUpdate { is_verified: Some(true), ..Default::default() };
             let user = tri!(auth.store.update_user(&app_id, &user.id, update).await.map_err(store_response));
             signed_in(&auth, &user)
@@ -341,13 +406,21 @@ async fn verify_otp(State(auth): State<Arc<Auth>>, Path(app): Path<String>, body
     }
 }
 
-async fn resend_otp(State(auth): State<Arc<Auth>>, Path(app): Path<String>, body: Bytes) -> Response {
+async fn resend_otp(
+    State(auth): State<Arc<Auth>>,
+    Path(app): Path<String>,
+    ClientAddr(address): ClientAddr,
+    body: Bytes,
+) -> Response {
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let map = tri!(object(&body));
-    let email = tri!(text(&map, "email"));
-    if let Some(user) = tri!(auth.store.user_by_email(&app_id, email).await.map_err(store_response))
+    let email = tri!(email_field(&map, "email"));
+    // Counted whether or not the account exists, so the answer tells nothing.
+    let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&email), address));
+    if let Some(user) = tri!(auth.store.user_by_email(&app_id, &email).await.map_err(store_response))
         && !user.is_verified
         && !user.disabled
+        && user.has_password
     {
         tri!(auth.issue_code(&user).await.map_err(IntoResponse::into_response));
     }
@@ -355,15 +428,27 @@ async fn resend_otp(State(auth): State<Arc<Auth>>, Path(app): Path<String>, body
         .into_response()
 }
 
-fn too_many(retry: Duration) -> Response {
-    let mut response = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too_many_attempts",
-        "Too many failed sign-in attempts",
-        format!("Wait {} seconds before trying again, or reset the password.", retry.as_secs().max(1)),
-    )
-    .into_response();
-    response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1)));
+fn user_disabled() -> Response {
+    ApiError::new(StatusCode::FORBIDDEN, "user_disabled", "This account is disabled", "Ask an admin of the app.")
+        .into_response()
+}
+
+fn too_many(attempt: Attempt, retry: Duration) -> Response {
+    let secs = retry.as_secs().max(1);
+    let (message, detail) = match attempt {
+        Attempt::Login => (
+            "Too many failed sign-in attempts",
+            format!("Wait {secs} seconds before trying again, or reset the password."),
+        ),
+        Attempt::Otp => (
+            "Too many wrong verification codes",
+            format!("Wait {secs} seconds, then ask for a new code with auth/resend-otp."),
+        ),
+        Attempt::Mail => ("Too many requests that send mail", format!("Wait {secs} seconds before asking again.")),
+    };
+    let mut response =
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message, detail).into_response();
+    response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     response
 }
 
@@ -385,24 +470,17 @@ async fn login(
 ) -> Response {
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let map = tri!(object(&body));
-    let email = tri!(text(&map, "email"));
+    let email = tri!(email_field(&map, "email"));
     let password = tri!(text(&map, "password"));
-    if let Err(retry) = auth.limiter.check(&app_id, email, address) {
-        return too_many(retry);
-    }
-    let Some(user) = tri!(auth.store.check_password(&app_id, email, password).await.map_err(store_response)) else {
-        auth.limiter.failed(&app_id, email, address);
+    // Counted before the password is checked, so concurrent guesses cannot all get through;
+    // given back when it was right.
+    let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&email), address));
+    let Some(user) = tri!(auth.store.check_password(&app_id, &email, password).await.map_err(store_response)) else {
         return invalid_credentials();
     };
-    auth.limiter.succeeded(&app_id, email);
+    auth.limiter.refund(reservation);
     if user.disabled {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "user_disabled",
-            "This account is disabled",
-            "Ask an admin of the app.",
-        )
-        .into_response();
+        return user_disabled();
     }
     if !user.is_verified && tri!(auth.verification_required(&app_id).await.map_err(IntoResponse::into_response)) {
         return ApiError::new(
@@ -428,7 +506,7 @@ async fn change_password(
     let map = tri!(object(&body));
     let current = tri!(text(&map, "current_password"));
     let new = tri!(text(&map, "new_password"));
-    let Some(caller) = identity.user_id() else {
+    let Some(token) = identity.user() else {
         return bad_request(
             "no_user",
             "The service role has no password",
@@ -436,7 +514,7 @@ async fn change_password(
         );
     };
     if let Some(user_id) = tri!(optional_text(&map, "user_id"))
-        && user_id != caller
+        && user_id != token.id
     {
         return ApiError::new(
             StatusCode::FORBIDDEN,
@@ -446,27 +524,41 @@ async fn change_password(
         )
         .into_response();
     }
-    let user = tri!(token_user(&auth, &app_id, caller).await);
-    if let Err(retry) = auth.limiter.check(&app_id, &user.email, address) {
-        return too_many(retry);
-    }
+    let user = tri!(token_user(&auth, &app_id, token).await);
+    let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&user.email), address));
     if tri!(auth.store.check_password(&app_id, &user.email, current).await.map_err(store_response)).is_none() {
-        auth.limiter.failed(&app_id, &user.email, address);
         return bad_request(
             "invalid_credentials",
             "The current password is wrong",
             "Enter the password you sign in with.",
         );
     }
+    auth.limiter.refund(reservation);
     tri!(auth.store.set_password(&app_id, &user.id, new).await.map_err(store_response));
-    Json(json!({ "message": "The password was changed." })).into_response()
+    // Every earlier token of the user is void now, the caller's too: it gets a new one.
+    let Some(user) = tri!(auth.store.user(&app_id, &user.id).await.map_err(store_response)) else {
+        return Unauthorized::new("The token's user does not exist", "Sign in again.").into_response();
+    };
+    Json(json!({
+        "message": "The password was changed. Other sessions are signed out; this answer carries a new access token.",
+        "access_token": auth.user_token(&user),
+        "token_type": "bearer",
+    }))
+    .into_response()
 }
 
-async fn reset_password_request(State(auth): State<Arc<Auth>>, Path(app): Path<String>, body: Bytes) -> Response {
+async fn reset_password_request(
+    State(auth): State<Arc<Auth>>,
+    Path(app): Path<String>,
+    ClientAddr(address): ClientAddr,
+    body: Bytes,
+) -> Response {
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let map = tri!(object(&body));
-    let email = tri!(text(&map, "email"));
-    if let Some(user) = tri!(auth.store.user_by_email(&app_id, email).await.map_err(store_response))
+    let email = tri!(email_field(&map, "email"));
+    // Counted whether or not the account exists, so the answer tells nothing.
+    let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&email), address));
+    if let Some(user) = tri!(auth.store.user_by_email(&app_id, &email).await.map_err(store_response))
         && !user.disabled
     {
         let token = tri!(
@@ -505,8 +597,8 @@ async fn reset_password(State(auth): State<Arc<Auth>>, Path(app): Path<String>, 
 async fn get_me(State(auth): State<Arc<Auth>>, Path(app): Path<String>, headers: HeaderMap) -> Response {
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let identity = tri!(require_identity(&auth, &headers, &app_id));
-    match identity.user_id() {
-        Some(user_id) => Json(user_json(&tri!(token_user(&auth, &app_id, user_id).await))).into_response(),
+    match tri!(caller_user(&auth, &app_id, &identity).await) {
+        Some(user) => Json(user_json(&user)).into_response(),
         None => Json(service_user(&app_id)).into_response(),
     }
 }
@@ -531,10 +623,9 @@ const PROTECTED: [&str; 13] = [
 async fn put_me(State(auth): State<Arc<Auth>>, Path(app): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let identity = tri!(require_identity(&auth, &headers, &app_id));
-    let Some(user_id) = identity.user_id() else {
+    let Some(user) = tri!(caller_user(&auth, &app_id, &identity).await) else {
         return bad_request("no_user", "The service role has no user record", "Sign in as a user to update it.");
     };
-    let user = tri!(token_user(&auth, &app_id, user_id).await);
     let current = user_json(&user);
     let mut data = Map::new();
     for (key, value) in tri!(object(&body)) {
@@ -556,23 +647,26 @@ async fn put_me(State(auth): State<Arc<Auth>>, Path(app): Path<String>, headers:
     Json(user_json(&user)).into_response()
 }
 
-/// Whether the caller may see every user: the service role or an admin user.
-async fn is_admin(auth: &Auth, app_id: &str, identity: &Identity) -> Result<bool, Response> {
-    match identity {
-        Identity::Service { .. } => Ok(true),
-        Identity::User { user_id } => Ok(token_user(auth, app_id, user_id).await?.role == UserRole::Admin),
-    }
+/// The caller's user (checked with [`token_user`]) and whether it may see every user: the
+/// service role or an admin user.
+async fn caller_and_admin(auth: &Auth, app_id: &str, identity: &Identity) -> Result<(Option<User>, bool), Response> {
+    let user = caller_user(auth, app_id, identity).await?;
+    let admin = match identity {
+        Identity::Service { .. } => true,
+        Identity::User(_) => user.as_ref().is_some_and(|u| u.role == UserRole::Admin),
+    };
+    Ok((user, admin))
 }
 
 async fn list_users(State(auth): State<Arc<Auth>>, Path(app): Path<String>, headers: HeaderMap) -> Response {
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let identity = tri!(require_identity(&auth, &headers, &app_id));
-    if tri!(is_admin(&auth, &app_id, &identity).await) {
+    let (user, admin) = tri!(caller_and_admin(&auth, &app_id, &identity).await);
+    if admin {
         let users = tri!(auth.store.list_users(&app_id).await.map_err(store_response));
         return Json(users.iter().map(user_json).collect::<Vec<_>>()).into_response();
     }
-    let user = tri!(token_user(&auth, &app_id, identity.user_id().unwrap_or_default()).await);
-    Json(vec![user_json(&user)]).into_response()
+    Json(user.iter().map(user_json).collect::<Vec<_>>()).into_response()
 }
 
 async fn get_user(
@@ -582,7 +676,8 @@ async fn get_user(
 ) -> Response {
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let identity = tri!(require_identity(&auth, &headers, &app_id));
-    if identity.user_id() != Some(id.as_str()) && !tri!(is_admin(&auth, &app_id, &identity).await) {
+    let (user, admin) = tri!(caller_and_admin(&auth, &app_id, &identity).await);
+    if !admin && user.as_ref().map(|u| u.id.as_str()) != Some(id.as_str()) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -603,14 +698,16 @@ async fn invite_user(
     State(auth): State<Arc<Auth>>,
     Path(app): Path<String>,
     headers: HeaderMap,
+    ClientAddr(address): ClientAddr,
     body: Bytes,
 ) -> Response {
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let identity = tri!(require_identity(&auth, &headers, &app_id));
+    let (caller, admin) = tri!(caller_and_admin(&auth, &app_id, &identity).await);
     let map = tri!(object(&body));
-    let email = tri!(text(&map, "user_email"));
+    let email = tri!(email_field(&map, "user_email"));
     let role = tri!(UserRole::parse(tri!(optional_text(&map, "role")).unwrap_or("user")).map_err(store_response));
-    if role == UserRole::Admin && !tri!(is_admin(&auth, &app_id, &identity).await) {
+    if role == UserRole::Admin && !admin {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -619,10 +716,12 @@ async fn invite_user(
         )
         .into_response();
     }
-    if let Some(user_id) = identity.user_id() {
-        tri!(token_user(&auth, &app_id, user_id).await);
+    // Each invitation sends mail: counted per inviting user and per address. The service role
+    // (the app's own functions) is not limited.
+    if let (Identity::User(_), Some(caller)) = (&identity, &caller) {
+        let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&format!("invited-by\0{}", caller.id)), address));
     }
-    let new = NewUser { email: email.into(), password: None, full_name: None, role, is_verified: false };
+    let new = NewUser { email, password: None, full_name: None, role, is_verified: false };
     let user = match auth.store.create_user(&app_id, new).await {
         Ok(user) => user,
         Err(homebase_store::StoreError::Conflict { .. }) => {
@@ -641,4 +740,23 @@ async fn invite_user(
     auth.send_reset(&user, &token, true);
     Json(json!({ "message": "The invitation was sent.", "user_email": user.email, "role": role.as_str() }))
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use homebase_store::StoreError;
+
+    #[test]
+    fn database_errors_do_not_reach_the_client() {
+        let leak = "no such table: users (SELECT password_hash FROM users)";
+        for error in [StoreError::Database(leak.into()), StoreError::Io(leak.into())] {
+            let error = store_error(error);
+            assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(!error.message.contains("no such table") && !error.detail.contains("no such table"), "{error:?}");
+            assert!(!error.message.is_empty() && !error.detail.is_empty());
+        }
+        let invalid = store_error(StoreError::Invalid { message: "The password is too short".into() });
+        assert_eq!((invalid.status, invalid.message.as_str()), (StatusCode::BAD_REQUEST, "The password is too short"));
+    }
 }

@@ -20,7 +20,12 @@ async fn platform_with_mail() -> (TestPlatform, UnboundedReceiver<ReceivedMail>,
     let dir = tempfile::tempdir().unwrap();
     let options = PlatformOptions {
         mailer: Mailer::Smtp(smtp),
-        limits: LoginLimits { per_account: 3, per_address: 6, window: Duration::from_secs(600) },
+        limits: LoginLimits {
+            per_account: 3,
+            per_address: 6,
+            window: Duration::from_secs(600),
+            ..LoginLimits::default()
+        },
         ..Default::default()
     };
     let platform = TestPlatform::start_with(dir.path(), options).await;
@@ -194,14 +199,16 @@ async fn spoofed_forged_expired_and_foreign_tokens_fail_closed() {
     assert_eq!(get_with(me.clone(), &good).await.0, 200, "the probe works with a good token");
 
     let key = TokenMinter::from_key_file(&dir.path().join("auth.key"), Duration::from_secs(60)).unwrap();
+    let stamp = &user.password_stamp;
     let forged = TokenMinter::new(b"someone else's key", Duration::from_secs(60)).mint_user(
         &app,
         &user.id,
         &user.email,
+        stamp,
         Duration::from_secs(600),
     );
-    let expired = key.mint_user(&app, &user.id, &user.email, Duration::ZERO);
-    let foreign = key.mint_user(&other, &user.id, &user.email, Duration::from_secs(600));
+    let expired = key.mint_user(&app, &user.id, &user.email, stamp, Duration::ZERO);
+    let foreign = key.mint_user(&other, &user.id, &user.email, stamp, Duration::from_secs(600));
     let mut tampered = good.clone();
     tampered.insert(good.len() / 2, 'x');
     for (what, token) in [("forged", &forged), ("expired", &expired), ("other app", &foreign), ("malformed", &tampered)]
@@ -291,8 +298,17 @@ async fn reset_and_change_password_and_invite() {
             .send()
     };
     assert_eq!(change("wrong-password", "pw-other-123").await.unwrap().status(), 400);
-    assert_eq!(change("pw-new-1234", "pw-other-123").await.unwrap().status(), 200);
+    let response = change("pw-new-1234", "pw-other-123").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let changed = json_of(response).await;
     assert!(platform.store.check_password(&app, "ann@example.test", "pw-other-123").await.unwrap().is_some());
+    // The change signed out the old token; the answer carries a new one.
+    let me = platform.at(&format!("{base}/entities/User/me"));
+    let (status, body) = get_with(me.clone(), &access).await;
+    assert_eq!(status, 401, "the token from before the change: {body}");
+    assert!(body["message"].as_str().unwrap().contains("password changed"), "{body}");
+    let access = changed["access_token"].as_str().unwrap().to_string();
+    assert_eq!(get_with(me, &access).await.0, 200);
 
     // A plain user may invite users, not admins; the invitee sets a password with the mailed token.
     let invite = |email: &str, role: &str| {
@@ -385,14 +401,20 @@ async fn functions_see_their_caller_through_the_official_sdk() {
         assert_eq!(seen["authorization"], Value::Null, "{path}: {seen}");
         assert_eq!((seen["meStatus"].as_i64(), seen["service"].as_bool()), (Some(401), Some(true)), "{path}: {seen}");
     }
+    // A webhook caller's non-Bearer Authorization never reaches the function: the SDK there
+    // would throw on it (meStatus -1); dropped, `me()` is the anonymous 401.
     let webhook = server
         .client()
         .post(server.at("/functions/whoami"))
         .header("authorization", "Basic dXNlcjpwdw==")
+        .json(&json!({}))
         .send()
         .await
         .unwrap();
-    assert_eq!(json_of(webhook).await["authorization"], Value::Null, "a non-Bearer Authorization is dropped");
+    assert_eq!(webhook.status(), 200, "the function ran");
+    let seen = json_of(webhook).await;
+    assert_eq!(seen["authorization"], Value::Null, "a non-Bearer Authorization is dropped: {seen}");
+    assert_eq!(seen["meStatus"].as_i64(), Some(401), "the SDK did not throw on the header: {seen}");
 
     // One function invoking another keeps the caller.
     let seen = whoami(&server, &format!("/api/apps/{app}/functions/call-whoami"), Some(&token), &[]).await;
@@ -406,4 +428,298 @@ async fn functions_see_their_caller_through_the_official_sdk() {
     let response = server.client().post(server.at(&invoke)).bearer_auth("not-a-token").send().await.unwrap();
     assert_eq!(response.status(), 401);
     server.stop().await;
+}
+
+/// A platform with SMTP mail and the limits given (everything else as the defaults).
+async fn platform_with_limits(
+    limits: LoginLimits,
+) -> (TestPlatform, UnboundedReceiver<ReceivedMail>, tempfile::TempDir) {
+    let (port, mails) = smtp_sink().await;
+    let smtp = SmtpConfig::parse(&format!("smtp://127.0.0.1:{port}"), "Homebase <no-reply@homebase.test>").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = PlatformOptions { mailer: Mailer::Smtp(smtp), limits, ..Default::default() };
+    let platform = TestPlatform::start_with(dir.path(), options).await;
+    (platform, mails, dir)
+}
+
+/// Many wrong passwords at once: the account's limit holds, because each attempt is counted
+/// before its password is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_logins_cannot_exceed_the_account_limit() {
+    let limits = LoginLimits { per_account: 3, per_address: 1000, ..LoginLimits::default() };
+    let (platform, _mails, _dir) = platform_with_limits(limits).await;
+    let app = create_app(&platform, "Shop").await;
+    platform.store.create_user(&app, new_user("ann@example.test")).await.unwrap();
+    let url = platform.at(&format!("/api/apps/{app}/auth/login"));
+    let attempts: Vec<_> = (0..24)
+        .map(|i| {
+            let (client, url) = (platform.client(), url.clone());
+            tokio::spawn(async move {
+                let body = json!({"email": "ann@example.test", "password": format!("guess-{i:04}")});
+                client.post(url).json(&body).send().await.unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap());
+    }
+    let evaluated = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((evaluated, limited), (3, 21), "{statuses:?}");
+    // The right password is refused too until the window passes.
+    let (status, body) = post(
+        &platform,
+        &format!("/api/apps/{app}/auth/login"),
+        json!({"email": "ann@example.test", "password": "pw-123456"}),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    platform.stop().await;
+}
+
+/// Resending a code brings no new guesses, and verification is limited per account.
+#[tokio::test]
+async fn verification_guesses_survive_resends_and_are_limited() {
+    let limits = LoginLimits { otp_per_account: 5, mail_per_account: 10, ..LoginLimits::default() };
+    let (platform, mut mails, _dir) = platform_with_limits(limits).await;
+    let app = create_app(&platform, "Shop").await;
+    let base = format!("/api/apps/{app}");
+    let email = "ann@example.test";
+    let (status, _) =
+        post(&platform, &format!("{base}/auth/register"), json!({"email": email, "password": "pw-123456"})).await;
+    assert_eq!(status, 201);
+    let first = next_code(&mut mails, email).await;
+    let wrong = |code: &str| if code == "000000" { "111111".to_string() } else { "000000".to_string() };
+    for _ in 0..3 {
+        let (status, body) =
+            post(&platform, &format!("{base}/auth/verify-otp"), json!({"email": email, "otp_code": wrong(&first)}))
+                .await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_code")), "{body}");
+    }
+    let (status, _) = post(&platform, &format!("{base}/auth/resend-otp"), json!({"email": email})).await;
+    assert_eq!(status, 200);
+    let second = next_code(&mut mails, email).await;
+    for _ in 0..2 {
+        let (status, _) =
+            post(&platform, &format!("{base}/auth/verify-otp"), json!({"email": email, "otp_code": wrong(&second)}))
+                .await;
+        assert_eq!(status, 400);
+    }
+    // Five wrong guesses over two codes: the right code is refused until the window passes.
+    let (status, _) = post(&platform, &format!("{base}/auth/resend-otp"), json!({"email": email})).await;
+    assert_eq!(status, 200);
+    let third = next_code(&mut mails, email).await;
+    let response = platform
+        .client()
+        .post(platform.at(&format!("{base}/auth/verify-otp")))
+        .json(&json!({"email": email, "otp_code": third}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body = json_of(response).await;
+    assert!(body["message"].is_string() && body["detail"].is_string(), "{body}");
+    platform.stop().await;
+}
+
+/// Resend and verify are limited per client address too, across accounts.
+#[tokio::test]
+async fn verification_is_limited_per_address() {
+    let limits = LoginLimits { otp_per_address: 3, mail_per_address: 2, ..LoginLimits::default() };
+    let (platform, _mails, _dir) = platform_with_limits(limits).await;
+    let app = create_app(&platform, "Shop").await;
+    let base = format!("/api/apps/{app}");
+    for (i, expected) in [200, 200, 429].into_iter().enumerate() {
+        let (status, body) =
+            post(&platform, &format!("{base}/auth/resend-otp"), json!({"email": format!("u{i}@example.test")})).await;
+        assert_eq!(status, expected, "resend {i}: {body}");
+    }
+    for (i, expected) in [400, 400, 400, 429].into_iter().enumerate() {
+        let body = json!({"email": format!("v{i}@example.test"), "otp_code": "123456"});
+        let (status, body) = post(&platform, &format!("{base}/auth/verify-otp"), body).await;
+        assert_eq!(status, expected, "verify {i}: {body}");
+    }
+    platform.stop().await;
+}
+
+/// An invited account (no password yet) is sent no code and cannot verify one; a disabled
+/// account cannot sign in through verify-otp.
+#[tokio::test]
+async fn invited_and_disabled_accounts_cannot_sign_in_with_a_code() {
+    let (platform, mut mails, _dir) = platform_with_mail().await;
+    let app = create_app(&platform, "Shop").await;
+    let base = format!("/api/apps/{app}");
+    let invited = platform
+        .store
+        .create_user(
+            &app,
+            homebase_store::NewUser {
+                email: "boss@example.test".into(),
+                password: None,
+                full_name: None,
+                role: homebase_store::UserRole::Admin,
+                is_verified: false,
+            },
+        )
+        .await
+        .unwrap();
+    let (status, _) = post(&platform, &format!("{base}/auth/resend-otp"), json!({"email": "boss@example.test"})).await;
+    assert_eq!(status, 200, "the same answer as for any address");
+    // A code planted in the store (as one sent before this fix could be) does not sign in.
+    let code = homebase_store::CodePurpose::Verify;
+    platform.store.put_code(&app, &invited.id, code, "123456", 600_000).await.unwrap();
+    let (status, body) = post(
+        &platform,
+        &format!("{base}/auth/verify-otp"),
+        json!({"email": "boss@example.test", "otp_code": "123456"}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_code")), "{body}");
+    assert!(body.get("access_token").is_none(), "{body}");
+
+    // The only mail so far: the one asked for next, not a code to the invitee.
+    let (status, _) = post(
+        &platform,
+        &format!("{base}/auth/register"),
+        json!({"email": "dora@example.test", "password": "pw-123456"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (recipient, _) = tokio::time::timeout(Duration::from_secs(15), mails.recv()).await.unwrap().unwrap();
+    assert_eq!(recipient, "dora@example.test", "no code went to the invited account");
+
+    // Disabled: the right code does not sign in.
+    let dora = platform.store.user_by_email(&app, "dora@example.test").await.unwrap().unwrap();
+    let disable = homebase_store::UserUpdate { disabled: Some(true), ..Default::default() };
+    platform.store.update_user(&app, &dora.id, disable).await.unwrap();
+    platform.store.put_code(&app, &dora.id, code, "654321", 600_000).await.unwrap();
+    let (status, body) = post(
+        &platform,
+        &format!("{base}/auth/verify-otp"),
+        json!({"email": "dora@example.test", "otp_code": "654321"}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("user_disabled")), "{body}");
+    assert!(body.get("access_token").is_none(), "{body}");
+    platform.stop().await;
+}
+
+/// Registering, asking for codes and reset tokens, and inviting are limited per address, per
+/// recipient and per inviting user.
+#[tokio::test]
+async fn mail_sending_requests_are_rate_limited() {
+    let limits = LoginLimits { mail_per_account: 2, mail_per_address: 4, ..LoginLimits::default() };
+    let (platform, _mails, _dir) = platform_with_limits(limits).await;
+    let app = create_app(&platform, "Shop").await;
+    let base = format!("/api/apps/{app}");
+    // Per recipient: the third reset request for one address is refused.
+    for expected in [200, 200, 429] {
+        let (status, body) =
+            post(&platform, &format!("{base}/auth/reset-password-request"), json!({"email": "ann@example.test"})).await;
+        assert_eq!(status, expected, "{body}");
+    }
+    // Per address: two registrations use up the address's four.
+    for (i, expected) in [201, 201, 429].into_iter().enumerate() {
+        let body = json!({"email": format!("new{i}@example.test"), "password": "pw-123456"});
+        let (status, body) = post(&platform, &format!("{base}/auth/register"), body).await;
+        assert_eq!(status, expected, "register {i}: {body}");
+    }
+    platform.stop().await;
+
+    // Per inviting user.
+    let (platform, _mails, _dir) = platform_with_limits(LoginLimits { mail_per_account: 2, ..limits }).await;
+    let app = create_app(&platform, "Shop").await;
+    let user = platform.store.create_user(&app, new_user("ann@example.test")).await.unwrap();
+    let token = platform.auth.user_token(&user);
+    for (i, expected) in [200, 200, 429].into_iter().enumerate() {
+        let response = platform
+            .client()
+            .post(platform.at(&format!("/api/apps/{app}/users/invite-user")))
+            .bearer_auth(&token)
+            .json(&json!({"user_email": format!("friend{i}@example.test"), "role": "user"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "invite {i}");
+    }
+    platform.stop().await;
+}
+
+/// A password reset or a disabled account signs out existing tokens on the user routes; a
+/// token without the password stamp is refused.
+#[tokio::test]
+async fn tokens_end_with_a_password_reset_or_a_disabled_account() {
+    let (platform, mut mails, _dir) = platform_with_mail().await;
+    let app = create_app(&platform, "Shop").await;
+    let base = format!("/api/apps/{app}");
+    let user = platform.store.create_user(&app, new_user("ann@example.test")).await.unwrap();
+    let token = platform.auth.user_token(&user);
+    let me = platform.at(&format!("{base}/entities/User/me"));
+    let one = platform.at(&format!("{base}/entities/User/{}", user.id));
+    assert_eq!(get_with(me.clone(), &token).await.0, 200);
+    assert_eq!(get_with(one.clone(), &token).await.0, 200);
+
+    let (status, _) =
+        post(&platform, &format!("{base}/auth/reset-password-request"), json!({"email": "ann@example.test"})).await;
+    assert_eq!(status, 200);
+    let reset = next_reset_token(&mut mails, "ann@example.test").await;
+    let (status, _) = post(
+        &platform,
+        &format!("{base}/auth/reset-password"),
+        json!({"reset_token": reset, "new_password": "pw-new-1234"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for url in [&me, &one] {
+        let (status, body) = get_with(url.clone(), &token).await;
+        assert_eq!(status, 401, "{url}: {body}");
+        assert!(body["message"].is_string() && body["detail"].is_string(), "{body}");
+    }
+
+    // No stamp (a token of an earlier version, or minted without one): refused.
+    let key = &platform.auth.tokens;
+    let unstamped = key.mint_user(&app, &user.id, &user.email, "", Duration::from_secs(600));
+    assert_eq!(get_with(me.clone(), &unstamped).await.0, 401);
+
+    // Disabled: the fresh token stops working at once.
+    let (status, body) =
+        post(&platform, &format!("{base}/auth/login"), json!({"email": "ann@example.test", "password": "pw-new-1234"}))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    let fresh = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(get_with(one.clone(), &fresh).await.0, 200);
+    let disable = homebase_store::UserUpdate { disabled: Some(true), ..Default::default() };
+    platform.store.update_user(&app, &user.id, disable).await.unwrap();
+    for url in [&me, &one] {
+        assert_eq!(get_with(url.clone(), &fresh).await.0, 401, "{url}");
+    }
+    platform.stop().await;
+}
+
+/// Addresses are checked before anything else: an oversized one is a short 400 (not echoed, not
+/// kept by the limiter), and header-like syntax is refused with a clear message.
+#[tokio::test]
+async fn malformed_addresses_are_refused_clearly() {
+    let (platform, _mails, _dir) = platform_with_mail().await;
+    let app = create_app(&platform, "Shop").await;
+    let base = format!("/api/apps/{app}");
+    let huge = format!("{}@example.test", "a".repeat(1_000_000));
+    let (status, body) =
+        post(&platform, &format!("{base}/auth/login"), json!({"email": huge, "password": "pw-123456"})).await;
+    let shown: String = body.to_string().chars().take(300).collect();
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_email")), "{shown}");
+    assert!(body.to_string().len() < 500, "the address is not echoed back");
+    for email in ["Ann <ann@example.test>", "ann@example.test, eve@example.test", "\"ann\"@example.test", "a;b@c.test"]
+    {
+        let (status, body) =
+            post(&platform, &format!("{base}/auth/register"), json!({"email": email, "password": "pw-123456"})).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_email")), "{email}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("is not an e-mail address") && body["detail"].is_string(),
+            "{body}"
+        );
+    }
+    platform.stop().await;
 }

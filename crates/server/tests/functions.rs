@@ -16,7 +16,8 @@ fn pids_of(server: &TestServer, function: &str) -> Vec<u32> {
 async fn sdk_invoke_route_passes_everything_through_and_injects_context() {
     let project = fixture("functions");
     let server = TestServer::start(project.path()).await;
-    let user_token = server.auth.tokens.mint_user("fixture-app", "u1", "ann@example.test", Duration::from_secs(60));
+    let user_token =
+        server.auth.tokens.mint_user("fixture-app", "u1", "ann@example.test", "stamp", Duration::from_secs(60));
     let response = server
         .client()
         .post(server.at("/api/apps/fixture-app/functions/echo?status=201"))

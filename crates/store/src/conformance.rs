@@ -834,9 +834,14 @@ pub async fn passwords_check_and_change(store: Store) {
     assert!(store.check_password(&app.id, "ann@example.test", "password-2").await.unwrap().is_none());
     assert!(store.check_password(&app.id, "nobody@example.test", "password-1").await.unwrap().is_none());
     assert!(store.check_password(&app.id, "", "").await.unwrap().is_none());
+    assert_eq!(store.user(&app.id, &ann.id).await.unwrap().unwrap().password_stamp, ann.password_stamp);
     store.set_password(&app.id, &ann.id, "password-2").await.unwrap();
     assert!(store.check_password(&app.id, "ann@example.test", "password-1").await.unwrap().is_none());
-    assert!(store.check_password(&app.id, "ann@example.test", "password-2").await.unwrap().is_some());
+    let changed = store.check_password(&app.id, "ann@example.test", "password-2").await.unwrap().unwrap();
+    assert_ne!(changed.password_stamp, ann.password_stamp, "a new password, a new stamp");
+    store.set_password(&app.id, &ann.id, "password-2").await.unwrap();
+    let again = store.user(&app.id, &ann.id).await.unwrap().unwrap();
+    assert_ne!(again.password_stamp, changed.password_stamp, "even the same password again (a new salt)");
     let err = store.set_password(&app.id, &ann.id, "short").await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
     let invited = store.create_user(&app.id, new_user("bob@example.test", None)).await.unwrap();
@@ -903,6 +908,24 @@ pub async fn codes_are_single_use_expiring_and_limited(store: Store) {
         assert_eq!(take("000000").await.unwrap(), CodeCheck::Invalid);
     }
     assert_eq!(take("444444").await.unwrap(), CodeCheck::Invalid);
+    // A new code brings no new guesses: the spent count (and its expiry) carry over.
+    store.put_code(&app.id, &ann.id, CodePurpose::Verify, "555555", 60_000).await.unwrap();
+    assert_eq!(take("555555").await.unwrap(), CodeCheck::Invalid, "resending does not restore the guesses");
+    // Nor does a resend in the middle: two guesses, a new code, three more and it is spent.
+    let bob = store.create_user(&app.id, new_user("bob@example.test", Some("password-1"))).await.unwrap();
+    let take_bob = |code: &'static str| store.take_code(&app.id, &bob.id, CodePurpose::Verify, code);
+    store.put_code(&app.id, &bob.id, CodePurpose::Verify, "121212", 60_000).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(take_bob("000000").await.unwrap(), CodeCheck::Invalid);
+    }
+    store.put_code(&app.id, &bob.id, CodePurpose::Verify, "343434", 60_000).await.unwrap();
+    for _ in 2..crate::MAX_CODE_ATTEMPTS {
+        assert_eq!(take_bob("000000").await.unwrap(), CodeCheck::Invalid);
+    }
+    assert_eq!(take_bob("343434").await.unwrap(), CodeCheck::Invalid, "the count carried over the resend");
+    // A new code does not shorten the spent one's wait either.
+    store.put_code(&app.id, &bob.id, CodePurpose::Verify, "565656", -1).await.unwrap();
+    assert_eq!(take_bob("565656").await.unwrap(), CodeCheck::Invalid, "a spent code keeps its expiry");
     let err = store.put_code(&app.id, "000000000000000000000000", CodePurpose::Verify, "1", 1).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }

@@ -10,9 +10,17 @@
 //! * **Codes** (the e-mail verification code and the password reset token) are stored as a
 //!   SHA-256 of the app, the user, the purpose and the code; one per user and purpose (a new one
 //!   replaces the old), with an expiry, single-use (taken codes are deleted) and, for the short
-//!   verification code, at most [`MAX_CODE_ATTEMPTS`] wrong guesses.
+//!   verification code, at most [`MAX_CODE_ATTEMPTS`] wrong guesses. A new verification code
+//!   does not restore the guesses: while the old code is live its count carries over, and once
+//!   the count is spent no code verifies until the spent one would have expired.
+//! * **Hashing** is bounded: at most [`hash_permits`] Argon2 hashes (about 19 MiB each) run at
+//!   once, whatever the number of requests; the others wait their turn.
+//! * **Password stamp**: [`User::password_stamp`] is a short fingerprint of the stored password
+//!   hash. User tokens carry it, so a password change or reset signs out old tokens.
 
 use std::sync::OnceLock;
+
+use tokio::sync::Semaphore;
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -76,6 +84,10 @@ pub struct User {
     pub data: Map<String, Value>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// A fingerprint of the stored password hash (16 hex characters; also defined without a
+    /// password). It changes whenever the password is set, so tokens that carry it go stale.
+    #[serde(skip)]
+    pub password_stamp: String,
 }
 
 /// What [`Store::create_user`] takes.
@@ -127,22 +139,34 @@ pub enum CodeCheck {
     Invalid,
 }
 
-/// Trims and lowercases an e-mail address and checks its shape.
+/// Characters an address may not contain: they delimit or quote addresses in mail headers.
+const EMAIL_FORBIDDEN: &[char] = &['<', '>', ',', '"', ';', '(', ')', '\\'];
+
+/// Trims and lowercases an e-mail address and checks its shape: at most 254 bytes, exactly one
+/// `@` with text on both sides, no spaces, control characters or `<>,";()\`.
 pub fn normalize_email(email: &str) -> Result<String> {
-    let email = email.trim().to_lowercase();
-    let bad = |why: &str| StoreError::invalid(format!("'{email}' is not an e-mail address: {why}"));
-    if email.is_empty() {
+    let trimmed = email.trim();
+    if trimmed.is_empty() {
         return Err(StoreError::invalid("The e-mail address is empty"));
     }
-    if email.len() > 254 {
-        return Err(bad("it is longer than 254 characters"));
+    if trimmed.len() > 254 {
+        // Not echoed: it could be as long as the request body.
+        return Err(StoreError::invalid(format!(
+            "The e-mail address is {} bytes long; an address has at most 254",
+            trimmed.len()
+        )));
+    }
+    let email = trimmed.to_lowercase();
+    let bad = |why: &str| StoreError::invalid(format!("{email:?} is not an e-mail address: {why}"));
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("it contains spaces or control characters"));
+    }
+    if let Some(c) = email.chars().find(|c| EMAIL_FORBIDDEN.contains(c)) {
+        return Err(bad(&format!("'{c}' is not allowed in an address (send the bare address, like ann@example.test)")));
     }
     let Some((local, domain)) = email.split_once('@') else { return Err(bad("it has no '@'")) };
     if local.is_empty() || domain.is_empty() || domain.contains('@') {
         return Err(bad("it needs exactly one '@' with text on both sides"));
-    }
-    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("it contains spaces or control characters"));
     }
     Ok(email)
 }
@@ -159,6 +183,39 @@ pub fn validate_password(password: &str) -> Result<()> {
         return Err(StoreError::invalid(format!("The password is too long: at most {MAX_PASSWORD_CHARS} characters")));
     }
     Ok(())
+}
+
+/// How many Argon2 hashes may run at once: twice the available parallelism (at least 2). Each
+/// takes about 19 MiB while it runs, so this bounds their memory.
+pub fn hash_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2).max(2)
+}
+
+fn hash_semaphore() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| Semaphore::new(hash_permits()))
+}
+
+/// Runs `f` (an Argon2 hash or check) on the blocking pool once one of the [`hash_permits`] is
+/// free, holding it until `f` is done.
+async fn hashing<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+    let permit = hash_semaphore()
+        .acquire()
+        .await
+        .map_err(|e| StoreError::Database(format!("The hashing limit is closed: {e}")))?;
+    let result = blocking(f).await;
+    drop(permit);
+    result
+}
+
+/// The [`User::password_stamp`] of a stored password hash (`None`: no password).
+fn password_stamp(user_id: &str, hash: Option<&str>) -> String {
+    let mut input = Vec::with_capacity(64 + user_id.len());
+    input.extend_from_slice(b"homebase password stamp\0");
+    input.extend_from_slice(user_id.as_bytes());
+    input.push(0);
+    input.extend_from_slice(hash.unwrap_or("").as_bytes());
+    ids::sha256_hex(&input)[..16].to_string()
 }
 
 fn hash_password(password: &str) -> Result<String> {
@@ -223,13 +280,15 @@ impl Store {
         let hash = match new.password {
             Some(password) => {
                 validate_password(&password)?;
-                Some(blocking(move || hash_password(&password)).await??)
+                Some(hashing(move || hash_password(&password)).await??)
             }
             None => None,
         };
         let now = ids::now_ms();
+        let id = ids::new_user_id();
         let user = User {
-            id: ids::new_user_id(),
+            password_stamp: password_stamp(&id, hash.as_deref()),
+            id,
             app_id: app_id.to_string(),
             email,
             full_name: new.full_name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()),
@@ -268,7 +327,7 @@ impl Store {
             Err(_) => None,
         };
         let password = password.to_string();
-        blocking(move || {
+        hashing(move || {
             let (user, hash) = match found {
                 Some((user, Some(hash))) => (Some(user), hash),
                 _ => (None, dummy_hash().to_string()),
@@ -283,7 +342,7 @@ impl Store {
     pub async fn set_password(&self, app_id: &str, user_id: &str, password: &str) -> Result<()> {
         validate_password(password)?;
         let password = password.to_string();
-        let hash = blocking(move || hash_password(&password)).await??;
+        let hash = hashing(move || hash_password(&password)).await??;
         self.db().set_password(app_id.to_string(), user_id.to_string(), hash, ids::now_ms()).await
     }
 
@@ -292,7 +351,9 @@ impl Store {
         self.db().update_user(app_id.to_string(), user_id.to_string(), update, ids::now_ms()).await
     }
 
-    /// Stores `code` for the user and purpose (replacing an earlier one), valid for `ttl_ms`.
+    /// Stores `code` for the user and purpose (replacing an earlier one), valid for `ttl_ms`. A
+    /// verification code inherits the wrong guesses of a live earlier one; when those are spent,
+    /// it also inherits its expiry (and verifies nothing before then).
     pub async fn put_code(
         &self,
         app_id: &str,
@@ -303,14 +364,15 @@ impl Store {
     ) -> Result<()> {
         let hash = code_hash(app_id, user_id, purpose, code);
         let now = ids::now_ms();
-        self.db().put_code(user_id.to_string(), purpose.as_str(), hash, now.saturating_add(ttl_ms)).await
+        self.db().put_code(user_id.to_string(), purpose, hash, now, now.saturating_add(ttl_ms)).await
     }
 
     /// Checks `code` for the user and purpose. A match deletes it (single use); a wrong guess
-    /// counts, and the code is void after [`MAX_CODE_ATTEMPTS`] of them.
+    /// counts, and the code is void after [`MAX_CODE_ATTEMPTS`] of them. A spent verification
+    /// code is kept (void) until it expires, so that a new code does not bring the guesses back.
     pub async fn take_code(&self, app_id: &str, user_id: &str, purpose: CodePurpose, code: &str) -> Result<CodeCheck> {
         let hash = code_hash(app_id, user_id, purpose, code);
-        self.db().take_code(user_id.to_string(), purpose.as_str(), hash, ids::now_ms()).await
+        self.db().take_code(user_id.to_string(), purpose, hash, ids::now_ms()).await
     }
 
     /// A new password reset token for the user (replacing an earlier one), valid for `ttl_ms`:
@@ -362,7 +424,9 @@ fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, Option<String
         data: serde_json::from_str(&data).unwrap_or_default(),
         created_at: r.get(8)?,
         updated_at: r.get(9)?,
+        password_stamp: String::new(),
     };
+    let user = User { password_stamp: password_stamp(&user.id, hash.as_deref()), ..user };
     Ok((user, hash))
 }
 
@@ -489,17 +553,31 @@ impl Sqlite {
     pub(crate) async fn put_code(
         &self,
         user_id: String,
-        purpose: &'static str,
+        purpose: CodePurpose,
         hash: String,
+        now: i64,
         expires_at: i64,
     ) -> Result<()> {
         self.write("put_code", move |tx| {
+            // A verification code keeps the guesses of a live earlier one, and the expiry of a
+            // spent one: resending is no way to more guesses.
             let n = tx.execute(
                 "INSERT INTO user_codes (user_id, purpose, code_hash, expires_at, attempts)
                  SELECT ?1, ?2, ?3, ?4, 0 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?1)
                  ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = excluded.code_hash,
-                     expires_at = excluded.expires_at, attempts = 0",
-                params![user_id, purpose, hash, expires_at],
+                     expires_at = CASE WHEN ?6 AND user_codes.expires_at > ?5 AND user_codes.attempts >= ?7
+                                       THEN user_codes.expires_at ELSE excluded.expires_at END,
+                     attempts = CASE WHEN ?6 AND user_codes.expires_at > ?5
+                                     THEN user_codes.attempts ELSE 0 END",
+                params![
+                    user_id,
+                    purpose.as_str(),
+                    hash,
+                    expires_at,
+                    now,
+                    purpose == CodePurpose::Verify,
+                    MAX_CODE_ATTEMPTS
+                ],
             )?;
             if n == 0 {
                 return Err(not_found(&user_id));
@@ -512,23 +590,32 @@ impl Sqlite {
     pub(crate) async fn take_code(
         &self,
         user_id: String,
-        purpose: &'static str,
+        purpose: CodePurpose,
         hash: String,
         now: i64,
     ) -> Result<CodeCheck> {
+        let purpose_name = purpose.as_str();
         self.write("take_code", move |tx| {
             let stored: Option<(String, i64, i64)> = tx
                 .query_row(
                     "SELECT code_hash, expires_at, attempts FROM user_codes WHERE user_id = ?1 AND purpose = ?2",
-                    params![user_id, purpose],
+                    params![user_id, purpose_name],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
             let Some((stored, expires_at, attempts)) = stored else { return Ok((CodeCheck::Invalid, false)) };
             let delete = |tx: &rusqlite::Transaction<'_>| {
-                tx.execute("DELETE FROM user_codes WHERE user_id = ?1 AND purpose = ?2", params![user_id, purpose])
+                tx.execute("DELETE FROM user_codes WHERE user_id = ?1 AND purpose = ?2", params![user_id, purpose_name])
             };
-            if expires_at <= now || attempts >= MAX_CODE_ATTEMPTS {
+            if expires_at <= now {
+                delete(tx)?;
+                return Ok((CodeCheck::Invalid, true));
+            }
+            if attempts >= MAX_CODE_ATTEMPTS {
+                // A spent verification code stays until it expires, carrying its count.
+                if purpose == CodePurpose::Verify {
+                    return Ok((CodeCheck::Invalid, false));
+                }
                 delete(tx)?;
                 return Ok((CodeCheck::Invalid, true));
             }
@@ -538,7 +625,7 @@ impl Sqlite {
             }
             tx.execute(
                 "UPDATE user_codes SET attempts = attempts + 1 WHERE user_id = ?1 AND purpose = ?2",
-                params![user_id, purpose],
+                params![user_id, purpose_name],
             )?;
             Ok((CodeCheck::Invalid, true))
         })
@@ -579,9 +666,65 @@ mod tests {
     #[test]
     fn emails_are_normalised_and_checked() {
         assert_eq!(normalize_email("  Ann@Example.TEST ").unwrap(), "ann@example.test");
-        for bad in ["", "ann", "@x", "ann@", "a@b@c", "a b@c"] {
+        for bad in [
+            "",
+            "ann",
+            "@x",
+            "ann@",
+            "a@b@c",
+            "a b@c",
+            "a\tb@c",
+            "a\u{7}@c",
+            "<a@b.c>",
+            "a@b.c, d@e.f",
+            "\"a\"@b.c",
+            "a;b@c",
+            "a(x)@b.c",
+            "a\\b@c",
+            "Ann <a@b.c>",
+        ] {
             assert_eq!(normalize_email(bad).unwrap_err().code(), "invalid", "{bad}");
         }
+        let long = format!("{}@example.test", "a".repeat(300_000));
+        let message = normalize_email(&long).unwrap_err().to_string();
+        assert!(message.contains("254") && message.len() < 200, "the address is not echoed: {message}");
+        assert!(normalize_email(&format!("{}@b.c", "a".repeat(250))).is_ok());
+    }
+
+    #[test]
+    fn password_stamps_follow_the_hash() {
+        let a = password_stamp("u1", Some("$argon2id$one"));
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, password_stamp("u1", Some("$argon2id$one")));
+        assert_ne!(a, password_stamp("u1", Some("$argon2id$two")));
+        assert_ne!(a, password_stamp("u2", Some("$argon2id$one")));
+        assert_ne!(a, password_stamp("u1", None));
+    }
+
+    /// However many hashes are asked for at once, at most `hash_permits()` run together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn hashing_is_bounded_by_the_permits() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..hash_permits() * 4)
+            .map(|_| {
+                let (running, peak) = (running.clone(), peak.clone());
+                tokio::spawn(hashing(move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    let hash = hash_password("correct horse").unwrap();
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    hash
+                }))
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().starts_with("$argon2id$"));
+        }
+        let peak = peak.load(Ordering::SeqCst);
+        assert!((1..=hash_permits()).contains(&peak), "{peak} hashes ran at once; the bound is {}", hash_permits());
     }
 
     #[test]
