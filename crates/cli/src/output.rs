@@ -2,6 +2,8 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use homebase_runtime::{Level, LogEvent, LogSink};
 use homebase_server::dev::DevEvent;
@@ -102,40 +104,132 @@ pub fn dev_event(json: bool, event: &DevEvent) {
 }
 
 /// Prints function logs: `HH:MM:SS.mmm LEVEL function  message`, or JSON lines.
+///
+/// Off the request path: `emit` only appends the event to a batch and wakes the printing
+/// thread when the batch was empty; the thread formats a whole batch and writes it in one
+/// system call, then lingers a moment so that a busy server's lines gather into few batches
+/// (a wake-up and a write per line cost more than the rest of a request's logging).
 pub struct TerminalLogs {
-    json: bool,
+    shared: Arc<Printer>,
 }
+
+struct Printer {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    lines: Vec<Arc<LogEvent>>,
+    /// Told once the lines before them are written.
+    flushes: Vec<std::sync::mpsc::Sender<()>>,
+}
+
+/// How long the printing thread waits after a batch before it takes the next one.
+const LINGER: Duration = Duration::from_millis(5);
 
 impl TerminalLogs {
     pub fn new(json: bool) -> Self {
-        TerminalLogs { json }
+        let colour = !json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let shared = Arc::new(Printer { pending: Mutex::new(Pending::default()), ready: Condvar::new() });
+        let printer = shared.clone();
+        std::thread::Builder::new()
+            .name("terminal-logs".into())
+            .spawn(move || {
+                let mut buffer = Vec::with_capacity(64 * 1024);
+                loop {
+                    let batch = {
+                        let mut pending = printer.pending.lock().unwrap();
+                        while pending.lines.is_empty() && pending.flushes.is_empty() {
+                            pending = printer.ready.wait(pending).unwrap();
+                        }
+                        std::mem::take(&mut *pending)
+                    };
+                    for event in &batch.lines {
+                        format_log(&mut buffer, event, json, colour);
+                    }
+                    let _ = std::io::stdout().lock().write_all(&buffer);
+                    buffer.clear();
+                    for done in batch.flushes {
+                        let _ = done.send(());
+                    }
+                    std::thread::sleep(LINGER);
+                }
+            })
+            .expect("the terminal log thread starts");
+        TerminalLogs { shared }
+    }
+
+    fn push(&self, add: impl FnOnce(&mut Pending)) {
+        let mut pending = self.shared.pending.lock().unwrap();
+        let was_empty = pending.lines.is_empty() && pending.flushes.is_empty();
+        add(&mut pending);
+        drop(pending);
+        if was_empty {
+            self.shared.ready.notify_one();
+        }
+    }
+
+    /// Returns once every line emitted so far is written.
+    pub fn flush(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        self.push(|pending| pending.flushes.push(done));
+        let _ = wait.recv();
     }
 }
 
 impl LogSink for TerminalLogs {
     fn emit(&self, event: LogEvent) {
-        let mut out = std::io::stdout().lock();
-        if self.json {
-            let mut line = serde_json::to_value(&event).unwrap_or_default();
-            line["event"] = "log".into();
-            let _ = writeln!(out, "{line}");
-            return;
+        self.emit_shared(&Arc::new(event));
+    }
+
+    fn emit_shared(&self, event: &Arc<LogEvent>) {
+        self.push(|pending| pending.lines.push(event.clone()));
+    }
+}
+
+/// Appends one event as text (time, level, function, message; continuation lines indented) or
+/// as a JSON line with `"event": "log"`.
+fn format_log(out: &mut Vec<u8>, event: &LogEvent, json: bool, colour: bool) {
+    if json {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            event: &'static str,
+            #[serde(flatten)]
+            log: &'a LogEvent,
         }
-        let time = homebase_runtime::logs::rfc3339_micros(event.time);
-        let clock = &time[11..23];
-        let (color, label) = match event.level {
-            Level::Debug => ("2", "DEBUG"),
-            Level::Info => ("32", "INFO "),
-            Level::Warning => ("33", "WARN "),
-            Level::Error => ("31", "ERROR"),
-        };
-        let function = if event.system { format!("[{}]", event.function) } else { event.function.clone() };
-        let mut lines = event.message.lines();
-        let first = lines.next().unwrap_or("");
-        let _ = writeln!(out, "{} {} {} {first}", paint("2", clock), paint(color, label), paint("36", &function));
-        for more in lines {
-            let _ = writeln!(out, "{:>12} {more}", "");
+        let _ = serde_json::to_writer(&mut *out, &Line { event: "log", log: event });
+        out.push(b'\n');
+        return;
+    }
+    let time = homebase_runtime::logs::rfc3339_micros(event.time);
+    let clock = &time[11..23];
+    let (code, label) = match event.level {
+        Level::Debug => ("2", "DEBUG"),
+        Level::Info => ("32", "INFO "),
+        Level::Warning => ("33", "WARN "),
+        Level::Error => ("31", "ERROR"),
+    };
+    let paint = |out: &mut Vec<u8>, code: &str, text: &str| {
+        if colour {
+            let _ = write!(out, "\x1b[{code}m{text}\x1b[0m");
+        } else {
+            out.extend_from_slice(text.as_bytes());
         }
+    };
+    paint(out, "2", clock);
+    out.push(b' ');
+    paint(out, code, label);
+    out.push(b' ');
+    if event.system {
+        paint(out, "36", &format!("[{}]", event.function));
+    } else {
+        paint(out, "36", &event.function);
+    }
+    let mut lines = event.message.lines();
+    let _ = writeln!(out, " {}", lines.next().unwrap_or(""));
+    for more in lines {
+        let _ = writeln!(out, "{:>12} {more}", "");
     }
 }
 

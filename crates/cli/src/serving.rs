@@ -33,12 +33,14 @@ pub fn find_deno_early(runtime: &Runtime) {
 }
 
 /// Serves `router` until Ctrl-C or SIGTERM (a second one exits at once), then cancels
-/// `shutdown`, lets in-flight requests finish within `grace` and stops the workers.
+/// `shutdown`, lets in-flight requests finish within `grace`, stops the workers and prints what
+/// they logged last.
 pub async fn serve_until_signal(
     json: bool,
     listener: TcpListener,
     router: axum::Router,
     runtime: Runtime,
+    terminal: &output::TerminalLogs,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
@@ -52,5 +54,6 @@ pub async fn serve_until_signal(
     shutdown.cancel();
     let _ = server.await;
     runtime.shutdown(grace).await;
+    terminal.flush();
     output::note(json, "stopped", "Stopped.");
 }

@@ -107,6 +107,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// the tasks that read worker output.
 pub trait LogSink: Send + Sync + 'static {
     fn emit(&self, event: LogEvent);
+
+    /// The same, for an event that is shared with other consumers; a sink that can keep the
+    /// `Arc` instead of a copy overrides it.
+    fn emit_shared(&self, event: &std::sync::Arc<LogEvent>) {
+        self.emit(LogEvent::clone(event));
+    }
 }
 
 #[cfg(test)]

@@ -43,14 +43,14 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub struct LogHub {
     state: Mutex<HubState>,
     capacity: usize,
-    live: broadcast::Sender<LogEvent>,
+    live: broadcast::Sender<Arc<LogEvent>>,
     sinks: Vec<Arc<dyn LogSink>>,
     writer: Option<LogWriter>,
     masks: RwLock<HashMap<String, Arc<AhoCorasick>>>,
 }
 
 struct HubState {
-    recent: VecDeque<LogEvent>,
+    recent: VecDeque<Arc<LogEvent>>,
     next_id: u64,
 }
 
@@ -82,11 +82,11 @@ impl LogHub {
 
     /// The kept events, oldest first.
     pub fn recent(&self) -> Vec<LogEvent> {
-        self.state.lock().unwrap().recent.iter().cloned().collect()
+        self.state.lock().unwrap().recent.iter().map(|event| LogEvent::clone(event)).collect()
     }
 
     /// Events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<LogEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogEvent>> {
         self.live.subscribe()
     }
 
@@ -140,13 +140,17 @@ impl LogSink for LogHub {
         let mut state = self.state.lock().unwrap();
         event.id = state.next_id;
         state.next_id += 1;
+        // One shared copy for every consumer: this runs once per request (the invocation line).
+        let event = Arc::new(event);
         if let Some(writer) = &self.writer {
             writer.push(&event);
         }
         for sink in &self.sinks {
-            sink.emit(event.clone());
+            sink.emit_shared(&event);
         }
-        let _ = self.live.send(event.clone());
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(event.clone());
+        }
         if self.capacity > 0 {
             if state.recent.len() == self.capacity {
                 state.recent.pop_front();
@@ -182,7 +186,7 @@ pub fn micros(time: SystemTime) -> i64 {
 }
 
 enum WriterMessage {
-    Line(LogRecord),
+    Line(Arc<LogEvent>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -204,23 +208,12 @@ impl LogWriter {
         (LogWriter { tx, queued }, task)
     }
 
-    fn push(&self, event: &LogEvent) {
-        let record = LogRecord {
-            id: event.id,
-            time_us: micros(event.time),
-            app_id: event.app_id.clone(),
-            function: event.function.clone(),
-            version: event.version.clone(),
-            level: level_number(event.level),
-            request_id: event.request_id.clone(),
-            message: event.message.clone(),
-            system: event.system,
-        };
+    fn push(&self, event: &Arc<LogEvent>) {
         let depth = self.queued.fetch_add(1, Ordering::Relaxed);
         if depth == QUEUE_WARNING {
             tracing::warn!("{depth} log lines wait to be stored; functions print faster than the disk takes them");
         }
-        if self.tx.send(WriterMessage::Line(record)).is_err() {
+        if self.tx.send(WriterMessage::Line(event.clone())).is_err() {
             tracing::error!("the log writer has stopped; a log line was not stored");
         }
     }
@@ -259,7 +252,7 @@ async fn write_lines(
         let mut flushes = Vec::new();
         for message in messages.drain(..) {
             match message {
-                WriterMessage::Line(record) => lines.push(record),
+                WriterMessage::Line(event) => lines.push(record_of(&event)),
                 WriterMessage::Flush(done) => flushes.push(done),
             }
         }
@@ -273,6 +266,21 @@ async fn write_lines(
             prune(&store, retention).await;
             last_prune = Instant::now();
         }
+    }
+}
+
+/// The store's row for `event` (made by the writer task, off the request path).
+fn record_of(event: &LogEvent) -> LogRecord {
+    LogRecord {
+        id: event.id,
+        time_us: micros(event.time),
+        app_id: event.app_id.clone(),
+        function: event.function.clone(),
+        version: event.version.clone(),
+        level: level_number(event.level),
+        request_id: event.request_id.clone(),
+        message: event.message.clone(),
+        system: event.system,
     }
 }
 

@@ -285,7 +285,7 @@ async fn stream(
 /// One follower's position in the stream.
 struct Follow {
     pending: VecDeque<Bytes>,
-    live: broadcast::Receiver<LogEvent>,
+    live: broadcast::Receiver<Arc<LogEvent>>,
     /// The id of the last line sent (or that the client had).
     last_id: u64,
     app_id: String,

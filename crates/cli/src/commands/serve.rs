@@ -80,8 +80,9 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let log_store = LogStore::open(data_dir.join("logs.db")).await?;
     let retention = Retention { max_age: config.log_retention, max_bytes: config.log_max_size };
     let (writer, _) = LogWriter::spawn(log_store.clone(), retention);
-    let terminal: Arc<dyn LogSink> = Arc::new(TerminalLogs::new(global.json));
-    let hub = LogHub::with_store(0, vec![terminal], writer.clone(), log_store.next_id().await?);
+    let terminal = Arc::new(TerminalLogs::new(global.json));
+    let hub =
+        LogHub::with_store(0, vec![terminal.clone() as Arc<dyn LogSink>], writer.clone(), log_store.next_id().await?);
     // Functions get their secrets, not the server's environment.
     let runtime = Runtime::new(serving::runtime_config(&config, false), hub.clone())?;
     let shutdown = CancellationToken::new();
@@ -122,7 +123,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .merge(users_api::router(auth.clone()))
         .merge(auth_manage::router(AuthManage { keys: auth_manage::Keys::Stored(platform), auth, state }));
     let grace = config.shutdown_timeout;
-    serving::serve_until_signal(global.json, listener, router, runtime, shutdown, grace).await;
+    serving::serve_until_signal(global.json, listener, router, runtime, &terminal, shutdown, grace).await;
     // Every line the workers printed before they stopped is stored before the process ends.
     writer.flush().await;
     Ok(())
