@@ -6,9 +6,12 @@
 //! `--functions` functions (each its own entry plus a module shared by all), and for each CLI
 //! creates a fresh app and times `functions deploy` twice. Run it with `bench/deploy.sh`.
 
-use std::io::{BufRead, BufReader};
+#[path = "../serve.rs"]
+mod serve;
+
+use serve::start_serve;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -26,27 +29,6 @@ struct Args {
     homebase: Option<PathBuf>,
 }
 
-/// `homebase serve`, stopped with SIGTERM (then SIGKILL) when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let homebase = match args.homebase {
@@ -59,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     let official = runtime.block_on(homebase_testkit::official_cli());
 
     let data = tempfile::tempdir()?;
-    let serve = start_serve(&homebase, &deno.path, data.path())?;
+    let serve = start_serve(&homebase, &deno.path, data.path(), KEY)?;
     let project = tempfile::tempdir()?;
     write_project(project.path(), args.functions)?;
 
@@ -116,26 +98,6 @@ fn time_deploy(cli: &Cli<'_>, project: &Path, url: &str) -> anyhow::Result<Durat
         bail!("deploy failed: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     }
     Ok(elapsed)
-}
-
-fn start_serve(homebase: &Path, deno: &Path, data: &Path) -> anyhow::Result<Serve> {
-    let mut child = Command::new(homebase)
-        .args(["--json", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("HOMEBASE_ADMIN_KEY", KEY)
-        .env("HOMEBASE_DENO", deno)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", homebase.display()))?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().context("homebase serve printed nothing")??;
-    let line: serde_json::Value = serde_json::from_str(&first)?;
-    let url = line["url"].as_str().context("no url in the listening line")?.to_string();
-    // Keep reading so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Serve { child, url })
 }
 
 fn create_app(url: &str, name: &str) -> anyhow::Result<String> {

@@ -17,9 +17,12 @@
 #[allow(dead_code)]
 mod load;
 
-use std::io::{BufRead, BufReader};
+#[path = "../serve.rs"]
+mod serve;
+
+use serve::start_serve;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
@@ -50,27 +53,6 @@ struct Args {
     homebase: Option<PathBuf>,
 }
 
-/// `homebase serve`, stopped with SIGTERM (then SIGKILL) when dropped.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let homebase = match args.homebase {
@@ -83,7 +65,7 @@ fn main() -> anyhow::Result<()> {
 
     // 1. Throughput with and without a log line per request.
     let data = tempfile::tempdir()?;
-    let serve = start_serve(&homebase, &deno.path, data.path())?;
+    let serve = start_serve(&homebase, &deno.path, data.path(), KEY)?;
     let app = create_app(&serve.url, "logs-bench")?;
     deploy(&serve.url, &app, "silent", "Deno.serve(() => new Response(\"ok\"));\n")?;
     deploy(
@@ -105,7 +87,7 @@ fn main() -> anyhow::Result<()> {
 
     // 2. The newest 1,000 lines of a function with `lines` stored.
     let data = tempfile::tempdir()?;
-    let serve = start_serve(&homebase, &deno.path, data.path())?;
+    let serve = start_serve(&homebase, &deno.path, data.path(), KEY)?;
     let app = create_app(&serve.url, "query-bench")?;
     deploy(&serve.url, &app, "busy", "Deno.serve(() => new Response(\"ok\"));\n")?;
     drop(serve); // the log database is seeded while no server writes to it
@@ -114,7 +96,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(seed(&data.path().join("logs.db"), &app, args.lines))?;
     let seed_time = seeded.elapsed();
     let size = std::fs::metadata(data.path().join("logs.db"))?.len();
-    let serve = start_serve(&homebase, &deno.path, data.path())?;
+    let serve = start_serve(&homebase, &deno.path, data.path(), KEY)?;
     let path = format!("/api/apps/{app}/functions-mgmt/busy/logs?limit=1000&order=desc");
     let mut times = Vec::new();
     let mut returned = 0;
@@ -212,26 +194,6 @@ async fn seed(path: &Path, app: &str, lines: u64) -> anyhow::Result<()> {
     }
     store.insert(batch).await?;
     Ok(())
-}
-
-fn start_serve(homebase: &Path, deno: &Path, data: &Path) -> anyhow::Result<Serve> {
-    let mut child = Command::new(homebase)
-        .args(["--json", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("HOMEBASE_ADMIN_KEY", KEY)
-        .env("HOMEBASE_DENO", deno)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", homebase.display()))?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().context("homebase serve printed nothing")??;
-    let line: serde_json::Value = serde_json::from_str(&first)?;
-    let url = line["url"].as_str().context("no url in the listening line")?.to_string();
-    // Keep reading (every log line is also printed) so that the server never blocks on a pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Serve { child, url })
 }
 
 /// `GET path` on a fresh connection with the admin key, read to the end; the body.

@@ -406,18 +406,31 @@ async fn verify_otp(
     }
 }
 
+/// The prologue of the routes that mail an account (`resend-otp`, `reset-password-request`):
+/// the app, the attempt counted per e-mail and address whether or not the account exists (so
+/// the answer tells nothing), and the account if there is one.
+async fn mail_request(
+    auth: &Auth,
+    app: &str,
+    address: Option<IpAddr>,
+    body: &Bytes,
+) -> Result<(String, Option<User>), Response> {
+    let app_id = auth.app_id(app).map_err(IntoResponse::into_response)?;
+    let map = object(body)?;
+    let email = email_field(&map, "email")?;
+    let _ = reserve(auth, Attempt::Mail, &app_id, Some(&email), address)?;
+    let user = auth.store.user_by_email(&app_id, &email).await.map_err(store_response)?;
+    Ok((app_id, user))
+}
+
 async fn resend_otp(
     State(auth): State<Arc<Auth>>,
     Path(app): Path<String>,
     ClientAddr(address): ClientAddr,
     body: Bytes,
 ) -> Response {
-    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
-    let map = tri!(object(&body));
-    let email = tri!(email_field(&map, "email"));
-    // Counted whether or not the account exists, so the answer tells nothing.
-    let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&email), address));
-    if let Some(user) = tri!(auth.store.user_by_email(&app_id, &email).await.map_err(store_response))
+    let (_, user) = tri!(mail_request(&auth, &app, address, &body).await);
+    if let Some(user) = user
         && !user.is_verified
         && !user.disabled
         && user.has_password
@@ -553,12 +566,8 @@ async fn reset_password_request(
     ClientAddr(address): ClientAddr,
     body: Bytes,
 ) -> Response {
-    let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
-    let map = tri!(object(&body));
-    let email = tri!(email_field(&map, "email"));
-    // Counted whether or not the account exists, so the answer tells nothing.
-    let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&email), address));
-    if let Some(user) = tri!(auth.store.user_by_email(&app_id, &email).await.map_err(store_response))
+    let (app_id, user) = tri!(mail_request(&auth, &app, address, &body).await);
+    if let Some(user) = user
         && !user.disabled
     {
         let token = tri!(

@@ -136,17 +136,10 @@ fn script_url(script: Option<&Path>, work: &Path) -> anyhow::Result<String> {
     Ok(url_of(&path))
 }
 
-/// `file://` URL of an absolute path, percent-encoding what a URL path may not hold.
+/// `file://` URL of an absolute path, each segment percent-encoded.
 fn url_of(path: &Path) -> String {
-    let mut url = String::from("file://");
-    for byte in path.to_string_lossy().bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
-            url.push(byte as char);
-        } else {
-            url.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    url
+    let segments: Vec<String> = path.to_string_lossy().split('/').map(encode_segment).collect();
+    format!("file://{}", segments.join("/"))
 }
 
 #[cfg(test)]
