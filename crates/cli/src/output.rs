@@ -121,12 +121,17 @@ struct Printer {
 #[derive(Default)]
 struct Pending {
     lines: Vec<Arc<LogEvent>>,
+    /// Lines left out because [`MAX_PENDING`] were already waiting.
+    dropped: u64,
     /// Told once the lines before them are written.
     flushes: Vec<std::sync::mpsc::Sender<()>>,
 }
 
 /// How long the printing thread waits after a batch before it takes the next one.
 const LINGER: Duration = Duration::from_millis(5);
+/// The most lines that wait for a terminal that does not keep up (a stuck pipe, Ctrl-S); later
+/// ones are counted and left out, since `emit` may not wait. `serve` stores every line anyway.
+const MAX_PENDING: usize = 100_000;
 
 impl TerminalLogs {
     pub fn new(json: bool) -> Self {
@@ -140,13 +145,25 @@ impl TerminalLogs {
                 loop {
                     let batch = {
                         let mut pending = printer.pending.lock().unwrap();
-                        while pending.lines.is_empty() && pending.flushes.is_empty() {
+                        while pending.lines.is_empty() && pending.flushes.is_empty() && pending.dropped == 0 {
                             pending = printer.ready.wait(pending).unwrap();
                         }
                         std::mem::take(&mut *pending)
                     };
                     for event in &batch.lines {
                         format_log(&mut buffer, event, json, colour);
+                    }
+                    if batch.dropped > 0 {
+                        let note = format!("{} log lines were not shown: the terminal did not keep up", batch.dropped);
+                        if json {
+                            let _ = writeln!(
+                                buffer,
+                                "{}",
+                                serde_json::json!({ "event": "logs_dropped", "count": batch.dropped, "message": note })
+                            );
+                        } else {
+                            let _ = writeln!(buffer, "{note}");
+                        }
                     }
                     let _ = std::io::stdout().lock().write_all(&buffer);
                     buffer.clear();
@@ -162,7 +179,7 @@ impl TerminalLogs {
 
     fn push(&self, add: impl FnOnce(&mut Pending)) {
         let mut pending = self.shared.pending.lock().unwrap();
-        let was_empty = pending.lines.is_empty() && pending.flushes.is_empty();
+        let was_empty = pending.lines.is_empty() && pending.flushes.is_empty() && pending.dropped == 0;
         add(&mut pending);
         drop(pending);
         if was_empty {
@@ -184,7 +201,13 @@ impl LogSink for TerminalLogs {
     }
 
     fn emit_shared(&self, event: &Arc<LogEvent>) {
-        self.push(|pending| pending.lines.push(event.clone()));
+        self.push(|pending| {
+            if pending.lines.len() < MAX_PENDING {
+                pending.lines.push(event.clone());
+            } else {
+                pending.dropped += 1;
+            }
+        });
     }
 }
 

@@ -40,7 +40,7 @@ pub async fn serve_until_signal(
     listener: TcpListener,
     router: axum::Router,
     runtime: Runtime,
-    terminal: &output::TerminalLogs,
+    terminal: std::sync::Arc<output::TerminalLogs>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
@@ -54,6 +54,7 @@ pub async fn serve_until_signal(
     shutdown.cancel();
     let _ = server.await;
     runtime.shutdown(grace).await;
-    terminal.flush();
+    // Waiting for the printing thread is blocking work.
+    let _ = tokio::task::spawn_blocking(move || terminal.flush()).await;
     output::note(json, "stopped", "Stopped.");
 }

@@ -6,10 +6,12 @@
 //! message, request_id?}`). Without `--order`, the newest `-n` lines are shown oldest first, like
 //! `tail`.
 //!
-//! `--follow` then streams new lines over SSE (`…/functions-mgmt/logs/stream`). When the stream
-//! ends or breaks, it reconnects with growing pauses (0.5 s doubling up to 10 s), sending the id
-//! of the last line it printed as `Last-Event-ID`: the server replays what came after it, so no
-//! line is shown twice or skipped. Ctrl-C ends it.
+//! `--follow` then streams new lines over SSE (`…/functions-mgmt/logs/stream`), always sending
+//! `Last-Event-ID`: the id of the last line printed, or of the newest line stored before the
+//! first query (0 when there was none), so that lines printed while the query ran are streamed
+//! too. When the stream ends, breaks or stays silent for 60 s (the server sends a keep-alive
+//! every 15 s), it reconnects with growing pauses (0.5 s doubling up to 10 s) and the server
+//! replays what came after that id: no line is shown twice or skipped. Ctrl-C ends it.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -71,13 +73,23 @@ pub async fn run(args: LogsArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.order.is_none() {
         query.push(("order", "desc".into()));
     }
+    // Where following starts: the newest line of these functions before the query, whatever the
+    // other filters, so that lines printed while the query runs are streamed, not lost.
+    let mut last_id = 0;
+    if args.follow {
+        let mut newest = vec![("limit", "1".to_string()), ("order", "desc".to_string())];
+        if let Some(functions) = &args.function {
+            newest.push(("function", functions.clone()));
+        }
+        let answer = api.get(&with_query(&base, &newest)).await.map_err(ApiError::into_anyhow)?;
+        last_id = answer[0]["id"].as_u64().unwrap_or(0);
+    }
     let answer = api.get(&with_query(&base, &query)).await.map_err(ApiError::into_anyhow)?;
     let mut lines = answer.as_array().cloned().context("the server's answer is not a list of lines")?;
     if args.order.is_none() {
         lines.reverse();
     }
     let printer = Printer::new(global.json);
-    let mut last_id = 0;
     for line in &lines {
         printer.print(line);
         last_id = last_id.max(line["id"].as_u64().unwrap_or(0));
@@ -103,7 +115,12 @@ fn with_query(path: &str, pairs: &[(&str, String)]) -> String {
     format!("{path}?{}", query.join("&"))
 }
 
-/// Streams lines after `last_id` until Ctrl-C, reconnecting with backoff.
+/// How long a stream may stay silent (the server sends a keep-alive every 15 s) before it is
+/// taken for broken and reconnected.
+const SILENCE: Duration = Duration::from_secs(60);
+
+/// Streams lines after `last_id` (0: every line stored from now on) until Ctrl-C, reconnecting
+/// with backoff.
 async fn follow(api: &Api, path: &str, mut last_id: u64, level: Option<&str>, printer: &Printer) -> anyhow::Result<()> {
     let level = level.map(|l| homebase_runtime::Level::parse(&l.to_ascii_lowercase()).map(|l| l.as_str()));
     let level = match level {
@@ -113,18 +130,19 @@ async fn follow(api: &Api, path: &str, mut last_id: u64, level: Option<&str>, pr
     };
     let mut pause = Duration::from_millis(500);
     loop {
-        let resume = (last_id > 0).then_some(last_id);
-        match api.stream(path, resume).await {
+        // Always resume, from 0 too: a fresh stream would miss what was printed since the query.
+        match api.stream(path, Some(last_id)).await {
             Ok(response) => {
                 let mut body = response.bytes_stream();
-                let mut buffer = String::new();
+                // Bytes, not text: a character may be split across two chunks.
+                let mut buffer: Vec<u8> = Vec::new();
                 let mut delivered = false;
-                'read: while let Some(chunk) = body.next().await {
+                'read: while let Ok(Some(chunk)) = tokio::time::timeout(SILENCE, body.next()).await {
                     let Ok(chunk) = chunk else { break };
-                    buffer.push_str(&String::from_utf8_lossy(&chunk));
-                    while let Some(at) = buffer.find("\n\n") {
-                        let block: String = buffer.drain(..at + 2).collect();
-                        match parse_event(&block) {
+                    buffer.extend_from_slice(&chunk);
+                    while let Some(at) = buffer.windows(2).position(|pair| pair == b"\n\n") {
+                        let block: Vec<u8> = buffer.drain(..at + 2).collect();
+                        match parse_event(&String::from_utf8_lossy(&block)) {
                             Event::Line(id, line) => {
                                 delivered = true;
                                 if id > last_id {

@@ -123,7 +123,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .merge(users_api::router(auth.clone()))
         .merge(auth_manage::router(AuthManage { keys: auth_manage::Keys::Stored(platform), auth, state }));
     let grace = config.shutdown_timeout;
-    serving::serve_until_signal(global.json, listener, router, runtime, &terminal, shutdown, grace).await;
+    serving::serve_until_signal(global.json, listener, router, runtime, terminal, shutdown, grace).await;
     // Every line the workers printed before they stopped is stored before the process ends.
     writer.flush().await;
     Ok(())
