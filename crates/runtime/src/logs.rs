@@ -113,6 +113,22 @@ pub trait LogSink: Send + Sync + 'static {
     fn emit_shared(&self, event: &std::sync::Arc<LogEvent>) {
         self.emit(LogEvent::clone(event));
     }
+
+    /// A worker of `spec` is starting. From now until the matching [`worker_gone`], lines of
+    /// `spec.app_id` may quote the values of the worker's environment (`spec.env`, the secrets)
+    /// even when the app's secrets have changed meanwhile: a sink that masks secret values keeps
+    /// masking these. Called before the worker's output is read.
+    ///
+    /// [`worker_gone`]: LogSink::worker_gone
+    fn worker_started(&self, spec: &crate::FunctionSpec) {
+        let _ = spec;
+    }
+
+    /// The worker of an earlier [`worker_started`](LogSink::worker_started) is gone: its process
+    /// has exited, its output is drained, and no more lines are written about it.
+    fn worker_gone(&self, spec: &crate::FunctionSpec) {
+        let _ = spec;
+    }
 }
 
 #[cfg(test)]

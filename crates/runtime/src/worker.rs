@@ -118,7 +118,7 @@ impl Worker {
         let stderr = child.stderr.take().expect("stderr is piped");
         let (ready_tx, ready_rx) = oneshot::channel();
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let tagger = Tagger { spec: spec.clone(), logs: ctx.logs.clone() };
+        let tagger = Tagger::new(spec.clone(), ctx.logs.clone());
         let pumps = [
             tokio::spawn(pump_stdout(stdout, tagger.clone(), ready_tx)),
             tokio::spawn(pump_stderr(stderr, tagger.clone(), stderr_tail.clone())),
@@ -323,14 +323,37 @@ fn describe_exit(status: &std::process::ExitStatus) -> String {
     }
 }
 
-/// Tags worker output with the function it came from.
+/// Tags worker output with the function it came from. Every line about a worker goes through
+/// one of its clones (the output pumps, the worker itself, hence its leases), so the sink hears
+/// [`LogSink::worker_started`] when the first is made and [`LogSink::worker_gone`] when the last
+/// is dropped: no line of the worker can follow that.
 #[derive(Clone)]
-struct Tagger {
+struct Tagger(Arc<Tagged>);
+
+struct Tagged {
     spec: Arc<FunctionSpec>,
     logs: Arc<dyn LogSink>,
 }
 
+impl Drop for Tagged {
+    fn drop(&mut self) {
+        self.logs.worker_gone(&self.spec);
+    }
+}
+
+impl std::ops::Deref for Tagger {
+    type Target = Tagged;
+    fn deref(&self) -> &Tagged {
+        &self.0
+    }
+}
+
 impl Tagger {
+    fn new(spec: Arc<FunctionSpec>, logs: Arc<dyn LogSink>) -> Tagger {
+        logs.worker_started(&spec);
+        Tagger(Arc::new(Tagged { spec, logs }))
+    }
+
     fn log(&self, level: Level, message: String, request_id: Option<String>) {
         self.emit(level, message, request_id, false);
     }

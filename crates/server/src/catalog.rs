@@ -1,5 +1,6 @@
 //! Which functions an app has: the server's view of what it may route to.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -58,6 +59,13 @@ pub trait Catalog: Send + Sync + 'static {
     fn app(&self, app_id: &str) -> Option<Arc<AppFunctions>>;
     /// The app to use when a request does not name one (dev: the project's app).
     fn default_app(&self) -> Option<Arc<AppFunctions>>;
+    /// `text` with the secret values of `app_id` masked as in its log lines: the router masks
+    /// the detail of a crash or a failed start with it, as that quotes the worker's output.
+    /// Without secrets to mask, `text` as it is.
+    fn mask_text<'a>(&self, app_id: &str, text: &'a str) -> Cow<'a, str> {
+        let _ = app_id;
+        Cow::Borrowed(text)
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! like any other: every function gets a new version, so in-flight requests finish on the old
 //! values and the next request sees the new ones. Their values are masked in the log lines.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -219,6 +220,10 @@ impl Catalog for DevApp {
 
     fn default_app(&self) -> Option<Arc<AppFunctions>> {
         Some(self.snapshot())
+    }
+
+    fn mask_text<'a>(&self, app_id: &str, text: &'a str) -> Cow<'a, str> {
+        self.logs.mask_text(app_id, text)
     }
 }
 

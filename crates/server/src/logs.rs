@@ -17,13 +17,14 @@
 //! server is up; [`LogWriter::flush`] waits until everything queued so far is stored (shutdown
 //! and stream resumption use it).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use homebase_runtime::{Level, LogEvent, LogSink};
+use homebase_runtime::{FunctionSpec, Level, LogEvent, LogSink};
 use homebase_store::{LogRecord, LogStore, Retention};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -46,7 +47,8 @@ pub struct LogHub {
     live: broadcast::Sender<Arc<LogEvent>>,
     sinks: Vec<Arc<dyn LogSink>>,
     writer: Option<LogWriter>,
-    masks: RwLock<HashMap<String, Arc<AhoCorasick>>>,
+    /// App id → the values masked in its lines.
+    masks: RwLock<HashMap<String, AppMasks>>,
 }
 
 struct HubState {
@@ -96,45 +98,140 @@ impl LogHub {
     }
 
     /// From now on, these values are masked in the lines of `app_id`'s functions (values
-    /// shorter than [`MIN_MASKED_LEN`] are left alone). Replaces the app's earlier values.
+    /// shorter than [`MIN_MASKED_LEN`] are left alone). Replaces the app's earlier values, but
+    /// the values in the environment of a worker that is still running stay masked until it is
+    /// gone (see [`LogSink::worker_started`]): a worker retired by a change of secrets finishes
+    /// its requests and `waitUntil` work with the old ones, and may print them.
     pub fn set_secrets<'a>(&self, app_id: &str, values: impl IntoIterator<Item = &'a String>) {
-        let mut patterns: Vec<&str> =
-            values.into_iter().map(String::as_str).filter(|v| v.len() >= MIN_MASKED_LEN).collect();
-        patterns.sort_unstable();
-        patterns.dedup();
+        let current: Vec<String> = values.into_iter().filter(|v| v.len() >= MIN_MASKED_LEN).cloned().collect();
         let mut masks = self.masks.write().unwrap();
-        if patterns.is_empty() {
+        let app = masks.entry(app_id.to_string()).or_default();
+        app.current = current;
+        app.rebuild();
+        if app.is_empty() {
             masks.remove(app_id);
-            return;
-        }
-        // Leftmost-longest: a value that contains another is masked whole.
-        match AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&patterns) {
-            Ok(matcher) => {
-                masks.insert(app_id.to_string(), Arc::new(matcher));
-            }
-            Err(error) => tracing::error!(%error, "could not build the secret mask; lines of this app are not masked"),
         }
     }
 
+    /// `text` with the secret values of `app_id` masked, as in its log lines: for text that
+    /// quotes a function's output elsewhere (the detail of a crash in an error body).
+    pub fn mask_text<'a>(&self, app_id: &str, text: &'a str) -> Cow<'a, str> {
+        match self.matcher(app_id) {
+            Some(matcher) => mask_with(&matcher, text),
+            None => Cow::Borrowed(text),
+        }
+    }
+
+    fn matcher(&self, app_id: &str) -> Option<Arc<AhoCorasick>> {
+        let masks = self.masks.read().unwrap();
+        if masks.is_empty() {
+            return None;
+        }
+        masks.get(app_id).and_then(|app| app.matcher.clone())
+    }
+
     fn mask(&self, event: &mut LogEvent) {
-        let matcher = {
-            let masks = self.masks.read().unwrap();
-            if masks.is_empty() {
-                return;
+        if let Some(matcher) = self.matcher(&event.app_id)
+            && let Cow::Owned(masked) = mask_with(&matcher, &event.message)
+        {
+            event.message = masked;
+        }
+    }
+
+    /// Counts the values of a worker's environment in (`started`) or out.
+    fn hold(&self, spec: &FunctionSpec, started: bool) {
+        let values = spec.env.iter().map(|(_, value)| value).filter(|v| v.len() >= MIN_MASKED_LEN);
+        let mut masks = self.masks.write().unwrap();
+        let app = masks.entry(spec.app_id.clone()).or_default();
+        let mut changed = false;
+        for value in values {
+            if started {
+                let count = app.held.entry(value.clone()).or_default();
+                *count += 1;
+                changed |= *count == 1 && !app.current.contains(value);
+            } else if let Some(count) = app.held.get_mut(value) {
+                *count -= 1;
+                if *count == 0 {
+                    app.held.remove(value);
+                    changed |= !app.current.contains(value);
+                }
             }
-            match masks.get(&event.app_id) {
-                Some(matcher) => matcher.clone(),
-                None => return,
-            }
-        };
-        if matcher.is_match(&event.message) {
-            let replacements = vec![MASK; matcher.patterns_len()];
-            event.message = matcher.replace_all(&event.message, &replacements);
+        }
+        if changed {
+            app.rebuild();
+        }
+        if app.is_empty() {
+            masks.remove(&spec.app_id);
         }
     }
 }
 
+/// The values masked in one app's lines: its secrets now, and those in the environment of each
+/// worker still running (which may be older ones), counted by worker.
+#[derive(Default)]
+struct AppMasks {
+    current: Vec<String>,
+    held: HashMap<String, usize>,
+    /// Matches every value of `current` and `held`; `None` when there is none.
+    matcher: Option<Arc<AhoCorasick>>,
+}
+
+impl AppMasks {
+    fn is_empty(&self) -> bool {
+        self.current.is_empty() && self.held.is_empty()
+    }
+
+    fn rebuild(&mut self) {
+        self.matcher = matcher_of(self.current.iter().chain(self.held.keys()).map(String::as_str)).map(Arc::new);
+    }
+}
+
+/// A matcher of `values`, or `None` when there is none.
+fn matcher_of<'v>(values: impl IntoIterator<Item = &'v str>) -> Option<AhoCorasick> {
+    let mut patterns: Vec<&str> = values.into_iter().collect();
+    if patterns.is_empty() {
+        return None;
+    }
+    patterns.sort_unstable();
+    patterns.dedup();
+    // Leftmost-longest: a value that contains another is masked whole.
+    match AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&patterns) {
+        Ok(matcher) => Some(matcher),
+        Err(error) => {
+            tracing::error!(%error, "could not build the secret mask; lines of this app are not masked");
+            None
+        }
+    }
+}
+
+/// `text` with every match of `matcher` replaced by [`MASK`].
+fn mask_with<'a>(matcher: &AhoCorasick, text: &'a str) -> Cow<'a, str> {
+    if !matcher.is_match(text) {
+        return Cow::Borrowed(text);
+    }
+    let replacements = vec![MASK; matcher.patterns_len()];
+    Cow::Owned(matcher.replace_all(text, &replacements))
+}
+
+/// `text` with `values` masked (those shorter than [`MIN_MASKED_LEN`] left alone), for text
+/// about one worker whose environment is known.
+pub fn mask_values<'a, 'v>(values: impl IntoIterator<Item = &'v str>, text: &'a str) -> Cow<'a, str> {
+    let found = values.into_iter().filter(|v| v.len() >= MIN_MASKED_LEN && text.contains(*v));
+    match matcher_of(found) {
+        Some(matcher) => Cow::Owned(mask_with(&matcher, text).into_owned()),
+        None => Cow::Borrowed(text),
+    }
+}
+
 impl LogSink for LogHub {
+    fn worker_started(&self, spec: &FunctionSpec) {
+        self.hold(spec, true);
+    }
+
+    fn worker_gone(&self, spec: &FunctionSpec) {
+        self.hold(spec, false);
+    }
+
     fn emit(&self, mut event: LogEvent) {
         self.mask(&mut event);
         let mut state = self.state.lock().unwrap();
@@ -352,6 +449,55 @@ mod tests {
         hub.set_secrets("a", std::iter::empty());
         hub.emit(event("a", "sk_live_123456"));
         assert_eq!(hub.recent()[2].message, "sk_live_123456", "a deleted secret is no longer masked");
+    }
+
+    fn worker_of(app: &str, version: &str, values: &[&str]) -> FunctionSpec {
+        FunctionSpec {
+            app_id: app.into(),
+            name: "f".into(),
+            entry: "/e.ts".into(),
+            read_paths: vec![],
+            version: version.into(),
+            env: values.iter().enumerate().map(|(i, v)| (format!("S{i}"), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn values_a_running_worker_holds_stay_masked_until_it_is_gone() {
+        let hub = LogHub::new(0, vec![]);
+        let old = ["old_value_1".to_string()];
+        hub.set_secrets("a", old.iter());
+        let first = worker_of("a", "v1", &["old_value_1"]);
+        let second = worker_of("a", "v1", &["old_value_1"]);
+        hub.worker_started(&first);
+        hub.worker_started(&second);
+
+        // Rotated, then deleted: both workers of v1 still run with the old value.
+        hub.set_secrets("a", ["new_value_2".to_string()].iter());
+        assert_eq!(hub.mask_text("a", "old_value_1 new_value_2"), "******** ********");
+        hub.set_secrets("a", std::iter::empty());
+        assert_eq!(hub.mask_text("a", "old_value_1 new_value_2"), "******** new_value_2");
+        hub.worker_gone(&first);
+        assert_eq!(hub.mask_text("a", "old_value_1"), "********", "the second worker still holds it");
+        hub.worker_gone(&second);
+        assert_eq!(hub.mask_text("a", "old_value_1"), "old_value_1");
+        assert!(hub.masks.read().unwrap().is_empty(), "nothing is kept for an app with no values");
+
+        // A worker's values that are also current stay masked when it goes.
+        hub.set_secrets("a", ["kept_value_3".to_string()].iter());
+        let third = worker_of("a", "v2", &["kept_value_3", "short"]);
+        hub.worker_started(&third);
+        hub.worker_gone(&third);
+        assert!(matches!(hub.mask_text("a", "kept_value_3"), Cow::Owned(m) if m == MASK));
+        assert!(matches!(hub.mask_text("a", "nothing here"), Cow::Borrowed(_)));
+        assert_eq!(hub.mask_text("b", "kept_value_3"), "kept_value_3", "another app's values are its own");
+    }
+
+    #[test]
+    fn mask_values_masks_the_long_values_found() {
+        let text = "bad key sk_test_998877 (id 42)";
+        assert_eq!(mask_values(["sk_test_998877", "42", "absent_value"], text), "bad key ******** (id 42)");
+        assert!(matches!(mask_values(["absent_value"], text), Cow::Borrowed(_)));
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@
 //! hash of the secrets, so a change of secrets also retires the old workers after their
 //! in-flight requests, and the next request starts a worker that sees the new values.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -187,5 +188,12 @@ impl Catalog for Platform {
     fn default_app(&self) -> Option<Arc<AppFunctions>> {
         let apps = self.apps.read().unwrap();
         if apps.len() == 1 { apps.values().next().cloned() } else { None }
+    }
+
+    fn mask_text<'a>(&self, app_id: &str, text: &'a str) -> Cow<'a, str> {
+        match &self.logs {
+            Some(logs) => logs.hub.mask_text(app_id, text),
+            None => Cow::Borrowed(text),
+        }
     }
 }

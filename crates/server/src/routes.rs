@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use homebase_runtime::FunctionSpec;
 use http::header::{HOST, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -182,8 +183,20 @@ async fn call_function(
             headers::prepare_response_headers(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
-        Err(error) => ApiError::from(error).into_response(),
+        Err(error) => {
+            let mut error = ApiError::from(error);
+            error.detail = mask_detail(state, &spec, &error.detail);
+            error.into_response()
+        }
     }
+}
+
+/// The detail of a crash or a failed start quotes the worker's output (its stderr, the load
+/// error), so secret values are masked in it as in the log lines: the app's, and those of the
+/// worker's own environment, which are older ones when the secrets changed while it ran.
+fn mask_detail(state: &AppState, spec: &FunctionSpec, detail: &str) -> String {
+    let masked = state.catalog.mask_text(&spec.app_id, detail);
+    crate::logs::mask_values(spec.env.iter().map(|(_, value)| value.as_str()), &masked).into_owned()
 }
 
 fn function_not_found(app: &AppFunctions, rest: &str) -> ApiError {

@@ -345,3 +345,126 @@ async fn secret_values_a_function_prints_are_masked_in_stored_and_streamed_lines
     assert_eq!(printed, ["token=******** pin=1234", "token=******** pin=1234"]);
     server.stop().await;
 }
+
+/// Replaces the secrets of `app`.
+async fn put_secrets(server: &TestPlatform, app: &str, secrets: Value) {
+    let path = format!("/api/apps/{app}/secrets");
+    let (status, body) = answer(admin(server, Method::POST, &path).json(&secrets).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A request to the `leak-later` fixture, held in flight until [`Held::release`].
+struct Held {
+    tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    response: reqwest::Response,
+}
+
+impl Held {
+    /// Sends the request and returns once the function has answered "holding": it runs on a
+    /// worker and waits for the end of the request body.
+    async fn start(server: &TestPlatform, app: &str, name: &str) -> Held {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let url = server.at(&format!("/api/apps/{app}/functions/{name}"));
+        let request = server.client().post(url).body(reqwest::Body::wrap_stream(stream)).send();
+        let mut response = tokio::time::timeout(Duration::from_secs(30), request).await.expect("an answer").unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(&response.chunk().await.unwrap().unwrap()[..], b"holding\n");
+        Held { tx, response }
+    }
+
+    /// Ends the request body: the function prints its secret, then answers "printed".
+    async fn release(self) {
+        drop(self.tx);
+        assert_eq!(self.response.text().await.unwrap(), "printed\n");
+    }
+}
+
+/// The stored lines of `function` that start with `prefix`, once there are `n` of them (polling
+/// every 20 ms, up to 60 s: lines reach the store with no signal of their own).
+async fn stored_starting_with(server: &TestPlatform, app: &str, function: &str, prefix: &str, n: usize) -> Vec<String> {
+    for _ in 0..3000 {
+        let (status, lines) = logs_of(server, app, function, "?order=asc&limit=1000").await;
+        assert_eq!(status, 200, "{lines}");
+        let found: Vec<String> = messages(&lines).into_iter().filter(|m| m.starts_with(prefix)).collect();
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {n} lines of {function} start with {prefix:?}");
+}
+
+/// Neither the log database nor any sink holds `value`.
+async fn nowhere(server: &TestPlatform, data: &std::path::Path, value: &str) {
+    assert!(server.logs.events().iter().all(|e| !e.message.contains(value)), "a sink saw {value}");
+    server.hub.writer().unwrap().flush().await;
+    for file in ["logs.db", "logs.db-wal"] {
+        let bytes = std::fs::read(data.join(file)).unwrap_or_default();
+        assert!(!bytes.windows(value.len()).any(|w| w == value.as_bytes()), "{file} holds {value}");
+    }
+}
+
+#[tokio::test]
+async fn values_a_retired_worker_still_holds_stay_masked_in_its_lines() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let app = create_app(&server, "rotating").await;
+    let (first, second) = ("tok_first_4f1d2c9a77", "tok_second_8b7e6a5310");
+    put_secrets(&server, &app, json!({ "API_TOKEN": first })).await;
+    deploy_fixture(&server, &app, "hold", "leak-later").await;
+
+    // Rotated while a request that prints the old value is in flight on the old worker.
+    let held = Held::start(&server, &app, "hold").await;
+    put_secrets(&server, &app, json!({ "API_TOKEN": second })).await;
+    held.release().await;
+    assert_eq!(stored_starting_with(&server, &app, "hold", "token=", 1).await, ["token=********"]);
+
+    // The app loses its last function (so it has no secrets left to mask) while a worker with
+    // the second value still finishes a request.
+    let held = Held::start(&server, &app, "hold").await;
+    let path = format!("/api/apps/{app}/backend-functions/hold");
+    let (status, body) = answer(admin(&server, Method::DELETE, &path).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    held.release().await;
+    assert_eq!(stored_starting_with(&server, &app, "hold", "token=", 2).await, ["token=********", "token=********"]);
+
+    nowhere(&server, data.path(), first).await;
+    nowhere(&server, data.path(), second).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_in_a_failed_start_or_a_crash_is_masked_in_the_error_body_and_the_lines() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let app = create_app(&server, "failing").await;
+    let key = "sk_live_0c4f9e1b2a";
+    put_secrets(&server, &app, json!({ "API_TOKEN": key, "FAIL_AT": "load" })).await;
+    deploy_fixture(&server, &app, "fails", "leak-on-failure").await;
+    let url = server.at(&format!("/api/apps/{app}/functions/fails"));
+
+    // The module throws `bad key <value>` at load.
+    let (status, body) = answer(server.client().post(&url).json(&json!({})).send().await.unwrap()).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "function_boot_failed");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("bad key ********"), "{body}");
+    assert!(!body.to_string().contains(key), "{body}");
+    let failed = stored_starting_with(&server, &app, "fails", "failed to start: ", 1).await;
+    assert!(failed[0].contains("bad key ********"), "{failed:?}");
+
+    // It loads, then writes the value to stderr and exits mid-request.
+    put_secrets(&server, &app, json!({ "FAIL_AT": "request" })).await;
+    let (status, body) = answer(server.client().post(&url).json(&json!({})).send().await.unwrap()).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "function_crashed");
+    assert!(body["detail"].as_str().unwrap().contains("dying with ********"), "{body}");
+    assert!(!body.to_string().contains(key), "{body}");
+    assert_eq!(stored_starting_with(&server, &app, "fails", "dying with ", 1).await, ["dying with ********"]);
+    let crashed = stored_starting_with(&server, &app, "fails", "invocation: 502", 1).await;
+    assert!(crashed[0].contains("dying with ********"), "{crashed:?}");
+
+    nowhere(&server, data.path(), key).await;
+    server.stop().await;
+}
