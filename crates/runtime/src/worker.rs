@@ -104,6 +104,7 @@ impl Worker {
             .env("HOMEBASE_ENTRY", file_url(&spec.entry))
             .env("HOMEBASE_SOCKET", &socket)
             .env("HOMEBASE_FUNCTION", &spec.name)
+            .env("HOMEBASE_SECRET_NAMES", spec.env.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(","))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

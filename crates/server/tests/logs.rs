@@ -465,6 +465,15 @@ async fn a_secret_in_a_failed_start_or_a_crash_is_masked_in_the_error_body_and_t
     let crashed = stored_starting_with(&server, &app, "fails", "invocation: 502", 1).await;
     assert!(crashed[0].contains("dying with ********"), "{crashed:?}");
 
+    // It throws `rejected key <value>` from the handler: the host's 500 body hides it too.
+    put_secrets(&server, &app, json!({ "FAIL_AT": "handler" })).await;
+    let (status, body) = answer(server.client().post(&url).json(&json!({})).send().await.unwrap()).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["code"], "function_error");
+    assert_eq!(body["message"], "rejected key ********", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("rejected key ********"), "{body}");
+    assert!(!body.to_string().contains(key), "{body}");
+
     nowhere(&server, data.path(), key).await;
     server.stop().await;
 }

@@ -12,6 +12,19 @@
 const ENTRY = Deno.env.get("HOMEBASE_ENTRY");
 const SOCKET = Deno.env.get("HOMEBASE_SOCKET");
 const FUNCTION = Deno.env.get("HOMEBASE_FUNCTION") ?? "";
+// The values of the function's secrets (names from Homebase), longest first, hidden in the error
+// bodies this host writes: a handler that throws `bad key ${key}` must not hand the key to the
+// caller. (Log lines are masked by Homebase itself.) Values under 6 characters are left alone,
+// as in the logs.
+const SECRET_VALUES = (Deno.env.get("HOMEBASE_SECRET_NAMES") ?? "")
+  .split(",")
+  .map((name) => (name ? Deno.env.get(name) : undefined))
+  .filter((value) => typeof value === "string" && value.length >= 6)
+  .sort((a, b) => b.length - a.length);
+function hideSecrets(text) {
+  for (const value of SECRET_VALUES) text = text.split(value).join("********");
+  return text;
+}
 for (const name of ["HOMEBASE_ENTRY", "HOMEBASE_SOCKET", "HOMEBASE_FUNCTION"]) Deno.env.delete(name);
 
 const encoder = new TextEncoder();
@@ -159,7 +172,7 @@ try {
 }
 
 function failure(status, code, message, detail) {
-  return Response.json({ message, detail, code }, { status });
+  return Response.json({ message: hideSecrets(message), detail: hideSecrets(detail), code }, { status });
 }
 
 // The supervisor holds the other end of stdin and closes it to stop us: we finish the
