@@ -14,8 +14,11 @@
 //! waiting is not allowed (synchronous callers, the request path). The queue can only grow when
 //! functions print faster than SQLite stores batches (hundreds of thousands of lines a second);
 //! the writer warns when its queue passes [`QUEUE_WARNING`] lines. Nothing is dropped while the
-//! server is up; [`LogWriter::flush`] waits until everything queued so far is stored (shutdown
-//! and stream resumption use it).
+//! server is up: a batch that fails to commit is retried until it is stored (see
+//! `store_batch`); [`LogWriter::flush`] waits until everything queued so far is stored
+//! (shutdown and stream resumption use it).
+//!
+//! **Ids** start from the clock (see [`first_id`]), so that they keep growing across restarts.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -9,14 +9,19 @@
 //!   (`prod`/`preview`: Homebase has one environment, so both read the same lines). 404 for a
 //!   function that was never deployed and has no lines; 400 for a bad parameter.
 //! - `GET /api/apps/{app}/functions-mgmt/logs` (Homebase's own): the same query over the whole
-//!   app or `function=a,b`, each line with its `id`, `function` and `request_id`; `after=ID`
-//!   returns the lines after that id in id order (how a client catches up).
+//!   app or `function=a,b` (at most [`MAX_FUNCTIONS`] names), each line with its `id`,
+//!   `function` and `request_id`; `after=ID` returns the lines after that id in id order (how a
+//!   client catches up).
 //! - `GET /api/apps/{app}/functions-mgmt/logs/stream` (`function=a,b`): SSE. Each line is an
 //!   unnamed event with `id: N` and `data: {time, level, function, message}`; a comment line
-//!   (`: connected`) opens the stream and `: keep-alive` comments follow every keep-alive
-//!   interval; on shutdown `event: end` with `{"reason": "server_shutdown", "retriable": true}`
-//!   closes it. A client that reconnects with `Last-Event-ID` (or `after=ID`) first gets the
-//!   stored lines after that id, then the live ones: nothing repeats, nothing is skipped.
+//!   (`: connected`) opens the stream, then `id: N` alone (no data: clients set their last id
+//!   and dispatch nothing) gives the point the stream starts after; `: keep-alive` comments
+//!   follow every keep-alive interval; on shutdown `event: end` with `{"reason":
+//!   "server_shutdown", "retriable": true}` closes it. A client that reconnects with
+//!   `Last-Event-ID` (or `after=ID`) first gets every stored line after that id, a page at a
+//!   time, then the live ones: nothing repeats, nothing is skipped. A follower that falls behind
+//!   the live feed catches up from the store the same way; if the store cannot be read, the
+//!   stream ends with a retriable `event: end` (`logs_unavailable`) rather than skip lines.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
