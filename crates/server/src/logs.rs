@@ -14,8 +14,11 @@
 //! waiting is not allowed (synchronous callers, the request path). The queue can only grow when
 //! functions print faster than SQLite stores batches (hundreds of thousands of lines a second);
 //! the writer warns when its queue passes [`QUEUE_WARNING`] lines. Nothing is dropped while the
-//! server is up; [`LogWriter::flush`] waits until everything queued so far is stored (shutdown
-//! and stream resumption use it).
+//! server is up: a batch that fails to commit is retried until it is stored (see
+//! `store_batch`); [`LogWriter::flush`] waits until everything queued so far is stored
+//! (shutdown and stream resumption use it).
+//!
+//! **Ids** start from the clock (see [`first_id`]), so that they keep growing across restarts.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aho_corasick::{AhoCorasick, MatchKind};
 use homebase_runtime::{FunctionSpec, Level, LogEvent, LogSink};
 use homebase_store::{LogRecord, LogStore, Retention};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// What a secret value is replaced with in log lines.
 pub const MASK: &str = "********";
@@ -39,6 +42,11 @@ pub const MAX_BATCH: usize = 8192;
 pub const QUEUE_WARNING: usize = 1_000_000;
 /// How often the writer applies retention.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// The first pause before the writer retries a batch that could not be stored; it doubles up
+/// to [`MAX_RETRY_PAUSE`].
+pub const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause between two attempts to store a batch.
+pub const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
 /// Keeps the most recent events and fans every event out to subscribers, the store and sinks.
 pub struct LogHub {
@@ -62,9 +70,10 @@ impl LogHub {
     }
 
     /// A hub that also stores every line through `writer`, numbering lines from `next_id` (see
-    /// [`LogStore::next_id`]).
+    /// [`LogStore::next_id`]) or from the current time in microseconds since the Unix epoch,
+    /// whichever is larger (see [`first_id`]).
     pub fn with_store(capacity: usize, sinks: Vec<Arc<dyn LogSink>>, writer: LogWriter, next_id: u64) -> Arc<LogHub> {
-        LogHub::build(capacity, sinks, Some(writer), next_id)
+        LogHub::build(capacity, sinks, Some(writer), first_id(next_id, SystemTime::now()))
     }
 
     fn build(capacity: usize, sinks: Vec<Arc<dyn LogSink>>, writer: Option<LogWriter>, next_id: u64) -> Arc<LogHub> {
@@ -90,6 +99,20 @@ impl LogHub {
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogEvent>> {
         self.live.subscribe()
+    }
+
+    /// Events from now on, and the id of the last line numbered before them (0 when none was):
+    /// every line with a larger id reaches the receiver (or, if it lags, the store), none with
+    /// a smaller one does. Both are taken under the lock that [`emit`](LogSink::emit) numbers
+    /// and sends under.
+    pub fn subscribe_at(&self) -> (broadcast::Receiver<Arc<LogEvent>>, u64) {
+        let state = self.state.lock().unwrap();
+        (self.live.subscribe(), state.next_id - 1)
+    }
+
+    /// The id the next line gets.
+    pub fn next_id(&self) -> u64 {
+        self.state.lock().unwrap().next_id
     }
 
     /// The store writer, in `serve`.
@@ -277,6 +300,20 @@ pub fn level_of(number: u8) -> Level {
     }
 }
 
+/// Where a server's numbering of log lines starts: after the largest stored id
+/// (`stored_next`), and no lower than `now` in microseconds since the Unix epoch.
+///
+/// Ids must grow across restarts, or a client resuming after the last id it saw would miss the
+/// new lines: the store alone cannot say where the last run stopped, since retention may have
+/// emptied it and a `kill -9` loses the lines still queued (which followers may have seen).
+/// Lines are numbered one by one from there, so the numbering runs ahead of the clock only
+/// while more than a million lines a second are printed: starting from the clock continues
+/// above every id an earlier run gave out, unless it ran ahead by more than the restart took,
+/// or the clock was set back. Ids stay below 2^53 (exact in JavaScript) until the year 2255.
+pub fn first_id(stored_next: u64, now: SystemTime) -> u64 {
+    stored_next.max(micros(now).max(1) as u64)
+}
+
 /// Microseconds since the Unix epoch.
 pub fn micros(time: SystemTime) -> i64 {
     time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
@@ -292,6 +329,7 @@ enum WriterMessage {
 pub struct LogWriter {
     tx: mpsc::UnboundedSender<WriterMessage>,
     queued: Arc<AtomicUsize>,
+    failures: watch::Receiver<u64>,
 }
 
 impl LogWriter {
@@ -301,8 +339,9 @@ impl LogWriter {
     pub fn spawn(store: LogStore, retention: Retention) -> (LogWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(write_lines(store, retention, rx, queued.clone()));
-        (LogWriter { tx, queued }, task)
+        let (failed, failures) = watch::channel(0);
+        let task = tokio::spawn(write_lines(store, retention, rx, queued.clone(), failed));
+        (LogWriter { tx, queued, failures }, task)
     }
 
     fn push(&self, event: &Arc<LogEvent>) {
@@ -315,7 +354,8 @@ impl LogWriter {
         }
     }
 
-    /// Waits until every line queued before this call is stored.
+    /// Waits until every line queued before this call is stored. While the store fails (see
+    /// [`failures`](LogWriter::failures)), that is until it works again.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(WriterMessage::Flush(tx)).is_ok() {
@@ -327,6 +367,11 @@ impl LogWriter {
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
+
+    /// How many attempts to store a batch have failed since the writer started.
+    pub fn failures(&self) -> watch::Receiver<u64> {
+        self.failures.clone()
+    }
 }
 
 async fn write_lines(
@@ -334,6 +379,7 @@ async fn write_lines(
     retention: Retention,
     mut rx: mpsc::UnboundedReceiver<WriterMessage>,
     queued: Arc<AtomicUsize>,
+    failures: watch::Sender<u64>,
 ) {
     prune(&store, retention).await;
     let mut last_prune = Instant::now();
@@ -354,8 +400,9 @@ async fn write_lines(
             }
         }
         let count = lines.len();
-        store_batch(&store, lines).await;
+        store_batch(&store, lines, &failures, retention, &mut last_prune).await;
         queued.fetch_sub(count, Ordering::Relaxed);
+        // Only now: a flush is answered once the lines queued before it are stored.
         for done in flushes {
             let _ = done.send(());
         }
@@ -381,22 +428,49 @@ fn record_of(event: &LogEvent) -> LogRecord {
     }
 }
 
-/// Stores a batch, retrying a failed commit (a busy or full disk) a few times before giving up
-/// on it with an error in the server log.
-async fn store_batch(store: &LogStore, lines: Vec<LogRecord>) {
+/// Stores a batch, retrying a failed commit (a busy or full disk, a damaged file) until it
+/// works: while the server is up no line is dropped. Pauses double from
+/// [`FIRST_RETRY_PAUSE`] to [`MAX_RETRY_PAUSE`]; every failure is an error in the server log,
+/// and retention still runs on time (it may free the space a full disk lacks). Lines that
+/// arrive meanwhile wait in the queue, and flushes wait for them.
+async fn store_batch(
+    store: &LogStore,
+    lines: Vec<LogRecord>,
+    failures: &watch::Sender<u64>,
+    retention: Retention,
+    last_prune: &mut Instant,
+) {
     if lines.is_empty() {
         return;
     }
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=5 {
+    let mut pause = FIRST_RETRY_PAUSE;
+    let mut attempt = 1u64;
+    loop {
         match store.insert(lines.clone()).await {
-            Ok(()) => return,
-            Err(error) if attempt < 5 => {
-                tracing::warn!(%error, attempt, "storing {} log lines failed; retrying", lines.len());
-                tokio::time::sleep(delay).await;
-                delay *= 4;
+            Ok(()) => {
+                if attempt > 1 {
+                    tracing::warn!(attempt, "{} log lines were stored after failed attempts", lines.len());
+                }
+                return;
             }
-            Err(error) => tracing::error!(%error, "{} log lines could not be stored", lines.len()),
+            Err(error) => {
+                failures.send_modify(|n| *n += 1);
+                tracing::error!(
+                    %error,
+                    attempt,
+                    store = store.location(),
+                    "storing {} log lines failed; they stay queued and are retried in {} ms",
+                    lines.len(),
+                    pause.as_millis()
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                attempt += 1;
+                if last_prune.elapsed() >= PRUNE_EVERY {
+                    prune(store, retention).await;
+                    *last_prune = Instant::now();
+                }
+            }
         }
     }
 }
@@ -506,14 +580,65 @@ mod tests {
         let store = LogStore::open(dir.path().join("logs.db")).await.unwrap();
         let (writer, task) = LogWriter::spawn(store.clone(), Retention::default());
         let hub = LogHub::with_store(0, vec![], writer.clone(), store.next_id().await.unwrap());
+        let first = hub.next_id();
         for i in 0..20_000 {
             hub.emit(event("a", &format!("line {i}")));
         }
         writer.flush().await;
         assert_eq!(store.count(Some("a"), None).await.unwrap(), 20_000);
         assert_eq!(writer.queued(), 0);
+        assert_eq!(*writer.failures().borrow(), 0);
         drop((hub, writer));
         task.await.unwrap();
-        assert_eq!(store.next_id().await.unwrap(), 20_001);
+        assert_eq!(store.next_id().await.unwrap(), first + 20_000);
+    }
+
+    #[test]
+    fn numbering_continues_above_the_store_and_the_clock() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let clock = 1_800_000_000_000_000;
+        assert_eq!(first_id(1, now), clock, "an empty (or emptied) store starts at the clock");
+        assert_eq!(first_id(17, now), clock, "a store of ids from before this scheme");
+        assert_eq!(first_id(clock + 500, now), clock + 500, "ids that ran ahead of the clock");
+        assert_eq!(first_id(1, SystemTime::UNIX_EPOCH), 1);
+        let hub = LogHub::new(0, vec![]);
+        let (_live, last) = hub.subscribe_at();
+        assert_eq!(last, 0, "nothing numbered yet");
+        hub.emit(event("a", "one"));
+        let (mut live, last) = hub.subscribe_at();
+        assert_eq!((last, hub.next_id()), (1, 2));
+        hub.emit(event("a", "two"));
+        assert_eq!(live.try_recv().unwrap().id, 2, "the first line after the point");
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_be_stored_is_retried_until_it_is_and_flush_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.db");
+        let store = LogStore::open(&path).await.unwrap();
+        let (writer, task) = LogWriter::spawn(store.clone(), Retention::default());
+        let hub = LogHub::with_store(0, vec![], writer.clone(), store.next_id().await.unwrap());
+        hub.emit(event("a", "before"));
+        writer.flush().await;
+        // The table goes away behind the writer's back: every insert fails for real.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("ALTER TABLE logs RENAME TO logs_away").unwrap();
+        for i in 0..100 {
+            hub.emit(event("a", &format!("line {i}")));
+        }
+        let flush = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.flush().await }
+        });
+        let mut failures = writer.failures();
+        failures.wait_for(|n| *n >= 3).await.unwrap();
+        assert!(!flush.is_finished(), "a flush is not answered while its lines are not stored");
+        assert_eq!(writer.queued(), 100);
+        other.execute_batch("ALTER TABLE logs_away RENAME TO logs").unwrap();
+        tokio::time::timeout(Duration::from_secs(30), flush).await.expect("the retry succeeds").unwrap();
+        assert_eq!(store.count(Some("a"), None).await.unwrap(), 101, "no line was dropped");
+        assert_eq!(writer.queued(), 0);
+        drop((hub, writer));
+        task.await.unwrap();
     }
 }

@@ -9,16 +9,21 @@
 //!   (`prod`/`preview`: Homebase has one environment, so both read the same lines). 404 for a
 //!   function that was never deployed and has no lines; 400 for a bad parameter.
 //! - `GET /api/apps/{app}/functions-mgmt/logs` (Homebase's own): the same query over the whole
-//!   app or `function=a,b`, each line with its `id`, `function` and `request_id`; `after=ID`
-//!   returns the lines after that id in id order (how a client catches up).
+//!   app or `function=a,b` (at most [`MAX_FUNCTIONS`] names), each line with its `id`,
+//!   `function` and `request_id`; `after=ID` returns the lines after that id in id order (how a
+//!   client catches up).
 //! - `GET /api/apps/{app}/functions-mgmt/logs/stream` (`function=a,b`): SSE. Each line is an
 //!   unnamed event with `id: N` and `data: {time, level, function, message}`; a comment line
-//!   (`: connected`) opens the stream and `: keep-alive` comments follow every keep-alive
-//!   interval; on shutdown `event: end` with `{"reason": "server_shutdown", "retriable": true}`
-//!   closes it. A client that reconnects with `Last-Event-ID` (or `after=ID`) first gets the
-//!   stored lines after that id, then the live ones: nothing repeats, nothing is skipped.
+//!   (`: connected`) opens the stream, then `id: N` alone (no data: clients set their last id
+//!   and dispatch nothing) gives the point the stream starts after; `: keep-alive` comments
+//!   follow every keep-alive interval; on shutdown `event: end` with `{"reason":
+//!   "server_shutdown", "retriable": true}` closes it. A client that reconnects with
+//!   `Last-Event-ID` (or `after=ID`) first gets every stored line after that id, a page at a
+//!   time, then the live ones: nothing repeats, nothing is skipped. A follower that falls behind
+//!   the live feed catches up from the store the same way; if the store cannot be read, the
+//!   stream ends with a retriable `event: end` (`logs_unavailable`) rather than skip lines.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -44,8 +49,8 @@ use crate::platform::Platform;
 
 /// Lines a query returns when it names no `limit`.
 pub const DEFAULT_LIMIT: usize = 100;
-/// Most stored lines a resumed stream replays before it goes live.
-pub const MAX_REPLAY: usize = 50_000;
+/// The most function names `function=a,b,…` may list.
+pub const MAX_FUNCTIONS: usize = 100;
 
 /// What the logs routes need: the store, the hub (live lines) and the server's shutdown.
 pub struct LogService {
@@ -86,13 +91,16 @@ fn parse_query(app_id: &str, params: &HashMap<String, String>) -> Result<LogQuer
     let now = SystemTime::now();
     let time = |name: &str| -> Result<Option<i64>, ApiError> {
         get(name)
-            .map(|text| {
-                parse_time(text, now).ok_or_else(|| {
-                    bad_param(
-                        format!("'{text}' is not a time for '{name}'"),
-                        "Give an ISO 8601 time (2026-01-31T12:00:00Z) or a time relative to now (30s, 15m, 1h, 2d, 1w).",
-                    )
-                })
+            .map(|text| match parse_time(text, now) {
+                Ok(time) => Ok(time),
+                Err(TimeError::Invalid) => Err(bad_param(
+                    format!("'{text}' is not a time for '{name}'"),
+                    "Give an ISO 8601 time (2026-01-31T12:00:00Z) or a time relative to now (30s, 15m, 1h, 2d, 1w).",
+                )),
+                Err(TimeError::OutOfRange) => Err(bad_param(
+                    format!("'{text}' is too far back for '{name}'"),
+                    "A relative time counts back at most about 292,000 years; give a smaller number or an ISO 8601 time.",
+                )),
             })
             .transpose()
     };
@@ -148,7 +156,7 @@ fn parse_query(app_id: &str, params: &HashMap<String, String>) -> Result<LogQuer
         .transpose()?;
     Ok(LogQuery {
         app_id: app_id.to_string(),
-        functions: function_list(params),
+        functions: function_list(params)?,
         since_us,
         until_us,
         level,
@@ -158,12 +166,21 @@ fn parse_query(app_id: &str, params: &HashMap<String, String>) -> Result<LogQuer
     })
 }
 
-/// `function=a,b` (and repeated or empty entries tolerated).
-fn function_list(params: &HashMap<String, String>) -> Vec<String> {
-    params
+/// `function=a,b` (and repeated or empty entries tolerated), at most [`MAX_FUNCTIONS`] names.
+fn function_list(params: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
+    let mut names: Vec<String> = params
         .get("function")
         .map(|v| v.split(',').map(str::trim).filter(|f| !f.is_empty()).map(String::from).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    names.sort_unstable();
+    names.dedup();
+    if names.len() > MAX_FUNCTIONS {
+        return Err(bad_param(
+            format!("'function' names {} functions; at most {MAX_FUNCTIONS} are allowed", names.len()),
+            "Name fewer functions, or leave 'function' out for every function of the app.",
+        ));
+    }
+    Ok(names)
 }
 
 fn time_text(time_us: i64) -> String {
@@ -250,13 +267,26 @@ async fn stream(
             })
         })
         .transpose()?;
-    let functions: HashSet<String> = function_list(&params).into_iter().collect();
-    // Subscribe before reading the store, so that no line falls between the two.
-    let live = logs.hub.subscribe();
-    let mut state = Follow {
-        pending: VecDeque::from([Bytes::from_static(b": connected\n\n")]),
+    let functions: HashSet<String> = function_list(&params)?.into_iter().collect();
+    // Subscribe before reading the store, so that no line falls between the two: every line
+    // after `position` reaches `live`, or the store if this follower lags.
+    let (live, position) = logs.hub.subscribe_at();
+    let last_id = match resume {
+        // An id this run has not given out comes from an earlier run that numbered ahead of
+        // this one: the client has every stored line, and goes on from here.
+        Some(after) if after > position => position,
+        Some(after) => after,
+        None => position,
+    };
+    // The `id:` line (an event without data, which clients do not dispatch) gives every client
+    // a point to resume from, even before the first line.
+    let opening = Bytes::from(format!(": connected\n\nid: {last_id}\n\n"));
+    let state = Follow {
+        pending: Some(opening),
         live,
-        last_id: 0,
+        last_id,
+        catching_up: resume.is_some(),
+        flushed: false,
         app_id,
         functions,
         store: logs.store.clone(),
@@ -265,10 +295,6 @@ async fn stream(
         keepalive: tokio::time::interval_at(tokio::time::Instant::now() + logs.keepalive, logs.keepalive),
         done: false,
     };
-    if let Some(after) = resume {
-        state.last_id = after;
-        state.catch_up().await;
-    }
     let body = futures_util::stream::unfold(state, |mut state| async move {
         let chunk = state.next().await?;
         Some((Ok::<_, Infallible>(chunk), state))
@@ -284,10 +310,15 @@ async fn stream(
 
 /// One follower's position in the stream.
 struct Follow {
-    pending: VecDeque<Bytes>,
+    pending: Option<Bytes>,
     live: broadcast::Receiver<Arc<LogEvent>>,
     /// The id of the last line sent (or that the client had).
     last_id: u64,
+    /// The stored lines after `last_id` are sent, a page at a time, before live ones: after
+    /// `Last-Event-ID`, or when this follower fell behind the live feed.
+    catching_up: bool,
+    /// Whether this catch-up waited for the lines queued for the store.
+    flushed: bool,
     app_id: String,
     functions: HashSet<String>,
     store: LogStore,
@@ -302,53 +333,80 @@ impl Follow {
         app_id == self.app_id && (self.functions.is_empty() || self.functions.contains(function))
     }
 
-    /// Queues the stored lines after `last_id` (up to [`MAX_REPLAY`]).
-    async fn catch_up(&mut self) {
-        if let Some(writer) = self.hub.writer() {
-            writer.flush().await;
+    /// Starts sending the stored lines after `last_id`.
+    fn catch_up(&mut self) {
+        self.catching_up = true;
+        self.flushed = false;
+    }
+
+    /// The next step of a catch-up: a page of stored lines (none once caught up), or what ends
+    /// or keeps up the stream meanwhile.
+    async fn catch_up_step(&mut self) -> Option<Bytes> {
+        if self.shutdown.is_cancelled() {
+            self.done = true;
+            return Some(end_chunk("server_shutdown", true));
         }
-        let mut replayed = 0;
-        while replayed < MAX_REPLAY {
-            let query = LogQuery {
-                app_id: self.app_id.clone(),
-                functions: self.functions.iter().cloned().collect(),
-                after_id: Some(self.last_id),
-                limit: MAX_LOG_QUERY,
-                ..Default::default()
-            };
-            let lines = match self.store.query(query).await {
-                Ok(lines) => lines,
-                Err(error) => {
-                    tracing::warn!(%error, "a log stream could not catch up from the store");
-                    return;
+        if !self.flushed {
+            // Every line numbered so far is stored first: the pages then hold all of them up
+            // to the point the live feed takes over.
+            let hub = self.hub.clone();
+            if let Some(writer) = hub.writer() {
+                tokio::select! {
+                    biased;
+                    () = self.shutdown.cancelled() => {
+                        self.done = true;
+                        return Some(end_chunk("server_shutdown", true));
+                    }
+                    () = writer.flush() => {}
+                    _ = self.keepalive.tick() => return Some(Bytes::from_static(b": keep-alive\n\n")),
                 }
-            };
-            let count = lines.len();
-            for line in lines {
-                self.last_id = line.id;
-                let time = time_text(line.time_us);
-                self.pending.push_back(event_chunk(
-                    line.id,
-                    &time,
-                    level_of(line.level),
-                    &line.function,
-                    &line.message,
-                ));
             }
-            replayed += count;
-            if count < MAX_LOG_QUERY {
-                return;
-            }
+            self.flushed = true;
         }
+        let query = LogQuery {
+            app_id: self.app_id.clone(),
+            functions: self.functions.iter().cloned().collect(),
+            after_id: Some(self.last_id),
+            limit: MAX_LOG_QUERY,
+            ..Default::default()
+        };
+        let lines = match self.store.query(query).await {
+            Ok(lines) => lines,
+            Err(error) => {
+                // Going live now would skip the lines not read: the client reconnects from
+                // its last id instead.
+                tracing::warn!(%error, "a log stream could not catch up from the store; ending it");
+                self.done = true;
+                return Some(end_chunk("logs_unavailable", true));
+            }
+        };
+        if lines.len() < MAX_LOG_QUERY {
+            self.catching_up = false;
+        }
+        let last = lines.last()?;
+        self.last_id = last.id;
+        self.keepalive.reset();
+        let mut page = Vec::with_capacity(lines.len() * 160);
+        for line in &lines {
+            let time = time_text(line.time_us);
+            page.extend_from_slice(&event_chunk(line.id, &time, level_of(line.level), &line.function, &line.message));
+        }
+        Some(Bytes::from(page))
     }
 
     async fn next(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(chunk) = self.pending.pop_front() {
+            if let Some(chunk) = self.pending.take() {
                 return Some(chunk);
             }
             if self.done {
                 return None;
+            }
+            if self.catching_up {
+                if let Some(chunk) = self.catch_up_step().await {
+                    return Some(chunk);
+                }
+                continue;
             }
             tokio::select! {
                 biased;
@@ -367,7 +425,7 @@ impl Follow {
                     }
                     // This follower fell behind the live feed: the lines it missed are in the
                     // store.
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up(),
                     Err(broadcast::error::RecvError::Closed) => {
                         self.done = true;
                         return Some(end_chunk("server_shutdown", true));
@@ -388,23 +446,41 @@ fn end_chunk(reason: &str, retriable: bool) -> Bytes {
     Bytes::from(format!("event: end\ndata: {}\n\n", json!({ "reason": reason, "retriable": retriable })))
 }
 
+/// Why a text is not a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeError {
+    /// Neither ISO 8601 nor relative.
+    Invalid,
+    /// A relative time too far back to count in microseconds (about 292,000 years).
+    OutOfRange,
+}
+
 /// An ISO 8601 time (`2026-01-31`, `2026-01-31T12:00`, `…:05`, `…:05.123456`, with `Z`, an
 /// offset like `+02:00`, or nothing for UTC) or a time before `now` (`90s`, `30m`, `1h`, `2d`,
 /// `1w`, `500ms`), as microseconds since the Unix epoch.
-pub fn parse_time(text: &str, now: SystemTime) -> Option<i64> {
+pub fn parse_time(text: &str, now: SystemTime) -> Result<i64, TimeError> {
     let text = text.trim();
     if let Some(ago) = parse_relative(text) {
-        return Some(micros(now) - ago.as_micros() as i64);
+        let ago = ago.ok_or(TimeError::OutOfRange)?;
+        return i64::try_from(ago.as_micros())
+            .ok()
+            .and_then(|ago| micros(now).checked_sub(ago))
+            .ok_or(TimeError::OutOfRange);
     }
-    parse_iso(text)
+    parse_iso(text).ok_or(TimeError::Invalid)
 }
 
-fn parse_relative(text: &str) -> Option<Duration> {
+/// `Some(None)`: a relative time too large to hold.
+fn parse_relative(text: &str) -> Option<Option<Duration>> {
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
+    if number.is_empty() {
+        return None;
+    }
+    // All digits: a number too large for u64 is out of range, not malformed.
+    let n: Option<u64> = number.parse().ok();
     let seconds = match unit {
-        "ms" => return Some(Duration::from_millis(n)),
+        "ms" => return Some(n.map(Duration::from_millis)),
         "s" | "sec" | "secs" => 1,
         "m" | "min" | "mins" => 60,
         "h" | "hr" | "hrs" => 3600,
@@ -412,7 +488,7 @@ fn parse_relative(text: &str) -> Option<Duration> {
         "w" | "wk" | "weeks" => 7 * 86_400,
         _ => return None,
     };
-    Some(Duration::from_secs(n.checked_mul(seconds)?))
+    Some(n.and_then(|n| n.checked_mul(seconds)).map(Duration::from_secs))
 }
 
 fn parse_iso(text: &str) -> Option<i64> {
@@ -505,20 +581,25 @@ mod tests {
     fn times_are_iso_or_relative() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let now_us = micros(now);
-        assert_eq!(parse_time("1h", now), Some(now_us - 3_600_000_000));
-        assert_eq!(parse_time("30m", now), Some(now_us - 1_800_000_000));
-        assert_eq!(parse_time("2d", now), Some(now_us - 2 * 86_400_000_000));
-        assert_eq!(parse_time("1970-01-01T00:00:00Z", now), Some(0));
-        assert_eq!(parse_time("1970-01-02", now), Some(86_400_000_000));
-        assert_eq!(parse_time("2026-11-18T11:06:40.123456Z", now), Some(1_795_000_000_123_456));
-        assert_eq!(parse_time("2026-11-18T13:06:40.123456+02:00", now), Some(1_795_000_000_123_456));
-        assert_eq!(parse_time("2026-11-18T11:06:40.5Z", now), Some(1_795_000_000_500_000));
-        assert_eq!(parse_time("2000-02-29T00:00", now), Some(951_782_400_000_000));
+        assert_eq!(parse_time("1h", now), Ok(now_us - 3_600_000_000));
+        assert_eq!(parse_time("30m", now), Ok(now_us - 1_800_000_000));
+        assert_eq!(parse_time("2d", now), Ok(now_us - 2 * 86_400_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:00Z", now), Ok(0));
+        assert_eq!(parse_time("1970-01-02", now), Ok(86_400_000_000));
+        assert_eq!(parse_time("2026-11-18T11:06:40.123456Z", now), Ok(1_795_000_000_123_456));
+        assert_eq!(parse_time("2026-11-18T13:06:40.123456+02:00", now), Ok(1_795_000_000_123_456));
+        assert_eq!(parse_time("2026-11-18T11:06:40.5Z", now), Ok(1_795_000_000_500_000));
+        assert_eq!(parse_time("2000-02-29T00:00", now), Ok(951_782_400_000_000));
         let round_trip = rfc3339_micros(SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_000_000_654_321));
-        assert_eq!(parse_time(&round_trip, now), Some(1_795_000_000_654_321));
+        assert_eq!(parse_time(&round_trip, now), Ok(1_795_000_000_654_321));
         for bad in ["yesterday", "2026-13-01", "2026-02-30", "1x", "2026-01-01T25:00", "2026-01-01T10:00+5", ""] {
-            assert_eq!(parse_time(bad, now), None, "{bad}");
+            assert_eq!(parse_time(bad, now), Err(TimeError::Invalid), "{bad}");
         }
+        // Relative times too large to count are refused, not wrapped around.
+        for huge in ["9999999999999999w", "18446744073709551616s", "18446744073709551615ms", "300000000w"] {
+            assert_eq!(parse_time(huge, now), Err(TimeError::OutOfRange), "{huge}");
+        }
+        assert_eq!(parse_time("3000w", now), Ok(now_us - 3000 * 7 * 86_400_000_000), "before 1970 is fine");
     }
 
     #[test]
@@ -529,6 +610,10 @@ mod tests {
         let ok = parse_query("a", &params(&[("level", "warn"), ("limit", "1000"), ("order", "asc")])).unwrap();
         assert_eq!((ok.level, ok.limit, ok.descending), (Some(2), 1000, false));
         let default = parse_query("a", &params(&[])).unwrap();
+        let names = |n: usize| (0..n).map(|i| format!("f{i}")).collect::<Vec<_>>().join(",");
+        let hundred = parse_query("a", &params(&[("function", format!("{},f0, ,", names(100)).as_str())])).unwrap();
+        assert_eq!(hundred.functions.len(), 100, "repeated and empty names do not count");
+        let many = names(5000);
         assert_eq!((default.limit, default.descending, default.level), (DEFAULT_LIMIT, true, None));
         for (pairs, needle) in [
             (params(&[("limit", "1001")]), "not a limit"),
@@ -538,6 +623,9 @@ mod tests {
             (params(&[("since", "soon")]), "not a time for 'since'"),
             (params(&[("since", "1h"), ("until", "2h")]), "after 'until'"),
             (params(&[("env", "staging")]), "not an environment"),
+            (params(&[("since", "99999999999999w")]), "too far back for 'since'"),
+            (params(&[("until", "99999999999999999999d")]), "too far back for 'until'"),
+            (params(&[("function", many.as_str())]), "at most 100 are allowed"),
         ] {
             let error = parse_query("a", &pairs).unwrap_err();
             assert_eq!(error.status, StatusCode::BAD_REQUEST);

@@ -2,9 +2,11 @@
 //! route, followed over SSE, and secret values masked. Real Deno runs the fixture functions,
 //! deployed through the management API.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
+use homebase_runtime::{Level, LogEvent, LogSink};
+use homebase_store::{LogStore, Retention};
 use homebase_testkit::{ADMIN_KEY, TestPlatform, fixture, json_of};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -42,16 +44,28 @@ async fn invoke(server: &TestPlatform, app: &str, name_and_query: &str) -> Value
     body
 }
 
-/// Waits (polling every 20 ms, up to 60 s) until the store holds at least `n` lines of
-/// `function`: lines travel from the worker's pipe to the store with no signal of their own.
+/// Waits (polling every 20 ms, up to 60 s) until the store holds at least `n` lines that
+/// `function` printed itself (Homebase's lines about it not counted): lines travel from the
+/// worker's pipe to the store with no signal of their own.
 async fn stored(server: &TestPlatform, app: &str, function: &str, n: u64) {
+    for _ in 0..3000 {
+        if server.log_store.count_printed(app, function).await.unwrap() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {n} lines of {function} were stored");
+}
+
+/// [`stored`], counting Homebase's lines about `function` too (for tests that look at them).
+async fn stored_with_system(server: &TestPlatform, app: &str, function: &str, n: u64) {
     for _ in 0..3000 {
         if server.log_store.count(Some(app), Some(function)).await.unwrap() >= n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("fewer than {n} lines of {function} were stored");
+    panic!("fewer than {n} lines about {function} were stored");
 }
 
 async fn logs_of(server: &TestPlatform, app: &str, name: &str, query: &str) -> (u16, Value) {
@@ -116,7 +130,8 @@ async fn queries_filter_by_level_time_order_and_limit_and_refuse_bad_input() {
     deploy_fixture(&server, &app, "logs", "logs").await;
     invoke(&server, &app, "logs").await;
     invoke(&server, &app, "logs").await;
-    stored(&server, &app, "logs", 13).await; // worker started, then 2 × (5 lines + 1 invocation line)
+    stored(&server, &app, "logs", 10).await; // 2 × 5 lines
+    stored_with_system(&server, &app, "logs", 13).await; // and a worker start, 2 invocation lines
 
     // The wire shape: time (microseconds), level, message, and nothing else.
     let (status, all) = logs_of(&server, &app, "logs", "?order=asc&limit=1000").await;
@@ -202,6 +217,8 @@ async fn queries_filter_by_level_time_order_and_limit_and_refuse_bad_input() {
 struct Events {
     body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: String,
+    /// Where the unread part of `buffer` starts.
+    read: usize,
 }
 
 impl Events {
@@ -213,17 +230,26 @@ impl Events {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Events { body: Box::pin(response.bytes_stream()), buffer: String::new() }
+        Events { body: Box::pin(response.bytes_stream()), buffer: String::new(), read: 0 }
+    }
+
+    /// Reads the opening of the stream: `: connected`, then the id it starts after.
+    async fn opening(&mut self) -> u64 {
+        assert_eq!(self.next().await.unwrap(), ": connected", "the stream opens with a comment");
+        let start = self.next().await.unwrap();
+        start.strip_prefix("id: ").unwrap_or_else(|| panic!("an id to resume from: {start}")).parse().unwrap()
     }
 
     /// The next event block; `None` when the stream ends. Fails after 30 s.
     async fn next(&mut self) -> Option<String> {
         loop {
-            if let Some(at) = self.buffer.find("\n\n") {
-                let block = self.buffer[..at].to_string();
-                self.buffer.drain(..at + 2);
+            if let Some(at) = self.buffer[self.read..].find("\n\n") {
+                let block = self.buffer[self.read..self.read + at].to_string();
+                self.read += at + 2;
                 return Some(block);
             }
+            self.buffer.drain(..self.read);
+            self.read = 0;
             let chunk = tokio::time::timeout(Duration::from_secs(30), self.body.next()).await.expect("an event");
             match chunk {
                 Some(Ok(bytes)) => self.buffer.push_str(std::str::from_utf8(&bytes).unwrap()),
@@ -246,7 +272,8 @@ impl Events {
     async fn next_any_line(&mut self) -> (u64, Value) {
         loop {
             let block = self.next().await.expect("the stream goes on");
-            if block.starts_with(':') {
+            // Comments, and events without data (which clients do not dispatch).
+            if block.starts_with(':') || !block.lines().any(|l| l.starts_with("data: ")) {
                 continue;
             }
             let id = block.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().parse().unwrap();
@@ -269,12 +296,14 @@ async fn the_stream_delivers_new_lines_keeps_alive_resumes_and_ends_on_shutdown(
     deploy_fixture(&server, &app, "quiet", "chatty").await;
     let path = format!("/api/apps/{app}/functions-mgmt/logs/stream?function=chatty");
     let mut events = Events::open(&server, &path, None).await;
-    assert_eq!(events.next().await.unwrap(), ": connected", "the stream opens with a comment");
+    let start = events.opening().await;
+    assert_eq!(start, server.hub.next_id() - 1, "the stream starts after the last line numbered");
 
     // Lines printed after subscribing arrive, only of the asked-for function.
     invoke(&server, &app, "quiet?text=other").await;
     invoke(&server, &app, "chatty?text=hello&level=warn").await;
     let (first_id, line) = events.next_line().await;
+    assert!(first_id > start);
     assert_eq!(line, json!({ "time": line["time"], "level": "warning", "function": "chatty", "message": "hello 0" }));
     let (_, invocation) = events.next_any_line().await;
     assert!(invocation["message"].as_str().unwrap().starts_with("invocation: 200"), "{invocation}");
@@ -321,7 +350,7 @@ async fn secret_values_a_function_prints_are_masked_in_stored_and_streamed_lines
     let mut events = Events::open(&server, &stream, None).await;
     events.next().await.unwrap();
     invoke(&server, &app, "leak").await;
-    stored(&server, &app, "leak", 4).await;
+    stored(&server, &app, "leak", 2).await;
 
     let (_, lines) = logs_of(&server, &app, "leak", "?order=asc").await;
     let lines: Vec<_> = messages(&lines).into_iter().filter(|m| !is_system(m)).collect();
@@ -339,7 +368,7 @@ async fn secret_values_a_function_prints_are_masked_in_stored_and_streamed_lines
     let secrets = json!({ "API_TOKEN": "tok_rotated_000111" });
     assert_eq!(answer(admin(&server, Method::POST, &path).json(&secrets).send().await.unwrap()).await.0, 200);
     invoke(&server, &app, "leak").await;
-    stored(&server, &app, "leak", 7).await;
+    stored(&server, &app, "leak", 4).await;
     let (_, lines) = logs_of(&server, &app, "leak", "?level=info&order=asc").await;
     let printed: Vec<_> = messages(&lines).into_iter().filter(|m| m.starts_with("token=")).collect();
     assert_eq!(printed, ["token=******** pin=1234", "token=******** pin=1234"]);
@@ -475,5 +504,136 @@ async fn a_secret_in_a_failed_start_or_a_crash_is_masked_in_the_error_body_and_t
     assert!(!body.to_string().contains(key), "{body}");
 
     nowhere(&server, data.path(), key).await;
+    server.stop().await;
+}
+
+/// A line printed by `function` of `app`, as a worker's output reaches the hub.
+fn printed(app: &str, function: &str, message: String) -> LogEvent {
+    LogEvent {
+        id: 0,
+        time: SystemTime::now(),
+        app_id: app.into(),
+        function: function.into(),
+        version: "v".into(),
+        level: Level::Info,
+        request_id: None,
+        message,
+        system: false,
+    }
+}
+
+fn stream_path(app: &str) -> String {
+    format!("/api/apps/{app}/functions-mgmt/logs/stream")
+}
+
+/// A follower that falls behind the live feed before it printed anything catches up from where
+/// it started, not from the app's first line. (The test runs on one thread: the follower is
+/// not polled while the burst is printed.)
+#[tokio::test]
+async fn a_new_follower_that_lags_catches_up_from_where_it_started() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let a = create_app(&server, "a").await;
+    let b = create_app(&server, "b").await;
+    for i in 0..10 {
+        server.hub.emit(printed(&a, "f", format!("old {i}")));
+    }
+    let last_old = server.hub.next_id() - 1;
+    server.hub.writer().unwrap().flush().await;
+    let mut events = Events::open(&server, &stream_path(&a), None).await;
+    assert_eq!(events.opening().await, last_old);
+    // Another app prints more than the live feed holds.
+    for i in 0..5000 {
+        server.hub.emit(printed(&b, "f", format!("b {i}")));
+    }
+    server.hub.emit(printed(&a, "f", "new".into()));
+    let (id, line) = events.next_any_line().await;
+    assert_eq!(line["message"], "new", "old lines are not replayed to a follower that never had them");
+    assert_eq!(id, last_old + 5001);
+    server.stop().await;
+}
+
+/// However many stored lines come after Last-Event-ID, all of them arrive, in order, then the
+/// live ones: nothing is skipped.
+#[tokio::test]
+async fn a_resumed_stream_replays_every_stored_line_then_goes_live() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let a = create_app(&server, "a").await;
+    let first = server.hub.next_id();
+    const LINES: u64 = 60_000;
+    for i in 0..LINES {
+        server.hub.emit(printed(&a, "f", format!("l {i}")));
+    }
+    server.hub.writer().unwrap().flush().await;
+    let mut events = Events::open(&server, &stream_path(&a), Some(first - 1)).await;
+    assert_eq!(events.opening().await, first - 1);
+    for n in 0..LINES {
+        let (id, line) = events.next_any_line().await;
+        assert_eq!((id, line["message"].as_str().unwrap()), (first + n, format!("l {n}").as_str()));
+        if n == LINES / 2 {
+            server.hub.emit(printed(&a, "f", "live".into()));
+        }
+    }
+    let (id, line) = events.next_any_line().await;
+    assert_eq!((id, line["message"].as_str().unwrap()), (first + LINES, "live"));
+    server.stop().await;
+}
+
+/// After a restart, ids continue above every id of the earlier run, even when retention emptied
+/// the store meanwhile; a Last-Event-ID this run has not reached (from a run that numbered
+/// ahead) resumes from the current line instead of waiting for the ids to pass it.
+#[tokio::test]
+async fn ids_keep_growing_across_restarts_and_resuming_clients_see_new_lines() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let a = create_app(&server, "a").await;
+    for i in 0..100 {
+        server.hub.emit(printed(&a, "f", format!("l {i}")));
+    }
+    let last = server.hub.next_id() - 1;
+    server.hub.writer().unwrap().flush().await;
+    server.stop().await;
+    let store = LogStore::open(data.path().join("logs.db")).await.unwrap();
+    let far_future = homebase_server::logs::micros(SystemTime::now()) + 30 * 24 * 3600 * 1_000_000;
+    store.prune(Retention::default(), far_future).await.unwrap(); // what 7 idle days do
+    assert_eq!(store.count(None, None).await.unwrap(), 0);
+    drop(store);
+
+    let server = TestPlatform::start(data.path()).await;
+    assert!(server.hub.next_id() > last, "{} after {last}", server.hub.next_id());
+    let mut events = Events::open(&server, &stream_path(&a), Some(last)).await;
+    assert_eq!(events.opening().await, last);
+    let ahead = server.hub.next_id() + 1_000_000;
+    let mut from_ahead = Events::open(&server, &stream_path(&a), Some(ahead)).await;
+    assert_eq!(from_ahead.opening().await, server.hub.next_id() - 1);
+    server.hub.emit(printed(&a, "f", "after restart".into()));
+    let (id, line) = events.next_any_line().await;
+    assert_eq!(line["message"], "after restart");
+    assert!(id > last);
+    assert_eq!(from_ahead.next_any_line().await, (id, line));
+    server.stop().await;
+}
+
+/// `function=` lists at most 100 names, and relative times that overflow are refused: 400s that
+/// say so, on the stream and the queries alike.
+#[tokio::test]
+async fn too_many_functions_and_overflowing_times_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let app = create_app(&server, "a").await;
+    let names = (0..3000).map(|i| format!("f{i}")).collect::<Vec<_>>().join(",");
+    for path in [
+        format!("/api/apps/{app}/functions-mgmt/logs/stream?function={names}"),
+        format!("/api/apps/{app}/functions-mgmt/logs?function={names}"),
+        format!("/api/apps/{app}/functions-mgmt/logs?since=99999999999999w"),
+        format!("/api/apps/{app}/functions-mgmt/logs?until=18446744073709551615ms"),
+    ] {
+        let (status, body) = answer(admin(&server, Method::GET, &path).send().await.unwrap()).await;
+        assert_eq!(status, 400, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("at most 100") || message.contains("too far back"), "{body}");
+        assert!(!body["detail"].as_str().unwrap().is_empty(), "{body}");
+    }
     server.stop().await;
 }

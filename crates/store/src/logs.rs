@@ -14,8 +14,10 @@
 //! the numbering where to continue after a restart.
 //!
 //! Indexes serve the queries the logs API makes: one function's lines by time
-//! (`(app_id, function, time)`), an app's lines by time (`(app_id, time)`). Retention by age
-//! deletes from the oldest id on (ids and times grow together), so it needs no index of its own.
+//! (`(app_id, function, time)`), an app's lines by time (`(app_id, time)`). Lines after an id
+//! (a client catching up) are read in id order straight from the table, which is ordered by id.
+//! Retention by age deletes from the oldest id on (ids and times grow together), so it needs no
+//! index of its own.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -225,40 +227,7 @@ impl LogStore {
     /// The lines `query` asks for: by time (then id), or after an id in id order.
     pub async fn query(&self, query: LogQuery) -> Result<Vec<LogRecord>> {
         self.with(false, move |conn| {
-            let mut sql = String::from(
-                "SELECT id, time, app_id, function, version, level, request_id, system, message FROM logs WHERE app_id = ?",
-            );
-            let mut args: Vec<rusqlite::types::Value> = vec![query.app_id.clone().into()];
-            if !query.functions.is_empty() {
-                sql.push_str(" AND function IN (");
-                for (i, name) in query.functions.iter().enumerate() {
-                    sql.push_str(if i == 0 { "?" } else { ", ?" });
-                    args.push(name.clone().into());
-                }
-                sql.push(')');
-            }
-            if let Some(since) = query.since_us {
-                sql.push_str(" AND time >= ?");
-                args.push(since.into());
-            }
-            if let Some(until) = query.until_us {
-                sql.push_str(" AND time < ?");
-                args.push(until.into());
-            }
-            if let Some(level) = query.level {
-                sql.push_str(" AND level = ?");
-                args.push(i64::from(level).into());
-            }
-            if let Some(after) = query.after_id {
-                sql.push_str(" AND id > ? ORDER BY id");
-                args.push((after as i64).into());
-            } else if query.descending {
-                sql.push_str(" ORDER BY time DESC, id DESC");
-            } else {
-                sql.push_str(" ORDER BY time, id");
-            }
-            sql.push_str(" LIMIT ?");
-            args.push((query.limit.min(MAX_LOG_QUERY) as i64).into());
+            let (sql, args) = query_sql(&query);
             let mut statement = conn.prepare_cached(&sql)?;
             let rows = statement.query_map(params_from_iter(args), |r| {
                 Ok(LogRecord {
@@ -309,6 +278,20 @@ impl LogStore {
                 }
                 _ => conn.query_row("SELECT count(*) FROM logs", [], |r| r.get(0))?,
             };
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    /// How many lines `function` printed itself (Homebase's own lines about it left out).
+    pub async fn count_printed(&self, app_id: &str, function: &str) -> Result<u64> {
+        let (app_id, function) = (app_id.to_string(), function.to_string());
+        self.with(false, move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM logs WHERE app_id = ?1 AND function = ?2 AND system = 0",
+                [app_id, function],
+                |r| r.get(0),
+            )?;
             Ok(n as u64)
         })
         .await
@@ -367,6 +350,51 @@ impl LogStore {
         })
         .await
     }
+}
+
+/// The statement and arguments for `query`.
+///
+/// A query after an id walks the table in rowid (id) order from that id and stops at the limit:
+/// the `+` before `app_id` and `function` keeps SQLite from choosing the `(app_id, function,
+/// time)` or `(app_id, time)` index instead, which would visit every line of the function and
+/// sort them by id on each page (a client paging through N lines would cost O(N²)).
+fn query_sql(query: &LogQuery) -> (String, Vec<rusqlite::types::Value>) {
+    let after = query.after_id.is_some();
+    let mut sql =
+        String::from("SELECT id, time, app_id, function, version, level, request_id, system, message FROM logs WHERE ");
+    sql.push_str(if after { "+app_id = ?" } else { "app_id = ?" });
+    let mut args: Vec<rusqlite::types::Value> = vec![query.app_id.clone().into()];
+    if !query.functions.is_empty() {
+        sql.push_str(if after { " AND +function IN (" } else { " AND function IN (" });
+        for (i, name) in query.functions.iter().enumerate() {
+            sql.push_str(if i == 0 { "?" } else { ", ?" });
+            args.push(name.clone().into());
+        }
+        sql.push(')');
+    }
+    if let Some(since) = query.since_us {
+        sql.push_str(if after { " AND +time >= ?" } else { " AND time >= ?" });
+        args.push(since.into());
+    }
+    if let Some(until) = query.until_us {
+        sql.push_str(if after { " AND +time < ?" } else { " AND time < ?" });
+        args.push(until.into());
+    }
+    if let Some(level) = query.level {
+        sql.push_str(" AND level = ?");
+        args.push(i64::from(level).into());
+    }
+    if let Some(after) = query.after_id {
+        sql.push_str(" AND id > ? ORDER BY id");
+        args.push((after.min(i64::MAX as u64) as i64).into());
+    } else if query.descending {
+        sql.push_str(" ORDER BY time DESC, id DESC");
+    } else {
+        sql.push_str(" ORDER BY time, id");
+    }
+    sql.push_str(" LIMIT ?");
+    args.push((query.limit.min(MAX_LOG_QUERY) as i64).into());
+    (sql, args)
 }
 
 /// Pages in use (not on the free list) times the page size.
@@ -449,6 +477,56 @@ mod tests {
         assert!(logs.has_function("app", "odd").await.unwrap());
         assert!(!logs.has_function("app", "none").await.unwrap());
         assert!(!logs.has_function("other", "odd").await.unwrap());
+    }
+
+    /// The plan SQLite picks for `query`, one line per step.
+    fn plan(conn: &Connection, query: &LogQuery) -> String {
+        let (sql, args) = query_sql(query);
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let steps = statement.query_map(params_from_iter(args), |r| r.get::<_, String>(3)).unwrap();
+        steps.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    #[tokio::test]
+    async fn queries_after_an_id_walk_the_ids_instead_of_sorting_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.db");
+        let logs = LogStore::open(&path).await.unwrap();
+        for chunk in 0..10u64 {
+            let batch = (1..=3000u64).map(|i| {
+                let id = chunk * 3000 + i;
+                let function = if id % 10 == 0 { "rare" } else { "big" };
+                record(id, id as i64 * 100, function, (id % 4) as u8, "x")
+            });
+            logs.insert(batch.collect()).await.unwrap();
+        }
+        let conn = Connection::open(&path).unwrap();
+        let after = |functions: &[&str]| LogQuery { after_id: Some(29_000), ..query(functions) };
+        // Without statistics (a new store), then with them (what `ANALYZE` would leave).
+        for analyzed in [false, true] {
+            if analyzed {
+                conn.execute_batch("ANALYZE").unwrap();
+            }
+            for q in [
+                after(&[]),
+                after(&["big"]),
+                after(&["big", "rare"]),
+                LogQuery { since_us: Some(100), level: Some(1), ..after(&["rare"]) },
+            ] {
+                let plan = plan(&conn, &q);
+                assert!(plan.contains("USING INTEGER PRIMARY KEY (rowid>?)"), "{analyzed} {q:?}: {plan}");
+                assert!(!plan.contains("TEMP B-TREE"), "{analyzed} {q:?}: {plan}");
+            }
+        }
+        // Queries by time still use the indexes.
+        let newest = plan(&conn, &LogQuery { descending: true, ..query(&["big"]) });
+        assert!(newest.contains("logs_function_time"), "{newest}");
+        let window = plan(&conn, &LogQuery { since_us: Some(1_000), ..query(&[]) });
+        assert!(window.contains("logs_app_time"), "{window}");
+        // And the answers are the same.
+        let page = logs.query(LogQuery { limit: 5, ..after(&["rare"]) }).await.unwrap();
+        assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), [29_010, 29_020, 29_030, 29_040, 29_050]);
+        assert_eq!(logs.count_printed("app", "rare").await.unwrap(), 3000);
     }
 
     #[tokio::test]

@@ -124,10 +124,20 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .merge(auth_manage::router(AuthManage { keys: auth_manage::Keys::Stored(platform), auth, state }));
     let grace = config.shutdown_timeout;
     serving::serve_until_signal(global.json, listener, router, runtime, terminal, shutdown, grace).await;
-    // Every line the workers printed before they stopped is stored before the process ends.
-    writer.flush().await;
+    // Every line the workers printed before they stopped is stored before the process ends;
+    // a disk that keeps failing must not hold the exit forever.
+    if tokio::time::timeout(LOG_FLUSH_LIMIT, writer.flush()).await.is_err() {
+        tracing::error!(
+            "{} log lines could not be stored within {}s of stopping; they are lost",
+            writer.queued(),
+            LOG_FLUSH_LIMIT.as_secs()
+        );
+    }
     Ok(())
 }
+
+/// How long stopping waits for the last log lines to be stored.
+const LOG_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often a quiet log stream sends a keep-alive comment (the official CLI gives up after
 /// 60 s of silence).
