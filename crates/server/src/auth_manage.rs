@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::manage::{Caller, presented_key, store_error, unauthorized};
+use crate::manage::{Caller, ensure_app, parse_body, presented_key, store_error, unauthorized};
 use crate::platform::Platform;
 use crate::users_api::{Auth, user_json};
 
@@ -68,13 +68,7 @@ async fn authorize(manage: &AuthManage, headers: &HeaderMap, app_id: &str) -> Re
             }
         }
     }
-    if manage.auth.store.get_app(app_id).await.map_err(store_error)?.is_none() {
-        return Err(ApiError::not_found(
-            "app_not_found",
-            format!("No app with id '{app_id}'"),
-            "Create it with POST /api/apps.",
-        ));
-    }
+    ensure_app(&manage.auth.store, app_id).await?;
     Ok(())
 }
 
@@ -150,17 +144,6 @@ struct CreateUser {
     is_verified: Option<bool>,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_json",
-            "The request body is not the JSON this route takes",
-            e.to_string(),
-        )
-    })
-}
-
 async fn create_user(
     State(manage): State<AuthManage>,
     Path(app_id): Path<String>,
@@ -168,7 +151,7 @@ async fn create_user(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&manage, &headers, &app_id).await?;
-    let request: CreateUser = parse(&body)?;
+    let request: CreateUser = parse_body(&body)?;
     let role = UserRole::parse(request.role.as_deref().unwrap_or("user")).map_err(store_error)?;
     let new = NewUser {
         email: request.email,
@@ -204,7 +187,7 @@ async fn put_settings(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&manage, &headers, &app_id).await?;
-    let settings: Settings = parse(&body)?;
+    let settings: Settings = parse_body(&body)?;
     manage.auth.store.set_require_verification(&app_id, settings.require_verification).await.map_err(store_error)?;
     Ok(Json(json!({ "require_verification": settings.require_verification })).into_response())
 }

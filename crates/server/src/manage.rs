@@ -20,7 +20,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use homebase_project::{MAX_FUNCTIONS, name_problem, parse_automations};
-use homebase_store::{ApiKey, DeployFile, Deployment, KeyScope, StoreError};
+use homebase_store::{ApiKey, DeployFile, Deployment, KeyScope, Store, StoreError};
 use http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -136,7 +136,7 @@ pub fn store_error(error: StoreError) -> ApiError {
 }
 
 /// Parses a JSON body with an error that says what is wrong.
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -154,7 +154,7 @@ pub(crate) async fn app_for(
     app_id: &str,
 ) -> Result<homebase_store::App, ApiError> {
     caller.require_app(app_id)?;
-    ensure_app(platform, app_id).await
+    ensure_app(&platform.store, app_id).await
 }
 
 /// Like [`parse_body`], with an empty body meaning every field's default.
@@ -162,8 +162,9 @@ fn parse_optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T,
     if body.is_empty() { Ok(T::default()) } else { parse_body(body) }
 }
 
-async fn ensure_app(platform: &Platform, app_id: &str) -> Result<homebase_store::App, ApiError> {
-    platform.store.get_app(app_id).await.map_err(store_error)?.ok_or_else(|| {
+/// The app `app_id`; 404 when there is none.
+pub(crate) async fn ensure_app(store: &Store, app_id: &str) -> Result<homebase_store::App, ApiError> {
+    store.get_app(app_id).await.map_err(store_error)?.ok_or_else(|| {
         ApiError::not_found("app_not_found", format!("No app with id '{app_id}'"), "Create it with POST /api/apps.")
     })
 }
@@ -208,7 +209,7 @@ async fn create_key(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require_admin()?;
-    ensure_app(&platform, &app_id).await?;
+    ensure_app(&platform.store, &app_id).await?;
     let request: CreateKey = parse_optional_body(&body)?;
     let name = request.name.unwrap_or_else(|| "app key".into());
     let (key, secret) = platform.store.create_key(KeyScope::App(app_id.clone()), &name).await.map_err(store_error)?;
