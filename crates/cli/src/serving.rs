@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use homebase_runtime::{Runtime, RuntimeConfig};
+use homebase_server::ConnectionLimits;
 use homebase_server::config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,19 +33,20 @@ pub fn find_deno_early(runtime: &Runtime) {
     });
 }
 
-/// Serves `router` until Ctrl-C or SIGTERM (a second one exits at once), then cancels
+/// Serves `router` with `limits` until Ctrl-C or SIGTERM (a second one exits at once), then cancels
 /// `shutdown`, lets in-flight requests finish within `grace`, stops the workers and prints what
 /// they logged last.
 pub async fn serve_until_signal(
     json: bool,
     listener: TcpListener,
     router: axum::Router,
+    limits: ConnectionLimits,
     runtime: Runtime,
     terminal: std::sync::Arc<output::TerminalLogs>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), grace));
+    let server = tokio::spawn(homebase_server::serve_with(listener, router, limits, shutdown.clone(), grace));
     output::wait_for_signal().await;
     output::note(json, "shutting_down", "Shutting down: finishing in-flight requests… (again to stop now)");
     tokio::spawn(async {

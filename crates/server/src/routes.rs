@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 
 use crate::AppState;
 use crate::catalog::{AppFunctions, Resolved};
-use crate::error::ApiError;
+use crate::error::{ApiError, FromFunction};
 use crate::headers::{self, Caller, Injected};
 
 /// The function routes and the fallback, for `dev`.
@@ -138,7 +138,10 @@ async fn call_function(
             )
             .into_response();
         }
-        Resolved::Unknown => return function_not_found(&app, &rest).into_response(),
+        Resolved::Unknown => {
+            let listed = state.catalog.may_list_functions(&app.app_id, request.headers()).await;
+            return function_not_found(&app, &rest, listed).into_response();
+        }
     };
 
     let (mut parts, body) = request.into_parts();
@@ -181,6 +184,7 @@ async fn call_function(
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             headers::prepare_response_headers(&mut parts.headers);
+            parts.extensions.insert(FromFunction);
             Response::from_parts(parts, Body::new(body))
         }
         Err(error) => {
@@ -199,10 +203,15 @@ fn mask_detail(state: &AppState, spec: &FunctionSpec, detail: &str) -> String {
     crate::logs::mask_values(spec.env.iter().map(|(_, value)| value.as_str()), &masked).into_owned()
 }
 
-fn function_not_found(app: &AppFunctions, rest: &str) -> ApiError {
+/// The 404 for a path no function of `app` takes. It names the app's functions only when
+/// `listed` (dev, or a caller holding a key for the app): to anyone else the names are a map of
+/// what to attack.
+fn function_not_found(app: &AppFunctions, rest: &str, listed: bool) -> ApiError {
     let wanted = rest.trim_start_matches('/');
     let names = app.names();
-    let detail = if names.is_empty() {
+    let detail = if !listed {
+        "Check the function's name. Its app's key holders see the list of names in this answer.".to_string()
+    } else if names.is_empty() {
         "This app has no functions yet. Add base44/functions/<name>/entry.ts.".to_string()
     } else {
         format!("Known functions: {}.", names.join(", "))

@@ -47,6 +47,15 @@ pub struct ServeArgs {
     /// Delete the oldest log lines when they take more than this, e.g. 512MB or 2GB (default 1GB).
     #[arg(long, value_name = "SIZE")]
     log_max_size: Option<String>,
+    /// Client connections served at once; more are answered 503 (default 10000).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// How long a client may take to send a request head, e.g. 10s (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    header_read_timeout: Option<String>,
+    /// Close a client connection after this long without a request, e.g. 75s (default 75s).
+    #[arg(long, value_name = "DURATION")]
+    keep_alive_timeout: Option<String>,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -64,6 +73,9 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         public_url: args.public_url,
         log_retention: args.log_retention.map(Into::into),
         log_max_size: args.log_max_size.map(Into::into),
+        max_connections: args.max_connections,
+        header_read_timeout: args.header_read_timeout.map(Into::into),
+        keep_alive_timeout: args.keep_alive_timeout.map(Into::into),
         ..Default::default()
     };
     let config = Config::resolve(&[
@@ -123,7 +135,17 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .merge(users_api::router(auth.clone()))
         .merge(auth_manage::router(AuthManage { keys: auth_manage::Keys::Stored(platform), auth, state }));
     let grace = config.shutdown_timeout;
-    serving::serve_until_signal(global.json, listener, router, runtime, terminal, shutdown, grace).await;
+    serving::serve_until_signal(
+        global.json,
+        listener,
+        router,
+        config.connection_limits(),
+        runtime,
+        terminal,
+        shutdown,
+        grace,
+    )
+    .await;
     // Every line the workers printed before they stopped is stored before the process ends;
     // a disk that keeps failing must not hold the exit forever.
     if tokio::time::timeout(LOG_FLUSH_LIMIT, writer.flush()).await.is_err() {
