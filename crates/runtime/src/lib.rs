@@ -61,6 +61,10 @@ pub struct RuntimeConfig {
     pub stop_grace: Duration,
     /// Pass Homebase's own environment to workers (dev: that is where local secrets live).
     pub inherit_env: bool,
+    /// Error answers may carry stack traces, paths and the worker's output (dev). Off (serve),
+    /// an uncaught exception answers its message's first line and the request id, and the
+    /// rest goes to the function's log only.
+    pub error_details: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -73,6 +77,7 @@ impl Default for RuntimeConfig {
             boot_timeout: Duration::from_secs(60),
             stop_grace: Duration::from_secs(10),
             inherit_env: true,
+            error_details: true,
         }
     }
 }

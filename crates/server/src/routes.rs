@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use homebase_runtime::FunctionSpec;
+use homebase_runtime::{FunctionSpec, RuntimeError};
 use http::header::{HOST, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -187,12 +187,44 @@ async fn call_function(
             parts.extensions.insert(FromFunction);
             Response::from_parts(parts, Body::new(body))
         }
-        Err(error) => {
+        Err(error) if state.runtime.config().error_details => {
             let mut error = ApiError::from(error);
             error.detail = mask_detail(state, &spec, &error.detail);
             error.into_response()
         }
+        Err(error) => {
+            let mut public = public_error(&error, &request_id);
+            public.message = mask_detail(state, &spec, &public.message);
+            public.detail = mask_detail(state, &spec, &public.detail);
+            public.into_response()
+        }
     }
+}
+
+/// A runtime failure as `serve` answers it: the reason in a line, never the worker's output,
+/// stack traces, paths or the Deno binary (they are in the function's log, or the server's for
+/// Deno and I/O failures), and the request id to find them by.
+fn public_error(error: &RuntimeError, request_id: &str) -> ApiError {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (message, detail) = match error {
+        RuntimeError::BootFailed { .. } | RuntimeError::Crashed { .. } => (
+            error.to_string(),
+            format!(
+                "{}: {}. The function's logs have the details (request {request_id}).",
+                if matches!(error, RuntimeError::Crashed { .. }) { "It crashed" } else { "It could not start" },
+                error.reason().unwrap_or("the worker failed")
+            ),
+        ),
+        RuntimeError::Deno { .. } | RuntimeError::Io { .. } => {
+            tracing::error!(request_id, "{error}: {}", error.detail());
+            (
+                "Homebase could not run the function".to_string(),
+                format!("The server log has the details (request {request_id})."),
+            )
+        }
+        _ => return ApiError::from(error.clone()),
+    };
+    ApiError::new(status, error.code(), message, detail)
 }
 
 /// The detail of a crash or a failed start quotes the worker's output (its stderr, the load

@@ -20,7 +20,7 @@ use homebase_server::logs_api::LogService;
 use homebase_server::mail::Mailer;
 use homebase_server::platform::Platform;
 use homebase_server::users_api::{self, Auth};
-use homebase_server::{AppState, TokenMinter};
+use homebase_server::{AppState, ConnectionLimits, TokenMinter};
 use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
@@ -115,8 +115,24 @@ impl Serving {
     /// Serves `router` on an ephemeral port; `shutdown` also stops whatever else the caller tied
     /// to it (the dev watcher).
     pub async fn start(router: axum::Router, runtime: Runtime, shutdown: CancellationToken) -> Serving {
+        Serving::start_with(router, runtime, shutdown, ConnectionLimits::default()).await
+    }
+
+    /// [`start`](Serving::start) with the limits on client connections given.
+    pub async fn start_with(
+        router: axum::Router,
+        runtime: Runtime,
+        shutdown: CancellationToken,
+        limits: ConnectionLimits,
+    ) -> Serving {
         let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
-        let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), Duration::from_secs(5)));
+        let server = tokio::spawn(homebase_server::serve_with(
+            listener,
+            router,
+            limits,
+            shutdown.clone(),
+            Duration::from_secs(5),
+        ));
         Serving { url: format!("http://{addr}"), runtime, shutdown, server }
     }
 
@@ -233,11 +249,18 @@ pub struct PlatformOptions {
     pub limits: LoginLimits,
     /// How often log streams send a keep-alive comment.
     pub keepalive: Duration,
+    /// The limits on client connections.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for PlatformOptions {
     fn default() -> Self {
-        PlatformOptions { mailer: Mailer::Log, limits: LoginLimits::default(), keepalive: Duration::from_secs(15) }
+        PlatformOptions {
+            mailer: Mailer::Log,
+            limits: LoginLimits::default(),
+            keepalive: Duration::from_secs(15),
+            connections: ConnectionLimits::default(),
+        }
     }
 }
 
@@ -255,7 +278,12 @@ impl TestPlatform {
             .await
             .expect("the store opens");
         store.import_key(ADMIN_KEY, KeyScope::Admin, "admin").await.expect("the admin key imports");
-        let config = RuntimeConfig { deno: Some(deno().await), inherit_env: false, ..RuntimeConfig::default() };
+        let config = RuntimeConfig {
+            deno: Some(deno().await),
+            inherit_env: false,
+            error_details: false,
+            ..RuntimeConfig::default()
+        };
         let logs = Arc::new(CollectedLogs::default());
         let log_store = LogStore::open(data_dir.join("logs.db")).await.expect("the log store opens");
         let (writer, _) = LogWriter::spawn(log_store.clone(), Retention::default());
@@ -285,7 +313,7 @@ impl TestPlatform {
                 auth: auth.clone(),
                 state,
             }));
-        let serving = Serving::start(router, runtime, shutdown).await;
+        let serving = Serving::start_with(router, runtime, shutdown, options.connections).await;
         TestPlatform { store, platform, auth, logs, log_store, hub, serving }
     }
 

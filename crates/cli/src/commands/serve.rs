@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use homebase_runtime::{LogSink, Runtime};
+use homebase_runtime::{LogSink, Runtime, RuntimeConfig};
 use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
@@ -96,7 +96,9 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let hub =
         LogHub::with_store(0, vec![terminal.clone() as Arc<dyn LogSink>], writer.clone(), log_store.next_id().await?);
     // Functions get their secrets, not the server's environment.
-    let runtime = Runtime::new(serving::runtime_config(&config, false), hub.clone())?;
+    // Callers see short reasons; stacks, paths and worker output go to the log.
+    let runtime_config = RuntimeConfig { error_details: false, ..serving::runtime_config(&config, false) };
+    let runtime = Runtime::new(runtime_config, hub.clone())?;
     let shutdown = CancellationToken::new();
     let logs = LogService { store: log_store, hub, shutdown: shutdown.clone(), keepalive: LOG_KEEPALIVE };
     let platform = Platform::open_with_logs(store.clone(), runtime.clone(), &data_dir, Some(logs)).await?;
