@@ -192,19 +192,15 @@ async fn call_function(
             error.detail = mask_detail(state, &spec, &error.detail);
             error.into_response()
         }
-        Err(error) => {
-            let mut public = public_error(&error, &request_id);
-            public.message = mask_detail(state, &spec, &public.message);
-            public.detail = mask_detail(state, &spec, &public.detail);
-            public.into_response()
-        }
+        Err(error) => public_error(&error, &request_id, |reason| mask_detail(state, &spec, reason)).into_response(),
     }
 }
 
 /// A runtime failure as `serve` answers it: the reason in a line, never the worker's output,
 /// stack traces, paths or the Deno binary (they are in the function's log, or the server's for
 /// Deno and I/O failures), and the request id to find them by.
-fn public_error(error: &RuntimeError, request_id: &str) -> ApiError {
+/// `mask` hides secret values in the reason (a load error's first line may quote one).
+fn public_error(error: &RuntimeError, request_id: &str, mask: impl Fn(&str) -> String) -> ApiError {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (message, detail) = match error {
         RuntimeError::BootFailed { .. } | RuntimeError::Crashed { .. } => (
@@ -212,7 +208,7 @@ fn public_error(error: &RuntimeError, request_id: &str) -> ApiError {
             format!(
                 "{}: {}. The function's logs have the details (request {request_id}).",
                 if matches!(error, RuntimeError::Crashed { .. }) { "It crashed" } else { "It could not start" },
-                error.reason().unwrap_or("the worker failed")
+                mask(error.reason().unwrap_or("the worker failed"))
             ),
         ),
         RuntimeError::Deno { .. } | RuntimeError::Io { .. } => {
