@@ -158,17 +158,7 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let dev_file_path = dev_file.write(&project)?;
     let manage = AuthManage { keys: Keys::Dev(key.as_str().into()), auth: auth.clone(), state: state.clone() };
     let router = homebase_server::router(state).merge(users_api::router(auth)).merge(auth_manage::router(manage));
-    serving::serve_until_signal(
-        json,
-        listener,
-        router,
-        config.connection_limits(),
-        runtime,
-        terminal,
-        shutdown,
-        config.shutdown_timeout,
-    )
-    .await;
+    serving::serve_until_signal(json, listener, router, &config, runtime, terminal, shutdown).await;
     DevFile::remove_if_ours(&dev_file_path, &key);
     Ok(())
 }
