@@ -18,6 +18,7 @@ pub fn runtime_config(config: &Config, inherit_env: bool) -> RuntimeConfig {
         idle_timeout: config.idle_timeout,
         boot_timeout: config.boot_timeout,
         inherit_env,
+        net_allow: config.net_allow(),
         ..RuntimeConfig::default()
     }
 }
@@ -34,7 +35,9 @@ pub fn find_deno_early(runtime: &Runtime) {
 
 /// Serves `router` until Ctrl-C or SIGTERM (a second one exits at once), then cancels
 /// `shutdown`, lets in-flight requests finish within `grace`, stops the workers and prints what
-/// they logged last.
+/// they logged last. The functions reach the same router over the runtime's API socket, until
+/// the workers are stopped.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_until_signal(
     json: bool,
     listener: TcpListener,
@@ -43,7 +46,12 @@ pub async fn serve_until_signal(
     terminal: std::sync::Arc<output::TerminalLogs>,
     shutdown: CancellationToken,
     grace: Duration,
-) {
+    public_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let workers_done = CancellationToken::new();
+    let api = homebase_server::serve_workers(&runtime, router.clone(), addr, public_url, workers_done.clone())
+        .map_err(|e| anyhow::anyhow!("could not open the functions' API socket: {e}"))?;
     let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), grace));
     output::wait_for_signal().await;
     output::note(json, "shutting_down", "Shutting down: finishing in-flight requests… (again to stop now)");
@@ -54,7 +62,10 @@ pub async fn serve_until_signal(
     shutdown.cancel();
     let _ = server.await;
     runtime.shutdown(grace).await;
+    workers_done.cancel();
+    let _ = api.await;
     // Waiting for the printing thread is blocking work.
     let _ = tokio::task::spawn_blocking(move || terminal.flush()).await;
     output::note(json, "stopped", "Stopped.");
+    Ok(())
 }

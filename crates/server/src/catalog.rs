@@ -80,6 +80,7 @@ mod tests {
             read_paths: vec![],
             version: "1".into(),
             env: vec![],
+            net_allow: Default::default(),
         })
     }
 

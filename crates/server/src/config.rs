@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use homebase_runtime::NetAllow;
 use serde::{Deserialize, Serialize};
 
 /// The resolved configuration, validated and printable.
@@ -39,6 +40,10 @@ pub struct Config {
     pub log_retention: Duration,
     /// `serve`: when stored log lines take more bytes than this, the oldest are deleted.
     pub log_max_size: u64,
+    /// What functions may reach on the network besides the public internet: addresses, CIDR
+    /// blocks, or `*` for everything (the default of `dev`; `serve` starts from none). Canonical
+    /// entries (see `homebase_runtime::netpolicy`).
+    pub function_net_allow: Vec<String>,
 }
 
 impl Default for Config {
@@ -56,6 +61,7 @@ impl Default for Config {
             smtp_from: "Homebase <no-reply@localhost>".into(),
             log_retention: Duration::from_secs(7 * 24 * 3600),
             log_max_size: 1024 * 1024 * 1024,
+            function_net_allow: vec!["*".into()],
         }
     }
 }
@@ -77,6 +83,7 @@ pub struct ConfigLayer {
     pub smtp_from: Option<String>,
     pub log_retention: Option<DurationValue>,
     pub log_max_size: Option<SizeValue>,
+    pub function_net_allow: Option<Vec<String>>,
 }
 
 /// A size as written: `"512MB"`, `"1GiB"`, `"800k"`, or a number of bytes.
@@ -183,7 +190,8 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 13] = [
+    "function-net-allow",
     "smtp-url",
     "smtp-from",
     "host",
@@ -231,15 +239,18 @@ impl ConfigLayer {
                 "smtp-from" => layer.smtp_from = Some(value),
                 "log-retention" => layer.log_retention = Some(value.into()),
                 "log-max-size" => layer.log_max_size = Some(value.into()),
-                "cors-origins" => {
-                    layer.cors_origins =
-                        Some(value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect())
-                }
+                "cors-origins" => layer.cors_origins = Some(comma_list(&value)),
+                "function-net-allow" => layer.function_net_allow = Some(comma_list(&value)),
                 _ => layer.public_url = Some(value),
             }
         }
         Ok(layer)
     }
+}
+
+/// `a, b,c` → `["a", "b", "c"]`; empty items are dropped, so `""` is an empty list.
+fn comma_list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect()
 }
 
 impl Config {
@@ -278,6 +289,11 @@ impl Config {
             if let Some(from) = &layer.smtp_from {
                 config.smtp_from = from.clone();
             }
+            if let Some(entries) = &layer.function_net_allow {
+                config.function_net_allow = NetAllow::parse(entries)
+                    .map_err(|message| ConfigError { source_name: format!("{source} (function-net-allow)"), message })?
+                    .entries();
+            }
         }
         config.validate()?;
         Ok(config)
@@ -307,6 +323,11 @@ impl Config {
         }
         self.mailer().map_err(|message| invalid("smtp-url", &message))?;
         Ok(())
+    }
+
+    /// What functions may reach besides the public internet (`function-net-allow`).
+    pub fn net_allow(&self) -> NetAllow {
+        NetAllow::parse(&self.function_net_allow).expect("checked when resolved")
     }
 
     /// Where app-user mail goes: SMTP when `smtp-url` is set, else the server log.
@@ -429,6 +450,33 @@ mod tests {
         let tiny = env(&[("HOMEBASE_LOG_MAX_SIZE", "10k")]);
         assert_eq!(Config::resolve(&[("env", tiny)]).unwrap_err().source_name, "log-max-size");
         assert_eq!(parse_size("1.5k"), Ok(1536));
+    }
+
+    #[test]
+    fn function_net_allow_comes_from_every_layer_and_is_checked() {
+        assert_eq!(Config::default().function_net_allow, ["*"], "dev is open by default");
+        assert!(Config::default().net_allow().is_any());
+        let file: ConfigLayer = toml::from_str("function-net-allow = [\"10.0.0.5\", \"192.168.1.7/24\"]").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!(config.function_net_allow, ["10.0.0.5", "192.168.1.0/24"]);
+        assert!(!config.net_allow().is_any());
+        let vars = env(&[("HOMEBASE_FUNCTION_NET_ALLOW", "127.0.0.1, fd00::/8")]);
+        let config = Config::resolve(&[("file", file.clone()), ("env", vars)]).unwrap();
+        assert_eq!(config.function_net_allow, ["127.0.0.1", "fd00::/8"], "a later layer replaces the list");
+        let none = env(&[("HOMEBASE_FUNCTION_NET_ALLOW", "")]);
+        assert!(Config::resolve(&[("env", none)]).unwrap().function_net_allow.is_empty(), "empty: restricted");
+        let flags = ConfigLayer { function_net_allow: Some(vec!["*".into()]), ..Default::default() };
+        assert!(Config::resolve(&[("file", file), ("flags", flags)]).unwrap().net_allow().is_any());
+        let bad = env(&[("HOMEBASE_FUNCTION_NET_ALLOW", "10.0.0.5, 127.0.0.1:5432")]);
+        let err = Config::resolve(&[("env", bad)]).unwrap_err();
+        assert_eq!(err.source_name, "env (function-net-allow)");
+        assert!(
+            err.message.contains("'127.0.0.1:5432' names a port") && err.message.contains("write 127.0.0.1"),
+            "{err}"
+        );
+        let named: ConfigLayer = toml::from_str("function-net-allow = [\"db.internal\"]").unwrap();
+        let err = Config::resolve(&[("homebase.toml", named)]).unwrap_err();
+        assert!(err.message.contains("host names are not accepted"), "{err}");
     }
 
     #[test]

@@ -5,13 +5,14 @@
 //! - [`TestServer`] runs the dev server in-process on 127.0.0.1:0 with a real runtime, and
 //!   collects every log event.
 //! - [`TestPlatform`] runs the `serve` router (function routes and the management API) the same
-//!   way, over a SQLite store in a data folder, with [`ADMIN_KEY`] as its admin key.
+//!   way, over a SQLite store in a data folder, with [`ADMIN_KEY`] as its admin key, and with
+//!   the network of `serve`'s functions restricted.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use homebase_runtime::{LogEvent, LogSink, Runtime, RuntimeConfig};
+use homebase_runtime::{LogEvent, LogSink, NetAllow, Runtime, RuntimeConfig};
 use homebase_server::auth::LoginLimits;
 use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::dev::{DevApp, DevEvent};
@@ -103,12 +104,15 @@ impl LogSink for CollectedLogs {
     }
 }
 
-/// A router served in-process on 127.0.0.1:0, with the runtime behind it.
+/// A router served in-process on 127.0.0.1:0, with the runtime behind it, and to the workers on
+/// the runtime's API socket (as `dev` and `serve` do).
 pub struct Serving {
     pub url: String,
     pub runtime: Runtime,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
+    workers_done: CancellationToken,
+    api: tokio::task::JoinHandle<()>,
 }
 
 impl Serving {
@@ -116,8 +120,11 @@ impl Serving {
     /// to it (the dev watcher).
     pub async fn start(router: axum::Router, runtime: Runtime, shutdown: CancellationToken) -> Serving {
         let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
+        let workers_done = CancellationToken::new();
+        let api = homebase_server::serve_workers(&runtime, router.clone(), addr, None, workers_done.clone())
+            .expect("the functions' API socket opens");
         let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), Duration::from_secs(5)));
-        Serving { url: format!("http://{addr}"), runtime, shutdown, server }
+        Serving { url: format!("http://{addr}"), runtime, shutdown, server, workers_done, api }
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -134,6 +141,8 @@ impl Serving {
         self.shutdown.cancel();
         let _ = self.server.await;
         self.runtime.shutdown(Duration::from_secs(2)).await;
+        self.workers_done.cancel();
+        let _ = self.api.await;
     }
 }
 
@@ -233,11 +242,18 @@ pub struct PlatformOptions {
     pub limits: LoginLimits,
     /// How often log streams send a keep-alive comment.
     pub keepalive: Duration,
+    /// The server's `function-net-allow` (none, as `serve` starts with).
+    pub net_allow: NetAllow,
 }
 
 impl Default for PlatformOptions {
     fn default() -> Self {
-        PlatformOptions { mailer: Mailer::Log, limits: LoginLimits::default(), keepalive: Duration::from_secs(15) }
+        PlatformOptions {
+            mailer: Mailer::Log,
+            limits: LoginLimits::default(),
+            keepalive: Duration::from_secs(15),
+            net_allow: NetAllow::none(),
+        }
     }
 }
 
@@ -255,7 +271,12 @@ impl TestPlatform {
             .await
             .expect("the store opens");
         store.import_key(ADMIN_KEY, KeyScope::Admin, "admin").await.expect("the admin key imports");
-        let config = RuntimeConfig { deno: Some(deno().await), inherit_env: false, ..RuntimeConfig::default() };
+        let config = RuntimeConfig {
+            deno: Some(deno().await),
+            inherit_env: false,
+            net_allow: options.net_allow.clone(),
+            ..RuntimeConfig::default()
+        };
         let logs = Arc::new(CollectedLogs::default());
         let log_store = LogStore::open(data_dir.join("logs.db")).await.expect("the log store opens");
         let (writer, _) = LogWriter::spawn(log_store.clone(), Retention::default());

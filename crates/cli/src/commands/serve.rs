@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Delete the oldest log lines when they take more than this, e.g. 512MB or 2GB (default 1GB).
     #[arg(long, value_name = "SIZE")]
     log_max_size: Option<String>,
+    /// An address or CIDR block functions may reach besides the public internet, e.g. 10.0.0.5 or
+    /// 10.1.0.0/16; * for everything (repeatable or comma-separated; default: none).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    function_net_allow: Option<Vec<String>>,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -56,7 +60,8 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&data_dir).with_context(|| format!("could not create {}", data_dir.display()))?;
     let config_file = args.config.clone().unwrap_or_else(|| data_dir.join("homebase.toml"));
-    let defaults = ConfigLayer { port: Some(8080), ..Default::default() };
+    // Functions reach the public internet only, unless function-net-allow opens more.
+    let defaults = ConfigLayer { port: Some(8080), function_net_allow: Some(Vec::new()), ..Default::default() };
     let flags = ConfigLayer {
         host: args.listen.map(|a| Host(a.ip())),
         port: args.listen.map(|a| a.port()),
@@ -64,6 +69,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         public_url: args.public_url,
         log_retention: args.log_retention.map(Into::into),
         log_max_size: args.log_max_size.map(Into::into),
+        function_net_allow: args.function_net_allow,
         ..Default::default()
     };
     let config = Config::resolve(&[
@@ -123,7 +129,8 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .merge(users_api::router(auth.clone()))
         .merge(auth_manage::router(AuthManage { keys: auth_manage::Keys::Stored(platform), auth, state }));
     let grace = config.shutdown_timeout;
-    serving::serve_until_signal(global.json, listener, router, runtime, terminal, shutdown, grace).await;
+    let public_url = config.public_url.as_deref();
+    serving::serve_until_signal(global.json, listener, router, runtime, terminal, shutdown, grace, public_url).await?;
     // Every line the workers printed before they stopped is stored before the process ends;
     // a disk that keeps failing must not hold the exit forever.
     if tokio::time::timeout(LOG_FLUSH_LIMIT, writer.flush()).await.is_err() {
