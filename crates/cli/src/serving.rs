@@ -1,8 +1,6 @@
 //! What `dev` and `serve` share: the runtime's settings, finding Deno early, and running the
 //! router until Ctrl-C or SIGTERM, then draining.
 
-use std::time::Duration;
-
 use homebase_runtime::{Runtime, RuntimeConfig};
 use homebase_server::config::Config;
 use tokio::net::TcpListener;
@@ -34,24 +32,32 @@ pub fn find_deno_early(runtime: &Runtime) {
 }
 
 /// Serves `router` until Ctrl-C or SIGTERM (a second one exits at once), then cancels
-/// `shutdown`, lets in-flight requests finish within `grace`, stops the workers and prints what
-/// they logged last. The functions reach the same router over the runtime's API socket, until
-/// the workers are stopped.
-#[allow(clippy::too_many_arguments)]
+/// `shutdown`, lets in-flight requests finish within `config`'s shutdown timeout, stops the
+/// workers and prints what they logged last. The functions reach the same router over the
+/// runtime's API socket until the workers are stopped.
 pub async fn serve_until_signal(
     json: bool,
     listener: TcpListener,
     router: axum::Router,
+    config: &Config,
     runtime: Runtime,
     terminal: std::sync::Arc<output::TerminalLogs>,
     shutdown: CancellationToken,
-    grace: Duration,
-    public_url: Option<&str>,
-) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
+) {
+    let grace = config.shutdown_timeout;
     let workers_done = CancellationToken::new();
-    let api = homebase_server::serve_workers(&runtime, router.clone(), addr, public_url, workers_done.clone())
-        .map_err(|e| anyhow::anyhow!("could not open the functions' API socket: {e}"))?;
+    let api = listener.local_addr().and_then(|addr| {
+        homebase_server::serve_workers(
+            &runtime,
+            router.clone(),
+            addr,
+            config.public_url.as_deref(),
+            workers_done.clone(),
+        )
+    });
+    if let Err(error) = &api {
+        tracing::error!("functions cannot reach this server's API: its socket could not be opened: {error}");
+    }
     let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), grace));
     output::wait_for_signal().await;
     output::note(json, "shutting_down", "Shutting down: finishing in-flight requests… (again to stop now)");
@@ -63,9 +69,10 @@ pub async fn serve_until_signal(
     let _ = server.await;
     runtime.shutdown(grace).await;
     workers_done.cancel();
-    let _ = api.await;
+    if let Ok(api) = api {
+        let _ = api.await;
+    }
     // Waiting for the printing thread is blocking work.
     let _ = tokio::task::spawn_blocking(move || terminal.flush()).await;
     output::note(json, "stopped", "Stopped.");
-    Ok(())
 }

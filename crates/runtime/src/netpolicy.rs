@@ -583,6 +583,29 @@ mod tests {
     }
 
     #[test]
+    fn code_that_mentions_npm_or_node_http_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("f/entry.ts", "import { x } from \"./lib/x.ts\";\nDeno.serve(() => new Response(x));\n");
+        write("f/lib/x.ts", "export const x = \"plain\";\n");
+        write("f/node_modules/p/index.js", "import \"npm:left-pad\";");
+        write("f/.cache/y.ts", "import \"node:http\";");
+        write("f/notes.md", "uses npm: nothing");
+        let paths = vec![dir.path().join("f")];
+        assert!(!mentions_node(&paths), "node_modules, dot-folders and other files are not code");
+        write("f/lib/client.ts", "import axios from \"npm:axios@1\";");
+        assert!(mentions_node(&paths));
+        std::fs::remove_file(dir.path().join("f/lib/client.ts")).unwrap();
+        write("shared/h.mjs", "import https from 'node:https';");
+        assert!(mentions_node(&[dir.path().join("f"), dir.path().join("shared")]), "node:https");
+        assert!(!mentions_node(&[dir.path().join("missing")]));
+    }
+
+    #[test]
     fn this_hosts_addresses_are_listed() {
         let own = own_addresses();
         assert!(own.contains(&ip("127.0.0.1")), "{own:?}");

@@ -272,3 +272,22 @@ pub async fn bind(addr: SocketAddr, fallback: bool) -> std::io::Result<(TcpListe
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no port available")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_are_told_the_origins_browsers_would_write() {
+        assert_eq!(origin_of("https://Example.com/base/"), Some("https://example.com".into()));
+        assert_eq!(origin_of("https://example.com:443"), Some("https://example.com".into()));
+        assert_eq!(origin_of("http://example.com:80/x"), Some("http://example.com".into()));
+        assert_eq!(origin_of("http://10.0.0.5:8080"), Some("http://10.0.0.5:8080".into()));
+        assert_eq!(origin_of("https://[fd00::5]:8443/"), Some("https://[fd00::5]:8443".into()));
+        assert_eq!(origin_of("not a url"), None);
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert_eq!(advertised(addr("0.0.0.0:8080")), addr("127.0.0.1:8080"));
+        assert_eq!(advertised(addr("[::]:8080")), addr("[::1]:8080"));
+        assert_eq!(advertised(addr("192.168.1.5:8080")), addr("192.168.1.5:8080"));
+    }
+}

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use homebase_runtime::NetAllow;
-use homebase_testkit::{ADMIN_KEY, PlatformOptions, TestPlatform, json_of};
+use homebase_runtime::{NetAllow, RuntimeConfig};
+use homebase_testkit::{ADMIN_KEY, PlatformOptions, TestPlatform, TestServer, fixture, json_of};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -229,6 +229,32 @@ async fn the_official_sdk_inside_a_function_reaches_homebase_over_its_socket() {
 }
 
 #[tokio::test]
+async fn a_public_https_url_is_reached_over_the_socket_too() {
+    // Behind a proxy: functions get https://… as Base44-Api-Url, and their SDK calls it. Nothing
+    // answers at that name here; the socket does, as plain HTTP.
+    let public = "https://homebase.example.test";
+    let data = tempfile::tempdir().unwrap();
+    let options = PlatformOptions { public_url: Some(public.into()), ..Default::default() };
+    let server = TestPlatform::start_with(data.path(), options).await;
+    let app = create_app(&server, "shop").await;
+    for (name, code) in [("sdk-calls", SDK_CALLS), ("whereami", WHEREAMI), ("whoami", WHOAMI)] {
+        deploy(&server, &app, name, code).await;
+    }
+    let response = server.client().post(server.at(&format!("/api/apps/{app}/functions/sdk-calls"))).json(&json!({}));
+    let out = json_of(response.send().await.unwrap()).await;
+    assert_eq!(out["apiUrl"], public, "{out}");
+    assert_eq!(out["service"]["authorization"], "Bearer", "through https.request: {out}");
+    assert_eq!(
+        (out["service"]["apiUrl"].as_str(), out["service"]["host"].as_str()),
+        (Some(public), Some("homebase.example.test"))
+    );
+    assert_eq!(out["asCaller"]["meStatus"], 401, "an anonymous caller, asked at the callee: {out}");
+    assert_eq!(out["fetched"]["status"], 200, "through fetch: {out}");
+    assert_eq!(out["fetched"]["body"]["host"], "homebase.example.test", "{out}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn the_servers_function_net_allow_opens_exactly_what_it_names() {
     let data = tempfile::tempdir().unwrap();
     let options = PlatformOptions { net_allow: NetAllow::parse(&["127.0.0.1"]).unwrap(), ..Default::default() };
@@ -338,6 +364,32 @@ async fn an_ipv6_entry_lets_functions_open_ipv6_sockets() {
             .await,
     );
     server.stop().await;
+}
+
+/// `dev` keeps the developer's machine open by default; with `function-net-allow = []` it is
+/// restricted like `serve`, and the SDK inside a function still reaches it over its socket.
+#[tokio::test]
+async fn dev_is_open_by_default_and_can_be_restricted_like_serve() {
+    let service = HostService::start().await;
+    let reach = json!({ "attempts": [{ "kind": "fetch", "host": "127.0.0.1", "port": service.port }] });
+    for restricted in [false, true] {
+        let project = fixture("functions");
+        project.write("base44/functions/probe/entry.ts", PROBE);
+        let config = match restricted {
+            true => RuntimeConfig { net_allow: NetAllow::none(), ..RuntimeConfig::default() },
+            false => RuntimeConfig::default(),
+        };
+        let server = TestServer::start_with(project.path(), config).await;
+        let response = server.client().post(server.at("/functions/probe")).json(&reach).send().await.unwrap();
+        let result = json_of(response).await["results"][0].clone();
+        assert_eq!(result["ok"] == true, !restricted, "restricted: {restricted}: {result}");
+        let response =
+            server.client().post(server.at("/functions/service-call")).json(&json!({})).send().await.unwrap();
+        let seen = json_of(response).await;
+        assert_eq!(seen["callee"]["me"]["is_service"], true, "restricted: {restricted}: {seen}");
+        server.stop().await;
+    }
+    assert_eq!(service.connections(), 1, "only the open dev server reached the service");
 }
 
 fn new_user(email: &str) -> homebase_store::NewUser {

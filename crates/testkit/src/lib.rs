@@ -119,9 +119,19 @@ impl Serving {
     /// Serves `router` on an ephemeral port; `shutdown` also stops whatever else the caller tied
     /// to it (the dev watcher).
     pub async fn start(router: axum::Router, runtime: Runtime, shutdown: CancellationToken) -> Serving {
+        Serving::start_with_url(router, runtime, shutdown, None).await
+    }
+
+    /// [`start`](Serving::start) for a server whose `public-url` is `public_url`.
+    pub async fn start_with_url(
+        router: axum::Router,
+        runtime: Runtime,
+        shutdown: CancellationToken,
+        public_url: Option<&str>,
+    ) -> Serving {
         let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
         let workers_done = CancellationToken::new();
-        let api = homebase_server::serve_workers(&runtime, router.clone(), addr, None, workers_done.clone())
+        let api = homebase_server::serve_workers(&runtime, router.clone(), addr, public_url, workers_done.clone())
             .expect("the functions' API socket opens");
         let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), Duration::from_secs(5)));
         Serving { url: format!("http://{addr}"), runtime, shutdown, server, workers_done, api }
@@ -244,6 +254,8 @@ pub struct PlatformOptions {
     pub keepalive: Duration,
     /// The server's `function-net-allow` (none, as `serve` starts with).
     pub net_allow: NetAllow,
+    /// The server's `public-url`.
+    pub public_url: Option<String>,
 }
 
 impl Default for PlatformOptions {
@@ -253,6 +265,7 @@ impl Default for PlatformOptions {
             limits: LoginLimits::default(),
             keepalive: Duration::from_secs(15),
             net_allow: NetAllow::none(),
+            public_url: None,
         }
     }
 }
@@ -294,7 +307,7 @@ impl TestPlatform {
             .await
             .expect("the platform opens");
         let tokens = TokenMinter::from_key_file(&data_dir.join("auth.key"), Duration::from_secs(600)).unwrap();
-        let state = AppState::new(platform.clone(), runtime.clone(), tokens, None);
+        let state = AppState::new(platform.clone(), runtime.clone(), tokens, options.public_url.clone());
         let auth = Arc::new(
             Auth::new(store.clone(), state.tokens.clone(), platform.clone(), options.mailer, true)
                 .with_limits(options.limits),
@@ -306,7 +319,7 @@ impl TestPlatform {
                 auth: auth.clone(),
                 state,
             }));
-        let serving = Serving::start(router, runtime, shutdown).await;
+        let serving = Serving::start_with_url(router, runtime, shutdown, options.public_url.as_deref()).await;
         TestPlatform { store, platform, auth, logs, log_store, hub, serving }
     }
 

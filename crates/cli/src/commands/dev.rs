@@ -146,9 +146,7 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let dev_file_path = dev_file.write(&project)?;
     let manage = AuthManage { keys: Keys::Dev(key.as_str().into()), auth: auth.clone(), state: state.clone() };
     let router = homebase_server::router(state).merge(users_api::router(auth)).merge(auth_manage::router(manage));
-    let grace = config.shutdown_timeout;
-    let public_url = config.public_url.as_deref();
-    serving::serve_until_signal(json, listener, router, runtime, terminal, shutdown, grace, public_url).await?;
+    serving::serve_until_signal(json, listener, router, &config, runtime, terminal, shutdown).await;
     DevFile::remove_if_ours(&dev_file_path, &key);
     Ok(())
 }

@@ -128,9 +128,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let router = platform::router(platform.clone(), state.clone())
         .merge(users_api::router(auth.clone()))
         .merge(auth_manage::router(AuthManage { keys: auth_manage::Keys::Stored(platform), auth, state }));
-    let grace = config.shutdown_timeout;
-    let public_url = config.public_url.as_deref();
-    serving::serve_until_signal(global.json, listener, router, runtime, terminal, shutdown, grace, public_url).await?;
+    serving::serve_until_signal(global.json, listener, router, &config, runtime, terminal, shutdown).await;
     // Every line the workers printed before they stopped is stored before the process ends;
     // a disk that keeps failing must not hold the exit forever.
     if tokio::time::timeout(LOG_FLUSH_LIMIT, writer.flush()).await.is_err() {
