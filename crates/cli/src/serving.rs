@@ -16,6 +16,7 @@ pub fn runtime_config(config: &Config, inherit_env: bool) -> RuntimeConfig {
         idle_timeout: config.idle_timeout,
         boot_timeout: config.boot_timeout,
         inherit_env,
+        net_allow: config.net_allow(),
         ..RuntimeConfig::default()
     }
 }
@@ -30,9 +31,10 @@ pub fn find_deno_early(runtime: &Runtime) {
     });
 }
 
-/// Serves `router` with `config`'s connection limits until Ctrl-C or SIGTERM (a second one exits
-/// at once), then cancels `shutdown`, lets in-flight requests finish within its shutdown
-/// timeout, stops the workers and prints what they logged last.
+/// Serves `router` until Ctrl-C or SIGTERM (a second one exits at once), then cancels
+/// `shutdown`, lets in-flight requests finish within `config`'s shutdown timeout, stops the
+/// workers and prints what they logged last. The functions reach the same router over the
+/// runtime's API socket until the workers are stopped.
 pub async fn serve_until_signal(
     json: bool,
     listener: TcpListener,
@@ -43,6 +45,19 @@ pub async fn serve_until_signal(
     shutdown: CancellationToken,
 ) {
     let (limits, grace) = (config.connection_limits(), config.shutdown_timeout);
+    let workers_done = CancellationToken::new();
+    let api = listener.local_addr().and_then(|addr| {
+        homebase_server::serve_workers(
+            &runtime,
+            router.clone(),
+            addr,
+            config.public_url.as_deref(),
+            workers_done.clone(),
+        )
+    });
+    if let Err(error) = &api {
+        tracing::error!("functions cannot reach this server's API: its socket could not be opened: {error}");
+    }
     let server = tokio::spawn(homebase_server::serve_with(listener, router, limits, shutdown.clone(), grace));
     output::wait_for_signal().await;
     output::note(json, "shutting_down", "Shutting down: finishing in-flight requests… (again to stop now)");
@@ -53,6 +68,10 @@ pub async fn serve_until_signal(
     shutdown.cancel();
     let _ = server.await;
     runtime.shutdown(grace).await;
+    workers_done.cancel();
+    if let Ok(api) = api {
+        let _ = api.await;
+    }
     // Waiting for the printing thread is blocking work.
     let _ = tokio::task::spawn_blocking(move || terminal.flush()).await;
     output::note(json, "stopped", "Stopped.");

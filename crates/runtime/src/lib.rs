@@ -11,6 +11,7 @@ mod conn;
 pub mod deno;
 mod error;
 pub mod logs;
+pub mod netpolicy;
 mod pool;
 mod worker;
 
@@ -22,6 +23,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 
 pub use error::RuntimeError;
 pub use logs::{Level, LogEvent, LogSink};
+pub use netpolicy::NetAllow;
 pub use pool::{ResponseBody, Runtime, WorkerInfo};
 
 /// The body type requests are proxied with.
@@ -42,6 +44,9 @@ pub struct FunctionSpec {
     pub version: String,
     /// Extra environment (secrets).
     pub env: Vec<(String, String)>,
+    /// What this function may reach besides what [`RuntimeConfig::net_allow`] allows (its app's
+    /// `function-net-allow`).
+    pub net_allow: NetAllow,
 }
 
 /// Limits and places. Defaults suit `homebase dev`.
@@ -65,6 +70,9 @@ pub struct RuntimeConfig {
     /// an uncaught exception answers its message's first line and the request id, and the
     /// rest goes to the function's log only.
     pub error_details: bool,
+    /// What every worker may reach on the network besides the public internet
+    /// (`function-net-allow`, see [`netpolicy`]); `*` (the default, for dev) is everything.
+    pub net_allow: NetAllow,
 }
 
 impl Default for RuntimeConfig {
@@ -78,6 +86,7 @@ impl Default for RuntimeConfig {
             stop_grace: Duration::from_secs(10),
             inherit_env: true,
             error_details: true,
+            net_allow: NetAllow::any(),
         }
     }
 }

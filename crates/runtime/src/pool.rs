@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::conn::{ConnError, WorkerConn};
 use crate::deno::{self, DenoInstall};
 use crate::logs::{Level, LogSink};
+use crate::netpolicy::ApiRoute;
 use crate::worker::{Lease, Worker, WorkerContext};
 use crate::{BoxError, FunctionSpec, RequestBody, RuntimeConfig, RuntimeError};
 
@@ -41,6 +42,8 @@ struct Inner {
     host_dir: PathBuf,
     sockets_dir: PathBuf,
     tmp_dir: PathBuf,
+    /// Homebase's API for the workers, on a socket in the work folder.
+    api: Arc<ApiRoute>,
     _work_dir: Option<tempfile::TempDir>,
     /// Set once Deno is found; a failed lookup is not kept, so the next request tries again.
     context: OnceCell<Arc<WorkerContext>>,
@@ -113,6 +116,7 @@ impl Runtime {
             host_dir,
             sockets_dir,
             tmp_dir,
+            api: Arc::new(ApiRoute::new(work.join("api.sock"))),
             _work_dir: temp,
             context: OnceCell::new(),
             deno: OnceCell::new(),
@@ -160,6 +164,8 @@ impl Runtime {
                     tmp_dir: inner.tmp_dir.clone(),
                     inherit_env: inner.config.inherit_env,
                     error_details: inner.config.error_details,
+                    net_allow: inner.config.net_allow.clone(),
+                    api: inner.api.clone(),
                     boot_timeout: inner.config.boot_timeout,
                     stop_grace: inner.config.stop_grace,
                     logs: inner.logs.clone(),
@@ -168,6 +174,21 @@ impl Runtime {
             })
             .await
             .cloned()
+    }
+
+    /// Binds the Unix socket in the private work folder on which the server is to serve its API
+    /// to the workers, replacing a stale one, and from then on has restricted workers send their
+    /// requests for `origins` (`http://host:port`, no trailing slash) there, as well as those
+    /// for each `Base44-Api-Url` they receive (see [`netpolicy`](crate::netpolicy)).
+    pub fn bind_api_socket(&self, origins: &[String]) -> std::io::Result<tokio::net::UnixListener> {
+        let path = &self.inner.api.socket;
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let listener = tokio::net::UnixListener::bind(path)?;
+        self.inner.api.set_origins(origins);
+        Ok(listener)
     }
 
     /// Has Deno resolve, download and parse `entry` and everything it imports (with the same

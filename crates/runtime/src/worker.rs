@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::ConnPool;
 use crate::logs::{Level, LogEvent, LogSink};
+use crate::netpolicy::{self, ApiRoute, NetAllow, WorkerNet};
 use crate::{FunctionSpec, RuntimeError};
 
 /// How many stderr lines a worker keeps to explain a crash.
@@ -39,6 +40,8 @@ pub(crate) struct WorkerContext {
     pub tmp_dir: PathBuf,
     pub inherit_env: bool,
     pub error_details: bool,
+    pub net_allow: NetAllow,
+    pub api: Arc<ApiRoute>,
     pub boot_timeout: Duration,
     pub stop_grace: Duration,
     pub logs: Arc<dyn LogSink>,
@@ -78,16 +81,31 @@ impl Worker {
 
         let mut read = vec![ctx.host_dir.clone(), ctx.deno_dir.clone(), socket.clone(), tmp.clone()];
         read.extend(spec.read_paths.iter().cloned());
+        let mut write = vec![socket.clone(), tmp.clone()];
+        let net = WorkerNet::new(&ctx.net_allow.union(&spec.net_allow), &netpolicy::own_addresses());
+        // A restricted worker reaches Homebase's API over the server's socket (netpolicy::ApiRoute).
+        let api = if net.is_restricted() { ctx.api.origins() } else { None };
+        let node = match api {
+            Some(_) => {
+                let paths = spec.read_paths.clone();
+                tokio::task::spawn_blocking(move || netpolicy::mentions_node(&paths)).await.unwrap_or(true)
+            }
+            None => false,
+        };
+        if api.is_some() {
+            read.push(ctx.api.socket.clone());
+            write.push(ctx.api.socket.clone());
+        }
         let mut cmd = Command::new(&ctx.deno);
         cmd.arg("run")
             .arg("--quiet")
             .arg("--no-config")
             .arg("--no-prompt")
             .arg(format!("--import-map={}", ctx.import_map.display()))
-            .arg("--allow-net")
+            .args(net.deno_args())
             .arg("--allow-env")
             .arg(format!("--allow-read={}", join_paths(&read)))
-            .arg(format!("--allow-write={}", join_paths(&[socket.clone(), tmp.clone()])))
+            .arg(format!("--allow-write={}", join_paths(&write)))
             .arg(&ctx.host_script);
         if !ctx.inherit_env {
             cmd.env_clear();
@@ -107,12 +125,20 @@ impl Worker {
             .env("HOMEBASE_FUNCTION", &spec.name)
             .env("HOMEBASE_ERROR_DETAILS", if ctx.error_details { "1" } else { "0" })
             .env("HOMEBASE_SECRET_NAMES", spec.env.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(","))
+            .envs(api.iter().flat_map(|origins| {
+                [
+                    ("HOMEBASE_API_SOCKET", ctx.api.socket.as_os_str()),
+                    ("HOMEBASE_API_ORIGINS", origins.as_ref()),
+                    ("HOMEBASE_API_NODE", (if node { "1" } else { "0" }).as_ref()),
+                ]
+            }))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
         die_with_parent(&mut cmd);
+        net.confine(&mut cmd)?;
         let mut child = cmd.spawn()?;
         let pid = child.id();
 

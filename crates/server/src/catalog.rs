@@ -90,6 +90,7 @@ mod tests {
             read_paths: vec![],
             version: "1".into(),
             env: vec![],
+            net_allow: Default::default(),
         })
     }
 

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use homebase_runtime::NetAllow;
 use serde::{Deserialize, Serialize};
 
 use crate::connections::ConnectionLimits;
@@ -50,6 +51,10 @@ pub struct Config {
     /// How long a client connection may stay open with no request.
     #[serde(with = "humantime_serde_str")]
     pub keep_alive_timeout: Duration,
+    /// What functions may reach on the network besides the public internet: addresses, CIDR
+    /// blocks, or `*` for everything (the default of `dev`; `serve` starts from none). Canonical
+    /// entries (see `homebase_runtime::netpolicy`).
+    pub function_net_allow: Vec<String>,
 }
 
 impl Default for Config {
@@ -70,6 +75,7 @@ impl Default for Config {
             max_connections: ConnectionLimits::default().max_connections,
             header_read_timeout: ConnectionLimits::default().header_read_timeout,
             keep_alive_timeout: ConnectionLimits::default().keep_alive_timeout,
+            function_net_allow: vec!["*".into()],
         }
     }
 }
@@ -94,6 +100,7 @@ pub struct ConfigLayer {
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<DurationValue>,
     pub keep_alive_timeout: Option<DurationValue>,
+    pub function_net_allow: Option<Vec<String>>,
 }
 
 /// A size as written: `"512MB"`, `"1GiB"`, `"800k"`, or a number of bytes.
@@ -200,7 +207,8 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 15] = [
+const ENV_KEYS: [&str; 16] = [
+    "function-net-allow",
     "smtp-url",
     "smtp-from",
     "host",
@@ -258,15 +266,18 @@ impl ConfigLayer {
                 }
                 "header-read-timeout" => layer.header_read_timeout = Some(value.into()),
                 "keep-alive-timeout" => layer.keep_alive_timeout = Some(value.into()),
-                "cors-origins" => {
-                    layer.cors_origins =
-                        Some(value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect())
-                }
+                "cors-origins" => layer.cors_origins = Some(comma_list(&value)),
+                "function-net-allow" => layer.function_net_allow = Some(comma_list(&value)),
                 _ => layer.public_url = Some(value),
             }
         }
         Ok(layer)
     }
+}
+
+/// `a, b,c` → `["a", "b", "c"]`; empty items are dropped, so `""` is an empty list.
+fn comma_list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect()
 }
 
 impl Config {
@@ -309,6 +320,11 @@ impl Config {
             }
             if let Some(from) = &layer.smtp_from {
                 config.smtp_from = from.clone();
+            }
+            if let Some(entries) = &layer.function_net_allow {
+                config.function_net_allow = NetAllow::parse(entries)
+                    .map_err(|message| ConfigError { source_name: format!("{source} (function-net-allow)"), message })?
+                    .entries();
             }
         }
         config.validate()?;
@@ -357,6 +373,11 @@ impl Config {
             header_read_timeout: self.header_read_timeout,
             keep_alive_timeout: self.keep_alive_timeout,
         }
+    }
+
+    /// What functions may reach besides the public internet (`function-net-allow`).
+    pub fn net_allow(&self) -> NetAllow {
+        NetAllow::parse(&self.function_net_allow).expect("checked when resolved")
     }
 
     /// Where app-user mail goes: SMTP when `smtp-url` is set, else the server log.
@@ -499,6 +520,33 @@ mod tests {
         assert_eq!(Config::resolve(&[("flags", zero)]).unwrap_err().source_name, "max-connections");
         let zero = env(&[("HOMEBASE_HEADER_READ_TIMEOUT", "0s")]);
         assert_eq!(Config::resolve(&[("env", zero)]).unwrap_err().source_name, "header-read-timeout");
+    }
+
+    #[test]
+    fn function_net_allow_comes_from_every_layer_and_is_checked() {
+        assert_eq!(Config::default().function_net_allow, ["*"], "dev is open by default");
+        assert!(Config::default().net_allow().is_any());
+        let file: ConfigLayer = toml::from_str("function-net-allow = [\"10.0.0.5\", \"192.168.1.7/24\"]").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!(config.function_net_allow, ["10.0.0.5", "192.168.1.0/24"]);
+        assert!(!config.net_allow().is_any());
+        let vars = env(&[("HOMEBASE_FUNCTION_NET_ALLOW", "127.0.0.1, fd00::/8")]);
+        let config = Config::resolve(&[("file", file.clone()), ("env", vars)]).unwrap();
+        assert_eq!(config.function_net_allow, ["127.0.0.1", "fd00::/8"], "a later layer replaces the list");
+        let none = env(&[("HOMEBASE_FUNCTION_NET_ALLOW", "")]);
+        assert!(Config::resolve(&[("env", none)]).unwrap().function_net_allow.is_empty(), "empty: restricted");
+        let flags = ConfigLayer { function_net_allow: Some(vec!["*".into()]), ..Default::default() };
+        assert!(Config::resolve(&[("file", file), ("flags", flags)]).unwrap().net_allow().is_any());
+        let bad = env(&[("HOMEBASE_FUNCTION_NET_ALLOW", "10.0.0.5, 127.0.0.1:5432")]);
+        let err = Config::resolve(&[("env", bad)]).unwrap_err();
+        assert_eq!(err.source_name, "env (function-net-allow)");
+        assert!(
+            err.message.contains("'127.0.0.1:5432' names a port") && err.message.contains("write 127.0.0.1"),
+            "{err}"
+        );
+        let named: ConfigLayer = toml::from_str("function-net-allow = [\"db.internal\"]").unwrap();
+        let err = Config::resolve(&[("homebase.toml", named)]).unwrap_err();
+        assert!(err.message.contains("host names are not accepted"), "{err}");
     }
 
     #[test]

@@ -253,6 +253,7 @@ fn spec_for(app_id: &str, def: &FunctionDef, shared: &Path, secrets: &LocalSecre
         version: if secrets.env.is_empty() { code } else { format!("{code}-{:016x}", secrets.hash) },
         read_paths: folders,
         env: secrets.env.clone(),
+        net_allow: homebase_runtime::NetAllow::none(),
     }
 }
 

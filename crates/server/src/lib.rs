@@ -34,6 +34,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use homebase_runtime::Runtime;
 use http::Extensions;
 use tokio::net::TcpListener;
@@ -127,6 +129,103 @@ pub async fn serve_with(
     connections::serve(listener, router, limits, shutdown, grace).await
 }
 
+/// Serves `router` to the function workers on the runtime's API socket until `stop` is
+/// cancelled, and has the runtime send restricted workers' requests for Homebase's origins there
+/// (see `homebase_runtime::netpolicy`): such a worker may not connect to `addr`, the TCP address
+/// the server listens on, nor to any other address of this host. The socket is the same API with
+/// the same authentication; a request on it counts as arriving at `addr`, with `0.0.0.0` or `[::]`
+/// read as loopback, so nested calls get `public_url` or `http://<addr>` as `Base44-Api-Url`.
+/// `stop` should outlive the workers: their requests in flight during a drain still call the API.
+pub fn serve_workers(
+    runtime: &Runtime,
+    router: axum::Router,
+    addr: SocketAddr,
+    public_url: Option<&str>,
+    stop: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let addr = advertised(addr);
+    let mut origins = vec![format!("http://{addr}")];
+    if let Some(origin) = public_url.and_then(origin_of) {
+        origins.push(origin);
+    }
+    let listener = runtime.bind_api_socket(&origins)?;
+    let router = router.layer(axum::middleware::map_request(restore_host));
+    let service = router.into_make_service_with_connect_info::<Peer>();
+    let server = axum::serve(WorkerSocket { listener, addr }, service)
+        .with_graceful_shutdown(async move { stop.cancelled().await });
+    Ok(tokio::spawn(async move {
+        if let Err(error) = server.await {
+            tracing::error!(%error, "the functions' API socket stopped");
+        }
+    }))
+}
+
+/// The address to name for a listener on `addr`: loopback for an unspecified address.
+fn advertised(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// `https://example.com:8443` of `https://example.com:8443/base`, as a browser writes an origin.
+fn origin_of(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let host = uri.host()?.to_ascii_lowercase();
+    let default = if scheme == "https" { 443 } else { 80 };
+    Some(match uri.port_u16() {
+        Some(port) if port != default => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+/// A worker's request through the socket names a stand-in host (its `fetch` cannot keep the
+/// real one); the host it meant comes in `x-homebase-host`.
+async fn restore_host(mut request: axum::extract::Request) -> axum::extract::Request {
+    if let Some(host) = request.headers_mut().remove("x-homebase-host") {
+        request.headers_mut().insert(http::header::HOST, host);
+    }
+    request
+}
+
+/// The runtime's API socket, whose connections all count as arriving at `addr`.
+struct WorkerSocket {
+    listener: tokio::net::UnixListener,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for WorkerSocket {
+    type Io = tokio::net::UnixStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (tokio::net::UnixStream, SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _)) => return (stream, self.addr),
+                // Out of file descriptors and the like: wait rather than spin.
+                Err(error) => {
+                    tracing::debug!(%error, "accepting on the functions' API socket failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
+impl Connected<IncomingStream<'_, WorkerSocket>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, WorkerSocket>) -> Peer {
+        Peer { local: *stream.remote_addr(), remote: *stream.remote_addr() }
+    }
+}
+
 /// Binds `host:port`; when `fallback` is set and the port is taken, tries the next ports.
 /// Returns the listener and the address it got.
 pub async fn bind(addr: SocketAddr, fallback: bool) -> std::io::Result<(TcpListener, SocketAddr)> {
@@ -144,4 +243,23 @@ pub async fn bind(addr: SocketAddr, fallback: bool) -> std::io::Result<(TcpListe
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no port available")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_are_told_the_origins_browsers_would_write() {
+        assert_eq!(origin_of("https://Example.com/base/"), Some("https://example.com".into()));
+        assert_eq!(origin_of("https://example.com:443"), Some("https://example.com".into()));
+        assert_eq!(origin_of("http://example.com:80/x"), Some("http://example.com".into()));
+        assert_eq!(origin_of("http://10.0.0.5:8080"), Some("http://10.0.0.5:8080".into()));
+        assert_eq!(origin_of("https://[fd00::5]:8443/"), Some("https://[fd00::5]:8443".into()));
+        assert_eq!(origin_of("not a url"), None);
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert_eq!(advertised(addr("0.0.0.0:8080")), addr("127.0.0.1:8080"));
+        assert_eq!(advertised(addr("[::]:8080")), addr("[::1]:8080"));
+        assert_eq!(advertised(addr("192.168.1.5:8080")), addr("192.168.1.5:8080"));
+    }
 }

@@ -7,7 +7,8 @@
 //! paths, automations, and Deno loading the code) before anything is stored.
 //!
 //! Secrets (§5.4) are set, listed (names, values masked) and deleted here; their values appear
-//! in no response, error or log line.
+//! in no response, error or log line. So is an app's `function-net-allow` list (read with the
+//! app's key, changed with an admin key only).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/api/apps/{app_id}/backend-functions/{name}/deployments", get(history))
         .route("/api/apps/{app_id}/backend-functions/{name}/rollback", post(rollback))
         .route("/api/apps/{app_id}/secrets", post(set_secrets).get(list_secrets).delete(delete_secret))
+        .route("/api/apps/{app_id}/function-net-allow", get(get_net_allow).put(set_net_allow))
         .layer(DefaultBodyLimit::max(MAX_DEPLOY_BYTES * 2))
         .with_state(platform)
 }
@@ -511,6 +513,55 @@ async fn delete_secret(
     }
     refresh_after(&platform, &app_id, "The deletion").await?;
     Ok(Json(json!({ "success": true })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetAllowBody {
+    allow: Vec<String>,
+}
+
+/// `GET …/function-net-allow`: `{"allow": [...]}`, what the app's functions may reach besides
+/// the public internet and the server's own `function-net-allow`.
+async fn get_net_allow(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+) -> Result<Response, ApiError> {
+    app_for(&platform, &caller, &app_id).await?;
+    let entries = platform.store.function_net_allow(&app_id).await.map_err(store_error)?;
+    Ok(Json(json!({ "allow": entries })).into_response())
+}
+
+/// `PUT …/function-net-allow` with `{"allow": ["10.0.0.5", "10.1.0.0/16"]}`: replaces the list
+/// (`[]` empties it). Admin keys only: with an app's key, whoever holds it could open this
+/// host's own services to the code they deploy. Running workers are replaced once their
+/// requests are done.
+async fn set_net_allow(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require_admin().map_err(|mut error| {
+        error.detail = "Only an admin key may change what an app's functions can reach on the network.".into();
+        error
+    })?;
+    ensure_app(&platform.store, &app_id).await?;
+    let request: NetAllowBody = parse_body(&body)?;
+    let allow = homebase_runtime::NetAllow::parse(&request.allow).map_err(|problem| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_net_allow",
+            format!("The list cannot be used: {problem}"),
+            "Send {\"allow\": [...]} with IP addresses (10.0.0.5, fd00::5), CIDR blocks (10.0.0.0/24) or \"*\" for \
+             everything; [] allows nothing beyond the public internet.",
+        )
+    })?;
+    let entries = allow.entries();
+    platform.store.set_function_net_allow(&app_id, entries.clone()).await.map_err(store_error)?;
+    refresh_after(&platform, &app_id, "The list").await?;
+    Ok(Json(json!({ "allow": entries })).into_response())
 }
 
 #[cfg(test)]

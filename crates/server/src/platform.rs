@@ -8,7 +8,8 @@
 //!
 //! An app's secrets are each worker's environment. The version is the deployment id plus a short
 //! hash of the secrets, so a change of secrets also retires the old workers after their
-//! in-flight requests, and the next request starts a worker that sees the new values.
+//! in-flight requests, and the next request starts a worker that sees the new values. The same
+//! goes for the app's `function-net-allow` list, which is part of the version too.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -17,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::routing::get;
-use homebase_runtime::{FunctionSpec, Runtime};
+use homebase_runtime::{FunctionSpec, NetAllow, Runtime};
 use homebase_store::{ActiveFunction, Store, StoreError};
 use http::StatusCode;
 use sha2::{Digest, Sha256};
@@ -112,9 +113,15 @@ impl Platform {
             logs.hub.set_secrets(app_id, secrets.values());
         }
         let env: Vec<(String, String)> = secrets.into_iter().collect();
+        let net_allow = if functions.is_empty() { NetAllow::none() } else { self.net_allow(app_id).await? };
+        // A change of the list is a new version too: old workers finish, new ones get the list.
+        let tag = match net_allow.is_empty() {
+            true => secrets_tag,
+            false => format!("{secrets_tag}n{}", net_fingerprint(&net_allow)),
+        };
         let mut next = AppFunctions { app_id: app_id.to_string(), ..Default::default() };
         for function in &functions {
-            let spec = self.spec_for(app_id, function, &env, &secrets_tag).await?;
+            let spec = self.spec_for(app_id, function, &env, &tag, &net_allow).await?;
             next.functions.insert(function.name.clone(), Arc::new(spec));
         }
         let versions = next.functions.iter().map(|(name, spec)| (name.clone(), spec.version.clone())).collect();
@@ -132,12 +139,23 @@ impl Platform {
         &self.scratch_dir
     }
 
+    /// The app's `function-net-allow` list. One that no longer parses (written by a newer
+    /// Homebase, say) allows nothing, and says so in the log.
+    async fn net_allow(&self, app_id: &str) -> Result<NetAllow, StoreError> {
+        let entries = self.store.function_net_allow(app_id).await?;
+        Ok(NetAllow::parse(&entries).unwrap_or_else(|problem| {
+            tracing::error!(app_id, %problem, "the app's function-net-allow list is not valid; it allows nothing");
+            NetAllow::none()
+        }))
+    }
+
     async fn spec_for(
         &self,
         app_id: &str,
         function: &ActiveFunction,
         env: &[(String, String)],
         secrets_tag: &str,
+        net_allow: &NetAllow,
     ) -> Result<FunctionSpec, StoreError> {
         let entry = self.store.materialize(&function.deployment_id, &self.deployments_dir).await?;
         Ok(FunctionSpec {
@@ -151,8 +169,19 @@ impl Platform {
                 format!("{}+{secrets_tag}", function.deployment_id)
             },
             env: env.to_vec(),
+            net_allow: net_allow.clone(),
         })
     }
+}
+
+/// 8 hex digits of a hash of the list, for worker versions.
+fn net_fingerprint(allow: &NetAllow) -> String {
+    let mut hasher = Sha256::new();
+    for entry in allow.entries() {
+        hasher.update((entry.len() as u64).to_le_bytes());
+        hasher.update(entry.as_bytes());
+    }
+    hasher.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// 16 hex digits of a hash of the app's secrets (names and values) salted with the process's

@@ -67,6 +67,7 @@ macro_rules! conformance_tests {
             reset_tokens_are_single_use_and_voided_by_a_new_password,
             ensure_app_and_auth_settings,
             a_failed_user_write_changes_nothing,
+            function_net_allow_is_per_app_and_replaced_whole,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -982,4 +983,26 @@ pub async fn a_failed_user_write_changes_nothing(store: Store) {
     store.clear_before_commit_hook();
     assert_eq!(store.list_users(&app.id).await.unwrap(), [ann]);
     assert!(store.check_password(&app.id, "ann@example.test", "password-1").await.unwrap().is_some());
+}
+
+pub async fn function_net_allow_is_per_app_and_replaced_whole(store: Store) {
+    let app = app(&store).await;
+    let other = app_named(&store, "other").await;
+    assert_eq!(store.function_net_allow(&app.id).await.unwrap(), Vec::<String>::new(), "never set");
+    let entries = vec!["10.0.0.5".to_string(), "192.168.1.0/24".to_string()];
+    store.set_function_net_allow(&app.id, entries.clone()).await.unwrap();
+    assert_eq!(store.function_net_allow(&app.id).await.unwrap(), entries);
+    assert!(store.function_net_allow(&other.id).await.unwrap().is_empty(), "per app");
+    store.set_function_net_allow(&app.id, vec!["*".into()]).await.unwrap();
+    assert_eq!(store.function_net_allow(&app.id).await.unwrap(), ["*"], "replaced whole");
+    store.set_function_net_allow(&app.id, Vec::new()).await.unwrap();
+    assert!(store.function_net_allow(&app.id).await.unwrap().is_empty(), "emptied");
+    let err = store.set_function_net_allow("000000000000000000000000", vec!["*".into()]).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    let too_many = vec!["10.0.0.1".to_string(); crate::MAX_NET_ALLOW_ENTRIES + 1];
+    assert!(matches!(store.set_function_net_allow(&app.id, too_many).await.unwrap_err(), StoreError::Invalid { .. }));
+    assert!(matches!(
+        store.set_function_net_allow(&app.id, vec![" ".into()]).await.unwrap_err(),
+        StoreError::Invalid { .. }
+    ));
 }

@@ -34,6 +34,7 @@ mod ids;
 pub mod logs;
 mod materialize;
 mod model;
+mod netallow;
 mod secrets;
 mod sqlite;
 mod users;
@@ -54,6 +55,7 @@ pub use model::{
     ActiveFunction, ApiKey, App, DeployFile, DeployOutcome, DeployStatus, Deployment, GcReport, HistoryEntry, KeyScope,
     StoreStats,
 };
+pub use netallow::MAX_NET_ALLOW_ENTRIES;
 pub use secrets::{MASTER_KEY_LEN, MasterKey, is_valid_secret_name};
 pub use users::{
     CodeCheck, CodePurpose, MAX_CODE_ATTEMPTS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, NewUser, User, UserRole,

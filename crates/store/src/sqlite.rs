@@ -130,6 +130,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         require_verification  INTEGER NOT NULL
     );
     "#,
+    // 4: what an app's functions may reach on the network besides the public internet
+    // (`function-net-allow`): a JSON array of entries, checked by the server before it is stored.
+    r#"
+    CREATE TABLE app_net_allow (
+        app_id      TEXT PRIMARY KEY NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        entries     TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// How long a statement waits for another process's write lock before failing with `Busy`.

@@ -5,13 +5,14 @@
 //! - [`TestServer`] runs the dev server in-process on 127.0.0.1:0 with a real runtime, and
 //!   collects every log event.
 //! - [`TestPlatform`] runs the `serve` router (function routes and the management API) the same
-//!   way, over a SQLite store in a data folder, with [`ADMIN_KEY`] as its admin key.
+//!   way, over a SQLite store in a data folder, with [`ADMIN_KEY`] as its admin key, and with
+//!   the network of `serve`'s functions restricted.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use homebase_runtime::{LogEvent, LogSink, Runtime, RuntimeConfig};
+use homebase_runtime::{LogEvent, LogSink, NetAllow, Runtime, RuntimeConfig};
 use homebase_server::auth::LoginLimits;
 use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::dev::{DevApp, DevEvent};
@@ -103,29 +104,37 @@ impl LogSink for CollectedLogs {
     }
 }
 
-/// A router served in-process on 127.0.0.1:0, with the runtime behind it.
+/// A router served in-process on 127.0.0.1:0, with the runtime behind it, and to the workers on
+/// the runtime's API socket (as `dev` and `serve` do).
 pub struct Serving {
     pub url: String,
     pub runtime: Runtime,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
+    workers_done: CancellationToken,
+    api: tokio::task::JoinHandle<()>,
 }
 
 impl Serving {
     /// Serves `router` on an ephemeral port; `shutdown` also stops whatever else the caller tied
     /// to it (the dev watcher).
     pub async fn start(router: axum::Router, runtime: Runtime, shutdown: CancellationToken) -> Serving {
-        Serving::start_with(router, runtime, shutdown, ConnectionLimits::default()).await
+        Serving::start_with(router, runtime, shutdown, ConnectionLimits::default(), None).await
     }
 
-    /// [`start`](Serving::start) with the limits on client connections given.
+    /// [`start`](Serving::start) with the limits on client connections and the server's
+    /// `public-url` given.
     pub async fn start_with(
         router: axum::Router,
         runtime: Runtime,
         shutdown: CancellationToken,
         limits: ConnectionLimits,
+        public_url: Option<&str>,
     ) -> Serving {
         let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
+        let workers_done = CancellationToken::new();
+        let api = homebase_server::serve_workers(&runtime, router.clone(), addr, public_url, workers_done.clone())
+            .expect("the functions' API socket opens");
         let server = tokio::spawn(homebase_server::serve_with(
             listener,
             router,
@@ -133,7 +142,7 @@ impl Serving {
             shutdown.clone(),
             Duration::from_secs(5),
         ));
-        Serving { url: format!("http://{addr}"), runtime, shutdown, server }
+        Serving { url: format!("http://{addr}"), runtime, shutdown, server, workers_done, api }
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -150,6 +159,8 @@ impl Serving {
         self.shutdown.cancel();
         let _ = self.server.await;
         self.runtime.shutdown(Duration::from_secs(2)).await;
+        self.workers_done.cancel();
+        let _ = self.api.await;
     }
 }
 
@@ -251,6 +262,10 @@ pub struct PlatformOptions {
     pub keepalive: Duration,
     /// The limits on client connections.
     pub connections: ConnectionLimits,
+    /// The server's `function-net-allow` (none, as `serve` starts with).
+    pub net_allow: NetAllow,
+    /// The server's `public-url`.
+    pub public_url: Option<String>,
 }
 
 impl Default for PlatformOptions {
@@ -260,6 +275,8 @@ impl Default for PlatformOptions {
             limits: LoginLimits::default(),
             keepalive: Duration::from_secs(15),
             connections: ConnectionLimits::default(),
+            net_allow: NetAllow::none(),
+            public_url: None,
         }
     }
 }
@@ -282,6 +299,7 @@ impl TestPlatform {
             deno: Some(deno().await),
             inherit_env: false,
             error_details: false,
+            net_allow: options.net_allow.clone(),
             ..RuntimeConfig::default()
         };
         let logs = Arc::new(CollectedLogs::default());
@@ -301,7 +319,7 @@ impl TestPlatform {
             .await
             .expect("the platform opens");
         let tokens = TokenMinter::from_key_file(&data_dir.join("auth.key"), Duration::from_secs(600)).unwrap();
-        let state = AppState::new(platform.clone(), runtime.clone(), tokens, None);
+        let state = AppState::new(platform.clone(), runtime.clone(), tokens, options.public_url.clone());
         let auth = Arc::new(
             Auth::new(store.clone(), state.tokens.clone(), platform.clone(), options.mailer, true)
                 .with_limits(options.limits),
@@ -313,7 +331,8 @@ impl TestPlatform {
                 auth: auth.clone(),
                 state,
             }));
-        let serving = Serving::start_with(router, runtime, shutdown, options.connections).await;
+        let serving =
+            Serving::start_with(router, runtime, shutdown, options.connections, options.public_url.as_deref()).await;
         TestPlatform { store, platform, auth, logs, log_store, hub, serving }
     }
 

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Close a client connection after this long without a request, e.g. 75s (default 75s).
     #[arg(long, value_name = "DURATION")]
     keep_alive_timeout: Option<String>,
+    /// An address or CIDR block functions may reach besides the public internet, e.g. 10.0.0.5 or
+    /// 10.1.0.0/16; * for everything (repeatable or comma-separated; default: none).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    function_net_allow: Option<Vec<String>>,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -65,7 +69,8 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&data_dir).with_context(|| format!("could not create {}", data_dir.display()))?;
     let config_file = args.config.clone().unwrap_or_else(|| data_dir.join("homebase.toml"));
-    let defaults = ConfigLayer { port: Some(8080), ..Default::default() };
+    // Functions reach the public internet only, unless function-net-allow opens more.
+    let defaults = ConfigLayer { port: Some(8080), function_net_allow: Some(Vec::new()), ..Default::default() };
     let flags = ConfigLayer {
         host: args.listen.map(|a| Host(a.ip())),
         port: args.listen.map(|a| a.port()),
@@ -76,6 +81,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         header_read_timeout: args.header_read_timeout.map(Into::into),
         keep_alive_timeout: args.keep_alive_timeout.map(Into::into),
+        function_net_allow: args.function_net_allow,
         ..Default::default()
     };
     let config = Config::resolve(&[
