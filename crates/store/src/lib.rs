@@ -129,7 +129,9 @@ impl Store {
     }
 
     fn from_backend(backend: Backend) -> Store {
-        Store { inner: Arc::new(Inner { backend, master_key: RwLock::new(None), user_listeners: RwLock::new(Vec::new()) }) }
+        Store {
+            inner: Arc::new(Inner { backend, master_key: RwLock::new(None), user_listeners: RwLock::new(Vec::new()) }),
+        }
     }
 
     /// Sets the key secrets are encrypted under (for every clone of this handle). Secrets

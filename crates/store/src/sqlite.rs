@@ -863,15 +863,19 @@ mod tests {
         let path = dir.path().join("homebase.db");
         let store = Store::open_sqlite(&path).await.unwrap();
         let app = store.create_app("Kept").await.unwrap();
-        let user = store.create_user(&app.id, crate::NewUser {
-            email: "ann@example.test".into(),
-            password: Some("password-1".into()),
-            full_name: None,
-            role: crate::UserRole::User,
-            is_verified: true,
-        })
-        .await
-        .unwrap();
+        let user = store
+            .create_user(
+                &app.id,
+                crate::NewUser {
+                    email: "ann@example.test".into(),
+                    password: Some("password-1".into()),
+                    full_name: None,
+                    role: crate::UserRole::User,
+                    is_verified: true,
+                },
+            )
+            .await
+            .unwrap();
         drop(store);
         // Back to schema 3, as an older Homebase left it.
         let conn = raw(&path);
