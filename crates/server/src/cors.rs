@@ -1,4 +1,4 @@
-//! CORS for browser apps: one policy, applied as one layer ([`layer`]) over every route the SDK
+//! CORS for browser apps: one policy, applied as one layer ([`CorsLayer`]) over every route the SDK
 //! calls from a browser (functions, auth, users; see [`crate::sdk`]). The management API (key
 //! holders, the CLI) is not under it: browsers get no CORS headers there.
 //!
@@ -15,10 +15,12 @@
 //! `403 origin_not_allowed` ([`crate::sdk`]). Every response of the layer's routes says
 //! `Vary: Origin`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
@@ -89,18 +91,22 @@ impl CorsPolicy {
     /// with its own; and `Vary: Origin` whenever this policy allows any origin, since the
     /// answer then depends on it.
     pub fn decorate(&self, origin: Option<HeaderValue>, response: &mut HeaderMap) {
-        if response.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
-            return;
+        decorate(origin, !self.allows_nothing(), response);
+    }
+}
+
+fn decorate(origin: Option<HeaderValue>, vary: bool, response: &mut HeaderMap) {
+    if response.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        return;
+    }
+    if let Some(origin) = origin {
+        let exposed = exposed_headers(response);
+        allow(response, origin);
+        if let Some(exposed) = exposed {
+            response.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, exposed);
         }
-        if let Some(origin) = origin {
-            let exposed = exposed_headers(response);
-            allow(response, origin);
-            if let Some(exposed) = exposed {
-                response.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, exposed);
-            }
-        } else if !self.allows_nothing() {
-            response.append(header::VARY, HeaderValue::from_static("Origin"));
-        }
+    } else if vary {
+        response.append(header::VARY, HeaderValue::from_static("Origin"));
     }
 }
 
@@ -109,17 +115,89 @@ pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
-/// The CORS layer: `axum::middleware::from_fn_with_state(policy, cors::layer)`.
-pub async fn layer(State(policy): State<Arc<CorsPolicy>>, request: Request, next: Next) -> Response {
-    let origin = policy.allowed_origin(request.headers()).cloned();
-    if let Some(origin) = &origin
-        && is_preflight(request.method(), request.headers())
-    {
-        return policy.answer_preflight(origin.clone(), request.headers());
+/// The CORS layer of a router: `router.layer(CorsLayer::new(policy))` puts every route of the
+/// router under the policy. A plain tower layer rather than `axum::middleware::from_fn`, which
+/// would clone and box the inner service on every request: this one adds no allocation to a
+/// request that is not from an allowed origin.
+#[derive(Debug, Clone)]
+pub struct CorsLayer {
+    policy: Arc<CorsPolicy>,
+}
+
+impl CorsLayer {
+    pub fn new(policy: Arc<CorsPolicy>) -> CorsLayer {
+        CorsLayer { policy }
     }
-    let mut response = next.run(request).await;
-    policy.decorate(origin, response.headers_mut());
-    response
+}
+
+impl<S> tower_layer::Layer<S> for CorsLayer {
+    type Service = Cors<S>;
+
+    fn layer(&self, inner: S) -> Cors<S> {
+        Cors { policy: self.policy.clone(), inner }
+    }
+}
+
+/// A service under [`CorsLayer`].
+#[derive(Debug, Clone)]
+pub struct Cors<S> {
+    policy: Arc<CorsPolicy>,
+    inner: S,
+}
+
+impl<S> tower_service::Service<Request> for Cors<S>
+where
+    S: tower_service::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = CorsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let origin = self.policy.allowed_origin(request.headers()).cloned();
+        if let Some(origin) = &origin
+            && is_preflight(request.method(), request.headers())
+        {
+            let answer = self.policy.answer_preflight(origin.clone(), request.headers());
+            return CorsFuture::Answered { answer: Some(answer) };
+        }
+        CorsFuture::Inner { future: self.inner.call(request), origin, vary: !self.policy.allows_nothing() }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Cors`].
+    #[project = CorsFutureProjection]
+    pub enum CorsFuture<F> {
+        /// A preflight the layer answered.
+        Answered { answer: Option<Response> },
+        /// Anything else, on its way through the route.
+        Inner { #[pin] future: F, origin: Option<HeaderValue>, vary: bool },
+    }
+}
+
+impl<F, E> Future for CorsFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            CorsFutureProjection::Answered { answer } => {
+                Poll::Ready(Ok(answer.take().expect("a CorsFuture is not polled after it is done")))
+            }
+            CorsFutureProjection::Inner { future, origin, vary } => {
+                let mut response = ready!(future.poll(cx))?;
+                decorate(origin.take(), *vary, response.headers_mut());
+                Poll::Ready(Ok(response))
+            }
+        }
+    }
 }
 
 fn allow(headers: &mut HeaderMap, origin: HeaderValue) {
@@ -129,7 +207,8 @@ fn allow(headers: &mut HeaderMap, origin: HeaderValue) {
 }
 
 /// The names of the response's headers a page could not read without being told: every one but
-/// the CORS-safelisted response headers, `Set-Cookie` (never readable) and the CORS headers.
+/// the CORS-safelisted response headers, `Set-Cookie` (never readable), `Vary` and the CORS
+/// headers.
 /// With credentials allowed, `Access-Control-Expose-Headers: *` would name a header called `*`,
 /// so the names are listed.
 fn exposed_headers(response: &HeaderMap) -> Option<HeaderValue> {

@@ -26,7 +26,7 @@ pub fn router(mut state: AppState, auth: Arc<Auth>) -> Router {
     crate::routes::function_routes(state)
         .merge(crate::users_api::router(auth))
         .method_not_allowed_fallback(wrong_method)
-        .layer(axum::middleware::from_fn_with_state(cors, crate::cors::layer))
+        .layer(crate::cors::CorsLayer::new(cors))
 }
 
 async fn wrong_method(request: Request) -> Response {

@@ -14,8 +14,9 @@
 //! `reset-password-request` answer alike whether or not the account exists.
 //!
 //! A user token is resolved to its user on every user route: the account must exist, not be
-//! disabled, and still have the password stamp the token carries (a password change or reset
-//! signs old tokens out).
+//! disabled, and still have the password stamp the token carries (a password change or reset,
+//! or disabling the user, signs old tokens out). The function routes apply the same rule from
+//! a cache ([`crate::user_states`]). A completed reset also lifts the account's login lock.
 
 // The handlers' helpers fail with the `Response` to send, at most once per request; boxing it
 // would only add an allocation.
