@@ -153,7 +153,7 @@ pub fn check_function_bearer(
 ) -> Result<Option<TokenUser>, Unauthorized> {
     let Some(token) = headers.get(AUTHORIZATION).and_then(bearer_token) else { return Ok(None) };
     let claims = tokens.verify_for_app(token, app_id).map_err(|e| Unauthorized::from_token(e, "token"))?;
-    Ok((claims.role != ROLE_SERVICE).then(|| TokenUser { id: claims.sub, stamp: claims.stamp }))
+    Ok((claims.role != ROLE_SERVICE).then_some(TokenUser { id: claims.sub, stamp: claims.stamp }))
 }
 
 /// What a [`Limiter`] counts, each in its own buckets.
