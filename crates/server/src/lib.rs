@@ -25,7 +25,9 @@ pub mod mail;
 pub mod manage;
 pub mod platform;
 mod routes;
+pub mod sdk;
 pub mod token;
+pub mod user_states;
 pub mod users_api;
 
 use std::net::SocketAddr;
@@ -44,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 pub use catalog::{AppFunctions, Catalog};
 pub use connections::ConnectionLimits;
 pub use error::ApiError;
-pub use routes::{function_routes, router, unknown_route};
+pub use routes::{router, unknown_route};
 pub use token::TokenMinter;
 
 /// Shared state of the routers: a cheap clone over `Arc`s.
@@ -55,7 +57,11 @@ pub struct AppState {
     pub tokens: Arc<TokenMinter>,
     /// `Base44-Api-Url` for functions; `None` uses the URL the caller reached us at.
     pub public_url: Option<Arc<str>>,
+    /// The CORS policy of the SDK routes ([`sdk::router`]); allows nothing until
+    /// [`with_cors`](AppState::with_cors).
     pub cors: Arc<cors::CorsPolicy>,
+    /// Users' sign-in states, for user tokens on the function routes; set by [`sdk::router`].
+    pub users: Option<Arc<user_states::UserStates>>,
     request_ids: Arc<RequestIds>,
 }
 
@@ -72,6 +78,7 @@ impl AppState {
             tokens: Arc::new(tokens),
             public_url: public_url.map(Arc::from),
             cors: Arc::new(cors::CorsPolicy::default()),
+            users: None,
             request_ids: Arc::new(RequestIds { prefix: rand::random(), next: AtomicU64::new(1) }),
         }
     }

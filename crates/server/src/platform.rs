@@ -26,11 +26,12 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::catalog::{AppFunctions, BoxFuture, Catalog};
 
-/// The router of `homebase serve`: the function routes, the management API, `/readyz` (the
-/// database answers) and the JSON 404.
-pub fn router(platform: Arc<Platform>, state: AppState) -> Router {
+/// The router of `homebase serve`: the SDK surface (functions and app users, under CORS), the
+/// management API, `/healthz`, `/readyz` (the database answers) and the JSON 404.
+pub fn router(platform: Arc<Platform>, state: AppState, auth: Arc<crate::users_api::Auth>) -> Router {
     let store = platform.store.clone();
-    crate::function_routes(state)
+    crate::sdk::router(state, auth)
+        .route("/healthz", get(|| async { "ok" }))
         .merge(crate::manage::router(platform.clone()))
         .merge(crate::logs_api::router(platform))
         .route("/readyz", get(move || ready(store.clone())))

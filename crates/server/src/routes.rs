@@ -6,6 +6,7 @@
 //! - `ANY /functions/{name…}`: the public webhook URL; never a user context.
 //!
 //! The function sees its own name as the first path segment, then any sub-path and the query.
+//! They are part of the SDK surface ([`crate::sdk`]), which puts them under the CORS layer.
 
 use std::sync::Arc;
 
@@ -23,19 +24,19 @@ use crate::AppState;
 use crate::catalog::{AppFunctions, Resolved};
 use crate::error::{ApiError, FromFunction};
 use crate::headers::{self, Caller, Injected};
+use crate::users_api::Auth;
 
-/// The function routes and the fallback, for `dev`.
-pub fn router(state: AppState) -> Router {
-    function_routes(state).fallback(unknown_route)
+/// The router of `dev`: the SDK surface ([`crate::sdk::router`]), `/healthz` and the fallback.
+pub fn router(state: AppState, auth: Arc<Auth>) -> Router {
+    crate::sdk::router(state, auth).route("/healthz", get(|| async { "ok" })).fallback(unknown_route)
 }
 
-/// The function routes alone, to merge with others (`serve` adds the management API).
-pub fn function_routes(state: AppState) -> Router {
+/// The function routes alone; [`crate::sdk::router`] puts them with the other SDK routes.
+pub(crate) fn function_routes(state: AppState) -> Router {
     Router::new()
         .route("/api/apps/{app_id}/functions/{*name}", any(sdk_invoke))
         .route("/api/functions/{*path}", any(sdk_fetch))
         .route("/functions/{*name}", any(webhook))
-        .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
 
@@ -46,19 +47,19 @@ async fn sdk_invoke(State(state): State<AppState>, request: Request) -> Response
     let app_id = parts.nth(3).unwrap_or_default().to_string();
     let rest = parts.nth(1).unwrap_or_default().to_string();
     let app = state.catalog.app(&app_id).ok_or_else(|| app_not_found(&app_id));
-    forward(state, Caller::Sdk, app, rest, request).await
+    call_function(&state, Caller::Sdk, app, rest, request).await
 }
 
 async fn sdk_fetch(State(state): State<AppState>, request: Request) -> Response {
     let rest = request.uri().path().strip_prefix("/api/functions/").unwrap_or_default().to_string();
     let app = app_for(&state, request.headers());
-    forward(state, Caller::Sdk, app, rest, request).await
+    call_function(&state, Caller::Sdk, app, rest, request).await
 }
 
 async fn webhook(State(state): State<AppState>, request: Request) -> Response {
     let rest = request.uri().path().strip_prefix("/functions/").unwrap_or_default().to_string();
     let app = app_for(&state, request.headers());
-    forward(state, Caller::Webhook, app, rest, request).await
+    call_function(&state, Caller::Webhook, app, rest, request).await
 }
 
 /// The app named by `X-App-Id`, else the default app.
@@ -83,22 +84,6 @@ fn app_not_found(id: &str) -> ApiError {
     )
 }
 
-async fn forward(
-    state: AppState,
-    caller: Caller,
-    app: Result<Arc<AppFunctions>, ApiError>,
-    rest: String,
-    request: Request,
-) -> Response {
-    if let Some(preflight) = state.cors.preflight(request.method(), request.headers()) {
-        return preflight;
-    }
-    let origin = state.cors.allowed_origin(request.headers()).cloned();
-    let mut response = call_function(&state, caller, app, rest, request).await;
-    state.cors.decorate(origin, response.headers_mut());
-    response
-}
-
 async fn call_function(
     state: &AppState,
     caller: Caller,
@@ -121,11 +106,18 @@ async fn call_function(
         )
         .into_response();
     }
-    // A bearer on an SDK route must be one this server issued for this app.
-    if caller == Caller::Sdk
-        && let Err(unauthorized) = crate::auth::check_function_bearer(&state.tokens, request.headers(), &app.app_id)
-    {
-        return unauthorized.into_response();
+    // A bearer on an SDK route must be one this server issued for this app, and a user's must
+    // still be good: the user exists, is enabled and has not changed its password since.
+    if caller == Caller::Sdk {
+        match crate::auth::check_function_bearer(&state.tokens, request.headers(), &app.app_id) {
+            Err(unauthorized) => return unauthorized.into_response(),
+            Ok(Some(user)) => {
+                if let Err(refused) = crate::user_states::check(state.users.as_deref(), &app.app_id, &user).await {
+                    return refused;
+                }
+            }
+            Ok(None) => {}
+        }
     }
     let spec = match app.resolve(&rest) {
         Resolved::Function(spec) => spec.clone(),

@@ -16,8 +16,16 @@ fn pids_of(server: &TestServer, function: &str) -> Vec<u32> {
 async fn sdk_invoke_route_passes_everything_through_and_injects_context() {
     let project = fixture("functions");
     let server = TestServer::start(project.path()).await;
-    let user_token =
-        server.auth.tokens.mint_user("fixture-app", "u1", "ann@example.test", "stamp", Duration::from_secs(60));
+    // A user token is only accepted for a user that exists (with the password stamp it carries).
+    let new = homebase_store::NewUser {
+        email: "ann@example.test".into(),
+        password: Some("pw-123456".into()),
+        full_name: None,
+        role: homebase_store::UserRole::User,
+        is_verified: true,
+    };
+    let user = server.auth.store.create_user("fixture-app", new).await.unwrap();
+    let user_token = server.auth.user_token(&user);
     let response = server
         .client()
         .post(server.at("/api/apps/fixture-app/functions/echo?status=201"))

@@ -58,8 +58,8 @@ pub use model::{
 pub use netallow::MAX_NET_ALLOW_ENTRIES;
 pub use secrets::{MASTER_KEY_LEN, MasterKey, is_valid_secret_name};
 pub use users::{
-    CodeCheck, CodePurpose, MAX_CODE_ATTEMPTS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, NewUser, User, UserRole,
-    UserUpdate, normalize_email, validate_password,
+    CodeCheck, CodePurpose, MAX_CODE_ATTEMPTS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, NewUser, User, UserChange,
+    UserRole, UserUpdate, normalize_email, validate_password,
 };
 
 /// The handle to Homebase's persistent state. Cloning is cheap (an `Arc`); all clones share
@@ -74,6 +74,8 @@ struct Inner {
     /// What secrets are encrypted under; `None` until [`Store::set_master_key`] for a file
     /// database (secret operations then fail), random for an in-memory one.
     master_key: RwLock<Option<MasterKey>>,
+    /// Told after every committed change of a user's sign-in state (see [`Store::on_user_change`]).
+    user_listeners: RwLock<Vec<users::UserListener>>,
 }
 
 /// The database behind the handle. A PostgreSQL variant lands next with the same operations.
@@ -129,7 +131,9 @@ impl Store {
     }
 
     fn from_backend(backend: Backend) -> Store {
-        Store { inner: Arc::new(Inner { backend, master_key: RwLock::new(None) }) }
+        Store {
+            inner: Arc::new(Inner { backend, master_key: RwLock::new(None), user_listeners: RwLock::new(Vec::new()) }),
+        }
     }
 
     /// Sets the key secrets are encrypted under (for every clone of this handle). Secrets

@@ -15,12 +15,13 @@ use std::time::Duration;
 use homebase_runtime::{LogEvent, LogSink, NetAllow, Runtime, RuntimeConfig};
 use homebase_server::auth::LoginLimits;
 use homebase_server::auth_manage::{self, AuthManage};
+use homebase_server::cors::CorsPolicy;
 use homebase_server::dev::{DevApp, DevEvent};
 use homebase_server::logs::{LogHub, LogWriter};
 use homebase_server::logs_api::LogService;
 use homebase_server::mail::Mailer;
 use homebase_server::platform::Platform;
-use homebase_server::users_api::{self, Auth};
+use homebase_server::users_api::Auth;
 use homebase_server::{AppState, ConnectionLimits, TokenMinter};
 use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -211,11 +212,12 @@ impl TestServer {
         .expect("fixture project loads");
         let shutdown = CancellationToken::new();
         app.watch(shutdown.clone()).expect("the project can be watched");
-        let state = AppState::new(app.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None);
+        let state = AppState::new(app.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None)
+            .with_cors(CorsPolicy::dev(Vec::new()));
         let store = Store::open_sqlite_in_memory().await.expect("the store opens");
         store.ensure_app(app.app_id(), "dev").await.expect("the dev app is stored");
         let auth = Arc::new(Auth::new(store, state.tokens.clone(), app.clone(), mailer, false));
-        let router = homebase_server::router(state).merge(users_api::router(auth.clone()));
+        let router = homebase_server::router(state, auth.clone());
         let serving = Serving::start(router, runtime.clone(), shutdown).await;
         TestServer { app, auth, logs, hub, events, serving }
     }
@@ -266,6 +268,8 @@ pub struct PlatformOptions {
     pub net_allow: NetAllow,
     /// The server's `public-url`.
     pub public_url: Option<String>,
+    /// The browser origins allowed (`cors-origins`; `serve` allows no loopback origin by itself).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for PlatformOptions {
@@ -277,6 +281,7 @@ impl Default for PlatformOptions {
             connections: ConnectionLimits::default(),
             net_allow: NetAllow::none(),
             public_url: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -319,18 +324,19 @@ impl TestPlatform {
             .await
             .expect("the platform opens");
         let tokens = TokenMinter::from_key_file(&data_dir.join("auth.key"), Duration::from_secs(600)).unwrap();
-        let state = AppState::new(platform.clone(), runtime.clone(), tokens, options.public_url.clone());
+        let state = AppState::new(platform.clone(), runtime.clone(), tokens, options.public_url.clone())
+            .with_cors(CorsPolicy::serve(options.cors_origins));
         let auth = Arc::new(
             Auth::new(store.clone(), state.tokens.clone(), platform.clone(), options.mailer, true)
                 .with_limits(options.limits),
         );
-        let router = homebase_server::platform::router(platform.clone(), state.clone())
-            .merge(users_api::router(auth.clone()))
-            .merge(auth_manage::router(AuthManage {
+        let router = homebase_server::platform::router(platform.clone(), state.clone(), auth.clone()).merge(
+            auth_manage::router(AuthManage {
                 keys: auth_manage::Keys::Stored(platform.clone()),
                 auth: auth.clone(),
                 state,
-            }));
+            }),
+        );
         let serving =
             Serving::start_with(router, runtime, shutdown, options.connections, options.public_url.as_deref()).await;
         TestPlatform { store, platform, auth, logs, log_store, hub, serving }

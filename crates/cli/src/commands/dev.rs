@@ -14,7 +14,7 @@ use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
 use homebase_server::dev::{DevApp, DevEvent};
 use homebase_server::logs::LogHub;
-use homebase_server::users_api::{self, Auth};
+use homebase_server::users_api::Auth;
 use homebase_server::{AppState, TokenMinter, token};
 use homebase_store::Store;
 use serde::{Deserialize, Serialize};
@@ -124,7 +124,8 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     serving::find_deno_early(&runtime);
 
     tracing::debug!(?config, "configuration");
-    let cors = CorsPolicy { origins: config.cors_origins.clone(), loopback: true };
+    // Loopback origins (a front end's dev server on another port) and the configured ones.
+    let cors = CorsPolicy::dev(config.cors_origins.clone());
     let service_ttl = token::service_ttl(config.function_timeout);
     let (store, tokens) = if args.in_memory {
         (Store::open_sqlite_in_memory().await?, TokenMinter::random(service_ttl))
@@ -157,7 +158,7 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let dev_file = DevFile { url: url.clone(), app_id, key: key.clone() };
     let dev_file_path = dev_file.write(&project)?;
     let manage = AuthManage { keys: Keys::Dev(key.as_str().into()), auth: auth.clone(), state: state.clone() };
-    let router = homebase_server::router(state).merge(users_api::router(auth)).merge(auth_manage::router(manage));
+    let router = homebase_server::router(state, auth).merge(auth_manage::router(manage));
     serving::serve_until_signal(json, listener, router, &config, runtime, terminal, shutdown).await;
     DevFile::remove_if_ours(&dev_file_path, &key);
     Ok(())

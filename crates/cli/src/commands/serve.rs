@@ -14,7 +14,7 @@ use homebase_server::cors::CorsPolicy;
 use homebase_server::logs::{LogHub, LogWriter};
 use homebase_server::logs_api::LogService;
 use homebase_server::platform::{self, Platform};
-use homebase_server::users_api::{self, Auth};
+use homebase_server::users_api::Auth;
 use homebase_server::{AppState, TokenMinter, token};
 use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store};
 use tokio_util::sync::CancellationToken;
@@ -135,12 +135,12 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let key_file = data_dir.join("auth.key");
     let tokens = TokenMinter::from_key_file(&key_file, token::service_ttl(config.function_timeout))
         .with_context(|| format!("the token signing key {}", key_file.display()))?;
-    let cors = CorsPolicy { origins: config.cors_origins.clone(), loopback: false };
+    // The configured origins only: see docs/configuration.md#cors-browser-apps.
+    let cors = CorsPolicy::serve(config.cors_origins.clone());
     let state = AppState::new(platform.clone(), runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
     let mailer = config.mailer().map_err(|e| anyhow::anyhow!("smtp-url: {e}"))?;
     let auth = Arc::new(Auth::new(store.clone(), state.tokens.clone(), platform.clone(), mailer, true));
-    let router = platform::router(platform.clone(), state.clone())
-        .merge(users_api::router(auth.clone()))
+    let router = platform::router(platform.clone(), state.clone(), auth.clone())
         .merge(auth_manage::router(AuthManage { keys: auth_manage::Keys::Stored(platform), auth, state }));
     serving::serve_until_signal(global.json, listener, router, &config, runtime, terminal, shutdown).await;
     // Every line the workers printed before they stopped is stored before the process ends;
