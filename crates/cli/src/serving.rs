@@ -18,6 +18,8 @@ pub fn runtime_config(config: &Config, inherit_env: bool) -> RuntimeConfig {
         idle_timeout: config.idle_timeout,
         boot_timeout: config.boot_timeout,
         inherit_env,
+        check_timeout: config.deploy_check_timeout,
+        max_checks: config.max_deploy_checks,
         ..RuntimeConfig::default()
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use homebase_runtime::{LogEvent, LogSink, Runtime, RuntimeConfig};
+use homebase_runtime::{Isolation, LogEvent, LogSink, Runtime, RuntimeConfig, SandboxMode};
 use homebase_server::auth::LoginLimits;
 use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::dev::{DevApp, DevEvent};
@@ -233,11 +233,20 @@ pub struct PlatformOptions {
     pub limits: LoginLimits,
     /// How often log streams send a keep-alive comment.
     pub keepalive: Duration,
+    /// Deploy checks: the timeout and how many at once.
+    pub check_timeout: Duration,
+    pub max_checks: usize,
 }
 
 impl Default for PlatformOptions {
     fn default() -> Self {
-        PlatformOptions { mailer: Mailer::Log, limits: LoginLimits::default(), keepalive: Duration::from_secs(15) }
+        PlatformOptions {
+            mailer: Mailer::Log,
+            limits: LoginLimits::default(),
+            keepalive: Duration::from_secs(15),
+            check_timeout: Duration::from_secs(60),
+            max_checks: 16,
+        }
     }
 }
 
@@ -255,7 +264,15 @@ impl TestPlatform {
             .await
             .expect("the store opens");
         store.import_key(ADMIN_KEY, KeyScope::Admin, "admin").await.expect("the admin key imports");
-        let config = RuntimeConfig { deno: Some(deno().await), inherit_env: false, ..RuntimeConfig::default() };
+        let config = RuntimeConfig {
+            deno: Some(deno().await),
+            inherit_env: false,
+            // As `serve` runs: sandboxed, Deno's caches in the data folder.
+            isolation: Some(Isolation { cache_dir: data_dir.join("deno"), mode: SandboxMode::Required }),
+            check_timeout: options.check_timeout,
+            max_checks: options.max_checks,
+            ..RuntimeConfig::default()
+        };
         let logs = Arc::new(CollectedLogs::default());
         let log_store = LogStore::open(data_dir.join("logs.db")).await.expect("the log store opens");
         let (writer, _) = LogWriter::spawn(log_store.clone(), Retention::default());

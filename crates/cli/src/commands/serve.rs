@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use homebase_runtime::{LogSink, Runtime};
+use homebase_runtime::{Isolation, LogSink, Runtime};
 use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
@@ -47,6 +47,16 @@ pub struct ServeArgs {
     /// Delete the oldest log lines when they take more than this, e.g. 512MB or 2GB (default 1GB).
     #[arg(long, value_name = "SIZE")]
     log_max_size: Option<String>,
+    /// Without Landlock: refuse to start (required, the default) or run functions unconfined
+    /// (best-effort).
+    #[arg(long, value_name = "MODE")]
+    sandbox: Option<String>,
+    /// How long Deno may take to check a deploy, e.g. 60s (default 60s).
+    #[arg(long, value_name = "DURATION")]
+    deploy_check_timeout: Option<String>,
+    /// How many deploys may be checked at once (default: twice the CPUs); more are answered 429.
+    #[arg(long, value_name = "N")]
+    max_deploy_checks: Option<usize>,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -64,6 +74,9 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         public_url: args.public_url,
         log_retention: args.log_retention.map(Into::into),
         log_max_size: args.log_max_size.map(Into::into),
+        sandbox: args.sandbox,
+        deploy_check_timeout: args.deploy_check_timeout.map(Into::into),
+        max_deploy_checks: args.max_deploy_checks,
         ..Default::default()
     };
     let config = Config::resolve(&[
@@ -83,8 +96,12 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let terminal = Arc::new(TerminalLogs::new(global.json));
     let hub =
         LogHub::with_store(0, vec![terminal.clone() as Arc<dyn LogSink>], writer.clone(), log_store.next_id().await?);
-    // Functions get their secrets, not the server's environment.
-    let runtime = Runtime::new(serving::runtime_config(&config, false), hub.clone())?;
+    // Functions get their secrets, not the server's environment, and run sandboxed, with Deno
+    // caches of their app's own in the data folder (see homebase_runtime::sandbox).
+    let mut runtime_config = serving::runtime_config(&config, false);
+    runtime_config.isolation = Some(Isolation { cache_dir: data_dir.join("deno"), mode: config.sandbox });
+    let runtime = Runtime::new(runtime_config, hub.clone())?;
+    announce_sandbox(global.json, &runtime);
     let shutdown = CancellationToken::new();
     let logs = LogService { store: log_store, hub, shutdown: shutdown.clone(), keepalive: LOG_KEEPALIVE };
     let platform = Platform::open_with_logs(store.clone(), runtime.clone(), &data_dir, Some(logs)).await?;
@@ -134,6 +151,24 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Says how functions are confined; loudly when they are not (`sandbox = "best-effort"` on a
+/// kernel without Landlock).
+fn announce_sandbox(json: bool, runtime: &Runtime) {
+    let Some(support) = runtime.sandbox() else { return };
+    if support.available() {
+        output::note(json, "sandbox", &format!("Sandbox: {}.", support.describe()));
+    } else {
+        let text = format!(
+            "WARNING: functions are NOT sandboxed. {}. Functions can read every file this server's user can \
+             (its keys and database included) through imports; run only code you trust, or run on a kernel with \
+             Landlock and remove sandbox = \"best-effort\".",
+            support.describe()
+        );
+        tracing::error!("{text}");
+        output::note(json, "sandbox_unavailable", &text);
+    }
 }
 
 /// How long stopping waits for the last log lines to be stored.
