@@ -456,4 +456,51 @@ mod tests {
             "Import 'https://a.test/b/c.ts' failed: 404"
         );
     }
+
+    /// The raw listing of an entry that imports a file outside its deployment, confined or not.
+    async fn list_outside(confine: bool) -> String {
+        let deno = crate::deno::locate_or_install(&|line| eprintln!("{line}")).await.expect("tests need Deno").path;
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().join("deployment");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("entry.ts"), "import \"../outside.ts\";\n").unwrap();
+        std::fs::write(temp.path().join("outside.ts"), "root:x:0:0:the-outside-secret\n").unwrap();
+        let host = temp.path().join("host");
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("import_map.json"), "{\"imports\":{}}").unwrap();
+        let caches = Caches::open(&temp.path().join("cache")).unwrap();
+        let deno_dir = temp.path().join("check");
+        caches.deno_dir_at(&deno_dir).unwrap();
+        let tmp = temp.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let entry = root.join("entry.ts");
+        let listing = Listing {
+            deno: &deno,
+            entry: &entry,
+            root: &root,
+            host_dir: &host,
+            deno_dir: &deno_dir,
+            tmp: &tmp,
+            caches: Some(&caches),
+            confine,
+        };
+        let info = Checks::new(1, Duration::from_secs(60)).list(&listing).await.unwrap();
+        let verdict = verdict(&info, &entry, &root, &host).unwrap_err();
+        assert!(
+            verdict.starts_with("'../outside.ts' (imported at entry.ts:1:8) is outside the deployment"),
+            "{verdict}"
+        );
+        info.to_string()
+    }
+
+    #[tokio::test]
+    async fn landlock_keeps_a_deploy_check_from_reading_outside_its_rules() {
+        assert!(crate::sandbox::Support::probe().available(), "these tests need a kernel with Landlock");
+        assert!(
+            list_outside(false).await.contains("the-outside-secret"),
+            "control: unconfined, Deno reads and quotes it"
+        );
+        let confined = list_outside(true).await;
+        assert!(!confined.contains("the-outside-secret"), "{confined}");
+    }
 }

@@ -221,8 +221,8 @@ fn reserved_reason(upper: &str) -> Option<&'static str> {
 
 /// Settings of the server's environment that reach workers and deploy checks in `serve`, so that
 /// `npm:` and `https:` imports work behind a proxy or a private CA: the proxies (both cases),
-/// the CA files and store, and npm's registry.
-pub const PASSTHROUGH: [&str; 12] = [
+/// the CA files and store (Deno also reads `NODE_EXTRA_CA_CERTS`), and npm's registry.
+pub const PASSTHROUGH: [&str; 13] = [
     "HTTPS_PROXY",
     "https_proxy",
     "HTTP_PROXY",
@@ -231,6 +231,7 @@ pub const PASSTHROUGH: [&str; 12] = [
     "no_proxy",
     "DENO_CERT",
     "DENO_TLS_CA_STORE",
+    "NODE_EXTRA_CA_CERTS",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "NPM_CONFIG_REGISTRY",
@@ -265,7 +266,7 @@ pub(crate) fn base_env(tmp: &Path, deno_dir: &Path) -> Vec<(OsString, OsString)>
 
 /// The files named by the CA settings of [`PASSTHROUGH`], which a confined Deno must read.
 fn ca_files() -> Vec<PathBuf> {
-    ["DENO_CERT", "SSL_CERT_FILE", "SSL_CERT_DIR"]
+    ["DENO_CERT", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR"]
         .iter()
         .filter_map(std::env::var_os)
         .filter(|v| !v.is_empty())
