@@ -101,7 +101,6 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let mut runtime_config = serving::runtime_config(&config, false);
     runtime_config.isolation = Some(Isolation { cache_dir: data_dir.join("deno"), mode: config.sandbox });
     let runtime = Runtime::new(runtime_config, hub.clone())?;
-    announce_sandbox(global.json, &runtime);
     let shutdown = CancellationToken::new();
     let logs = LogService { store: log_store, hub, shutdown: shutdown.clone(), keepalive: LOG_KEEPALIVE };
     let platform = Platform::open_with_logs(store.clone(), runtime.clone(), &data_dir, Some(logs)).await?;
@@ -125,6 +124,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             ),
         );
     }
+    announce_sandbox(global.json, &runtime);
     serving::find_deno_early(&runtime);
 
     // User and service tokens are signed with a key kept in the data folder, so signed-in users
