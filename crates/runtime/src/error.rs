@@ -28,7 +28,7 @@ pub enum RuntimeError {
     #[error("Too many deploys are being checked right now")]
     Busy { detail: String, retry_after: Duration },
     /// Functions cannot be confined as `serve` requires.
-    #[error("Functions cannot be sandboxed on this system")]
+    #[error("Functions cannot be sandboxed on this system: {message}")]
     Sandbox { message: String },
     /// The runtime is shutting down and takes no new requests.
     #[error("The server is shutting down")]
