@@ -332,19 +332,23 @@ fn mentions_path(line: &str) -> bool {
     })
 }
 
-/// The file that notes `entry`'s packages as cached for this Deno executable, when it does not
-/// exist yet.
-pub(crate) fn unwarmed(caches: &Caches, deno: &Path, entry: &Path) -> Option<PathBuf> {
+/// The file that notes the packages of `entry` in the deployment folder `root` as cached for
+/// this Deno executable. Keyed by the folder's name (the deployment's content address) and the
+/// entry's place in it, so the deploy check of a scratch copy and the worker of the stored
+/// deployment agree.
+pub(crate) fn warm_marker(caches: &Caches, deno: &Path, entry: &Path, root: &Path) -> PathBuf {
     use sha2::{Digest, Sha256};
     let stamp = std::fs::metadata(deno).ok().map(|m| (m.len(), m.modified().ok()));
+    let relative = entry.strip_prefix(root).unwrap_or(entry);
     let key = Sha256::new()
         .chain_update(deno.as_os_str().as_encoded_bytes())
-        .chain_update(format!("{stamp:?}"))
-        .chain_update(entry.as_os_str().as_encoded_bytes())
+        .chain_update(format!("{stamp:?}\0"))
+        .chain_update(root.file_name().unwrap_or_default().as_encoded_bytes())
+        .chain_update(b"\0")
+        .chain_update(relative.as_os_str().as_encoded_bytes())
         .finalize();
     let key: String = key[..16].iter().map(|b| format!("{b:02x}")).collect();
-    let marker = caches.warm_dir().join(key);
-    (!marker.exists()).then_some(marker)
+    caches.warm_dir().join(key)
 }
 
 /// Lists an entry's graph with the app's own `DENO_DIR` (waiting for a check slot), so that the

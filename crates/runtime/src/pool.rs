@@ -237,7 +237,12 @@ impl Runtime {
             confine: inner.isolation.as_ref().is_some_and(|i| i.confine),
         };
         let info = inner.checks.list(&listing).await?;
-        check::verdict(&info, entry, root, &inner.host_dir).map_err(|detail| RuntimeError::ModuleInvalid { detail })
+        check::verdict(&info, entry, root, &inner.host_dir).map_err(|detail| RuntimeError::ModuleInvalid { detail })?;
+        // The packages are cached: the stored deployment's first worker needs no warm-up.
+        if let Some(isolation) = &inner.isolation {
+            let _ = std::fs::write(check::warm_marker(&isolation.caches, &deno.path, entry, root), b"");
+        }
+        Ok(())
     }
 
     /// Sends `request` to a worker of `spec` and returns its response, streaming. The request's
@@ -363,7 +368,10 @@ impl Runtime {
     async fn warm(&self, context: &WorkerContext, spec: &FunctionSpec) {
         let Some(isolation) = &self.inner.isolation else { return };
         let Some(root) = spec.read_paths.first() else { return };
-        let Some(marker) = check::unwarmed(&isolation.caches, &context.deno, &spec.entry) else { return };
+        let marker = check::warm_marker(&isolation.caches, &context.deno, &spec.entry, root);
+        if marker.exists() {
+            return;
+        }
         let Ok(deno_dir) = isolation.caches.app_dir(&spec.app_id) else { return };
         let Ok(work) = tempfile::Builder::new().prefix("w").tempdir_in(&self.inner.checks_dir) else { return };
         let listing = Listing {

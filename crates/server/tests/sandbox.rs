@@ -411,3 +411,41 @@ async fn npm_packages_come_from_a_shared_read_only_cache_refilled_when_wiped() {
     assert!(package.exists());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn dev_skips_reserved_dotenv_names_with_a_warning_and_gives_the_app_id() {
+    let project = homebase_testkit::fixture("functions");
+    project.write(".env", "LD_PRELOAD=/tmp/nothing.so\nDENO_V8_FLAGS=--jitless\nDOTENV_OK=yes\n");
+    project.write(
+        "base44/functions/envdump/entry.ts",
+        "Deno.serve(() => Response.json({ app: Deno.env.get(\"BASE44_APP_ID\") ?? null, preload: \
+         Deno.env.get(\"LD_PRELOAD\") ?? null, flags: Deno.env.get(\"DENO_V8_FLAGS\") ?? null, ok: \
+         Deno.env.get(\"DOTENV_OK\") ?? null }));\n",
+    );
+    let server = homebase_testkit::TestServer::start(project.path()).await;
+    let response = server.client().get(server.at("/functions/envdump")).send().await.unwrap();
+    let body = json_of(response).await;
+    assert_eq!(body["ok"], "yes", "{body}");
+    assert_eq!(body["app"], json!(server.app.app_id()), "{body}");
+    // Only the .env values are screened: dev's own environment is the developer's.
+    if std::env::var_os("LD_PRELOAD").is_none() {
+        assert_eq!(body["preload"], Value::Null, "{body}");
+    }
+    if std::env::var_os("DENO_V8_FLAGS").is_none() {
+        assert_eq!(body["flags"], Value::Null, "{body}");
+    }
+    let problems: Vec<String> = server
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|e| match e {
+            homebase_server::dev::DevEvent::Loaded { problems, .. } => problems.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    for name in ["LD_PRELOAD", "DENO_V8_FLAGS"] {
+        assert!(problems.iter().any(|p| p.contains(&format!("'{name}' cannot be a secret name"))), "{problems:?}");
+    }
+    server.stop().await;
+}
