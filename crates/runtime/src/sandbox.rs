@@ -173,6 +173,10 @@ const NETWORK: &str = "it decides where the worker's network and TLS traffic goe
 const HOMEBASE: &str = "Homebase sets it for every worker";
 
 fn reserved_reason(upper: &str) -> Option<&'static str> {
+    // The one NODE_* name that is an app setting, read by packages and no runtime.
+    if upper == "NODE_ENV" {
+        return None;
+    }
     const PREFIXES: [(&str, &str); 9] = [
         ("LD_", LOADER),
         ("MALLOC_", LOADER),
@@ -547,7 +551,9 @@ mod tests {
             let problem = secret_name_problem(name).unwrap_or_else(|| panic!("{name} must be refused"));
             assert!(problem.starts_with(&format!("'{name}' cannot be a secret name: ")), "{problem}");
         }
-        for name in ["STRIPE_KEY", "OPENAI_API_KEY", "DATABASE_URL", "TZ", "LANG", "MY_LD_PRELOAD", "_X", "PATHS"] {
+        for name in
+            ["STRIPE_KEY", "OPENAI_API_KEY", "DATABASE_URL", "TZ", "LANG", "MY_LD_PRELOAD", "_X", "PATHS", "NODE_ENV"]
+        {
             assert_eq!(secret_name_problem(name), None, "{name}");
         }
         for name in ["", "1X", "A-B", "A B", "A=B", "é"] {
