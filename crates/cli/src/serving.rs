@@ -1,8 +1,6 @@
 //! What `dev` and `serve` share: the runtime's settings, finding Deno early, and running the
 //! router until Ctrl-C or SIGTERM, then draining.
 
-use std::time::Duration;
-
 use homebase_runtime::{Runtime, RuntimeConfig};
 use homebase_server::config::Config;
 use tokio::net::TcpListener;
@@ -34,19 +32,20 @@ pub fn find_deno_early(runtime: &Runtime) {
     });
 }
 
-/// Serves `router` until Ctrl-C or SIGTERM (a second one exits at once), then cancels
-/// `shutdown`, lets in-flight requests finish within `grace`, stops the workers and prints what
-/// they logged last.
+/// Serves `router` with `config`'s connection limits until Ctrl-C or SIGTERM (a second one exits
+/// at once), then cancels `shutdown`, lets in-flight requests finish within its shutdown
+/// timeout, stops the workers and prints what they logged last.
 pub async fn serve_until_signal(
     json: bool,
     listener: TcpListener,
     router: axum::Router,
+    config: &Config,
     runtime: Runtime,
     terminal: std::sync::Arc<output::TerminalLogs>,
     shutdown: CancellationToken,
-    grace: Duration,
 ) {
-    let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), grace));
+    let (limits, grace) = (config.connection_limits(), config.shutdown_timeout);
+    let server = tokio::spawn(homebase_server::serve_with(listener, router, limits, shutdown.clone(), grace));
     output::wait_for_signal().await;
     output::note(json, "shutting_down", "Shutting down: finishing in-flight requests… (again to stop now)");
     tokio::spawn(async {

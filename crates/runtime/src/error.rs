@@ -10,11 +10,14 @@ pub enum RuntimeError {
     #[error("Deno is not available: {message}")]
     Deno { message: String },
     /// The function's module failed to load (syntax error, missing import, no handler, …).
+    /// `detail` has the load error or the worker's stderr; `reason` says why in a line without
+    /// output, stacks or paths (what `serve` answers, see [`RuntimeConfig::error_details`](crate::RuntimeConfig)).
     #[error("Function '{function}' failed to start")]
-    BootFailed { function: String, detail: String },
-    /// The worker went away while handling the request.
+    BootFailed { function: String, detail: String, reason: String },
+    /// The worker went away while handling the request. `detail` and `reason` as for
+    /// [`BootFailed`](RuntimeError::BootFailed).
     #[error("Function '{function}' crashed while handling the request")]
-    Crashed { function: String, detail: String },
+    Crashed { function: String, detail: String, reason: String },
     /// The request ran past the function timeout; the worker was replaced.
     #[error("Function '{function}' did not finish within {}s", timeout.as_secs_f64())]
     Timeout { function: String, timeout: Duration },
@@ -69,6 +72,15 @@ impl RuntimeError {
             RuntimeError::Busy { .. } => "too_many_checks",
             RuntimeError::Sandbox { .. } => "sandbox_unavailable",
             RuntimeError::Io { .. } => "internal",
+        }
+    }
+
+    /// Why a start failed or a worker crashed, in one line without the worker's output, stack
+    /// traces or paths; `None` for the other errors.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            RuntimeError::BootFailed { reason, .. } | RuntimeError::Crashed { reason, .. } => Some(reason),
+            _ => None,
         }
     }
 

@@ -72,6 +72,10 @@ pub struct RuntimeConfig {
     pub check_timeout: Duration,
     /// How many deploy checks may run at once; more are refused ([`RuntimeError::Busy`]).
     pub max_checks: usize,
+    /// Error answers may carry stack traces, paths and the worker's output (dev). Off (serve),
+    /// an uncaught exception answers its message's first line and the request id, and the
+    /// rest goes to the function's log only.
+    pub error_details: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -87,6 +91,7 @@ impl Default for RuntimeConfig {
             isolation: None,
             check_timeout: Duration::from_secs(60),
             max_checks: default_max_checks(),
+            error_details: true,
         }
     }
 }

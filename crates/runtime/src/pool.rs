@@ -197,6 +197,7 @@ impl Runtime {
                     tmp_dir: inner.tmp_dir.clone(),
                     inherit_env: inner.config.inherit_env,
                     isolation: inner.isolation.clone(),
+                    error_details: inner.config.error_details,
                     boot_timeout: inner.config.boot_timeout,
                     stop_grace: inner.config.stop_grace,
                     logs: inner.logs.clone(),
@@ -278,14 +279,17 @@ impl Runtime {
             Ok(Err(error)) => {
                 // The worker dropped the connection: it crashed (Deno.exit, out of memory) or
                 // was stopped. A dead worker is replaced on the next request.
-                let detail = if worker.exited_within(Duration::from_millis(500)).await {
-                    worker.death_detail()
+                let (detail, reason) = if worker.exited_within(Duration::from_millis(500)).await {
+                    (worker.death_detail(), worker.exit_reason())
                 } else {
-                    format!("The connection to the worker failed: {error}")
+                    (
+                        format!("The connection to the worker failed: {error}"),
+                        "the connection to the worker failed".into(),
+                    )
                 };
                 let invocation = Invocation { started, status: 502, request_id };
                 invocation.log(&lease, "crashed: ", &detail);
-                Err(RuntimeError::Crashed { function: spec.name.clone(), detail })
+                Err(RuntimeError::Crashed { function: spec.name.clone(), detail, reason })
             }
             Err(_) => {
                 let reason = format!("the request ran past the {}s function timeout", timeout.as_secs_f64());

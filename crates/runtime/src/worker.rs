@@ -40,6 +40,7 @@ pub(crate) struct WorkerContext {
     pub inherit_env: bool,
     /// `serve`: each app's own Deno cache, a clean environment and Landlock.
     pub isolation: Option<crate::sandbox::WorkerIsolation>,
+    pub error_details: bool,
     pub boot_timeout: Duration,
     pub stop_grace: Duration,
     pub logs: Arc<dyn LogSink>,
@@ -123,6 +124,7 @@ impl Worker {
             .env("HOMEBASE_ENTRY", file_url(&spec.entry))
             .env("HOMEBASE_SOCKET", &socket)
             .env("HOMEBASE_FUNCTION", &spec.name)
+            .env("HOMEBASE_ERROR_DETAILS", if ctx.error_details { "1" } else { "0" })
             .env("HOMEBASE_SECRET_NAMES", secrets.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(","))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -164,7 +166,7 @@ impl Worker {
         tokio::spawn(own_process(worker.clone(), child, stdin, pumps, ctx.stop_grace, socket_dir, tmp));
 
         let boot = tokio::time::timeout(ctx.boot_timeout, ready_rx).await;
-        let failure = match boot {
+        let (failure, reason) = match boot {
             Ok(Ok(Ok(()))) => {
                 worker.boot_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 worker.system_log(
@@ -173,26 +175,36 @@ impl Worker {
                 );
                 return Ok(worker);
             }
-            Ok(Ok(Err(load_error))) => load_error,
+            Ok(Ok(Err(load_error))) => {
+                let reason = format!("its module did not load: {}", first_line_without_paths(&load_error));
+                (load_error, reason)
+            }
             Ok(Err(_)) => {
                 // stdout closed without a message: the process died early (or closed its
                 // stdout). Wait for the owner task to reap it so the exit status and stderr
                 // are known.
                 if worker.exited_within(ctx.boot_timeout).await {
-                    worker.death_detail()
+                    (worker.death_detail(), worker.exit_reason())
                 } else {
-                    format!("The worker closed its output without becoming ready. {}", worker.stderr_text())
+                    let closed = "the worker closed its output without becoming ready";
+                    (
+                        format!("The worker closed its output without becoming ready. {}", worker.stderr_text()),
+                        closed.into(),
+                    )
                 }
             }
-            Err(_) => format!(
-                "The worker did not become ready within {}s. {}",
-                ctx.boot_timeout.as_secs(),
-                worker.stderr_text()
+            Err(_) => (
+                format!(
+                    "The worker did not become ready within {}s. {}",
+                    ctx.boot_timeout.as_secs(),
+                    worker.stderr_text()
+                ),
+                format!("the worker did not become ready within {}s", ctx.boot_timeout.as_secs()),
             ),
         };
         worker.stop.cancel();
         worker.system_log(Level::Error, format!("failed to start: {failure}"));
-        Err(RuntimeError::BootFailed { function: worker.spec.name.clone(), detail: failure })
+        Err(RuntimeError::BootFailed { function: worker.spec.name.clone(), detail: failure, reason })
     }
 
     pub fn is_alive(&self) -> bool {
@@ -250,6 +262,11 @@ impl Worker {
         let reason = self.exit_reason.lock().unwrap().clone().unwrap_or_else(|| "the worker exited".into());
         let tail = self.stderr_text();
         if tail.is_empty() { reason } else { format!("{reason}. {tail}") }
+    }
+
+    /// Why the process died (its exit status or why it was stopped), without its output.
+    pub fn exit_reason(&self) -> String {
+        self.exit_reason.lock().unwrap().clone().unwrap_or_else(|| "the worker exited".into())
     }
 
     fn stderr_text(&self) -> String {
@@ -483,6 +500,26 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 }
 
+/// The first line of `text` with every `file://` URL cut to its file name: what `serve` may
+/// show of a load error (`Module not found "file:///srv/…/x.ts"` → `Module not found "x.ts"`).
+pub(crate) fn first_line_without_paths(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(start) = rest.find("file://") {
+        out.push_str(&rest[..start]);
+        let url = &rest[start..];
+        let end =
+            url.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ')' | '>')).unwrap_or(url.len());
+        let name = url[..end].rsplit('/').next().unwrap_or_default();
+        out.push_str(name);
+        rest = &url[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn join_paths(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",")
 }
@@ -520,6 +557,18 @@ pub(crate) fn die_with_parent(_: &mut Command) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_reasons_keep_the_first_line_without_paths() {
+        let load = "TypeError: Module not found \"file:///srv/data/deployments/abc/lib.ts\".\n    at file:///srv/data/deployments/abc/entry.ts:1:8";
+        assert_eq!(first_line_without_paths(load), "TypeError: Module not found \"lib.ts\".");
+        let parse = "error: The module's source code could not be parsed: Expected ';' at file:///x/y/entry.ts:2:5";
+        assert_eq!(
+            first_line_without_paths(parse),
+            "The module's source code could not be parsed: Expected ';' at entry.ts:2:5"
+        );
+        assert_eq!(first_line_without_paths("\nError: boom\n  at x"), "Error: boom");
+    }
 
     #[test]
     fn file_urls_escape_unusual_characters() {

@@ -7,6 +7,8 @@ use std::time::Duration;
 use homebase_runtime::SandboxMode;
 use serde::{Deserialize, Serialize};
 
+use crate::connections::ConnectionLimits;
+
 /// The resolved configuration, validated and printable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
@@ -48,6 +50,15 @@ pub struct Config {
     pub deploy_check_timeout: Duration,
     /// `serve`: how many deploys may be checked at once; more are answered 429.
     pub max_deploy_checks: usize,
+    /// Client connections served at once; one more is answered 503 and closed. Lowered at start
+    /// to fit the open-file limit (see `connections`).
+    pub max_connections: usize,
+    /// How long a client may take to send a request head.
+    #[serde(with = "humantime_serde_str")]
+    pub header_read_timeout: Duration,
+    /// How long a client connection may stay open with no request.
+    #[serde(with = "humantime_serde_str")]
+    pub keep_alive_timeout: Duration,
 }
 
 fn display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
@@ -72,6 +83,9 @@ impl Default for Config {
             sandbox: SandboxMode::Required,
             deploy_check_timeout: Duration::from_secs(60),
             max_deploy_checks: homebase_runtime::default_max_checks(),
+            max_connections: ConnectionLimits::default().max_connections,
+            header_read_timeout: ConnectionLimits::default().header_read_timeout,
+            keep_alive_timeout: ConnectionLimits::default().keep_alive_timeout,
         }
     }
 }
@@ -96,6 +110,9 @@ pub struct ConfigLayer {
     pub sandbox: Option<String>,
     pub deploy_check_timeout: Option<DurationValue>,
     pub max_deploy_checks: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<DurationValue>,
+    pub keep_alive_timeout: Option<DurationValue>,
 }
 
 /// A size as written: `"512MB"`, `"1GiB"`, `"800k"`, or a number of bytes.
@@ -202,7 +219,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 15] = [
+const ENV_KEYS: [&str; 18] = [
     "sandbox",
     "deploy-check-timeout",
     "max-deploy-checks",
@@ -218,6 +235,9 @@ const ENV_KEYS: [&str; 15] = [
     "cors-origins",
     "log-retention",
     "log-max-size",
+    "max-connections",
+    "header-read-timeout",
+    "keep-alive-timeout",
 ];
 
 impl ConfigLayer {
@@ -259,6 +279,13 @@ impl ConfigLayer {
                     layer.max_deploy_checks =
                         Some(value.trim().parse().map_err(|_| bad(format!("'{value}' is not a number")))?)
                 }
+                "max-connections" => {
+                    layer.max_connections = Some(
+                        value.trim().parse().map_err(|_| bad(format!("'{value}' is not a number of connections")))?,
+                    )
+                }
+                "header-read-timeout" => layer.header_read_timeout = Some(value.into()),
+                "keep-alive-timeout" => layer.keep_alive_timeout = Some(value.into()),
                 "cors-origins" => {
                     layer.cors_origins =
                         Some(value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect())
@@ -297,6 +324,11 @@ impl Config {
                     .map_err(|message| ConfigError { source_name: format!("{source} (sandbox)"), message })?;
             }
             config.max_deploy_checks = layer.max_deploy_checks.unwrap_or(config.max_deploy_checks);
+            config.header_read_timeout =
+                duration(&layer.header_read_timeout, config.header_read_timeout, "header-read-timeout")?;
+            config.keep_alive_timeout =
+                duration(&layer.keep_alive_timeout, config.keep_alive_timeout, "keep-alive-timeout")?;
+            config.max_connections = layer.max_connections.unwrap_or(config.max_connections);
             if let Some(size) = &layer.log_max_size {
                 config.log_max_size = size
                     .parse()
@@ -342,6 +374,15 @@ impl Config {
         if self.log_max_size < 1024 * 1024 {
             return Err(invalid("log-max-size", "must be at least 1MB, e.g. \"512MB\" or \"2GB\""));
         }
+        if self.max_connections == 0 {
+            return Err(invalid("max-connections", "must be at least 1, e.g. 10000"));
+        }
+        if self.header_read_timeout.is_zero() {
+            return Err(invalid("header-read-timeout", "must be longer than zero, e.g. \"10s\""));
+        }
+        if self.keep_alive_timeout.is_zero() {
+            return Err(invalid("keep-alive-timeout", "must be longer than zero, e.g. \"75s\""));
+        }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -349,6 +390,15 @@ impl Config {
         }
         self.mailer().map_err(|message| invalid("smtp-url", &message))?;
         Ok(())
+    }
+
+    /// The limits on client connections.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
+        }
     }
 
     /// Where app-user mail goes: SMTP when `smtp-url` is set, else the server log.
@@ -504,6 +554,26 @@ mod tests {
         assert_eq!(err.to_string(), "HOMEBASE_MAX_DEPLOY_CHECKS: 'many' is not a number");
         let json = serde_json::to_value(Config::default()).unwrap();
         assert_eq!(json["sandbox"], "required");
+    }
+
+    #[test]
+    fn connection_limits_come_from_every_layer() {
+        let defaults = Config::default().connection_limits();
+        assert_eq!(defaults, ConnectionLimits::default());
+        let file: ConfigLayer =
+            toml::from_str("max-connections = 500\nheader-read-timeout = \"5s\"\nkeep-alive-timeout = 30").unwrap();
+        let vars = env(&[("HOMEBASE_HEADER_READ_TIMEOUT", "2s")]);
+        let flags = ConfigLayer { max_connections: Some(700), ..Default::default() };
+        let limits = Config::resolve(&[("file", file), ("env", vars), ("flags", flags)]).unwrap().connection_limits();
+        assert_eq!(limits.max_connections, 700);
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(limits.keep_alive_timeout, Duration::from_secs(30));
+        let err = ConfigLayer::from_env([("HOMEBASE_MAX_CONNECTIONS".to_string(), "many".to_string())]).unwrap_err();
+        assert_eq!(err.to_string(), "HOMEBASE_MAX_CONNECTIONS: 'many' is not a number of connections");
+        let zero = ConfigLayer { max_connections: Some(0), ..Default::default() };
+        assert_eq!(Config::resolve(&[("flags", zero)]).unwrap_err().source_name, "max-connections");
+        let zero = env(&[("HOMEBASE_HEADER_READ_TIMEOUT", "0s")]);
+        assert_eq!(Config::resolve(&[("env", zero)]).unwrap_err().source_name, "header-read-timeout");
     }
 
     #[test]

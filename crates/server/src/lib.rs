@@ -14,6 +14,7 @@ pub mod auth;
 pub mod auth_manage;
 pub mod catalog;
 pub mod config;
+pub mod connections;
 pub mod cors;
 pub mod dev;
 mod error;
@@ -33,14 +34,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use homebase_runtime::Runtime;
 use http::Extensions;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use catalog::{AppFunctions, Catalog};
+pub use connections::ConnectionLimits;
 pub use error::ApiError;
 pub use routes::{function_routes, router, unknown_route};
 pub use token::TokenMinter;
@@ -99,7 +99,8 @@ impl AppState {
     }
 }
 
-/// Both ends of a client's connection, in every request's extensions as `ConnectInfo<Peer>`:
+/// Both ends of a client's connection, in every request's extensions as `ConnectInfo<Peer>`
+/// (added by [`connections`]):
 /// `remote` for the login limiter, `local` (the address the client reached) for the URL
 /// functions call back.
 #[derive(Debug, Clone, Copy)]
@@ -108,53 +109,22 @@ pub struct Peer {
     pub remote: SocketAddr,
 }
 
-impl Connected<IncomingStream<'_, NoDelay>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, NoDelay>) -> Peer {
-        let remote = *stream.remote_addr();
-        Peer { local: stream.io().local_addr().unwrap_or(remote), remote }
-    }
-}
-
-/// A TCP listener whose connections send small writes at once (`TCP_NODELAY`).
-struct NoDelay(TcpListener);
-
-impl axum::serve::Listener for NoDelay {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        let _ = stream.set_nodelay(true);
-        (stream, addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-}
-
-/// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and gives
-/// in-flight requests up to `grace` to finish. Returns once the server has stopped.
+/// Serves `router` on `listener` with the default [`ConnectionLimits`] until `shutdown` is
+/// cancelled, then stops accepting and gives in-flight requests up to `grace` to finish. Returns
+/// once the server has stopped.
 pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: CancellationToken, grace: Duration) {
-    let listener = NoDelay(listener);
-    let signal = shutdown.clone();
-    // Connect info gives the login rate limiter the client's address, and functions the
-    // server's own.
-    let service = router.into_make_service_with_connect_info::<Peer>();
-    let server = axum::serve(listener, service).with_graceful_shutdown(async move { signal.cancelled().await });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut server => {
-            if let Err(error) = result {
-                tracing::error!(%error, "server stopped");
-            }
-            return;
-        }
-        () = shutdown.cancelled() => {}
-    }
-    if tokio::time::timeout(grace, server).await.is_err() {
-        tracing::warn!("in-flight requests did not finish within {}s; stopping anyway", grace.as_secs_f64());
-    }
+    connections::serve(listener, router, ConnectionLimits::default(), shutdown, grace).await
+}
+
+/// [`serve`] with the limits on connections given (see [`connections`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    connections::serve(listener, router, limits, shutdown, grace).await
 }
 
 /// Binds `host:port`; when `fallback` is set and the port is taken, tries the next ports.

@@ -23,7 +23,7 @@ use http::StatusCode;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::catalog::{AppFunctions, Catalog};
+use crate::catalog::{AppFunctions, BoxFuture, Catalog};
 
 /// The router of `homebase serve`: the function routes, the management API, `/readyz` (the
 /// database answers) and the JSON 404.
@@ -216,5 +216,16 @@ impl Catalog for Platform {
             Some(logs) => logs.hub.mask_text(app_id, text),
             None => Cow::Borrowed(text),
         }
+    }
+
+    /// Only a holder of a key for the app (or of an admin key), sent as the management API takes
+    /// it (`api_key`, or `Authorization: Bearer b44k_…`).
+    fn may_list_functions<'a>(&'a self, app_id: &'a str, headers: &'a http::HeaderMap) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            match crate::manage::Caller::authenticate(self, headers).await {
+                Ok(caller) => caller.require_app(app_id).is_ok(),
+                Err(_) => false,
+            }
+        })
     }
 }

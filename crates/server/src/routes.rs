@@ -14,14 +14,14 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use homebase_runtime::FunctionSpec;
+use homebase_runtime::{FunctionSpec, RuntimeError};
 use http::header::{HOST, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 
 use crate::AppState;
 use crate::catalog::{AppFunctions, Resolved};
-use crate::error::ApiError;
+use crate::error::{ApiError, FromFunction};
 use crate::headers::{self, Caller, Injected};
 
 /// The function routes and the fallback, for `dev`.
@@ -138,7 +138,10 @@ async fn call_function(
             )
             .into_response();
         }
-        Resolved::Unknown => return function_not_found(&app, &rest).into_response(),
+        Resolved::Unknown => {
+            let listed = state.catalog.may_list_functions(&app.app_id, request.headers()).await;
+            return function_not_found(&app, &rest, listed).into_response();
+        }
     };
 
     let (mut parts, body) = request.into_parts();
@@ -181,14 +184,43 @@ async fn call_function(
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             headers::prepare_response_headers(&mut parts.headers);
+            parts.extensions.insert(FromFunction);
             Response::from_parts(parts, Body::new(body))
         }
-        Err(error) => {
+        Err(error) if state.runtime.config().error_details => {
             let mut error = ApiError::from(error);
             error.detail = mask_detail(state, &spec, &error.detail);
             error.into_response()
         }
+        Err(error) => public_error(&error, &request_id, |reason| mask_detail(state, &spec, reason)).into_response(),
     }
+}
+
+/// A runtime failure as `serve` answers it: the reason in a line, never the worker's output,
+/// stack traces, paths or the Deno binary (they are in the function's log, or the server's for
+/// Deno and I/O failures), and the request id to find them by.
+/// `mask` hides secret values in the reason (a load error's first line may quote one).
+fn public_error(error: &RuntimeError, request_id: &str, mask: impl Fn(&str) -> String) -> ApiError {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (message, detail) = match error {
+        RuntimeError::BootFailed { .. } | RuntimeError::Crashed { .. } => (
+            error.to_string(),
+            format!(
+                "{}: {}. The function's logs have the details (request {request_id}).",
+                if matches!(error, RuntimeError::Crashed { .. }) { "It crashed" } else { "It could not start" },
+                mask(error.reason().unwrap_or("the worker failed"))
+            ),
+        ),
+        RuntimeError::Deno { .. } | RuntimeError::Io { .. } => {
+            tracing::error!(request_id, "{error}: {}", error.detail());
+            (
+                "Homebase could not run the function".to_string(),
+                format!("The server log has the details (request {request_id})."),
+            )
+        }
+        _ => return ApiError::from(error.clone()),
+    };
+    ApiError::new(status, error.code(), message, detail)
 }
 
 /// The detail of a crash or a failed start quotes the worker's output (its stderr, the load
@@ -199,10 +231,15 @@ fn mask_detail(state: &AppState, spec: &FunctionSpec, detail: &str) -> String {
     crate::logs::mask_values(spec.env.iter().map(|(_, value)| value.as_str()), &masked).into_owned()
 }
 
-fn function_not_found(app: &AppFunctions, rest: &str) -> ApiError {
+/// The 404 for a path no function of `app` takes. It names the app's functions only when
+/// `listed` (dev, or a caller holding a key for the app): to anyone else the names are a map of
+/// what to attack.
+fn function_not_found(app: &AppFunctions, rest: &str, listed: bool) -> ApiError {
     let wanted = rest.trim_start_matches('/');
     let names = app.names();
-    let detail = if names.is_empty() {
+    let detail = if !listed {
+        "Check the function's name. Its app's key holders see the list of names in this answer.".to_string()
+    } else if names.is_empty() {
         "This app has no functions yet. Add base44/functions/<name>/entry.ts.".to_string()
     } else {
         format!("Known functions: {}.", names.join(", "))

@@ -20,7 +20,7 @@ use homebase_server::logs_api::LogService;
 use homebase_server::mail::Mailer;
 use homebase_server::platform::Platform;
 use homebase_server::users_api::{self, Auth};
-use homebase_server::{AppState, TokenMinter};
+use homebase_server::{AppState, ConnectionLimits, TokenMinter};
 use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
@@ -115,8 +115,24 @@ impl Serving {
     /// Serves `router` on an ephemeral port; `shutdown` also stops whatever else the caller tied
     /// to it (the dev watcher).
     pub async fn start(router: axum::Router, runtime: Runtime, shutdown: CancellationToken) -> Serving {
+        Serving::start_with(router, runtime, shutdown, ConnectionLimits::default()).await
+    }
+
+    /// [`start`](Serving::start) with the limits on client connections given.
+    pub async fn start_with(
+        router: axum::Router,
+        runtime: Runtime,
+        shutdown: CancellationToken,
+        limits: ConnectionLimits,
+    ) -> Serving {
         let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
-        let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), Duration::from_secs(5)));
+        let server = tokio::spawn(homebase_server::serve_with(
+            listener,
+            router,
+            limits,
+            shutdown.clone(),
+            Duration::from_secs(5),
+        ));
         Serving { url: format!("http://{addr}"), runtime, shutdown, server }
     }
 
@@ -236,6 +252,8 @@ pub struct PlatformOptions {
     /// Deploy checks: the timeout and how many at once.
     pub check_timeout: Duration,
     pub max_checks: usize,
+    /// The limits on client connections.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for PlatformOptions {
@@ -246,6 +264,7 @@ impl Default for PlatformOptions {
             keepalive: Duration::from_secs(15),
             check_timeout: Duration::from_secs(60),
             max_checks: 16,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -271,6 +290,7 @@ impl TestPlatform {
             isolation: Some(Isolation { cache_dir: data_dir.join("deno"), mode: SandboxMode::Required }),
             check_timeout: options.check_timeout,
             max_checks: options.max_checks,
+            error_details: false,
             ..RuntimeConfig::default()
         };
         let logs = Arc::new(CollectedLogs::default());
@@ -302,7 +322,7 @@ impl TestPlatform {
                 auth: auth.clone(),
                 state,
             }));
-        let serving = Serving::start(router, runtime, shutdown).await;
+        let serving = Serving::start_with(router, runtime, shutdown, options.connections).await;
         TestPlatform { store, platform, auth, logs, log_store, hub, serving }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use homebase_runtime::{Isolation, LogSink, Runtime};
+use homebase_runtime::{Isolation, LogSink, Runtime, RuntimeConfig};
 use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
@@ -57,6 +57,15 @@ pub struct ServeArgs {
     /// How many deploys may be checked at once (default: twice the CPUs); more are answered 429.
     #[arg(long, value_name = "N")]
     max_deploy_checks: Option<usize>,
+    /// Client connections served at once; more are answered 503 (default 10000).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// How long a client may take to send a request head, e.g. 10s (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    header_read_timeout: Option<String>,
+    /// Close a client connection after this long without a request, e.g. 75s (default 75s).
+    #[arg(long, value_name = "DURATION")]
+    keep_alive_timeout: Option<String>,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -77,6 +86,9 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         sandbox: args.sandbox,
         deploy_check_timeout: args.deploy_check_timeout.map(Into::into),
         max_deploy_checks: args.max_deploy_checks,
+        max_connections: args.max_connections,
+        header_read_timeout: args.header_read_timeout.map(Into::into),
+        keep_alive_timeout: args.keep_alive_timeout.map(Into::into),
         ..Default::default()
     };
     let config = Config::resolve(&[
@@ -98,8 +110,12 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         LogHub::with_store(0, vec![terminal.clone() as Arc<dyn LogSink>], writer.clone(), log_store.next_id().await?);
     // Functions get their secrets, not the server's environment, and run sandboxed, with Deno
     // caches of their app's own in the data folder (see homebase_runtime::sandbox).
-    let mut runtime_config = serving::runtime_config(&config, false);
-    runtime_config.isolation = Some(Isolation { cache_dir: data_dir.join("deno"), mode: config.sandbox });
+    // Callers see short reasons; stacks, paths and worker output go to the log.
+    let runtime_config = RuntimeConfig {
+        error_details: false,
+        isolation: Some(Isolation { cache_dir: data_dir.join("deno"), mode: config.sandbox }),
+        ..serving::runtime_config(&config, false)
+    };
     let runtime = Runtime::new(runtime_config, hub.clone())?;
     let shutdown = CancellationToken::new();
     let logs = LogService { store: log_store, hub, shutdown: shutdown.clone(), keepalive: LOG_KEEPALIVE };
@@ -139,8 +155,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let router = platform::router(platform.clone(), state.clone())
         .merge(users_api::router(auth.clone()))
         .merge(auth_manage::router(AuthManage { keys: auth_manage::Keys::Stored(platform), auth, state }));
-    let grace = config.shutdown_timeout;
-    serving::serve_until_signal(global.json, listener, router, runtime, terminal, shutdown, grace).await;
+    serving::serve_until_signal(global.json, listener, router, &config, runtime, terminal, shutdown).await;
     // Every line the workers printed before they stopped is stored before the process ends;
     // a disk that keeps failing must not hold the exit forever.
     if tokio::time::timeout(LOG_FLUSH_LIMIT, writer.flush()).await.is_err() {

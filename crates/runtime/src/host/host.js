@@ -25,7 +25,9 @@ function hideSecrets(text) {
   for (const value of SECRET_VALUES) text = text.split(value).join("********");
   return text;
 }
-for (const name of ["HOMEBASE_ENTRY", "HOMEBASE_SOCKET", "HOMEBASE_FUNCTION"]) Deno.env.delete(name);
+// "0" in `serve`: an uncaught error answers its message's first line, never its stack (paths).
+const ERROR_DETAILS = Deno.env.get("HOMEBASE_ERROR_DETAILS") !== "0";
+for (const name of ["HOMEBASE_ENTRY", "HOMEBASE_SOCKET", "HOMEBASE_FUNCTION", "HOMEBASE_ERROR_DETAILS"]) Deno.env.delete(name);
 
 const encoder = new TextEncoder();
 const stdoutWrite = Deno.stdout.writeSync.bind(Deno.stdout);
@@ -208,6 +210,11 @@ realServe({ path: SOCKET, onListen() { emit({ t: "ready" }); } }, async (request
     const text = describe(error);
     emit({ t: "log", l: "error", m: "Uncaught error in handler: " + text, r: id });
     const message = error instanceof Error ? error.message : inspect(error);
+    if (!ERROR_DETAILS) {
+      const line = String(message).split("\n")[0].replace(/file:\/\/\S*\//g, "");
+      const detail = `The function threw an uncaught error; its logs have the stack trace (request ${id}).`;
+      return failure(500, "function_error", line || "The function threw an error", detail);
+    }
     return failure(500, "function_error", message || "The function threw an error", text);
   } finally {
     active.delete(id);
