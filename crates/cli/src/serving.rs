@@ -17,6 +17,8 @@ pub fn runtime_config(config: &Config, inherit_env: bool) -> RuntimeConfig {
         boot_timeout: config.boot_timeout,
         inherit_env,
         net_allow: config.net_allow(),
+        check_timeout: config.deploy_check_timeout,
+        max_checks: config.max_deploy_checks,
         ..RuntimeConfig::default()
     }
 }

@@ -39,6 +39,8 @@ pub(crate) struct WorkerContext {
     pub sockets_dir: PathBuf,
     pub tmp_dir: PathBuf,
     pub inherit_env: bool,
+    /// `serve`: each app's own Deno cache, a clean environment and Landlock.
+    pub isolation: Option<crate::sandbox::WorkerIsolation>,
     pub error_details: bool,
     pub net_allow: NetAllow,
     pub api: Arc<ApiRoute>,
@@ -75,12 +77,23 @@ impl Worker {
     /// Starts a process for `spec` and waits until it listens, fails to load, or dies.
     pub async fn spawn(ctx: &WorkerContext, id: u64, spec: Arc<FunctionSpec>) -> Result<Arc<Worker>, RuntimeError> {
         let started = Instant::now();
-        let socket = ctx.sockets_dir.join(format!("w{id}.sock"));
+        // Each socket has a folder of its own: a sandboxed worker may create its socket there and
+        // nowhere near another worker's.
+        let socket_dir = ctx.sockets_dir.join(format!("w{id}"));
+        crate::sandbox::create_private_dir(&socket_dir)?;
+        let socket = socket_dir.join("http.sock");
         let tmp = ctx.tmp_dir.join(format!("w{id}"));
         std::fs::create_dir_all(&tmp)?;
+        let deno_dir = match &ctx.isolation {
+            Some(isolation) => isolation.caches.app_dir(&spec.app_id)?,
+            None => ctx.deno_dir.clone(),
+        };
 
-        let mut read = vec![ctx.host_dir.clone(), ctx.deno_dir.clone(), socket.clone(), tmp.clone()];
-        read.extend(spec.read_paths.iter().cloned());
+        let mut code = vec![ctx.host_dir.clone()];
+        code.extend(ctx.isolation.iter().flat_map(|i| i.caches.packages()));
+        code.extend(spec.read_paths.iter().cloned());
+        let mut read = vec![deno_dir.clone(), socket.clone(), tmp.clone()];
+        read.extend(code.iter().cloned());
         let mut write = vec![socket.clone(), tmp.clone()];
         let net = WorkerNet::new(&ctx.net_allow.union(&spec.net_allow), &netpolicy::own_addresses());
         // A restricted worker reaches Homebase's API over the server's socket (netpolicy::ApiRoute).
@@ -101,13 +114,20 @@ impl Worker {
             .arg("--quiet")
             .arg("--no-config")
             .arg("--no-prompt")
+            .args(ctx.isolation.iter().map(|_| "--cached-only")) // packages come from deploy checks
             .arg(format!("--import-map={}", ctx.import_map.display()))
             .args(net.deno_args())
             .arg("--allow-env")
             .arg(format!("--allow-read={}", join_paths(&read)))
             .arg(format!("--allow-write={}", join_paths(&write)))
             .arg(&ctx.host_script);
-        if !ctx.inherit_env {
+        if let Some(isolation) = &ctx.isolation {
+            let mut write = vec![socket_dir.clone(), tmp.clone(), deno_dir.clone()];
+            if api.is_some() {
+                write.push(ctx.api.socket.clone());
+            }
+            isolation.apply(&mut cmd, &ctx.deno, &code, &write, &tmp, &deno_dir)?;
+        } else if !ctx.inherit_env {
             cmd.env_clear();
             for key in ["PATH", "HOME", "DENO_DIR", "LANG", "TZ"] {
                 if let Some(value) = std::env::var_os(key) {
@@ -115,7 +135,9 @@ impl Worker {
                 }
             }
         }
-        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
+        let secrets: Vec<&(String, String)> = crate::sandbox::allowed_secrets(&spec.env).collect();
+        cmd.envs(secrets.iter().map(|(k, v)| (k, v)))
+            .env("BASE44_APP_ID", &spec.app_id)
             .env("DENO_NO_PACKAGE_JSON", "1")
             .env("DENO_NO_UPDATE_CHECK", "1")
             .env("NO_COLOR", "1")
@@ -124,7 +146,7 @@ impl Worker {
             .env("HOMEBASE_SOCKET", &socket)
             .env("HOMEBASE_FUNCTION", &spec.name)
             .env("HOMEBASE_ERROR_DETAILS", if ctx.error_details { "1" } else { "0" })
-            .env("HOMEBASE_SECRET_NAMES", spec.env.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(","))
+            .env("HOMEBASE_SECRET_NAMES", secrets.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(","))
             .envs(api.iter().flat_map(|origins| {
                 [
                     ("HOMEBASE_API_SOCKET", ctx.api.socket.as_os_str()),
@@ -170,7 +192,7 @@ impl Worker {
             leases: AtomicU64::new(0),
         });
         worker.touch();
-        tokio::spawn(own_process(worker.clone(), child, stdin, pumps, ctx.stop_grace, socket, tmp));
+        tokio::spawn(own_process(worker.clone(), child, stdin, pumps, ctx.stop_grace, socket_dir, tmp));
 
         let boot = tokio::time::timeout(ctx.boot_timeout, ready_rx).await;
         let (failure, reason) = match boot {
@@ -319,7 +341,7 @@ async fn own_process(
     stdin: Option<ChildStdin>,
     pumps: [tokio::task::JoinHandle<()>; 2],
     grace: Duration,
-    socket: PathBuf,
+    socket_dir: PathBuf,
     tmp: PathBuf,
 ) {
     let status = tokio::select! {
@@ -352,7 +374,7 @@ async fn own_process(
     if !requested {
         worker.system_log(Level::Error, format!("worker exited unexpectedly: {}", worker.death_detail()));
     }
-    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_dir_all(&socket_dir);
     let _ = std::fs::remove_dir_all(&tmp);
     worker.exited.cancel();
 }
@@ -545,7 +567,7 @@ pub(crate) fn file_url(path: &Path) -> String {
 /// Asks Linux to SIGKILL the worker when our process dies, even by SIGKILL.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it only sets the
     // child's parent-death signal between fork and exec.
     unsafe {
@@ -559,7 +581,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_: &mut Command) {}
+pub(crate) fn die_with_parent(_: &mut Command) {}
 
 #[cfg(test)]
 mod tests {

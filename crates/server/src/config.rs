@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use homebase_runtime::NetAllow;
+use homebase_runtime::SandboxMode;
 use serde::{Deserialize, Serialize};
 
 use crate::connections::ConnectionLimits;
@@ -42,6 +43,14 @@ pub struct Config {
     pub log_retention: Duration,
     /// `serve`: when stored log lines take more bytes than this, the oldest are deleted.
     pub log_max_size: u64,
+    /// `serve`: without Landlock, refuse to start (`required`) or run without it (`best-effort`).
+    #[serde(serialize_with = "display")]
+    pub sandbox: SandboxMode,
+    /// `serve`: how long Deno may take to check a deploy.
+    #[serde(with = "humantime_serde_str")]
+    pub deploy_check_timeout: Duration,
+    /// `serve`: how many deploys may be checked at once; more are answered 429.
+    pub max_deploy_checks: usize,
     /// Client connections served at once; one more is answered 503 and closed. Lowered at start
     /// to fit the open-file limit (see `connections`).
     pub max_connections: usize,
@@ -55,6 +64,10 @@ pub struct Config {
     /// blocks, or `*` for everything (the default of `dev`; `serve` starts from none). Canonical
     /// entries (see `homebase_runtime::netpolicy`).
     pub function_net_allow: Vec<String>,
+}
+
+fn display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 impl Default for Config {
@@ -72,6 +85,9 @@ impl Default for Config {
             smtp_from: "Homebase <no-reply@localhost>".into(),
             log_retention: Duration::from_secs(7 * 24 * 3600),
             log_max_size: 1024 * 1024 * 1024,
+            sandbox: SandboxMode::Required,
+            deploy_check_timeout: Duration::from_secs(60),
+            max_deploy_checks: homebase_runtime::default_max_checks(),
             max_connections: ConnectionLimits::default().max_connections,
             header_read_timeout: ConnectionLimits::default().header_read_timeout,
             keep_alive_timeout: ConnectionLimits::default().keep_alive_timeout,
@@ -97,6 +113,9 @@ pub struct ConfigLayer {
     pub smtp_from: Option<String>,
     pub log_retention: Option<DurationValue>,
     pub log_max_size: Option<SizeValue>,
+    pub sandbox: Option<String>,
+    pub deploy_check_timeout: Option<DurationValue>,
+    pub max_deploy_checks: Option<usize>,
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<DurationValue>,
     pub keep_alive_timeout: Option<DurationValue>,
@@ -207,8 +226,11 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 16] = [
+const ENV_KEYS: [&str; 19] = [
     "function-net-allow",
+    "sandbox",
+    "deploy-check-timeout",
+    "max-deploy-checks",
     "smtp-url",
     "smtp-from",
     "host",
@@ -259,6 +281,12 @@ impl ConfigLayer {
                 "smtp-from" => layer.smtp_from = Some(value),
                 "log-retention" => layer.log_retention = Some(value.into()),
                 "log-max-size" => layer.log_max_size = Some(value.into()),
+                "sandbox" => layer.sandbox = Some(value),
+                "deploy-check-timeout" => layer.deploy_check_timeout = Some(value.into()),
+                "max-deploy-checks" => {
+                    layer.max_deploy_checks =
+                        Some(value.trim().parse().map_err(|_| bad(format!("'{value}' is not a number")))?)
+                }
                 "max-connections" => {
                     layer.max_connections = Some(
                         value.trim().parse().map_err(|_| bad(format!("'{value}' is not a number of connections")))?,
@@ -299,6 +327,14 @@ impl Config {
             config.boot_timeout = duration(&layer.boot_timeout, config.boot_timeout, "boot-timeout")?;
             config.shutdown_timeout = duration(&layer.shutdown_timeout, config.shutdown_timeout, "shutdown-timeout")?;
             config.log_retention = duration(&layer.log_retention, config.log_retention, "log-retention")?;
+            config.deploy_check_timeout =
+                duration(&layer.deploy_check_timeout, config.deploy_check_timeout, "deploy-check-timeout")?;
+            if let Some(mode) = &layer.sandbox {
+                config.sandbox = mode
+                    .parse()
+                    .map_err(|message| ConfigError { source_name: format!("{source} (sandbox)"), message })?;
+            }
+            config.max_deploy_checks = layer.max_deploy_checks.unwrap_or(config.max_deploy_checks);
             config.header_read_timeout =
                 duration(&layer.header_read_timeout, config.header_read_timeout, "header-read-timeout")?;
             config.keep_alive_timeout =
@@ -344,6 +380,12 @@ impl Config {
         }
         if self.log_retention.is_zero() {
             return Err(invalid("log-retention", "must be longer than zero, e.g. \"7d\" or \"12h\""));
+        }
+        if self.deploy_check_timeout.is_zero() {
+            return Err(invalid("deploy-check-timeout", "must be longer than zero, e.g. \"60s\""));
+        }
+        if self.max_deploy_checks == 0 {
+            return Err(invalid("max-deploy-checks", "must be at least 1"));
         }
         if self.log_max_size < 1024 * 1024 {
             return Err(invalid("log-max-size", "must be at least 1MB, e.g. \"512MB\" or \"2GB\""));
@@ -500,6 +542,39 @@ mod tests {
         let tiny = env(&[("HOMEBASE_LOG_MAX_SIZE", "10k")]);
         assert_eq!(Config::resolve(&[("env", tiny)]).unwrap_err().source_name, "log-max-size");
         assert_eq!(parse_size("1.5k"), Ok(1536));
+    }
+
+    #[test]
+    fn sandbox_and_deploy_check_settings_come_from_every_layer() {
+        let defaults = Config::default();
+        assert_eq!(defaults.sandbox, SandboxMode::Required);
+        assert_eq!(defaults.deploy_check_timeout, Duration::from_secs(60));
+        assert!(defaults.max_deploy_checks >= 2);
+        let file: ConfigLayer =
+            toml::from_str("sandbox = \"best-effort\"\ndeploy-check-timeout = \"2m\"\nmax-deploy-checks = 3").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!(
+            (config.sandbox, config.deploy_check_timeout, config.max_deploy_checks),
+            (SandboxMode::BestEffort, Duration::from_secs(120), 3)
+        );
+        let vars = env(&[
+            ("HOMEBASE_SANDBOX", "required"),
+            ("HOMEBASE_DEPLOY_CHECK_TIMEOUT", "5s"),
+            ("HOMEBASE_MAX_DEPLOY_CHECKS", "1"),
+        ]);
+        let config = Config::resolve(&[("file", file), ("env", vars)]).unwrap();
+        assert_eq!(
+            (config.sandbox, config.deploy_check_timeout, config.max_deploy_checks),
+            (SandboxMode::Required, Duration::from_secs(5), 1)
+        );
+        let err = Config::resolve(&[("env", env(&[("HOMEBASE_SANDBOX", "off")]))]).unwrap_err();
+        assert_eq!(err.source_name, "env (sandbox)");
+        let err = Config::resolve(&[("env", env(&[("HOMEBASE_MAX_DEPLOY_CHECKS", "0")]))]).unwrap_err();
+        assert_eq!(err.source_name, "max-deploy-checks");
+        let err = ConfigLayer::from_env([("HOMEBASE_MAX_DEPLOY_CHECKS".to_string(), "many".to_string())]).unwrap_err();
+        assert_eq!(err.to_string(), "HOMEBASE_MAX_DEPLOY_CHECKS: 'many' is not a number");
+        let json = serde_json::to_value(Config::default()).unwrap();
+        assert_eq!(json["sandbox"], "required");
     }
 
     #[test]

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::platform::Platform;
+use homebase_runtime::RuntimeError;
 
 /// The largest file a deploy may carry.
 pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
@@ -269,7 +270,9 @@ async fn deploy(
     {
         return Ok(Json(json!({ "status": "unchanged", "deployment_id": id })).into_response());
     }
-    validate_deploy(&platform, &app_id, &name, &deployment).await?;
+    if let Err(error) = validate_deploy(&platform, &app_id, &name, &deployment).await {
+        return Ok(with_retry_after(error));
+    }
     let outcome = {
         // The check is repeated under the lock: another deploy may have added a function while
         // Deno checked this one.
@@ -279,6 +282,16 @@ async fn deploy(
     };
     refresh_after(&platform, &app_id, "The deployment").await?;
     Ok(Json(json!({ "status": outcome.status, "deployment_id": outcome.deployment_id })).into_response())
+}
+
+/// An error response; a 429 (every deploy check slot taken) says when to retry.
+fn with_retry_after(error: ApiError) -> Response {
+    let busy = error.status == StatusCode::TOO_MANY_REQUESTS;
+    let mut response = error.into_response();
+    if busy {
+        response.headers_mut().insert(http::header::RETRY_AFTER, homebase_runtime::CHECK_RETRY_AFTER.into());
+    }
+    response
 }
 
 /// Rebuilds this node's view after a committed change. A failure here does not undo the change,
@@ -356,11 +369,15 @@ async fn validate_deploy(
         .await
         .map_err(|e| io_error(std::io::Error::other(e)))?
         .map_err(store_error)?;
-    let shown_from = entry.parent().unwrap_or(scratch.path()).to_path_buf();
-    platform.runtime.check_module(&entry, &shown_from).await.map_err(|error| {
+    // Only the deployment's own folder may be imported from (and quoted).
+    let deployment_root = scratch.path().join(&id);
+    platform.runtime.check_module(&entry, &deployment_root).await.map_err(|error| {
+        let busy = matches!(error, RuntimeError::Busy { .. });
         let mut error = ApiError::from(error);
         // CLIs show the message alone, so it carries Deno's complaint and where it is.
-        error.message = format!("Function '{name}' was not deployed: {}", summarize_deno_error(&error.detail));
+        if !busy {
+            error.message = format!("Function '{name}' was not deployed: {}", summarize_deno_error(&error.detail));
+        }
         error
     })?;
     tracing::debug!(%id, function = name, "deploy checked");
@@ -457,6 +474,9 @@ async fn set_secrets(
     };
     let mut secrets = BTreeMap::new();
     for (name, value) in object {
+        if let Some(problem) = homebase_runtime::secret_name_problem(&name) {
+            return Err(bad_secrets(problem, RESERVED_DETAIL));
+        }
         let Value::String(value) = value else {
             return Err(bad_secrets(format!("The value of secret '{name}' is not a string"), detail));
         };
@@ -469,6 +489,12 @@ async fn set_secrets(
     refresh_after(&platform, &app_id, "The secrets").await?;
     Ok(Json(json!({ "success": true })).into_response())
 }
+
+/// Why some names cannot be secrets, and what to do.
+const RESERVED_DETAIL: &str = "Secrets become the function's environment variables. Names must be letters, digits and \
+    '_', not starting with a digit, and not one the system loader, Deno or Homebase reads (LD_*, DENO_*, NODE_*, \
+    NPM_CONFIG_*, RUST_*, MALLOC_*, GLIBC_*, HOMEBASE_*, BASE44_*, PATH, HOME, TMPDIR, the proxy and certificate \
+    variables, SSLKEYLOGFILE, …). Choose another name, e.g. with your app's prefix.";
 
 /// A store error of a secrets route: a bad name is a 400 whose detail says what names may be.
 fn secret_error(error: StoreError) -> ApiError {

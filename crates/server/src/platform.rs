@@ -65,6 +65,8 @@ pub struct Platform {
     /// The log store, the hub and shutdown, for the logs API; the hub also masks each app's
     /// secret values in its lines.
     logs: Option<crate::logs_api::LogService>,
+    /// `(app, secret name)` already logged as withheld from workers.
+    withheld: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Platform {
@@ -96,6 +98,7 @@ impl Platform {
             refresh_lock: tokio::sync::Mutex::new(()),
             secrets_salt: rand::random(),
             logs,
+            withheld: Default::default(),
         });
         for app in platform.store.list_apps().await? {
             platform.refresh(&app.id).await?;
@@ -113,7 +116,7 @@ impl Platform {
         if let Some(logs) = &self.logs {
             logs.hub.set_secrets(app_id, secrets.values());
         }
-        let env: Vec<(String, String)> = secrets.into_iter().collect();
+        let env = self.worker_secrets(app_id, secrets);
         let net_allow = if functions.is_empty() { NetAllow::none() } else { self.net_allow(app_id).await? };
         // A change of the list is a new version too: old workers finish, new ones get the list.
         let tag = match net_allow.is_empty() {
@@ -129,6 +132,24 @@ impl Platform {
         self.apps.write().unwrap().insert(app_id.to_string(), Arc::new(next));
         self.runtime.retire_outdated(app_id, &versions);
         Ok(())
+    }
+
+    /// The secrets a worker of `app_id` gets: those whose names may reach a process's
+    /// environment. Any other (stored before such names were refused) is kept in the store but
+    /// never passed, and logged once per app and name.
+    fn worker_secrets(&self, app_id: &str, secrets: BTreeMap<String, String>) -> Vec<(String, String)> {
+        let mut env = Vec::with_capacity(secrets.len());
+        for (name, value) in secrets {
+            match homebase_runtime::secret_name_problem(&name) {
+                None => env.push((name, value)),
+                Some(problem) => {
+                    if self.withheld.lock().unwrap().insert((app_id.to_string(), name.clone())) {
+                        tracing::warn!(app = app_id, "{problem}; the stored secret is not passed to functions");
+                    }
+                }
+            }
+        }
+        env
     }
 
     /// The logs API's service, when this platform keeps logs.

@@ -728,7 +728,7 @@ async fn concurrent_requests_log_under_their_own_ids() {
 #[tokio::test]
 async fn dotenv_files_are_local_secrets_and_edits_reach_the_next_request() {
     let project = fixture("functions");
-    project.write(".env", "HOMEBASE_FIXTURE_SECRET=from-env-file\nnot a line\n");
+    project.write(".env", "FIXTURE_SECRET=from-env-file\nnot a line\n");
     let server = TestServer::start(project.path()).await;
     let client = server.client();
     let secret = || async {
@@ -750,10 +750,10 @@ async fn dotenv_files_are_local_secrets_and_edits_reach_the_next_request() {
 
     // `.env.local` wins over `.env`; the edit is picked up without a restart.
     let pid = pids_of(&server, "runtime-module");
-    project.write(".env.local", "HOMEBASE_FIXTURE_SECRET=\"from local\"\n");
+    project.write(".env.local", "FIXTURE_SECRET=\"from local\"\n");
     eventually("the new value", || {
         server.app.snapshot().functions["runtime-module"].env
-            == vec![("HOMEBASE_FIXTURE_SECRET".to_string(), "from local".to_string())]
+            == vec![("FIXTURE_SECRET".to_string(), "from local".to_string())]
     })
     .await;
     assert_eq!(secret().await, (json!("from local"), json!("from local")));

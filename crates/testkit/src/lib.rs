@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use homebase_runtime::{LogEvent, LogSink, NetAllow, Runtime, RuntimeConfig};
+use homebase_runtime::{Isolation, LogEvent, LogSink, NetAllow, Runtime, RuntimeConfig, SandboxMode};
 use homebase_server::auth::LoginLimits;
 use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::cors::CorsPolicy;
@@ -262,6 +262,9 @@ pub struct PlatformOptions {
     pub limits: LoginLimits,
     /// How often log streams send a keep-alive comment.
     pub keepalive: Duration,
+    /// Deploy checks: the timeout and how many at once.
+    pub check_timeout: Duration,
+    pub max_checks: usize,
     /// The limits on client connections.
     pub connections: ConnectionLimits,
     /// The server's `function-net-allow` (none, as `serve` starts with).
@@ -278,6 +281,8 @@ impl Default for PlatformOptions {
             mailer: Mailer::Log,
             limits: LoginLimits::default(),
             keepalive: Duration::from_secs(15),
+            check_timeout: Duration::from_secs(60),
+            max_checks: 16,
             connections: ConnectionLimits::default(),
             net_allow: NetAllow::none(),
             public_url: None,
@@ -303,6 +308,10 @@ impl TestPlatform {
         let config = RuntimeConfig {
             deno: Some(deno().await),
             inherit_env: false,
+            // As `serve` runs: sandboxed, Deno's caches in the data folder.
+            isolation: Some(Isolation { cache_dir: data_dir.join("deno"), mode: SandboxMode::Required }),
+            check_timeout: options.check_timeout,
+            max_checks: options.max_checks,
             error_details: false,
             net_allow: options.net_allow.clone(),
             ..RuntimeConfig::default()

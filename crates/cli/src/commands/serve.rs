@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use homebase_runtime::{LogSink, Runtime, RuntimeConfig};
+use homebase_runtime::{Isolation, LogSink, Runtime, RuntimeConfig};
 use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
@@ -47,6 +47,16 @@ pub struct ServeArgs {
     /// Delete the oldest log lines when they take more than this, e.g. 512MB or 2GB (default 1GB).
     #[arg(long, value_name = "SIZE")]
     log_max_size: Option<String>,
+    /// Without Landlock: refuse to start (required, the default) or run functions unconfined
+    /// (best-effort).
+    #[arg(long, value_name = "MODE")]
+    sandbox: Option<String>,
+    /// How long Deno may take to check a deploy, e.g. 60s (default 60s).
+    #[arg(long, value_name = "DURATION")]
+    deploy_check_timeout: Option<String>,
+    /// How many deploys may be checked at once (default: twice the CPUs); more are answered 429.
+    #[arg(long, value_name = "N")]
+    max_deploy_checks: Option<usize>,
     /// Client connections served at once; more are answered 503 (default 10000).
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
@@ -78,6 +88,9 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         public_url: args.public_url,
         log_retention: args.log_retention.map(Into::into),
         log_max_size: args.log_max_size.map(Into::into),
+        sandbox: args.sandbox,
+        deploy_check_timeout: args.deploy_check_timeout.map(Into::into),
+        max_deploy_checks: args.max_deploy_checks,
         max_connections: args.max_connections,
         header_read_timeout: args.header_read_timeout.map(Into::into),
         keep_alive_timeout: args.keep_alive_timeout.map(Into::into),
@@ -101,9 +114,14 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let terminal = Arc::new(TerminalLogs::new(global.json));
     let hub =
         LogHub::with_store(0, vec![terminal.clone() as Arc<dyn LogSink>], writer.clone(), log_store.next_id().await?);
-    // Functions get their secrets, not the server's environment.
+    // Functions get their secrets, not the server's environment, and run sandboxed, with Deno
+    // caches of their app's own in the data folder (see homebase_runtime::sandbox).
     // Callers see short reasons; stacks, paths and worker output go to the log.
-    let runtime_config = RuntimeConfig { error_details: false, ..serving::runtime_config(&config, false) };
+    let runtime_config = RuntimeConfig {
+        error_details: false,
+        isolation: Some(Isolation { cache_dir: data_dir.join("deno"), mode: config.sandbox }),
+        ..serving::runtime_config(&config, false)
+    };
     let runtime = Runtime::new(runtime_config, hub.clone())?;
     let shutdown = CancellationToken::new();
     let logs = LogService { store: log_store, hub, shutdown: shutdown.clone(), keepalive: LOG_KEEPALIVE };
@@ -128,6 +146,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             ),
         );
     }
+    announce_sandbox(global.json, &runtime);
     serving::find_deno_early(&runtime);
 
     // User and service tokens are signed with a key kept in the data folder, so signed-in users
@@ -153,6 +172,24 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Says how functions are confined; loudly when they are not (`sandbox = "best-effort"` on a
+/// kernel without Landlock).
+fn announce_sandbox(json: bool, runtime: &Runtime) {
+    let Some(support) = runtime.sandbox() else { return };
+    if support.available() {
+        output::note(json, "sandbox", &format!("Sandbox: {}.", support.describe()));
+    } else {
+        let text = format!(
+            "WARNING: functions are NOT sandboxed. {}. Functions can read every file this server's user can \
+             (its keys and database included) through imports; run only code you trust, or run on a kernel with \
+             Landlock and remove sandbox = \"best-effort\".",
+            support.describe()
+        );
+        tracing::error!("{text}");
+        output::note(json, "sandbox_unavailable", &text);
+    }
 }
 
 /// How long stopping waits for the last log lines to be stored.

@@ -38,6 +38,7 @@ for (const name of [
   "HOMEBASE_API_SOCKET",
   "HOMEBASE_API_ORIGINS",
   "HOMEBASE_API_NODE",
+  "HOMEBASE_SECRET_NAMES",
 ]) {
   Deno.env.delete(name);
 }
