@@ -27,6 +27,7 @@ pub mod platform;
 mod routes;
 pub mod sdk;
 pub mod token;
+pub mod unsupported;
 pub mod user_states;
 pub mod users_api;
 
