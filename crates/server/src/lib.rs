@@ -6,8 +6,10 @@
 //! [`config::Config`], the wiring of `dev` (a project folder, [`dev::DevApp`]) and of `serve`
 //! (apps and deployments from the store, [`platform::Platform`]), app users and their tokens
 //! (the §4 routes in [`users_api`], bearer checks in [`auth`], the signing key in [`token`],
-//! mail in [`mail`], their management routes in [`auth_manage`]), and [`serve`], which runs a
-//! router until shutdown and drains it. Business rules live below: project reading in
+//! mail in [`mail`], their management routes in [`auth_manage`]), the `501 not_implemented`
+//! answers of the Base44 routes Homebase lacks ([`unsupported`]), and [`serve`] and
+//! [`serve_workers`], which run a router until shutdown and drain it (both over
+//! [`connections`]). Business rules live below: project reading in
 //! `homebase-project`, persistence in `homebase-store`, processes in `homebase-runtime`.
 
 pub mod auth;
