@@ -15,6 +15,7 @@
 //! and the other runtime endpoints) and §5 (the CLI's management endpoints).
 
 use axum::Router;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, any, on};
 use http::StatusCode;
@@ -205,9 +206,23 @@ fn sdk_methods() -> MethodFilter {
         .or(MethodFilter::DELETE)
 }
 
-fn answer(feature: Feature) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
-    move || std::future::ready(feature.error().into_response())
+/// How much of a request's body is read (and dropped) before the answer: the body limit of the
+/// other API routes.
+const DRAIN_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The handler of `feature`'s routes. It reads the request's body first: answering before a
+/// client has sent it makes the connection close under the client, which then sees a write
+/// error (`EPIPE`) instead of the answer. A body past [`DRAIN_LIMIT`] is left unread.
+fn answer(feature: Feature) -> impl Fn(Request) -> BoxFuture<Response> + Clone + Send + Sync + 'static {
+    move |request: Request| {
+        Box::pin(async move {
+            let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+            feature.error().into_response()
+        })
+    }
 }
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 /// The SDK's routes Homebase lacks; [`crate::sdk::router`] puts them under CORS.
 pub fn sdk_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
