@@ -54,6 +54,7 @@ pub async fn serve_until_signal(
             router.clone(),
             addr,
             config.public_url.as_deref(),
+            limits,
             workers_done.clone(),
         )
     });

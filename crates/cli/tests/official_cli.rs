@@ -1,5 +1,6 @@
 //! The official `base44` CLI (from npm) against the real `homebase serve`: deploy, list, pull,
-//! delete and `deploy --force`, with the deployed functions called over HTTP.
+//! delete and `deploy --force`, with the deployed functions called over HTTP; secrets, exec,
+//! logs; and the message it shows for a feature Homebase does not serve (a `501`).
 
 mod common;
 
@@ -221,4 +222,16 @@ async fn the_official_cli_reads_function_logs() {
     let (out, text) = base44(project.path(), &server.url, &["logs"]).await;
     assert!(out.status.success(), "{text}");
     assert!(text.contains("greeting Ada"), "{text}");
+}
+
+#[tokio::test]
+async fn the_official_cli_names_the_features_homebase_does_not_serve() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Running::serve(data.path(), ADMIN_KEY).await;
+    let app_id = server.create_app(ADMIN_KEY, "gaps").await;
+    let project = quickstart_for(&app_id);
+    // The quickstart has an entity: pushing it gets the 501's message, not "not found".
+    let (out, text) = base44(project.path(), &server.url, &["entities", "push", "--yes"]).await;
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("Entities are not supported by Homebase yet"), "{text}");
 }

@@ -15,6 +15,14 @@
 //!   connections cannot make a worker start or a deploy fail. An accept error such as `EMFILE` pauses the accept
 //!   loop briefly (growing to one second) instead of spinning or ending it.
 //!
+//! The same loop serves two kinds of [`Listener`]: the server's TCP port ([`serve`]) and the Unix
+//! socket on which functions reach the API ([`serve_workers`], see [`crate::serve_workers`]).
+//! The socket has its own cap, [`worker_max_connections`]: a quarter of the TCP cap (at least
+//! [`MIN_WORKER_CONNECTIONS`]), which the file-descriptor budget above includes. Functions that
+//! open connections to the socket by the thousand are refused past it with the same JSON `503`
+//! (naming the functions' cap), and are held to the same header-read and keep-alive timeouts;
+//! they cannot take the descriptors of the server or the connections of its TCP clients.
+//!
 //! Every request carries `ConnectInfo<Peer>` (both addresses of its connection), as it did under
 //! `axum::serve`, and every error response Homebase itself writes leaves with a JSON body
 //! ([`crate::error::json_error_body`]).
@@ -22,6 +30,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -36,7 +45,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,9 +53,16 @@ use tokio_util::task::TaskTracker;
 use crate::Peer;
 use crate::error::ApiError;
 
-/// How many connections over the cap may be answered `503` at the same time; any more are
-/// closed without an answer.
+/// How many connections over the cap may be answered `503` at the same time (on each listener);
+/// any more are closed without an answer.
 pub const REJECTING: usize = 64;
+/// The functions' API socket serves at most `1 / WORKER_SHARE` of the TCP cap.
+pub const WORKER_SHARE: usize = 4;
+/// The fewest connections the functions' API socket serves, however low the TCP cap.
+pub const MIN_WORKER_CONNECTIONS: usize = 4;
+/// How long connections on the functions' API socket get to finish once it stops (the workers
+/// are stopped by then, so their connections are closing already).
+const WORKERS_GRACE: Duration = Duration::from_secs(5);
 /// The fewest file descriptors kept free of client connections.
 pub const FD_RESERVE: u64 = 512;
 /// How long answering a connection over the cap may take (reading its request head included).
@@ -94,12 +110,109 @@ pub fn raise_open_file_limit() -> Option<u64> {
 }
 
 /// The cap that fits `open_files` (the soft `RLIMIT_NOFILE`): a connection that calls a function
-/// holds two descriptors (the client's and the worker's socket), and [`FD_RESERVE`] more stay
-/// free for workers, the databases and [`REJECTING`] answers. At least 1.
+/// holds two descriptors (the client's and the worker's socket), the functions' API socket may
+/// hold a quarter as many again ([`worker_max_connections`]), and [`FD_RESERVE`] more stay free
+/// for workers, the databases and the [`REJECTING`] answers of both listeners. At least 1.
 pub fn effective_max_connections(configured: usize, open_files: Option<u64>) -> usize {
     let Some(open_files) = open_files else { return configured.max(1) };
-    let fits = open_files.saturating_sub(FD_RESERVE + REJECTING as u64) / 2;
+    let share = WORKER_SHARE as u128;
+    let spare = u128::from(open_files.saturating_sub(FD_RESERVE + 2 * REJECTING as u64));
+    let fits = spare * share / (2 * share + 1);
     configured.min(usize::try_from(fits).unwrap_or(usize::MAX)).max(1)
+}
+
+/// The cap of the functions' API socket for a TCP cap of `tcp_max` (after
+/// [`effective_max_connections`]): a quarter of it, at least [`MIN_WORKER_CONNECTIONS`]. Legitimate
+/// use holds about one connection per request a function makes to the API while it runs (plus
+/// the idle ones of each worker's pool, closed after the keep-alive timeout), far fewer than the
+/// clients a server serves at once.
+pub fn worker_max_connections(tcp_max: usize) -> usize {
+    (tcp_max / WORKER_SHARE).max(MIN_WORKER_CONNECTIONS)
+}
+
+/// Where connections come from: the server's TCP port, or the functions' API socket.
+pub trait Listener: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// The next connection and the addresses its requests carry as `ConnectInfo<Peer>`.
+    /// Cancel-safe: dropped before it resolves, no connection is lost.
+    fn accept_connection(&mut self) -> impl Future<Output = io::Result<(Self::Stream, Peer)>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept_connection(&mut self) -> io::Result<(TcpStream, Peer)> {
+        let (stream, remote) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(remote);
+        Ok((stream, Peer { local, remote }))
+    }
+}
+
+/// A Unix socket whose connections all count as arriving at (and coming from) `addr`.
+pub struct UnixSocket {
+    pub listener: UnixListener,
+    pub addr: SocketAddr,
+}
+
+impl Listener for UnixSocket {
+    type Stream = UnixStream;
+
+    async fn accept_connection(&mut self) -> io::Result<(UnixStream, Peer)> {
+        let (stream, _) = self.listener.accept().await?;
+        Ok((stream, Peer { local: self.addr, remote: self.addr }))
+    }
+}
+
+/// Who a listener serves: what a refusal says and what the log says.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// The server's TCP port.
+    Clients,
+    /// The functions' API socket.
+    Workers,
+}
+
+impl Side {
+    fn refusal(self, max: usize) -> ApiError {
+        let (message, detail) = match self {
+            Side::Clients => (
+                "The server has too many open connections",
+                format!("It serves at most {max} connections at once (max-connections); retry shortly."),
+            ),
+            Side::Workers => (
+                "Functions have too many open connections to Homebase's API",
+                format!(
+                    "Functions may hold at most {max} connections to the API at once (a quarter of \
+                     max-connections); close the ones you do not use, or retry shortly."
+                ),
+            ),
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", message, detail)
+    }
+
+    fn note_refused(self, refused: u64, max: usize) {
+        match self {
+            Side::Clients => {
+                tracing::warn!("{refused} connection(s) refused: {max} are open, the most allowed (max-connections)")
+            }
+            Side::Workers => tracing::warn!(
+                "{refused} connection(s) of functions to the API socket refused: {max} are open, the most \
+                 allowed (a quarter of max-connections)"
+            ),
+        }
+    }
+
+    fn note_accept_error(self, error: &io::Error) {
+        match self {
+            Side::Clients => tracing::error!(%error, "could not accept a connection; pausing the accept loop"),
+            Side::Workers => tracing::error!(
+                %error,
+                "could not accept a connection on the functions' API socket; pausing its accept loop"
+            ),
+        }
+    }
 }
 
 /// Serves `router` on `listener` with `limits` until `shutdown` is cancelled; then stops
@@ -122,6 +235,33 @@ pub async fn serve(
         );
     }
     let limits = ConnectionLimits { max_connections: max, ..limits };
+    accept_loop(listener, router, limits, Side::Clients, shutdown, grace).await
+}
+
+/// Serves `router` to the function workers on `listener` (the runtime's API socket) until `stop`
+/// is cancelled, with the header-read and keep-alive timeouts of `limits` and the cap
+/// [`worker_max_connections`] of its `max_connections` (fitted to the open-file limit).
+pub async fn serve_workers(
+    listener: impl Listener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
+) {
+    let tcp_max = effective_max_connections(limits.max_connections, raise_open_file_limit());
+    let limits = ConnectionLimits { max_connections: worker_max_connections(tcp_max), ..limits };
+    accept_loop(listener, router, limits, Side::Workers, stop, WORKERS_GRACE).await
+}
+
+/// The accept loop of [`serve`] and [`serve_workers`]: `limits.max_connections` is the cap.
+async fn accept_loop<L: Listener>(
+    mut listener: L,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    side: Side,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let max = limits.max_connections;
     let permits = Arc::new(Semaphore::new(max));
     let rejecting = Arc::new(Semaphore::new(REJECTING));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -140,9 +280,9 @@ pub async fn serve(
         let accepted = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
+            accepted = listener.accept_connection() => accepted,
         };
-        let (stream, remote) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(pair) => {
                 pause = Duration::ZERO;
                 pair
@@ -152,7 +292,7 @@ pub async fn serve(
                 // Out of descriptors or memory: the connection stays in the backlog. Pausing
                 // keeps the loop from spinning; it resumes once something is closed.
                 if pause.is_zero() {
-                    tracing::error!(%error, "could not accept a connection; pausing the accept loop");
+                    side.note_accept_error(&error);
                 }
                 pause = (pause * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
                 tokio::select! {
@@ -161,7 +301,6 @@ pub async fn serve(
                 }
             }
         };
-        let _ = stream.set_nodelay(true);
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let connection = Connection {
@@ -171,19 +310,17 @@ pub async fn serve(
                     shutdown: shutdown.clone(),
                     stop_now: stop_now.clone(),
                 };
-                tasks.spawn(connection.run(stream, remote, permit));
+                tasks.spawn(connection.run(stream, peer, permit));
             }
             Err(_) => {
                 refused_since_note += 1;
                 if last_note.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
-                    tracing::warn!(
-                        "{refused_since_note} connection(s) refused: {max} are open, the most allowed (max-connections)"
-                    );
+                    side.note_refused(refused_since_note, max);
                     refused_since_note = 0;
                     last_note = Some(Instant::now());
                 }
                 if let Ok(permit) = rejecting.clone().try_acquire_owned() {
-                    tasks.spawn(refuse(refuser.clone(), stream, max, permit));
+                    tasks.spawn(refuse(refuser.clone(), stream, side.refusal(max), permit));
                 }
             }
         }
@@ -206,23 +343,21 @@ fn per_connection(error: &io::Error) -> bool {
         || code == rustix::io::Errno::PERM.raw_os_error())
 }
 
-/// Answers a connection over the cap: `503 too_many_connections`, then closes it.
-async fn refuse(
+/// Answers a connection over the cap with `refusal` (`503 too_many_connections`), then closes it.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     builder: Arc<auto::Builder<TokioExecutor>>,
-    stream: TcpStream,
-    max: usize,
+    stream: S,
+    refusal: ApiError,
     _permit: OwnedSemaphorePermit,
 ) {
-    let service = hyper::service::service_fn(move |_request: Request<Incoming>| async move {
-        let mut response = axum::response::IntoResponse::into_response(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_connections",
-            "The server has too many open connections",
-            format!("It serves at most {max} connections at once (max-connections); retry shortly."),
-        ));
-        response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-        Ok::<_, Infallible>(response)
+    let service = hyper::service::service_fn(move |_request: Request<Incoming>| {
+        let refusal = refusal.clone();
+        async move {
+            let mut response = axum::response::IntoResponse::into_response(refusal);
+            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            Ok::<_, Infallible>(response)
+        }
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let _ = tokio::time::timeout(REJECT_TIME + Duration::from_millis(500), connection).await;
@@ -245,11 +380,13 @@ enum Expired {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, remote: std::net::SocketAddr, _permit: OwnedSemaphorePermit) {
-        let local = stream.local_addr().unwrap_or(remote);
+    async fn run<S>(self, stream: S, peer: Peer, _permit: OwnedSemaphorePermit)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let state = Arc::new(ConnState::new());
         let io = TokioIo::new(Watched { inner: stream, state: state.clone() });
-        let service = ConnService { router: self.router, peer: Peer { local, remote }, state: state.clone() };
+        let service = ConnService { router: self.router, peer, state: state.clone() };
         let connection = self.builder.serve_connection_with_upgrades(io, service);
         let mut connection = std::pin::pin!(connection);
         let mut closing = false;
@@ -380,13 +517,13 @@ impl Drop for InFlight {
     }
 }
 
-/// A client's TCP stream, reporting the bytes it reads to the connection's state.
-struct Watched {
-    inner: TcpStream,
+/// A client's stream, reporting the bytes it reads to the connection's state.
+struct Watched<S> {
+    inner: S,
     state: Arc<ConnState>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
@@ -398,7 +535,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
@@ -482,9 +619,14 @@ mod tests {
     #[test]
     fn the_cap_leaves_descriptors_for_everything_else() {
         assert_eq!(effective_max_connections(10_000, Some(1 << 20)), 10_000);
-        assert_eq!(effective_max_connections(10_000, Some(20_000)), (20_000 - 576) / 2);
+        assert_eq!(effective_max_connections(10_000, Some(20_000)), (20_000 - 640) * 4 / 9);
+        let (tcp, workers) = (8604, worker_max_connections(8604));
+        assert!(2 * tcp + workers + 512 + 2 * 64 <= 20_000, "both listeners fit the descriptors");
         assert_eq!(effective_max_connections(10_000, Some(100)), 1);
         assert_eq!(effective_max_connections(300, None), 300);
+        assert_eq!(effective_max_connections(10_000, Some(u64::MAX)), 10_000, "unlimited");
+        assert_eq!(worker_max_connections(10_000), 2_500);
+        assert_eq!(worker_max_connections(1), MIN_WORKER_CONNECTIONS);
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! [`config::Config`], the wiring of `dev` (a project folder, [`dev::DevApp`]) and of `serve`
 //! (apps and deployments from the store, [`platform::Platform`]), app users and their tokens
 //! (the §4 routes in [`users_api`], bearer checks in [`auth`], the signing key in [`token`],
-//! mail in [`mail`], their management routes in [`auth_manage`]), and [`serve`], which runs a
-//! router until shutdown and drains it. Business rules live below: project reading in
+//! mail in [`mail`], their management routes in [`auth_manage`]), the `501 not_implemented`
+//! answers of the Base44 routes Homebase lacks ([`unsupported`]), and [`serve`] and
+//! [`serve_workers`], which run a router until shutdown and drain it (both over
+//! [`connections`]). Business rules live below: project reading in
 //! `homebase-project`, persistence in `homebase-store`, processes in `homebase-runtime`.
 
 pub mod auth;
@@ -27,6 +29,7 @@ pub mod platform;
 mod routes;
 pub mod sdk;
 pub mod token;
+pub mod unsupported;
 pub mod user_states;
 pub mod users_api;
 
@@ -36,8 +39,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use homebase_runtime::Runtime;
 use http::Extensions;
 use tokio::net::TcpListener;
@@ -142,12 +143,17 @@ pub async fn serve_with(
 /// the server listens on, nor to any other address of this host. The socket is the same API with
 /// the same authentication; a request on it counts as arriving at `addr`, with `0.0.0.0` or `[::]`
 /// read as loopback, so nested calls get `public_url` or `http://<addr>` as `Base44-Api-Url`.
+/// It is served by the accept loop of the TCP port ([`connections::serve_workers`]): the
+/// header-read and keep-alive timeouts of `limits`, and its own cap, a quarter of
+/// `limits.max_connections` ([`connections::worker_max_connections`]), so that functions
+/// opening connections by the thousand get a JSON `503` instead of the server's descriptors.
 /// `stop` should outlive the workers: their requests in flight during a drain still call the API.
 pub fn serve_workers(
     runtime: &Runtime,
     router: axum::Router,
     addr: SocketAddr,
     public_url: Option<&str>,
+    limits: ConnectionLimits,
     stop: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let addr = advertised(addr);
@@ -157,14 +163,8 @@ pub fn serve_workers(
     }
     let listener = runtime.bind_api_socket(&origins)?;
     let router = router.layer(axum::middleware::map_request(restore_host));
-    let service = router.into_make_service_with_connect_info::<Peer>();
-    let server = axum::serve(WorkerSocket { listener, addr }, service)
-        .with_graceful_shutdown(async move { stop.cancelled().await });
-    Ok(tokio::spawn(async move {
-        if let Err(error) = server.await {
-            tracing::error!(%error, "the functions' API socket stopped");
-        }
-    }))
+    let socket = connections::UnixSocket { listener, addr };
+    Ok(tokio::spawn(connections::serve_workers(socket, router, limits, stop)))
 }
 
 /// The address to name for a listener on `addr`: loopback for an unspecified address.
@@ -197,40 +197,6 @@ async fn restore_host(mut request: axum::extract::Request) -> axum::extract::Req
         request.headers_mut().insert(http::header::HOST, host);
     }
     request
-}
-
-/// The runtime's API socket, whose connections all count as arriving at `addr`.
-struct WorkerSocket {
-    listener: tokio::net::UnixListener,
-    addr: SocketAddr,
-}
-
-impl axum::serve::Listener for WorkerSocket {
-    type Io = tokio::net::UnixStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (tokio::net::UnixStream, SocketAddr) {
-        loop {
-            match self.listener.accept().await {
-                Ok((stream, _)) => return (stream, self.addr),
-                // Out of file descriptors and the like: wait rather than spin.
-                Err(error) => {
-                    tracing::debug!(%error, "accepting on the functions' API socket failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.addr)
-    }
-}
-
-impl Connected<IncomingStream<'_, WorkerSocket>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, WorkerSocket>) -> Peer {
-        Peer { local: *stream.remote_addr(), remote: *stream.remote_addr() }
-    }
 }
 
 /// Binds `host:port`; when `fallback` is set and the port is taken, tries the next ports.

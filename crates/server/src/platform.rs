@@ -27,13 +27,15 @@ use crate::AppState;
 use crate::catalog::{AppFunctions, BoxFuture, Catalog};
 
 /// The router of `homebase serve`: the SDK surface (functions and app users, under CORS), the
-/// management API, `/healthz`, `/readyz` (the database answers) and the JSON 404.
+/// management API, the `501`s of the CLI's routes Homebase lacks ([`crate::unsupported`]),
+/// `/healthz`, `/readyz` (the database answers) and the JSON 404.
 pub fn router(platform: Arc<Platform>, state: AppState, auth: Arc<crate::users_api::Auth>) -> Router {
     let store = platform.store.clone();
     crate::sdk::router(state, auth)
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::manage::router(platform.clone()))
         .merge(crate::logs_api::router(platform))
+        .merge(crate::unsupported::management_routes())
         .route("/readyz", get(move || ready(store.clone())))
         .fallback(crate::unknown_route)
 }

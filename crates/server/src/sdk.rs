@@ -1,7 +1,9 @@
 //! The SDK surface: every route the official SDK calls from a browser app, under one CORS layer
-//! ([`crate::cors`]). Today that is the function routes ([`crate::routes`]) and the app-user
-//! routes ([`crate::users_api`]); routes for entities and integrations belong here too, so that
-//! they inherit the same policy. The management API (key holders, the CLI) stays outside.
+//! ([`crate::cors`]). Today that is the function routes ([`crate::routes`]), the app-user
+//! routes ([`crate::users_api`]) and the `501 not_implemented` answers of the SDK's routes that
+//! Homebase lacks yet ([`crate::unsupported`]: entities, realtime, integrations, connectors,
+//! files…); their real routes belong here too, so that they inherit the same policy. The
+//! management API (key holders, the CLI) stays outside.
 //!
 //! A wrong method on one of Homebase's own routes here answers JSON: a preflight from an origin
 //! the policy does not allow (allowed ones never get that far) `403 origin_not_allowed`, any
@@ -25,6 +27,7 @@ pub fn router(mut state: AppState, auth: Arc<Auth>) -> Router {
     let cors = state.cors.clone();
     crate::routes::function_routes(state)
         .merge(crate::users_api::router(auth))
+        .merge(crate::unsupported::sdk_routes())
         .method_not_allowed_fallback(wrong_method)
         .layer(crate::cors::CorsLayer::new(cors))
 }

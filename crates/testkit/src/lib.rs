@@ -134,8 +134,9 @@ impl Serving {
     ) -> Serving {
         let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
         let workers_done = CancellationToken::new();
-        let api = homebase_server::serve_workers(&runtime, router.clone(), addr, public_url, workers_done.clone())
-            .expect("the functions' API socket opens");
+        let api =
+            homebase_server::serve_workers(&runtime, router.clone(), addr, public_url, limits, workers_done.clone())
+                .expect("the functions' API socket opens");
         let server = tokio::spawn(homebase_server::serve_with(
             listener,
             router,
