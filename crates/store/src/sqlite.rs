@@ -334,10 +334,17 @@ impl Sqlite {
         .await
     }
 
-    pub(crate) async fn delete_key(&self, id: String) -> Result<bool> {
+    /// Deletes a key; the app it was scoped to (empty for an admin key) if there was one.
+    pub(crate) async fn delete_key(&self, id: String) -> Result<Option<String>> {
         self.write("revoke_key", move |tx| {
-            let deleted = tx.execute("DELETE FROM api_keys WHERE id = ?1", [id])? > 0;
-            Ok((deleted, deleted))
+            let deleted = tx
+                .query_row("DELETE FROM api_keys WHERE id = ?1 RETURNING app_id", [id], |r| {
+                    r.get::<_, Option<String>>(0)
+                })
+                .optional()?
+                .map(Option::unwrap_or_default);
+            let wrote = deleted.is_some();
+            Ok((deleted, wrote))
         })
         .await
     }
@@ -350,12 +357,19 @@ impl Sqlite {
         name: String,
         deployment: PreparedDeployment,
         now: i64,
+        max_functions: Option<u64>,
     ) -> Result<DeployOutcome> {
         self.write("deploy", move |tx| {
             ensure_app(tx, &app_id)?;
             let id = deployment.id.clone();
-            if active_deployment(tx, &app_id, &name)?.as_deref() == Some(id.as_str()) {
+            let active = active_deployment(tx, &app_id, &name)?;
+            if active.as_deref() == Some(id.as_str()) {
                 return Ok((DeployOutcome { deployment_id: id, status: DeployStatus::Unchanged }, false));
+            }
+            if active.is_none() && max_functions.is_some() {
+                // The write lock (BEGIN IMMEDIATE) keeps the count until the commit.
+                let count = count(tx, "SELECT COUNT(*) FROM functions WHERE app_id = ?1", [&app_id])?;
+                content::check_function_limit(count, max_functions)?;
             }
             let inserted = tx.execute(
                 "INSERT INTO deployments (id, entry, automations, created_at) VALUES (?1, ?2, ?3, ?4)
@@ -477,17 +491,24 @@ impl Sqlite {
         .await
     }
 
-    pub(crate) async fn rollback(&self, app_id: String, name: String, to: Option<String>, now: i64) -> Result<String> {
+    /// The now active deployment, and whether the rollback changed it.
+    pub(crate) async fn rollback(
+        &self,
+        app_id: String,
+        name: String,
+        to: Option<String>,
+        now: i64,
+    ) -> Result<(String, bool)> {
         self.write("rollback", move |tx| {
             let Some(active) = active_deployment(tx, &app_id, &name)? else {
                 return Err(StoreError::not_found(format!("Function '{name}'")));
             };
             let ids: Vec<String> = history(tx, &app_id, &name)?.into_iter().map(|(_, id)| id).collect();
             match content::rollback_target(&name, &active, &ids, to.as_deref())? {
-                RollbackTarget::AlreadyActive(id) => Ok((id, false)),
+                RollbackTarget::AlreadyActive(id) => Ok(((id, false), false)),
                 RollbackTarget::Activate(id) => {
                     activate(tx, &app_id, &name, &id, now)?;
-                    Ok((id, true))
+                    Ok(((id, true), true))
                 }
             }
         })
@@ -787,7 +808,7 @@ mod tests {
     }
 
     fn with_conn<R>(store: &Store, f: impl FnOnce(&Connection) -> R) -> R {
-        f(&store.db().conn.lock().unwrap())
+        f(&store.sqlite().conn.lock().unwrap())
     }
 
     fn deployment(tag: &str, files: usize) -> Deployment {

@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 use crate::error::{Result, StoreError};
 use crate::ids;
 use crate::sqlite::Sqlite;
-use crate::{App, Store};
+use crate::{App, Change, ChangeKind, Store};
 
 /// Wrong guesses of a verification code before the code is void.
 pub const MAX_CODE_ATTEMPTS: i64 = 5;
@@ -122,7 +122,7 @@ pub enum CodePurpose {
 }
 
 impl CodePurpose {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CodePurpose::Verify => "verify",
             CodePurpose::Reset => "reset",
@@ -209,7 +209,7 @@ async fn hashing<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R
 }
 
 /// The [`User::password_stamp`] of a stored password hash (`None`: no password).
-fn password_stamp(user_id: &str, hash: Option<&str>) -> String {
+pub(crate) fn password_stamp(user_id: &str, hash: Option<&str>) -> String {
     let mut input = Vec::with_capacity(64 + user_id.len());
     input.extend_from_slice(b"homebase password stamp\0");
     input.extend_from_slice(user_id.as_bytes());
@@ -270,7 +270,7 @@ impl Store {
             )));
         }
         let name = crate::content::validate_app_name(name)?;
-        self.db().insert_app(App { id: id.to_string(), name, created_at: ids::now_ms() }).await
+        self.insert_app(App { id: id.to_string(), name, created_at: ids::now_ms() }).await
     }
 
     /// Creates a user. [`StoreError::Conflict`] when the app already has a user with this
@@ -300,30 +300,34 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        self.db().insert_user(user, hash).await
+        let user = on_backend!(self, db => db.insert_user(user, hash).await)?;
+        self.announce(Change::app(app_id, ChangeKind::Users));
+        Ok(user)
     }
 
     /// The app's user with this id.
     pub async fn user(&self, app_id: &str, id: &str) -> Result<Option<User>> {
-        self.db().find_user(app_id.to_string(), "id", id.to_string()).await.map(|u| u.map(|(user, _)| user))
+        let found = on_backend!(self, db => db.find_user(app_id.to_string(), "id", id.to_string()).await)?;
+        Ok(found.map(|(user, _)| user))
     }
 
     /// The app's user with this e-mail (any case); `None` also for a malformed address.
     pub async fn user_by_email(&self, app_id: &str, email: &str) -> Result<Option<User>> {
         let Ok(email) = normalize_email(email) else { return Ok(None) };
-        self.db().find_user(app_id.to_string(), "email", email).await.map(|u| u.map(|(user, _)| user))
+        let found = on_backend!(self, db => db.find_user(app_id.to_string(), "email", email).await)?;
+        Ok(found.map(|(user, _)| user))
     }
 
     /// The app's users, oldest first.
     pub async fn list_users(&self, app_id: &str) -> Result<Vec<User>> {
-        self.db().list_users(app_id.to_string()).await
+        on_backend!(self, db => db.list_users(app_id.to_string()).await)
     }
 
     /// The user with this e-mail and password, or `None` when the account is unknown, has no
     /// password or the password is wrong. An unknown account costs one Argon2 hash too.
     pub async fn check_password(&self, app_id: &str, email: &str, password: &str) -> Result<Option<User>> {
         let found = match normalize_email(email) {
-            Ok(email) => self.db().find_user(app_id.to_string(), "email", email).await?,
+            Ok(email) => on_backend!(self, db => db.find_user(app_id.to_string(), "email", email).await)?,
             Err(_) => None,
         };
         let password = password.to_string();
@@ -343,12 +347,16 @@ impl Store {
         validate_password(password)?;
         let password = password.to_string();
         let hash = hashing(move || hash_password(&password)).await??;
-        self.db().set_password(app_id.to_string(), user_id.to_string(), hash, ids::now_ms()).await
+        on_backend!(self, db => db.set_password(app_id.to_string(), user_id.to_string(), hash, ids::now_ms()).await)?;
+        self.announce(Change::app(app_id, ChangeKind::Users));
+        Ok(())
     }
 
     /// Applies `update` to the user and returns the result.
     pub async fn update_user(&self, app_id: &str, user_id: &str, update: UserUpdate) -> Result<User> {
-        self.db().update_user(app_id.to_string(), user_id.to_string(), update, ids::now_ms()).await
+        let user = on_backend!(self, db => db.update_user(app_id.to_string(), user_id.to_string(), update, ids::now_ms()).await)?;
+        self.announce(Change::app(app_id, ChangeKind::Users));
+        Ok(user)
     }
 
     /// Stores `code` for the user and purpose (replacing an earlier one), valid for `ttl_ms`. A
@@ -364,7 +372,8 @@ impl Store {
     ) -> Result<()> {
         let hash = code_hash(app_id, user_id, purpose, code);
         let now = ids::now_ms();
-        self.db().put_code(user_id.to_string(), purpose, hash, now, now.saturating_add(ttl_ms)).await
+        let expires_at = now.saturating_add(ttl_ms);
+        on_backend!(self, db => db.put_code(user_id.to_string(), purpose, hash, now, expires_at).await)
     }
 
     /// Checks `code` for the user and purpose. A match deletes it (single use); a wrong guess
@@ -372,7 +381,7 @@ impl Store {
     /// code is kept (void) until it expires, so that a new code does not bring the guesses back.
     pub async fn take_code(&self, app_id: &str, user_id: &str, purpose: CodePurpose, code: &str) -> Result<CodeCheck> {
         let hash = code_hash(app_id, user_id, purpose, code);
-        self.db().take_code(user_id.to_string(), purpose, hash, ids::now_ms()).await
+        on_backend!(self, db => db.take_code(user_id.to_string(), purpose, hash, ids::now_ms()).await)
     }
 
     /// A new password reset token for the user (replacing an earlier one), valid for `ttl_ms`:
@@ -396,12 +405,14 @@ impl Store {
 
     /// Whether the app requires e-mail verification before login; `None` when never set.
     pub async fn require_verification(&self, app_id: &str) -> Result<Option<bool>> {
-        self.db().require_verification(app_id.to_string()).await
+        on_backend!(self, db => db.require_verification(app_id.to_string()).await)
     }
 
     /// Switches e-mail verification on or off for the app.
     pub async fn set_require_verification(&self, app_id: &str, required: bool) -> Result<()> {
-        self.db().set_require_verification(app_id.to_string(), required).await
+        on_backend!(self, db => db.set_require_verification(app_id.to_string(), required).await)?;
+        self.announce(Change::app(app_id, ChangeKind::Users));
+        Ok(())
     }
 }
 
@@ -430,7 +441,7 @@ fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, Option<String
     Ok((user, hash))
 }
 
-fn not_found(user_id: &str) -> StoreError {
+pub(crate) fn not_found(user_id: &str) -> StoreError {
     StoreError::not_found(format!("User '{user_id}'"))
 }
 
@@ -655,7 +666,7 @@ impl Sqlite {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
