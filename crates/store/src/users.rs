@@ -488,7 +488,7 @@ impl Sqlite {
         column: &'static str,
         value: String,
     ) -> Result<Option<(User, Option<String>)>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let sql = format!("{USER_COLUMNS} WHERE app_id = ?1 AND {column} = ?2");
             Ok(conn.prepare_cached(&sql)?.query_row([app_id, value], user_from_row).optional()?)
         })
@@ -496,7 +496,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn list_users(&self, app_id: String) -> Result<Vec<User>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let sql = format!("{USER_COLUMNS} WHERE app_id = ?1 ORDER BY created_at, rowid");
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map([app_id], |r| user_from_row(r).map(|(u, _)| u))?;
@@ -644,7 +644,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn require_verification(&self, app_id: String) -> Result<Option<bool>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .query_row("SELECT require_verification FROM auth_settings WHERE app_id = ?1", [app_id], |r| r.get(0))
                 .optional()?)
