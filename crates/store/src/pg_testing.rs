@@ -28,7 +28,7 @@ pub struct TestSchema {
     /// The schema's name (`hb_test_` and 16 hex digits); also the `application_name` of the
     /// connections made with [`url`](TestSchema::url), so tests can find them.
     pub name: String,
-    /// A URL whose connections work in the schema.
+    /// A URL whose connections work in the schema (with `pool_size=4`).
     pub url: String,
 }
 
@@ -41,7 +41,8 @@ impl TestSchema {
         let name = format!("hb_test_{}", crate::ids::hex(&random));
         client.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
         let separator = if server.contains('?') { '&' } else { '?' };
-        let url = format!("{server}{separator}options=-csearch_path%3D{name}&application_name={name}");
+        // Few connections per store: many tests run at once on one server.
+        let url = format!("{server}{separator}options=-csearch_path%3D{name}&application_name={name}&pool_size=4");
         TestSchema { server, name, url }
     }
 

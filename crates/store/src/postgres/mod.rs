@@ -39,7 +39,8 @@ use crate::changes::{Change, ChangeHub};
 use crate::error::{Result, StoreError};
 use crate::sqlite::BeforeCommitHook;
 
-/// Connections one store keeps at most (one more is the `LISTEN` connection, once subscribed).
+/// Connections one store keeps at most unless the URL says otherwise with `pool_size=N` (one
+/// more is the `LISTEN` connection, once subscribed).
 pub(crate) const POOL_SIZE: usize = 16;
 /// How long an operation waits for a free connection, and a new connection for the server.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,6 +53,7 @@ pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 pub(crate) struct Target {
     pub(crate) config: Config,
     pub(crate) location: String,
+    pub(crate) pool_size: usize,
 }
 
 impl std::fmt::Debug for Target {
@@ -64,10 +66,11 @@ impl Target {
     /// Parses `url` (`postgres://user:password@host:port/db?options`, or `key=value` pairs),
     /// with Homebase's defaults for what the URL leaves out.
     pub(crate) fn parse(url: &str) -> Result<Target> {
+        let (url, pool_size) = take_pool_size(url)?;
         let mut config: Config = url.parse().map_err(|e| {
             StoreError::invalid(format!(
                 "'{}' is not a PostgreSQL URL ({e}); write it like postgres://user:password@host:5432/database",
-                redact(url)
+                redact(&url)
             ))
         })?;
         if config.get_application_name().is_none() {
@@ -79,8 +82,28 @@ impl Target {
         // Notice a dead peer on an idle connection (the LISTEN connection is idle most of the time).
         config.keepalives(true).keepalives_idle(Duration::from_secs(30));
         let location = location(&config);
-        Ok(Target { config, location })
+        Ok(Target { config, location, pool_size })
     }
+}
+
+/// Takes Homebase's own `pool_size=N` (1 to 1000) out of a URL's query, for the driver does not
+/// know it.
+fn take_pool_size(url: &str) -> Result<(String, usize)> {
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_string(), POOL_SIZE)) };
+    let mut size = POOL_SIZE;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.strip_prefix("pool_size=") {
+            Some(n) => {
+                size = n.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                    StoreError::invalid(format!("pool_size={n} in the database URL is not a number from 1 to 1000"))
+                })?
+            }
+            None => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((url, size))
 }
 
 /// `postgres://user@host:port/database`, from the parsed configuration: never a password.
@@ -160,6 +183,10 @@ fn pool_error(location: &str, error: PoolError) -> StoreError {
         PoolError::Backend(e) => match pg(e) {
             StoreError::Unavailable(why) => {
                 StoreError::Unavailable(format!("could not connect to the PostgreSQL database {location}: {why}"))
+            }
+            // A refused login, a database that does not exist.
+            StoreError::Database(why) => {
+                StoreError::Database(format!("Could not connect to the PostgreSQL database {location}: {why}"))
             }
             other => other,
         },
@@ -253,7 +280,7 @@ pub(crate) fn new_pool(target: &Target) -> Result<Pool> {
         ManagerConfig { recycling_method: RecyclingMethod::Verified },
     );
     Pool::builder(manager)
-        .max_size(POOL_SIZE)
+        .max_size(target.pool_size)
         .wait_timeout(Some(WAIT_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT))
         .recycle_timeout(Some(CONNECT_TIMEOUT))

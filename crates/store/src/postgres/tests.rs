@@ -80,6 +80,10 @@ fn locations_never_show_the_password() {
     let err = Target::parse("postgres://ann:s3cr3t@db:notaport/x").unwrap_err().to_string();
     assert!(!err.contains("s3cr3t") && err.contains("postgres://ann@db:notaport/x"), "{err}");
     assert_eq!(redact("postgres://ann:pw@h/x?password=pw"), "postgres://ann@h/x");
+    let target = Target::parse("postgres://h/db?pool_size=3&application_name=x").unwrap();
+    assert_eq!((target.pool_size, target.config.get_application_name()), (3, Some("x")));
+    assert_eq!(Target::parse("postgres://h/db").unwrap().pool_size, POOL_SIZE);
+    assert_eq!(Target::parse("postgres://h/db?pool_size=0").unwrap_err().code(), "invalid");
     assert!(crate::is_postgres_url("postgresql://h/db") && !crate::is_postgres_url("/var/lib/homebase.db"));
 }
 
@@ -100,6 +104,11 @@ async fn an_unreachable_server_is_a_clear_error_without_the_password() {
             .await
             .unwrap_err();
     assert!(err.to_string().contains("search_path"), "{err}");
+    // So is a database that does not exist.
+    let err = Store::open_postgres("postgres://postgres@127.0.0.1:5432/hb_no_such_database").await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("postgres://postgres@127.0.0.1:5432/hb_no_such_database"), "{message}");
+    assert!(message.contains("does not exist"), "{message}");
 }
 
 #[tokio::test]
