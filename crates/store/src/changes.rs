@@ -4,7 +4,8 @@
 //! [`Change`]: `(app id, kind)` and, for function changes, the function. [`Store::subscribe_changes`]
 //! hands out a [`Changes`] stream of them.
 //!
-//! * **SQLite**: the store announces a change in-process after its transaction committed.
+//! * **SQLite**: the store announces a change in-process after its transaction committed, to
+//!   the subscribers of this handle and its clones (SQLite serves one node).
 //! * **PostgreSQL**: the transaction itself sends `pg_notify` (so a change is announced if and
 //!   only if it committed, on every node); each store keeps one dedicated `LISTEN` connection
 //!   (opened by the first subscriber, reconnecting with backoff) that feeds its subscribers.

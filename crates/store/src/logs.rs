@@ -681,6 +681,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn lines_are_followed_by_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::open(dir.path().join("logs.db")).await.unwrap();
+        assert_eq!(logs.cursor().await.unwrap(), 0);
+        let mut newest = logs.watch().await.unwrap();
+        logs.insert((1..=5).map(|i| record(i, i as i64, "f", 1, "x")).collect()).await.unwrap();
+        assert!(newest.has_changed().unwrap());
+        assert_eq!(*newest.borrow_and_update(), 5);
+        let (lines, cursor) = logs.tail(2, 2).await.unwrap();
+        assert_eq!((lines.iter().map(|l| l.id).collect::<Vec<_>>(), cursor), (vec![3, 4], 4));
+        let (lines, cursor) = logs.tail(cursor, 100).await.unwrap();
+        assert_eq!((lines.len(), cursor), (1, 5));
+        assert_eq!(logs.tail(5, 100).await.unwrap(), (vec![], 5));
+        logs.insert(vec![record(3, 3, "f", 1, "again")]).await.unwrap();
+        assert!(!newest.has_changed().unwrap(), "a batch of stored ids moves nothing");
+        drop(logs);
+        assert_eq!(LogStore::open(dir.path().join("logs.db")).await.unwrap().cursor().await.unwrap(), 5);
+    }
+
+    #[tokio::test]
     async fn the_log_schema_is_versioned_apart_from_the_main_database() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logs.db");

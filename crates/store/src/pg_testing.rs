@@ -97,7 +97,10 @@ async fn admin(server: &str) -> tokio_postgres::Client {
         let (client, connection) = tokio::time::timeout(Duration::from_secs(15), tokio_postgres::connect(&url, NoTls))
             .await
             .map_err(|_| format!("timed out connecting to {url}"))?
-            .map_err(|e| format!("{e} ({:?})", std::error::Error::source(&e).map(|s| s.to_string())))?;
+            .map_err(|e| match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            })?;
         tokio::spawn(connection);
         Ok::<_, String>(client)
     };

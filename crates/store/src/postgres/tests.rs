@@ -112,6 +112,16 @@ async fn an_unreachable_server_is_a_clear_error_without_the_password() {
 }
 
 #[tokio::test]
+async fn open_picks_the_backend_from_the_url() {
+    let schema = TestSchema::new().await;
+    assert_eq!(Store::open(&schema.url).await.unwrap().backend_name(), "postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("homebase.db");
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!((store.backend_name(), store.location()), ("sqlite", path.to_str().unwrap()));
+}
+
+#[tokio::test]
 async fn the_schema_is_versioned_and_a_newer_one_is_refused() {
     let schema = TestSchema::new().await;
     let store = open(&schema).await;
