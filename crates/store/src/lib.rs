@@ -152,10 +152,10 @@ impl Store {
 
     /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host:5432/db`;
     /// `?options=-csearch_path%3Dname` picks the schema, which must exist; Homebase's own
-    /// `pool_size=N` caps the pool, 16 by default) and migrates its schema. Everything lives there: apps, keys, deployments and their files, secrets, users,
-    /// the shared server secrets. A server that cannot be reached is
-    /// [`StoreError::Unavailable`] naming the URL without its password; a schema from a newer
-    /// Homebase is [`StoreError::SchemaTooNew`].
+    /// `pool_size=N` caps the pool, 16 by default) and migrates its schema. Everything lives
+    /// there: apps, keys, deployments and their files, secrets, users, the shared server
+    /// secrets. A server that cannot be reached is [`StoreError::Unavailable`] naming the URL
+    /// without its password; a schema from a newer Homebase is [`StoreError::SchemaTooNew`].
     pub async fn open_postgres(url: &str) -> Result<Store> {
         let hub = changes::ChangeHub::new();
         let backend = postgres::Postgres::open(url, hub.clone()).await?;

@@ -354,7 +354,8 @@ impl Store {
 
     /// Applies `update` to the user and returns the result.
     pub async fn update_user(&self, app_id: &str, user_id: &str, update: UserUpdate) -> Result<User> {
-        let user = on_backend!(self, db => db.update_user(app_id.to_string(), user_id.to_string(), update, ids::now_ms()).await)?;
+        let (app, user, now) = (app_id.to_string(), user_id.to_string(), ids::now_ms());
+        let user = on_backend!(self, db => db.update_user(app, user, update, now).await)?;
         self.announce(Change::app(app_id, ChangeKind::Users));
         Ok(user)
     }

@@ -352,7 +352,8 @@ async fn activate(tx: &Transaction<'_>, app_id: &str, name: &str, deployment_id:
     execute(
         tx,
         "INSERT INTO function_history (app_id, name, sequence, deployment_id, activated_at)
-         SELECT $1::TEXT, $2::TEXT, COALESCE(MAX(sequence), 0) + 1, $3::TEXT, $4::BIGINT FROM function_history WHERE app_id = $1 AND name = $2",
+         SELECT $1::TEXT, $2::TEXT, COALESCE(MAX(sequence), 0) + 1, $3::TEXT, $4::BIGINT
+         FROM function_history WHERE app_id = $1 AND name = $2",
         &[&app_id, &name, &deployment_id, &now],
     )
     .await?;
