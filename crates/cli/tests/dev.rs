@@ -124,7 +124,7 @@ async fn function_timeout_flag_applies() {
 #[tokio::test]
 async fn the_runtime_module_reads_secrets_from_the_environment_and_runs_background_work() {
     let project = fixture("functions");
-    let dev = Running::start(project.path(), &["--port", "0"], &[("HOMEBASE_FIXTURE_SECRET", "s3cret".into())]).await;
+    let dev = Running::start(project.path(), &["--port", "0"], &[("FIXTURE_SECRET", "s3cret".into())]).await;
     let (status, body) = get_json(dev.at("/functions/runtime-module")).await;
     assert_eq!(status, 202);
     assert_eq!(body, json!({ "secret": "s3cret", "env": "s3cret" }));

@@ -163,22 +163,46 @@ impl FunctionDef {
     }
 }
 
-/// Why a name given in `function.jsonc` is not acceptable, if it is not.
-/// What is wrong with a function name, if anything: empty, a dot, or an empty path segment. The
-/// same rule applies to names in a project and to names a deploy brings.
+/// The rule [`name_problem`] enforces, as error messages state it.
+pub const NAME_RULE: &str =
+    "a function name may use only letters, digits, '-' and '_', with '/' between segments (like 'email/send')";
+
+/// What is wrong with a function name, if anything. A name is what the SDK and a URL call, so it
+/// is one or more segments of ASCII letters, digits, `-` and `_`, joined by `/`: no dot (Base44
+/// forbids them too), no empty segment, no space, no other character (a URL would have to
+/// encode it, and bidi controls or look-alike letters would make one name pose as another).
+/// The same rule applies to names in a project, to zero-config folder names, and to names a
+/// deploy brings.
 pub fn name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("The function `name` is empty".into());
     }
+    let shown = shown_name(name);
     if name.contains('.') {
         return Some(format!(
-            "Function name '{name}' contains a dot; rename its folder or the `name` in function.jsonc"
+            "Function name '{shown}' contains a dot; rename its folder or the `name` in function.jsonc"
         ));
     }
     if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
-        return Some(format!("Function name '{name}' has an empty path segment; use names like 'email/send'"));
+        return Some(format!("Function name '{shown}' has an empty path segment; use names like 'email/send'"));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'))) {
+        let what = match bad {
+            ' ' => "a space".to_string(),
+            c if c.is_ascii_graphic() => format!("'{c}'"),
+            c => format!("the character U+{:04X}", c as u32),
+        };
+        return Some(format!("Function name '{shown}' contains {what}; {NAME_RULE}"));
     }
     None
+}
+
+/// `name` safe to print: characters other than printable ASCII as `\u{…}` escapes, so that a
+/// bidi control cannot reorder the message around it.
+fn shown_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if c == ' ' || c.is_ascii_graphic() { c.to_string() } else { format!("\\u{{{:x}}}", c as u32) })
+        .collect()
 }
 
 fn load_function_config(dir: &Path, path: &Path) -> Result<FunctionDef, ProjectError> {
@@ -210,7 +234,7 @@ fn load_function_config(dir: &Path, path: &Path) -> Result<FunctionDef, ProjectE
             .with_file(path)
             .at_opt(at(&["name"]))
             .for_function(&name)
-            .with_hint("Function names may contain '/' for nesting, but no dots"));
+            .with_hint(format!("Rename it: {NAME_RULE}")));
     }
     let entry_rel = raw.entry.as_deref().map(str::trim).unwrap_or_default();
     if entry_rel.is_empty() {
@@ -328,6 +352,16 @@ impl Project {
                 continue;
             }
             let name = segments(&listing.rel).join("/");
+            let entry = dir.join(if ts { "entry.ts" } else { "entry.js" });
+            if let Some(message) = name_problem(&name) {
+                problems.push(
+                    ProjectError::new(ErrorKind::Invalid, message)
+                        .with_file(&entry)
+                        .for_function(&name)
+                        .with_hint(format!("Rename its folder: {NAME_RULE}")),
+                );
+                continue;
+            }
             if ts && js {
                 problems.push(
                     ProjectError::new(
@@ -341,7 +375,6 @@ impl Project {
                     .with_hint("Delete one of the two entry files"),
                 );
             }
-            let entry = dir.join(if ts { "entry.ts" } else { "entry.js" });
             candidates
                 .push((entry.clone(), FunctionDef { name, dir, entry, config_file: None, automations: Vec::new() }));
         }
@@ -567,6 +600,36 @@ mod tests {
         assert_eq!(e.message, "Function name 'a.b' contains a dot; rename its folder or the `name` in function.jsonc");
         assert_eq!((e.line, e.column), (Some(2), Some(11)));
         assert_eq!(e.function.as_deref(), Some("a.b"));
+    }
+
+    #[test]
+    fn names_are_what_a_url_can_call() {
+        for good in ["hello", "email/send", "a-b_c/D9", "x"] {
+            assert_eq!(name_problem(good), None, "{good}");
+        }
+        let problem = name_problem("my fn").unwrap();
+        assert!(problem.contains("contains a space") && problem.contains(NAME_RULE), "{problem}");
+        assert!(name_problem("caf\u{e9}").unwrap().contains("U+00E9"));
+        let bidi = name_problem("admin\u{202e}gpj").unwrap();
+        assert!(bidi.contains("U+202E") && bidi.contains("admin\\u{202e}gpj"), "{bidi}");
+        assert!(!bidi.contains('\u{202e}'), "the message never carries the control itself");
+        assert!(name_problem("a?b").unwrap().contains("'?'"));
+        assert!(name_problem("a%20b").unwrap().contains("'%'"));
+        assert!(name_problem("a\\b").unwrap().contains("'\\'"));
+    }
+
+    #[test]
+    fn folders_that_are_not_names_are_reported() {
+        let (tmp, p) = basic();
+        write(tmp.path(), "base44/functions/my fn/entry.ts", "");
+        write(tmp.path(), "base44/functions/caf\u{e9}/entry.ts", "");
+        write(tmp.path(), "base44/functions/ok/entry.ts", "");
+        let d = p.discover_functions();
+        assert_eq!(names(&d), vec!["ok"]);
+        let messages: Vec<&str> = d.problems.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages.iter().any(|m| m.contains("'my fn' contains a space")), "{messages:?}");
+        assert!(d.problems.iter().all(|e| e.hint.as_deref().is_some_and(|h| h.contains(NAME_RULE))));
     }
 
     #[test]

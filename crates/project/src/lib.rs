@@ -30,7 +30,7 @@ pub use automation::{
 pub use dotenv::{DOTENV_FILES, load_dotenv, parse_dotenv};
 pub use entities::{EntityDiscovery, EntitySchema, is_valid_entity_name};
 pub use error::{ErrorKind, ProjectError};
-pub use functions::{DeployFile, DeployPayload, Discovery, FunctionDef, SourceFile, name_problem};
+pub use functions::{DeployFile, DeployPayload, Discovery, FunctionDef, NAME_RULE, SourceFile, name_problem};
 pub use jsonc::parse_jsonc;
 pub use project::{PluginConfig, PluginSource, Project, ProjectConfig, SiteConfig, Visibility};
 pub use types::{TypesOutput, add_tsconfig_include, generate_types, render_types, types_include_pattern};

@@ -10,17 +10,29 @@ pub enum RuntimeError {
     #[error("Deno is not available: {message}")]
     Deno { message: String },
     /// The function's module failed to load (syntax error, missing import, no handler, …).
+    /// `detail` has the load error or the worker's stderr; `reason` says why in a line without
+    /// output, stacks or paths (what `serve` answers, see [`RuntimeConfig::error_details`](crate::RuntimeConfig)).
     #[error("Function '{function}' failed to start")]
-    BootFailed { function: String, detail: String },
-    /// The worker went away while handling the request.
+    BootFailed { function: String, detail: String, reason: String },
+    /// The worker went away while handling the request. `detail` and `reason` as for
+    /// [`BootFailed`](RuntimeError::BootFailed).
     #[error("Function '{function}' crashed while handling the request")]
-    Crashed { function: String, detail: String },
+    Crashed { function: String, detail: String, reason: String },
     /// The request ran past the function timeout; the worker was replaced.
     #[error("Function '{function}' did not finish within {}s", timeout.as_secs_f64())]
     Timeout { function: String, timeout: Duration },
     /// A module Deno cannot load: a syntax error or an import that does not resolve.
     #[error("The function's code does not load")]
     ModuleInvalid { detail: String },
+    /// Deno did not finish checking a deployment in time; the check was stopped.
+    #[error("Deno did not finish checking the code within {}s", timeout.as_secs_f64())]
+    CheckTimeout { timeout: Duration },
+    /// Every slot for deploy checks is taken; retry after `retry_after`.
+    #[error("Too many deploys are being checked right now")]
+    Busy { detail: String, retry_after: Duration },
+    /// Functions cannot be confined as `serve` requires.
+    #[error("Functions cannot be sandboxed on this system: {message}")]
+    Sandbox { message: String },
     /// The runtime is shutting down and takes no new requests.
     #[error("The server is shutting down")]
     ShuttingDown,
@@ -42,7 +54,9 @@ impl RuntimeError {
             RuntimeError::Timeout { .. } => 504,
             RuntimeError::ShuttingDown => 503,
             RuntimeError::ModuleInvalid { .. } => 422,
-            RuntimeError::Deno { .. } | RuntimeError::Io { .. } => 500,
+            RuntimeError::CheckTimeout { .. } => 504,
+            RuntimeError::Busy { .. } => 429,
+            RuntimeError::Deno { .. } | RuntimeError::Io { .. } | RuntimeError::Sandbox { .. } => 500,
         }
     }
 
@@ -54,7 +68,19 @@ impl RuntimeError {
             RuntimeError::Timeout { .. } => "function_timeout",
             RuntimeError::ShuttingDown => "shutting_down",
             RuntimeError::ModuleInvalid { .. } => "module_invalid",
+            RuntimeError::CheckTimeout { .. } => "check_timeout",
+            RuntimeError::Busy { .. } => "too_many_checks",
+            RuntimeError::Sandbox { .. } => "sandbox_unavailable",
             RuntimeError::Io { .. } => "internal",
+        }
+    }
+
+    /// Why a start failed or a worker crashed, in one line without the worker's output, stack
+    /// traces or paths; `None` for the other errors.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            RuntimeError::BootFailed { reason, .. } | RuntimeError::Crashed { reason, .. } => Some(reason),
+            _ => None,
         }
     }
 
@@ -70,6 +96,12 @@ impl RuntimeError {
                  limit with --function-timeout or HOMEBASE_FUNCTION_TIMEOUT if it needs longer.",
                 timeout.as_secs_f64()
             ),
+            RuntimeError::CheckTimeout { timeout } => format!(
+                "Deno was stopped after {}s while it loaded the function's imports (a slow or unreachable \
+                 registry?). Retry the deploy; an operator can raise deploy-check-timeout.",
+                timeout.as_secs_f64()
+            ),
+            RuntimeError::Busy { detail, .. } | RuntimeError::Sandbox { message: detail } => detail.clone(),
             RuntimeError::ShuttingDown => "Retry against another node or after the restart.".into(),
             RuntimeError::Io { message } => message.clone(),
         }

@@ -7,11 +7,14 @@
 //! [`LogEvent`]s for a [`LogSink`]. It knows nothing of HTTP routes, apps' storage or auth: the
 //! server hands it a [`FunctionSpec`] and a request.
 
+mod check;
 mod conn;
 pub mod deno;
 mod error;
 pub mod logs;
+pub mod netpolicy;
 mod pool;
+pub mod sandbox;
 mod worker;
 
 use std::path::PathBuf;
@@ -20,9 +23,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
+pub use check::CHECK_RETRY_AFTER;
 pub use error::RuntimeError;
 pub use logs::{Level, LogEvent, LogSink};
+pub use netpolicy::NetAllow;
 pub use pool::{ResponseBody, Runtime, WorkerInfo};
+pub use sandbox::{Isolation, SandboxMode, secret_name_problem};
 
 /// The body type requests are proxied with.
 pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -42,6 +48,9 @@ pub struct FunctionSpec {
     pub version: String,
     /// Extra environment (secrets).
     pub env: Vec<(String, String)>,
+    /// What this function may reach besides what [`RuntimeConfig::net_allow`] allows (its app's
+    /// `function-net-allow`).
+    pub net_allow: NetAllow,
 }
 
 /// Limits and places. Defaults suit `homebase dev`.
@@ -60,7 +69,21 @@ pub struct RuntimeConfig {
     /// How long a stopping worker gets to finish its `waitUntil` work before SIGKILL.
     pub stop_grace: Duration,
     /// Pass Homebase's own environment to workers (dev: that is where local secrets live).
+    /// Ignored with `isolation`.
     pub inherit_env: bool,
+    /// `serve`: confine workers and deploy checks ([`sandbox`]); `None` (dev) runs them plainly.
+    pub isolation: Option<Isolation>,
+    /// How long a deploy check may run before it is stopped.
+    pub check_timeout: Duration,
+    /// How many deploy checks may run at once; more are refused ([`RuntimeError::Busy`]).
+    pub max_checks: usize,
+    /// Error answers may carry stack traces, paths and the worker's output (dev). Off (serve),
+    /// an uncaught exception answers its message's first line and the request id, and the
+    /// rest goes to the function's log only.
+    pub error_details: bool,
+    /// What every worker may reach on the network besides the public internet
+    /// (`function-net-allow`, see [`netpolicy`]); `*` (the default, for dev) is everything.
+    pub net_allow: NetAllow,
 }
 
 impl Default for RuntimeConfig {
@@ -73,6 +96,16 @@ impl Default for RuntimeConfig {
             boot_timeout: Duration::from_secs(60),
             stop_grace: Duration::from_secs(10),
             inherit_env: true,
+            isolation: None,
+            check_timeout: Duration::from_secs(60),
+            max_checks: default_max_checks(),
+            error_details: true,
+            net_allow: NetAllow::any(),
         }
     }
+}
+
+/// Twice the number of CPUs: a deploy check mostly waits for downloads.
+pub fn default_max_checks() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
 }

@@ -20,9 +20,12 @@ use tokio::sync::{OnceCell, watch};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
+use crate::check::{self, Checks, Listing};
 use crate::conn::{ConnError, WorkerConn};
 use crate::deno::{self, DenoInstall};
 use crate::logs::{Level, LogSink};
+use crate::netpolicy::ApiRoute;
+use crate::sandbox::{Caches, SandboxMode, Support, WorkerIsolation};
 use crate::worker::{Lease, Worker, WorkerContext};
 use crate::{BoxError, FunctionSpec, RequestBody, RuntimeConfig, RuntimeError};
 
@@ -41,7 +44,15 @@ struct Inner {
     host_dir: PathBuf,
     sockets_dir: PathBuf,
     tmp_dir: PathBuf,
+    /// Homebase's API for the workers, on a socket in the work folder.
+    api: Arc<ApiRoute>,
+    /// Where deploy checks keep their own `DENO_DIR` and temp folder while they run.
+    checks_dir: PathBuf,
     _work_dir: Option<tempfile::TempDir>,
+    /// `serve`: the Deno caches and whether Landlock confines Deno processes.
+    isolation: Option<WorkerIsolation>,
+    support: Option<Support>,
+    checks: Checks,
     /// Set once Deno is found; a failed lookup is not kept, so the next request tries again.
     context: OnceCell<Arc<WorkerContext>>,
     deno: OnceCell<DenoInstall>,
@@ -98,22 +109,47 @@ impl Runtime {
         };
         let sockets_dir = work.join("sockets");
         let tmp_dir = work.join("tmp");
-        for dir in [&work, &sockets_dir, &tmp_dir] {
+        let checks_dir = work.join("checks");
+        for dir in [&work, &sockets_dir, &tmp_dir, &checks_dir] {
             create_private_dir(dir)?;
         }
+        let (isolation, support) = match &config.isolation {
+            None => (None, None),
+            Some(settings) => {
+                let support = Support::probe();
+                if !support.available() && settings.mode == SandboxMode::Required {
+                    return Err(RuntimeError::Sandbox {
+                        message: format!(
+                            "{}. Without it, functions could read every file this server's user can. Run \
+                             serve on Linux 5.13 or newer with Landlock enabled, or set sandbox = \"best-effort\" \
+                             (HOMEBASE_SANDBOX, --sandbox) to run without it.",
+                            support.describe()
+                        ),
+                    });
+                }
+                let caches = Caches::open(&settings.cache_dir)?;
+                (Some(WorkerIsolation { caches, confine: support.available() }), Some(support))
+            }
+        };
         let host_dir = match install_host(&deno::cache_dir().with_file_name("host")) {
             Ok(dir) => dir,
             // An unwritable cache costs each start a transpile-free but uncached load, no more.
             Err(_) => install_host(&work.join("host"))?,
         };
 
+        let checks = Checks::new(config.max_checks, config.check_timeout);
         let inner = Arc::new(Inner {
             config,
             logs,
             host_dir,
             sockets_dir,
             tmp_dir,
+            api: Arc::new(ApiRoute::new(work.join("api.sock"))),
+            checks_dir,
             _work_dir: temp,
+            checks,
+            isolation,
+            support,
             context: OnceCell::new(),
             deno: OnceCell::new(),
             slots: Mutex::new(HashMap::new()),
@@ -127,6 +163,11 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// `serve`: what confines its Deno processes (`None` without isolation, as in dev).
+    pub fn sandbox(&self) -> Option<&Support> {
+        self.inner.support.as_ref()
     }
 
     /// The Deno in use, finding or installing it on the first call that succeeds.
@@ -159,6 +200,10 @@ impl Runtime {
                     sockets_dir: inner.sockets_dir.clone(),
                     tmp_dir: inner.tmp_dir.clone(),
                     inherit_env: inner.config.inherit_env,
+                    isolation: inner.isolation.clone(),
+                    error_details: inner.config.error_details,
+                    net_allow: inner.config.net_allow.clone(),
+                    api: inner.api.clone(),
                     boot_timeout: inner.config.boot_timeout,
                     stop_grace: inner.config.stop_grace,
                     logs: inner.logs.clone(),
@@ -169,33 +214,57 @@ impl Runtime {
             .cloned()
     }
 
-    /// Has Deno resolve, download and parse `entry` and everything it imports (with the same
-    /// flags and `base44:runtime` as a worker), without running it: a syntax error or an import
-    /// that does not resolve is [`RuntimeError::ModuleInvalid`] with Deno's message, in which
-    /// paths under `shown_relative_to` are shown relative to it.
-    pub async fn check_module(&self, entry: &Path, shown_relative_to: &Path) -> Result<(), RuntimeError> {
-        let deno = self.deno().await?;
-        let output = tokio::process::Command::new(&deno.path)
-            .arg("cache")
-            .arg("--quiet")
-            .arg("--no-config")
-            .arg(format!("--import-map={}", self.inner.host_dir.join("import_map.json").display()))
-            .arg(entry)
-            .env("DENO_NO_PACKAGE_JSON", "1")
-            .env("DENO_NO_UPDATE_CHECK", "1")
-            .env("NO_COLOR", "1")
-            .env("RUST_BACKTRACE", "0")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await?;
-        if output.status.success() {
-            return Ok(());
+    /// Binds the Unix socket in the private work folder on which the server is to serve its API
+    /// to the workers, replacing a stale one, and from then on has restricted workers send their
+    /// requests for `origins` (`http://host:port`, no trailing slash) there, as well as those
+    /// for each `Base44-Api-Url` they receive (see [`netpolicy`](crate::netpolicy)).
+    pub fn bind_api_socket(&self, origins: &[String]) -> std::io::Result<tokio::net::UnixListener> {
+        let path = &self.inner.api.socket;
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
         }
-        let text = String::from_utf8_lossy(&output.stderr);
-        let message = text.split("\nStack backtrace:").next().unwrap_or_default().trim();
-        let prefix = format!("{}/", crate::worker::file_url(shown_relative_to));
-        Err(RuntimeError::ModuleInvalid { detail: message.replace(&prefix, "") })
+        let listener = tokio::net::UnixListener::bind(path)?;
+        self.inner.api.set_origins(origins);
+        Ok(listener)
+    }
+
+    /// Has Deno resolve, download and parse `entry` and everything it imports statically (with
+    /// the same import map as a worker, `base44:runtime`), without running it. `root` is the
+    /// deployment's folder: a local module outside it is refused, and messages show paths relative
+    /// to the entry's folder and nothing else of the machine. A syntax error or an import that
+    /// does not resolve is [`RuntimeError::ModuleInvalid`]; past the check timeout
+    /// [`RuntimeError::CheckTimeout`]; with every check slot taken, at once, [`RuntimeError::Busy`].
+    /// See [`check`](crate::check).
+    pub async fn check_module(&self, entry: &Path, root: &Path) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let _slot = inner.checks.slot().await?;
+        let deno = self.deno().await?;
+        let work = tempfile::Builder::new().prefix("c").tempdir_in(&inner.checks_dir)?;
+        let deno_dir = work.path().join("deno");
+        let tmp = work.path().join("tmp");
+        create_private_dir(&tmp)?;
+        match &inner.isolation {
+            Some(isolation) => isolation.caches.deno_dir_at(&deno_dir)?,
+            None => create_private_dir(&deno_dir)?,
+        }
+        let listing = Listing {
+            deno: &deno.path,
+            entry,
+            root,
+            host_dir: &inner.host_dir,
+            deno_dir: if inner.isolation.is_some() { &deno_dir } else { Path::new("") },
+            tmp: &tmp,
+            caches: inner.isolation.as_ref().map(|i| &i.caches),
+            confine: inner.isolation.as_ref().is_some_and(|i| i.confine),
+        };
+        let info = inner.checks.list(&listing).await?;
+        check::verdict(&info, entry, root, &inner.host_dir).map_err(|detail| RuntimeError::ModuleInvalid { detail })?;
+        // The packages are cached: the stored deployment's first worker needs no warm-up.
+        if let Some(isolation) = &inner.isolation {
+            let _ = std::fs::write(check::warm_marker(&isolation.caches, &deno.path, entry, root), b"");
+        }
+        Ok(())
     }
 
     /// Sends `request` to a worker of `spec` and returns its response, streaming. The request's
@@ -231,14 +300,17 @@ impl Runtime {
             Ok(Err(error)) => {
                 // The worker dropped the connection: it crashed (Deno.exit, out of memory) or
                 // was stopped. A dead worker is replaced on the next request.
-                let detail = if worker.exited_within(Duration::from_millis(500)).await {
-                    worker.death_detail()
+                let (detail, reason) = if worker.exited_within(Duration::from_millis(500)).await {
+                    (worker.death_detail(), worker.exit_reason())
                 } else {
-                    format!("The connection to the worker failed: {error}")
+                    (
+                        format!("The connection to the worker failed: {error}"),
+                        "the connection to the worker failed".into(),
+                    )
                 };
                 let invocation = Invocation { started, status: 502, request_id };
                 invocation.log(&lease, "crashed: ", &detail);
-                Err(RuntimeError::Crashed { function: spec.name.clone(), detail })
+                Err(RuntimeError::Crashed { function: spec.name.clone(), detail, reason })
             }
             Err(_) => {
                 let reason = format!("the request ran past the {}s function timeout", timeout.as_secs_f64());
@@ -292,7 +364,10 @@ impl Runtime {
     async fn boot(self, slot: Arc<Slot>, spec: Arc<FunctionSpec>, done: watch::Sender<BootResult>) {
         let id = self.inner.next_worker.fetch_add(1, Ordering::Relaxed);
         let result = match self.context().await {
-            Ok(context) => Worker::spawn(&context, id, spec.clone()).await,
+            Ok(context) => {
+                self.warm(&context, &spec).await;
+                Worker::spawn(&context, id, spec.clone()).await
+            }
             Err(error) => Err(error),
         };
         {
@@ -311,6 +386,30 @@ impl Runtime {
             worker.retire();
         }
         let _ = done.send(Some(result));
+    }
+
+    /// `serve`: makes sure the packages `spec` imports are in the shared cache, which its worker
+    /// may only read (see [`check::warm`]). A no-op once done for an entry.
+    async fn warm(&self, context: &WorkerContext, spec: &FunctionSpec) {
+        let Some(isolation) = &self.inner.isolation else { return };
+        let Some(root) = spec.read_paths.first() else { return };
+        let marker = check::warm_marker(&isolation.caches, &context.deno, &spec.entry, root);
+        if marker.exists() {
+            return;
+        }
+        let Ok(deno_dir) = isolation.caches.app_dir(&spec.app_id) else { return };
+        let Ok(work) = tempfile::Builder::new().prefix("w").tempdir_in(&self.inner.checks_dir) else { return };
+        let listing = Listing {
+            deno: &context.deno,
+            entry: &spec.entry,
+            root,
+            host_dir: &context.host_dir,
+            deno_dir: &deno_dir,
+            tmp: work.path(),
+            caches: Some(&isolation.caches),
+            confine: isolation.confine,
+        };
+        check::warm(&self.inner.checks, &listing, &marker).await;
     }
 
     fn slot(&self, app_id: &str, name: &str) -> Arc<Slot> {

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::ConnPool;
 use crate::logs::{Level, LogEvent, LogSink};
+use crate::netpolicy::{self, ApiRoute, NetAllow, WorkerNet};
 use crate::{FunctionSpec, RuntimeError};
 
 /// How many stderr lines a worker keeps to explain a crash.
@@ -38,6 +39,11 @@ pub(crate) struct WorkerContext {
     pub sockets_dir: PathBuf,
     pub tmp_dir: PathBuf,
     pub inherit_env: bool,
+    /// `serve`: each app's own Deno cache, a clean environment and Landlock.
+    pub isolation: Option<crate::sandbox::WorkerIsolation>,
+    pub error_details: bool,
+    pub net_allow: NetAllow,
+    pub api: Arc<ApiRoute>,
     pub boot_timeout: Duration,
     pub stop_grace: Duration,
     pub logs: Arc<dyn LogSink>,
@@ -71,24 +77,57 @@ impl Worker {
     /// Starts a process for `spec` and waits until it listens, fails to load, or dies.
     pub async fn spawn(ctx: &WorkerContext, id: u64, spec: Arc<FunctionSpec>) -> Result<Arc<Worker>, RuntimeError> {
         let started = Instant::now();
-        let socket = ctx.sockets_dir.join(format!("w{id}.sock"));
+        // Each socket has a folder of its own: a sandboxed worker may create its socket there and
+        // nowhere near another worker's.
+        let socket_dir = ctx.sockets_dir.join(format!("w{id}"));
+        crate::sandbox::create_private_dir(&socket_dir)?;
+        let socket = socket_dir.join("http.sock");
         let tmp = ctx.tmp_dir.join(format!("w{id}"));
         std::fs::create_dir_all(&tmp)?;
+        let deno_dir = match &ctx.isolation {
+            Some(isolation) => isolation.caches.app_dir(&spec.app_id)?,
+            None => ctx.deno_dir.clone(),
+        };
 
-        let mut read = vec![ctx.host_dir.clone(), ctx.deno_dir.clone(), socket.clone(), tmp.clone()];
-        read.extend(spec.read_paths.iter().cloned());
+        let mut code = vec![ctx.host_dir.clone()];
+        code.extend(ctx.isolation.iter().flat_map(|i| i.caches.packages()));
+        code.extend(spec.read_paths.iter().cloned());
+        let mut read = vec![deno_dir.clone(), socket.clone(), tmp.clone()];
+        read.extend(code.iter().cloned());
+        let mut write = vec![socket.clone(), tmp.clone()];
+        let net = WorkerNet::new(&ctx.net_allow.union(&spec.net_allow), &netpolicy::own_addresses());
+        // A restricted worker reaches Homebase's API over the server's socket (netpolicy::ApiRoute).
+        let api = if net.is_restricted() { ctx.api.origins() } else { None };
+        let node = match api {
+            Some(_) => {
+                let paths = spec.read_paths.clone();
+                tokio::task::spawn_blocking(move || netpolicy::mentions_node(&paths)).await.unwrap_or(true)
+            }
+            None => false,
+        };
+        if api.is_some() {
+            read.push(ctx.api.socket.clone());
+            write.push(ctx.api.socket.clone());
+        }
         let mut cmd = Command::new(&ctx.deno);
         cmd.arg("run")
             .arg("--quiet")
             .arg("--no-config")
             .arg("--no-prompt")
+            .args(ctx.isolation.iter().map(|_| "--cached-only")) // packages come from deploy checks
             .arg(format!("--import-map={}", ctx.import_map.display()))
-            .arg("--allow-net")
+            .args(net.deno_args())
             .arg("--allow-env")
             .arg(format!("--allow-read={}", join_paths(&read)))
-            .arg(format!("--allow-write={}", join_paths(&[socket.clone(), tmp.clone()])))
+            .arg(format!("--allow-write={}", join_paths(&write)))
             .arg(&ctx.host_script);
-        if !ctx.inherit_env {
+        if let Some(isolation) = &ctx.isolation {
+            let mut write = vec![socket_dir.clone(), tmp.clone(), deno_dir.clone()];
+            if api.is_some() {
+                write.push(ctx.api.socket.clone());
+            }
+            isolation.apply(&mut cmd, &ctx.deno, &code, &write, &tmp, &deno_dir)?;
+        } else if !ctx.inherit_env {
             cmd.env_clear();
             for key in ["PATH", "HOME", "DENO_DIR", "LANG", "TZ"] {
                 if let Some(value) = std::env::var_os(key) {
@@ -96,7 +135,9 @@ impl Worker {
                 }
             }
         }
-        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
+        let secrets: Vec<&(String, String)> = crate::sandbox::allowed_secrets(&spec.env).collect();
+        cmd.envs(secrets.iter().map(|(k, v)| (k, v)))
+            .env("BASE44_APP_ID", &spec.app_id)
             .env("DENO_NO_PACKAGE_JSON", "1")
             .env("DENO_NO_UPDATE_CHECK", "1")
             .env("NO_COLOR", "1")
@@ -104,13 +145,22 @@ impl Worker {
             .env("HOMEBASE_ENTRY", file_url(&spec.entry))
             .env("HOMEBASE_SOCKET", &socket)
             .env("HOMEBASE_FUNCTION", &spec.name)
-            .env("HOMEBASE_SECRET_NAMES", spec.env.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(","))
+            .env("HOMEBASE_ERROR_DETAILS", if ctx.error_details { "1" } else { "0" })
+            .env("HOMEBASE_SECRET_NAMES", secrets.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(","))
+            .envs(api.iter().flat_map(|origins| {
+                [
+                    ("HOMEBASE_API_SOCKET", ctx.api.socket.as_os_str()),
+                    ("HOMEBASE_API_ORIGINS", origins.as_ref()),
+                    ("HOMEBASE_API_NODE", (if node { "1" } else { "0" }).as_ref()),
+                ]
+            }))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
         die_with_parent(&mut cmd);
+        net.confine(&mut cmd)?;
         let mut child = cmd.spawn()?;
         let pid = child.id();
 
@@ -142,10 +192,10 @@ impl Worker {
             leases: AtomicU64::new(0),
         });
         worker.touch();
-        tokio::spawn(own_process(worker.clone(), child, stdin, pumps, ctx.stop_grace, socket, tmp));
+        tokio::spawn(own_process(worker.clone(), child, stdin, pumps, ctx.stop_grace, socket_dir, tmp));
 
         let boot = tokio::time::timeout(ctx.boot_timeout, ready_rx).await;
-        let failure = match boot {
+        let (failure, reason) = match boot {
             Ok(Ok(Ok(()))) => {
                 worker.boot_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 worker.system_log(
@@ -154,26 +204,36 @@ impl Worker {
                 );
                 return Ok(worker);
             }
-            Ok(Ok(Err(load_error))) => load_error,
+            Ok(Ok(Err(load_error))) => {
+                let reason = format!("its module did not load: {}", first_line_without_paths(&load_error));
+                (load_error, reason)
+            }
             Ok(Err(_)) => {
                 // stdout closed without a message: the process died early (or closed its
                 // stdout). Wait for the owner task to reap it so the exit status and stderr
                 // are known.
                 if worker.exited_within(ctx.boot_timeout).await {
-                    worker.death_detail()
+                    (worker.death_detail(), worker.exit_reason())
                 } else {
-                    format!("The worker closed its output without becoming ready. {}", worker.stderr_text())
+                    let closed = "the worker closed its output without becoming ready";
+                    (
+                        format!("The worker closed its output without becoming ready. {}", worker.stderr_text()),
+                        closed.into(),
+                    )
                 }
             }
-            Err(_) => format!(
-                "The worker did not become ready within {}s. {}",
-                ctx.boot_timeout.as_secs(),
-                worker.stderr_text()
+            Err(_) => (
+                format!(
+                    "The worker did not become ready within {}s. {}",
+                    ctx.boot_timeout.as_secs(),
+                    worker.stderr_text()
+                ),
+                format!("the worker did not become ready within {}s", ctx.boot_timeout.as_secs()),
             ),
         };
         worker.stop.cancel();
         worker.system_log(Level::Error, format!("failed to start: {failure}"));
-        Err(RuntimeError::BootFailed { function: worker.spec.name.clone(), detail: failure })
+        Err(RuntimeError::BootFailed { function: worker.spec.name.clone(), detail: failure, reason })
     }
 
     pub fn is_alive(&self) -> bool {
@@ -233,6 +293,11 @@ impl Worker {
         if tail.is_empty() { reason } else { format!("{reason}. {tail}") }
     }
 
+    /// Why the process died (its exit status or why it was stopped), without its output.
+    pub fn exit_reason(&self) -> String {
+        self.exit_reason.lock().unwrap().clone().unwrap_or_else(|| "the worker exited".into())
+    }
+
     fn stderr_text(&self) -> String {
         let tail = self.stderr_tail.lock().unwrap();
         tail.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
@@ -276,7 +341,7 @@ async fn own_process(
     stdin: Option<ChildStdin>,
     pumps: [tokio::task::JoinHandle<()>; 2],
     grace: Duration,
-    socket: PathBuf,
+    socket_dir: PathBuf,
     tmp: PathBuf,
 ) {
     let status = tokio::select! {
@@ -309,7 +374,7 @@ async fn own_process(
     if !requested {
         worker.system_log(Level::Error, format!("worker exited unexpectedly: {}", worker.death_detail()));
     }
-    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_dir_all(&socket_dir);
     let _ = std::fs::remove_dir_all(&tmp);
     worker.exited.cancel();
 }
@@ -464,6 +529,26 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 }
 
+/// The first line of `text` with every `file://` URL cut to its file name: what `serve` may
+/// show of a load error (`Module not found "file:///srv/…/x.ts"` → `Module not found "x.ts"`).
+pub(crate) fn first_line_without_paths(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(start) = rest.find("file://") {
+        out.push_str(&rest[..start]);
+        let url = &rest[start..];
+        let end =
+            url.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ')' | '>')).unwrap_or(url.len());
+        let name = url[..end].rsplit('/').next().unwrap_or_default();
+        out.push_str(name);
+        rest = &url[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn join_paths(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",")
 }
@@ -482,7 +567,7 @@ pub(crate) fn file_url(path: &Path) -> String {
 /// Asks Linux to SIGKILL the worker when our process dies, even by SIGKILL.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it only sets the
     // child's parent-death signal between fork and exec.
     unsafe {
@@ -496,11 +581,23 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_: &mut Command) {}
+pub(crate) fn die_with_parent(_: &mut Command) {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_reasons_keep_the_first_line_without_paths() {
+        let load = "TypeError: Module not found \"file:///srv/data/deployments/abc/lib.ts\".\n    at file:///srv/data/deployments/abc/entry.ts:1:8";
+        assert_eq!(first_line_without_paths(load), "TypeError: Module not found \"lib.ts\".");
+        let parse = "error: The module's source code could not be parsed: Expected ';' at file:///x/y/entry.ts:2:5";
+        assert_eq!(
+            first_line_without_paths(parse),
+            "The module's source code could not be parsed: Expected ';' at entry.ts:2:5"
+        );
+        assert_eq!(first_line_without_paths("\nError: boom\n  at x"), "Error: boom");
+    }
 
     #[test]
     fn file_urls_escape_unusual_characters() {

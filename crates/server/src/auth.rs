@@ -143,12 +143,17 @@ fn identity_of(
 
 /// For the function routes: an `Authorization: Bearer` a caller sends must verify for the app
 /// (401 otherwise), so that a function only ever sees a bearer this server issued for it.
-/// Other schemes are left to the header rules, which drop them.
-pub fn check_function_bearer(tokens: &TokenMinter, headers: &HeaderMap, app_id: &str) -> Result<(), Unauthorized> {
-    match headers.get(AUTHORIZATION).and_then(bearer_token) {
-        None => Ok(()),
-        Some(token) => tokens.verify_for_app(token, app_id).map(drop).map_err(|e| Unauthorized::from_token(e, "token")),
-    }
+/// Returns the user of a user token, whose sign-in state the caller checks next
+/// ([`crate::user_states::UserStates::check`]). Other schemes are left to the header rules,
+/// which drop them.
+pub fn check_function_bearer(
+    tokens: &TokenMinter,
+    headers: &HeaderMap,
+    app_id: &str,
+) -> Result<Option<TokenUser>, Unauthorized> {
+    let Some(token) = headers.get(AUTHORIZATION).and_then(bearer_token) else { return Ok(None) };
+    let claims = tokens.verify_for_app(token, app_id).map_err(|e| Unauthorized::from_token(e, "token"))?;
+    Ok((claims.role != ROLE_SERVICE).then_some(TokenUser { id: claims.sub, stamp: claims.stamp }))
 }
 
 /// What a [`Limiter`] counts, each in its own buckets.
@@ -368,6 +373,14 @@ impl Limiter {
         }
     }
 
+    /// Ends the account's run of failed `attempt`s (its lock, if it had reached the limit): a
+    /// completed password reset proves the mailbox, so the account's owner may sign in again.
+    /// The per-address counts stay.
+    pub fn clear_account(&self, attempt: Attempt, app_id: &str, account: &str) {
+        let key = key(attempt, b'a', app_id, account.as_bytes());
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).counts.remove(&key);
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.state.lock().unwrap().counts.len()
@@ -415,8 +428,10 @@ mod tests {
         );
         let err = identify(&tokens, &auth(&forged), "app1").unwrap_err();
         assert!(err.message.contains("signature"), "{err:?}");
-        assert!(check_function_bearer(&tokens, &headers(&[("authorization", "Basic eDp5")]), "app1").is_ok());
+        assert_eq!(check_function_bearer(&tokens, &headers(&[("authorization", "Basic eDp5")]), "app1"), Ok(None));
         assert!(check_function_bearer(&tokens, &auth(&user), "app2").is_err());
+        assert_eq!(check_function_bearer(&tokens, &auth(&user), "app1"), Ok(Some(u1)), "a user to check next");
+        assert_eq!(check_function_bearer(&tokens, &auth(&service), "app1"), Ok(None));
     }
 
     fn limits(per_account: u32, per_address: u32) -> LoginLimits {
@@ -470,6 +485,22 @@ mod tests {
         // The account starts afresh and the address has one attempt back.
         let _ = limiter.reserve(Attempt::Login, "a", login("ann@x", [10, 0, 0, 1])).unwrap();
         assert!(limiter.reserve(Attempt::Login, "a", login("bob@x", [10, 0, 0, 1])).is_err(), "the address is used up");
+    }
+
+    #[test]
+    fn clearing_an_account_lifts_its_lock_only() {
+        let limiter = Limiter::new(limits(2, 3));
+        let ip = [10, 0, 0, 1];
+        for _ in 0..2 {
+            let _ = limiter.reserve(Attempt::Login, "a", login("ann@x", ip)).unwrap();
+        }
+        assert!(limiter.reserve(Attempt::Login, "a", login("ann@x", [10, 0, 0, 2])).is_err(), "locked");
+        limiter.clear_account(Attempt::Login, "b", "ann@x");
+        assert!(limiter.reserve(Attempt::Login, "a", login("ann@x", [10, 0, 0, 2])).is_err(), "another app's account");
+        limiter.clear_account(Attempt::Login, "a", "ann@x");
+        let _ = limiter.reserve(Attempt::Login, "a", login("ann@x", ip)).unwrap();
+        // The address keeps its count: two failures and this one are its three.
+        assert!(limiter.reserve(Attempt::Login, "a", login("bob@x", ip)).is_err(), "the address is used up");
     }
 
     #[test]

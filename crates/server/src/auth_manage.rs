@@ -5,6 +5,9 @@
 //! - `GET /api/apps/platform/{app_id}/published-url` → `{url}`: where the app's API is served
 //!   (the configured public URL, else the URL the caller used).
 //! - `POST /api/apps/{app_id}/users` creates a user (the first admin, say); `GET` lists them.
+//! - `PATCH /api/apps/{app_id}/users/{user_id}` `{disabled?, role?, is_verified?, full_name?}`
+//!   changes one; `DELETE` deletes it. Disabling or deleting a user signs out its tokens at
+//!   once, on every route (the store announces the change; see [`crate::user_states`]).
 //! - `GET`/`PUT /api/apps/{app_id}/auth/settings`: `{require_verification}`.
 //!
 //! An app user's token is not an API key: these routes answer it with 401. On `serve` the keys
@@ -18,8 +21,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use homebase_store::{NewUser, UserRole};
+use axum::routing::{get, patch};
+use homebase_store::{NewUser, UserRole, UserUpdate};
 use http::{Extensions, HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -43,6 +46,7 @@ pub fn router(manage: AuthManage) -> Router {
         .route("/api/apps/{app_id}/auth/token", get(token))
         .route("/api/apps/platform/{app_id}/published-url", get(published_url))
         .route("/api/apps/{app_id}/users", get(list_users).post(create_user))
+        .route("/api/apps/{app_id}/users/{user_id}", patch(update_user).delete(delete_user))
         .route("/api/apps/{app_id}/auth/settings", get(get_settings).put(put_settings))
         .with_state(manage)
 }
@@ -162,6 +166,51 @@ async fn create_user(
     };
     let user = manage.auth.store.create_user(&app_id, new).await.map_err(store_error)?;
     Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeUser {
+    disabled: Option<bool>,
+    role: Option<String>,
+    is_verified: Option<bool>,
+    full_name: Option<String>,
+}
+
+async fn update_user(
+    State(manage): State<AuthManage>,
+    Path((app_id, user_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&manage, &headers, &app_id).await?;
+    let request: ChangeUser = parse_body(&body)?;
+    let role = request.role.as_deref().map(UserRole::parse).transpose().map_err(store_error)?;
+    let update = UserUpdate {
+        disabled: request.disabled,
+        role,
+        is_verified: request.is_verified,
+        full_name: request.full_name.map(Some),
+        ..Default::default()
+    };
+    let user = manage.auth.store.update_user(&app_id, &user_id, update).await.map_err(store_error)?;
+    Ok(Json(user_json(&user)).into_response())
+}
+
+async fn delete_user(
+    State(manage): State<AuthManage>,
+    Path((app_id, user_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&manage, &headers, &app_id).await?;
+    if !manage.auth.store.delete_user(&app_id, &user_id).await.map_err(store_error)? {
+        return Err(ApiError::not_found(
+            "user_not_found",
+            format!("The app has no user '{user_id}'"),
+            format!("List the users with GET /api/apps/{app_id}/users."),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn get_settings(

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use homebase_runtime::FunctionSpec;
+use http::HeaderMap;
 
 /// The functions of one app at one moment. Replaced whole when the app changes (a reload in dev,
 /// a deploy in serve), so a request sees one consistent set.
@@ -66,7 +67,16 @@ pub trait Catalog: Send + Sync + 'static {
         let _ = app_id;
         Cow::Borrowed(text)
     }
+    /// Whether the sender of `headers` may learn the names of `app_id`'s functions (a 404 for an
+    /// unknown function lists them). Dev: anyone, it is the developer's own machine.
+    fn may_list_functions<'a>(&'a self, app_id: &'a str, headers: &'a HeaderMap) -> BoxFuture<'a, bool> {
+        let _ = (app_id, headers);
+        Box::pin(std::future::ready(true))
+    }
 }
+
+/// A boxed future, for the async methods of [`Catalog`] (a trait object).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 #[cfg(test)]
 mod tests {
@@ -80,6 +90,7 @@ mod tests {
             read_paths: vec![],
             version: "1".into(),
             env: vec![],
+            net_allow: Default::default(),
         })
     }
 

@@ -4,7 +4,11 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use homebase_runtime::NetAllow;
+use homebase_runtime::SandboxMode;
 use serde::{Deserialize, Serialize};
+
+use crate::connections::ConnectionLimits;
 
 /// The resolved configuration, validated and printable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,6 +43,31 @@ pub struct Config {
     pub log_retention: Duration,
     /// `serve`: when stored log lines take more bytes than this, the oldest are deleted.
     pub log_max_size: u64,
+    /// `serve`: without Landlock, refuse to start (`required`) or run without it (`best-effort`).
+    #[serde(serialize_with = "display")]
+    pub sandbox: SandboxMode,
+    /// `serve`: how long Deno may take to check a deploy.
+    #[serde(with = "humantime_serde_str")]
+    pub deploy_check_timeout: Duration,
+    /// `serve`: how many deploys may be checked at once; more are answered 429.
+    pub max_deploy_checks: usize,
+    /// Client connections served at once; one more is answered 503 and closed. Lowered at start
+    /// to fit the open-file limit (see `connections`).
+    pub max_connections: usize,
+    /// How long a client may take to send a request head.
+    #[serde(with = "humantime_serde_str")]
+    pub header_read_timeout: Duration,
+    /// How long a client connection may stay open with no request.
+    #[serde(with = "humantime_serde_str")]
+    pub keep_alive_timeout: Duration,
+    /// What functions may reach on the network besides the public internet: addresses, CIDR
+    /// blocks, or `*` for everything (the default of `dev`; `serve` starts from none). Canonical
+    /// entries (see `homebase_runtime::netpolicy`).
+    pub function_net_allow: Vec<String>,
+}
+
+fn display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 impl Default for Config {
@@ -56,6 +85,13 @@ impl Default for Config {
             smtp_from: "Homebase <no-reply@localhost>".into(),
             log_retention: Duration::from_secs(7 * 24 * 3600),
             log_max_size: 1024 * 1024 * 1024,
+            sandbox: SandboxMode::Required,
+            deploy_check_timeout: Duration::from_secs(60),
+            max_deploy_checks: homebase_runtime::default_max_checks(),
+            max_connections: ConnectionLimits::default().max_connections,
+            header_read_timeout: ConnectionLimits::default().header_read_timeout,
+            keep_alive_timeout: ConnectionLimits::default().keep_alive_timeout,
+            function_net_allow: vec!["*".into()],
         }
     }
 }
@@ -77,6 +113,13 @@ pub struct ConfigLayer {
     pub smtp_from: Option<String>,
     pub log_retention: Option<DurationValue>,
     pub log_max_size: Option<SizeValue>,
+    pub sandbox: Option<String>,
+    pub deploy_check_timeout: Option<DurationValue>,
+    pub max_deploy_checks: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<DurationValue>,
+    pub keep_alive_timeout: Option<DurationValue>,
+    pub function_net_allow: Option<Vec<String>>,
 }
 
 /// A size as written: `"512MB"`, `"1GiB"`, `"800k"`, or a number of bytes.
@@ -183,7 +226,11 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 19] = [
+    "function-net-allow",
+    "sandbox",
+    "deploy-check-timeout",
+    "max-deploy-checks",
     "smtp-url",
     "smtp-from",
     "host",
@@ -196,6 +243,9 @@ const ENV_KEYS: [&str; 12] = [
     "cors-origins",
     "log-retention",
     "log-max-size",
+    "max-connections",
+    "header-read-timeout",
+    "keep-alive-timeout",
 ];
 
 impl ConfigLayer {
@@ -231,15 +281,31 @@ impl ConfigLayer {
                 "smtp-from" => layer.smtp_from = Some(value),
                 "log-retention" => layer.log_retention = Some(value.into()),
                 "log-max-size" => layer.log_max_size = Some(value.into()),
-                "cors-origins" => {
-                    layer.cors_origins =
-                        Some(value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect())
+                "sandbox" => layer.sandbox = Some(value),
+                "deploy-check-timeout" => layer.deploy_check_timeout = Some(value.into()),
+                "max-deploy-checks" => {
+                    layer.max_deploy_checks =
+                        Some(value.trim().parse().map_err(|_| bad(format!("'{value}' is not a number")))?)
                 }
+                "max-connections" => {
+                    layer.max_connections = Some(
+                        value.trim().parse().map_err(|_| bad(format!("'{value}' is not a number of connections")))?,
+                    )
+                }
+                "header-read-timeout" => layer.header_read_timeout = Some(value.into()),
+                "keep-alive-timeout" => layer.keep_alive_timeout = Some(value.into()),
+                "cors-origins" => layer.cors_origins = Some(comma_list(&value)),
+                "function-net-allow" => layer.function_net_allow = Some(comma_list(&value)),
                 _ => layer.public_url = Some(value),
             }
         }
         Ok(layer)
     }
+}
+
+/// `a, b,c` → `["a", "b", "c"]`; empty items are dropped, so `""` is an empty list.
+fn comma_list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect()
 }
 
 impl Config {
@@ -261,6 +327,19 @@ impl Config {
             config.boot_timeout = duration(&layer.boot_timeout, config.boot_timeout, "boot-timeout")?;
             config.shutdown_timeout = duration(&layer.shutdown_timeout, config.shutdown_timeout, "shutdown-timeout")?;
             config.log_retention = duration(&layer.log_retention, config.log_retention, "log-retention")?;
+            config.deploy_check_timeout =
+                duration(&layer.deploy_check_timeout, config.deploy_check_timeout, "deploy-check-timeout")?;
+            if let Some(mode) = &layer.sandbox {
+                config.sandbox = mode
+                    .parse()
+                    .map_err(|message| ConfigError { source_name: format!("{source} (sandbox)"), message })?;
+            }
+            config.max_deploy_checks = layer.max_deploy_checks.unwrap_or(config.max_deploy_checks);
+            config.header_read_timeout =
+                duration(&layer.header_read_timeout, config.header_read_timeout, "header-read-timeout")?;
+            config.keep_alive_timeout =
+                duration(&layer.keep_alive_timeout, config.keep_alive_timeout, "keep-alive-timeout")?;
+            config.max_connections = layer.max_connections.unwrap_or(config.max_connections);
             if let Some(size) = &layer.log_max_size {
                 config.log_max_size = size
                     .parse()
@@ -277,6 +356,11 @@ impl Config {
             }
             if let Some(from) = &layer.smtp_from {
                 config.smtp_from = from.clone();
+            }
+            if let Some(entries) = &layer.function_net_allow {
+                config.function_net_allow = NetAllow::parse(entries)
+                    .map_err(|message| ConfigError { source_name: format!("{source} (function-net-allow)"), message })?
+                    .entries();
             }
         }
         config.validate()?;
@@ -297,8 +381,23 @@ impl Config {
         if self.log_retention.is_zero() {
             return Err(invalid("log-retention", "must be longer than zero, e.g. \"7d\" or \"12h\""));
         }
+        if self.deploy_check_timeout.is_zero() {
+            return Err(invalid("deploy-check-timeout", "must be longer than zero, e.g. \"60s\""));
+        }
+        if self.max_deploy_checks == 0 {
+            return Err(invalid("max-deploy-checks", "must be at least 1"));
+        }
         if self.log_max_size < 1024 * 1024 {
             return Err(invalid("log-max-size", "must be at least 1MB, e.g. \"512MB\" or \"2GB\""));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("max-connections", "must be at least 1, e.g. 10000"));
+        }
+        if self.header_read_timeout.is_zero() {
+            return Err(invalid("header-read-timeout", "must be longer than zero, e.g. \"10s\""));
+        }
+        if self.keep_alive_timeout.is_zero() {
+            return Err(invalid("keep-alive-timeout", "must be longer than zero, e.g. \"75s\""));
         }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -307,6 +406,20 @@ impl Config {
         }
         self.mailer().map_err(|message| invalid("smtp-url", &message))?;
         Ok(())
+    }
+
+    /// The limits on client connections.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
+        }
+    }
+
+    /// What functions may reach besides the public internet (`function-net-allow`).
+    pub fn net_allow(&self) -> NetAllow {
+        NetAllow::parse(&self.function_net_allow).expect("checked when resolved")
     }
 
     /// Where app-user mail goes: SMTP when `smtp-url` is set, else the server log.
@@ -429,6 +542,86 @@ mod tests {
         let tiny = env(&[("HOMEBASE_LOG_MAX_SIZE", "10k")]);
         assert_eq!(Config::resolve(&[("env", tiny)]).unwrap_err().source_name, "log-max-size");
         assert_eq!(parse_size("1.5k"), Ok(1536));
+    }
+
+    #[test]
+    fn sandbox_and_deploy_check_settings_come_from_every_layer() {
+        let defaults = Config::default();
+        assert_eq!(defaults.sandbox, SandboxMode::Required);
+        assert_eq!(defaults.deploy_check_timeout, Duration::from_secs(60));
+        assert!(defaults.max_deploy_checks >= 2);
+        let file: ConfigLayer =
+            toml::from_str("sandbox = \"best-effort\"\ndeploy-check-timeout = \"2m\"\nmax-deploy-checks = 3").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!(
+            (config.sandbox, config.deploy_check_timeout, config.max_deploy_checks),
+            (SandboxMode::BestEffort, Duration::from_secs(120), 3)
+        );
+        let vars = env(&[
+            ("HOMEBASE_SANDBOX", "required"),
+            ("HOMEBASE_DEPLOY_CHECK_TIMEOUT", "5s"),
+            ("HOMEBASE_MAX_DEPLOY_CHECKS", "1"),
+        ]);
+        let config = Config::resolve(&[("file", file), ("env", vars)]).unwrap();
+        assert_eq!(
+            (config.sandbox, config.deploy_check_timeout, config.max_deploy_checks),
+            (SandboxMode::Required, Duration::from_secs(5), 1)
+        );
+        let err = Config::resolve(&[("env", env(&[("HOMEBASE_SANDBOX", "off")]))]).unwrap_err();
+        assert_eq!(err.source_name, "env (sandbox)");
+        let err = Config::resolve(&[("env", env(&[("HOMEBASE_MAX_DEPLOY_CHECKS", "0")]))]).unwrap_err();
+        assert_eq!(err.source_name, "max-deploy-checks");
+        let err = ConfigLayer::from_env([("HOMEBASE_MAX_DEPLOY_CHECKS".to_string(), "many".to_string())]).unwrap_err();
+        assert_eq!(err.to_string(), "HOMEBASE_MAX_DEPLOY_CHECKS: 'many' is not a number");
+        let json = serde_json::to_value(Config::default()).unwrap();
+        assert_eq!(json["sandbox"], "required");
+    }
+
+    #[test]
+    fn connection_limits_come_from_every_layer() {
+        let defaults = Config::default().connection_limits();
+        assert_eq!(defaults, ConnectionLimits::default());
+        let file: ConfigLayer =
+            toml::from_str("max-connections = 500\nheader-read-timeout = \"5s\"\nkeep-alive-timeout = 30").unwrap();
+        let vars = env(&[("HOMEBASE_HEADER_READ_TIMEOUT", "2s")]);
+        let flags = ConfigLayer { max_connections: Some(700), ..Default::default() };
+        let limits = Config::resolve(&[("file", file), ("env", vars), ("flags", flags)]).unwrap().connection_limits();
+        assert_eq!(limits.max_connections, 700);
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(limits.keep_alive_timeout, Duration::from_secs(30));
+        let err = ConfigLayer::from_env([("HOMEBASE_MAX_CONNECTIONS".to_string(), "many".to_string())]).unwrap_err();
+        assert_eq!(err.to_string(), "HOMEBASE_MAX_CONNECTIONS: 'many' is not a number of connections");
+        let zero = ConfigLayer { max_connections: Some(0), ..Default::default() };
+        assert_eq!(Config::resolve(&[("flags", zero)]).unwrap_err().source_name, "max-connections");
+        let zero = env(&[("HOMEBASE_HEADER_READ_TIMEOUT", "0s")]);
+        assert_eq!(Config::resolve(&[("env", zero)]).unwrap_err().source_name, "header-read-timeout");
+    }
+
+    #[test]
+    fn function_net_allow_comes_from_every_layer_and_is_checked() {
+        assert_eq!(Config::default().function_net_allow, ["*"], "dev is open by default");
+        assert!(Config::default().net_allow().is_any());
+        let file: ConfigLayer = toml::from_str("function-net-allow = [\"10.0.0.5\", \"192.168.1.7/24\"]").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!(config.function_net_allow, ["10.0.0.5", "192.168.1.0/24"]);
+        assert!(!config.net_allow().is_any());
+        let vars = env(&[("HOMEBASE_FUNCTION_NET_ALLOW", "127.0.0.1, fd00::/8")]);
+        let config = Config::resolve(&[("file", file.clone()), ("env", vars)]).unwrap();
+        assert_eq!(config.function_net_allow, ["127.0.0.1", "fd00::/8"], "a later layer replaces the list");
+        let none = env(&[("HOMEBASE_FUNCTION_NET_ALLOW", "")]);
+        assert!(Config::resolve(&[("env", none)]).unwrap().function_net_allow.is_empty(), "empty: restricted");
+        let flags = ConfigLayer { function_net_allow: Some(vec!["*".into()]), ..Default::default() };
+        assert!(Config::resolve(&[("file", file), ("flags", flags)]).unwrap().net_allow().is_any());
+        let bad = env(&[("HOMEBASE_FUNCTION_NET_ALLOW", "10.0.0.5, 127.0.0.1:5432")]);
+        let err = Config::resolve(&[("env", bad)]).unwrap_err();
+        assert_eq!(err.source_name, "env (function-net-allow)");
+        assert!(
+            err.message.contains("'127.0.0.1:5432' names a port") && err.message.contains("write 127.0.0.1"),
+            "{err}"
+        );
+        let named: ConfigLayer = toml::from_str("function-net-allow = [\"db.internal\"]").unwrap();
+        let err = Config::resolve(&[("homebase.toml", named)]).unwrap_err();
+        assert!(err.message.contains("host names are not accepted"), "{err}");
     }
 
     #[test]

@@ -119,6 +119,7 @@ impl DevApp {
         let (secrets, env_problems) = local_secrets(&project.root);
         self.logs.set_secrets(&self.app_id, secrets.env.iter().map(|(_, value)| value));
         let mut problems: Vec<String> = env_problems.iter().map(ToString::to_string).collect();
+        problems.extend(secrets.skipped.iter().cloned());
         for def in &discovery.functions {
             let spec = spec_for(&self.app_id, def, &shared, &secrets);
             next.functions.insert(def.name.clone(), Arc::new(spec));
@@ -233,14 +234,27 @@ impl Catalog for DevApp {
 struct LocalSecrets {
     env: Vec<(String, String)>,
     hash: u64,
+    /// Why names of the `.env` files were left out (the loader, Deno or Homebase read them).
+    skipped: Vec<String>,
 }
 
 fn local_secrets(root: &Path) -> (LocalSecrets, Vec<ProjectError>) {
     let (values, problems) = load_dotenv(root);
-    let env: Vec<(String, String)> = values.into_iter().filter(|(name, _)| std::env::var_os(name).is_none()).collect();
+    let mut skipped = Vec::new();
+    let env: Vec<(String, String)> = values
+        .into_iter()
+        .filter(|(name, _)| match homebase_runtime::secret_name_problem(name) {
+            None => true,
+            Some(problem) => {
+                skipped.push(format!("{problem}; the .env value is not passed to functions"));
+                false
+            }
+        })
+        .filter(|(name, _)| std::env::var_os(name).is_none())
+        .collect();
     let mut hasher = DefaultHasher::new();
     env.hash(&mut hasher);
-    (LocalSecrets { env, hash: hasher.finish() }, problems)
+    (LocalSecrets { env, hash: hasher.finish(), skipped }, problems)
 }
 
 fn spec_for(app_id: &str, def: &FunctionDef, shared: &Path, secrets: &LocalSecrets) -> FunctionSpec {
@@ -253,6 +267,7 @@ fn spec_for(app_id: &str, def: &FunctionDef, shared: &Path, secrets: &LocalSecre
         version: if secrets.env.is_empty() { code } else { format!("{code}-{:016x}", secrets.hash) },
         read_paths: folders,
         env: secrets.env.clone(),
+        net_allow: homebase_runtime::NetAllow::none(),
     }
 }
 
@@ -360,12 +375,22 @@ mod tests {
     }
 
     #[test]
-    fn the_environment_wins_over_dotenv_files() {
+    fn the_environment_wins_over_dotenv_files_and_reserved_names_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(".env"), "PATH=/nowhere\nHOMEBASE_DOTENV_ONLY=x\n").unwrap();
+        let (present, _) = std::env::vars()
+            .find(|(name, _)| homebase_runtime::secret_name_problem(name).is_none())
+            .expect("the test runs with some ordinary variable set");
+        let dotenv = format!("{present}=/nowhere\nLD_PRELOAD=/tmp/x.so\nDENO_DIR=/tmp\nDOTENV_ONLY_VALUE=x\n");
+        std::fs::write(dir.path().join(".env"), dotenv).unwrap();
         let (secrets, problems) = local_secrets(dir.path());
         assert!(problems.is_empty());
-        assert_eq!(secrets.env, vec![("HOMEBASE_DOTENV_ONLY".to_string(), "x".to_string())]);
+        assert_eq!(secrets.env, vec![("DOTENV_ONLY_VALUE".to_string(), "x".to_string())]);
+        assert_eq!(secrets.skipped.len(), 2, "{:?}", secrets.skipped);
+        assert!(
+            secrets.skipped.iter().any(|s| s.contains("'LD_PRELOAD' cannot be a secret name")),
+            "{:?}",
+            secrets.skipped
+        );
         assert!(is_dotenv(&dir.path().join(".env.local")) && !is_dotenv(&dir.path().join("package.json")));
     }
 

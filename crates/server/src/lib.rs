@@ -14,6 +14,7 @@ pub mod auth;
 pub mod auth_manage;
 pub mod catalog;
 pub mod config;
+pub mod connections;
 pub mod cors;
 pub mod dev;
 mod error;
@@ -24,7 +25,9 @@ pub mod mail;
 pub mod manage;
 pub mod platform;
 mod routes;
+pub mod sdk;
 pub mod token;
+pub mod user_states;
 pub mod users_api;
 
 use std::net::SocketAddr;
@@ -37,12 +40,13 @@ use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use homebase_runtime::Runtime;
 use http::Extensions;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use catalog::{AppFunctions, Catalog};
+pub use connections::ConnectionLimits;
 pub use error::ApiError;
-pub use routes::{function_routes, router, unknown_route};
+pub use routes::{router, unknown_route};
 pub use token::TokenMinter;
 
 /// Shared state of the routers: a cheap clone over `Arc`s.
@@ -53,7 +57,11 @@ pub struct AppState {
     pub tokens: Arc<TokenMinter>,
     /// `Base44-Api-Url` for functions; `None` uses the URL the caller reached us at.
     pub public_url: Option<Arc<str>>,
+    /// The CORS policy of the SDK routes ([`sdk::router`]); allows nothing until
+    /// [`with_cors`](AppState::with_cors).
     pub cors: Arc<cors::CorsPolicy>,
+    /// Users' sign-in states, for user tokens on the function routes; set by [`sdk::router`].
+    pub users: Option<Arc<user_states::UserStates>>,
     request_ids: Arc<RequestIds>,
 }
 
@@ -70,6 +78,7 @@ impl AppState {
             tokens: Arc::new(tokens),
             public_url: public_url.map(Arc::from),
             cors: Arc::new(cors::CorsPolicy::default()),
+            users: None,
             request_ids: Arc::new(RequestIds { prefix: rand::random(), next: AtomicU64::new(1) }),
         }
     }
@@ -99,7 +108,8 @@ impl AppState {
     }
 }
 
-/// Both ends of a client's connection, in every request's extensions as `ConnectInfo<Peer>`:
+/// Both ends of a client's connection, in every request's extensions as `ConnectInfo<Peer>`
+/// (added by [`connections`]):
 /// `remote` for the login limiter, `local` (the address the client reached) for the URL
 /// functions call back.
 #[derive(Debug, Clone, Copy)]
@@ -108,52 +118,118 @@ pub struct Peer {
     pub remote: SocketAddr,
 }
 
-impl Connected<IncomingStream<'_, NoDelay>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, NoDelay>) -> Peer {
-        let remote = *stream.remote_addr();
-        Peer { local: stream.io().local_addr().unwrap_or(remote), remote }
+/// Serves `router` on `listener` with the default [`ConnectionLimits`] until `shutdown` is
+/// cancelled, then stops accepting and gives in-flight requests up to `grace` to finish. Returns
+/// once the server has stopped.
+pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: CancellationToken, grace: Duration) {
+    connections::serve(listener, router, ConnectionLimits::default(), shutdown, grace).await
+}
+
+/// [`serve`] with the limits on connections given (see [`connections`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    connections::serve(listener, router, limits, shutdown, grace).await
+}
+
+/// Serves `router` to the function workers on the runtime's API socket until `stop` is
+/// cancelled, and has the runtime send restricted workers' requests for Homebase's origins there
+/// (see `homebase_runtime::netpolicy`): such a worker may not connect to `addr`, the TCP address
+/// the server listens on, nor to any other address of this host. The socket is the same API with
+/// the same authentication; a request on it counts as arriving at `addr`, with `0.0.0.0` or `[::]`
+/// read as loopback, so nested calls get `public_url` or `http://<addr>` as `Base44-Api-Url`.
+/// `stop` should outlive the workers: their requests in flight during a drain still call the API.
+pub fn serve_workers(
+    runtime: &Runtime,
+    router: axum::Router,
+    addr: SocketAddr,
+    public_url: Option<&str>,
+    stop: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let addr = advertised(addr);
+    let mut origins = vec![format!("http://{addr}")];
+    if let Some(origin) = public_url.and_then(origin_of) {
+        origins.push(origin);
+    }
+    let listener = runtime.bind_api_socket(&origins)?;
+    let router = router.layer(axum::middleware::map_request(restore_host));
+    let service = router.into_make_service_with_connect_info::<Peer>();
+    let server = axum::serve(WorkerSocket { listener, addr }, service)
+        .with_graceful_shutdown(async move { stop.cancelled().await });
+    Ok(tokio::spawn(async move {
+        if let Err(error) = server.await {
+            tracing::error!(%error, "the functions' API socket stopped");
+        }
+    }))
+}
+
+/// The address to name for a listener on `addr`: loopback for an unspecified address.
+fn advertised(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
     }
 }
 
-/// A TCP listener whose connections send small writes at once (`TCP_NODELAY`).
-struct NoDelay(TcpListener);
+/// `https://example.com:8443` of `https://example.com:8443/base`, as a browser writes an origin.
+fn origin_of(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let host = uri.host()?.to_ascii_lowercase();
+    let default = if scheme == "https" { 443 } else { 80 };
+    Some(match uri.port_u16() {
+        Some(port) if port != default => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
 
-impl axum::serve::Listener for NoDelay {
-    type Io = TcpStream;
+/// A worker's request through the socket names a stand-in host (its `fetch` cannot keep the
+/// real one); the host it meant comes in `x-homebase-host`.
+async fn restore_host(mut request: axum::extract::Request) -> axum::extract::Request {
+    if let Some(host) = request.headers_mut().remove("x-homebase-host") {
+        request.headers_mut().insert(http::header::HOST, host);
+    }
+    request
+}
+
+/// The runtime's API socket, whose connections all count as arriving at `addr`.
+struct WorkerSocket {
+    listener: tokio::net::UnixListener,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for WorkerSocket {
+    type Io = tokio::net::UnixStream;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        let _ = stream.set_nodelay(true);
-        (stream, addr)
+    async fn accept(&mut self) -> (tokio::net::UnixStream, SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _)) => return (stream, self.addr),
+                // Out of file descriptors and the like: wait rather than spin.
+                Err(error) => {
+                    tracing::debug!(%error, "accepting on the functions' API socket failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
     }
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.0.local_addr()
+        Ok(self.addr)
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and gives
-/// in-flight requests up to `grace` to finish. Returns once the server has stopped.
-pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: CancellationToken, grace: Duration) {
-    let listener = NoDelay(listener);
-    let signal = shutdown.clone();
-    // Connect info gives the login rate limiter the client's address, and functions the
-    // server's own.
-    let service = router.into_make_service_with_connect_info::<Peer>();
-    let server = axum::serve(listener, service).with_graceful_shutdown(async move { signal.cancelled().await });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut server => {
-            if let Err(error) = result {
-                tracing::error!(%error, "server stopped");
-            }
-            return;
-        }
-        () = shutdown.cancelled() => {}
-    }
-    if tokio::time::timeout(grace, server).await.is_err() {
-        tracing::warn!("in-flight requests did not finish within {}s; stopping anyway", grace.as_secs_f64());
+impl Connected<IncomingStream<'_, WorkerSocket>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, WorkerSocket>) -> Peer {
+        Peer { local: *stream.remote_addr(), remote: *stream.remote_addr() }
     }
 }
 
@@ -174,4 +250,23 @@ pub async fn bind(addr: SocketAddr, fallback: bool) -> std::io::Result<(TcpListe
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no port available")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_are_told_the_origins_browsers_would_write() {
+        assert_eq!(origin_of("https://Example.com/base/"), Some("https://example.com".into()));
+        assert_eq!(origin_of("https://example.com:443"), Some("https://example.com".into()));
+        assert_eq!(origin_of("http://example.com:80/x"), Some("http://example.com".into()));
+        assert_eq!(origin_of("http://10.0.0.5:8080"), Some("http://10.0.0.5:8080".into()));
+        assert_eq!(origin_of("https://[fd00::5]:8443/"), Some("https://[fd00::5]:8443".into()));
+        assert_eq!(origin_of("not a url"), None);
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert_eq!(advertised(addr("0.0.0.0:8080")), addr("127.0.0.1:8080"));
+        assert_eq!(advertised(addr("[::]:8080")), addr("[::1]:8080"));
+        assert_eq!(advertised(addr("192.168.1.5:8080")), addr("192.168.1.5:8080"));
+    }
 }

@@ -533,6 +533,7 @@ mod tests {
             read_paths: vec![],
             version: version.into(),
             env: values.iter().enumerate().map(|(i, v)| (format!("S{i}"), v.to_string())).collect(),
+            net_allow: Default::default(),
         }
     }
 

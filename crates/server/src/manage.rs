@@ -7,7 +7,8 @@
 //! paths, automations, and Deno loading the code) before anything is stored.
 //!
 //! Secrets (§5.4) are set, listed (names, values masked) and deleted here; their values appear
-//! in no response, error or log line.
+//! in no response, error or log line. So is an app's `function-net-allow` list (read with the
+//! app's key, changed with an admin key only).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::platform::Platform;
+use homebase_runtime::RuntimeError;
 
 /// The largest file a deploy may carry.
 pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
@@ -44,6 +46,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/api/apps/{app_id}/backend-functions/{name}/deployments", get(history))
         .route("/api/apps/{app_id}/backend-functions/{name}/rollback", post(rollback))
         .route("/api/apps/{app_id}/secrets", post(set_secrets).get(list_secrets).delete(delete_secret))
+        .route("/api/apps/{app_id}/function-net-allow", get(get_net_allow).put(set_net_allow))
         .layer(DefaultBodyLimit::max(MAX_DEPLOY_BYTES * 2))
         .with_state(platform)
 }
@@ -277,7 +280,9 @@ async fn deploy(
     {
         return Ok(Json(json!({ "status": "unchanged", "deployment_id": id })).into_response());
     }
-    validate_deploy(&platform, &app_id, &name, &deployment).await?;
+    if let Err(error) = validate_deploy(&platform, &app_id, &name, &deployment).await {
+        return Ok(with_retry_after(error));
+    }
     let outcome = {
         // The check is repeated under the lock: another deploy may have added a function while
         // Deno checked this one.
@@ -287,6 +292,16 @@ async fn deploy(
     };
     refresh_after(&platform, &app_id, "The deployment").await?;
     Ok(Json(json!({ "status": outcome.status, "deployment_id": outcome.deployment_id })).into_response())
+}
+
+/// An error response; a 429 (every deploy check slot taken) says when to retry.
+fn with_retry_after(error: ApiError) -> Response {
+    let busy = error.status == StatusCode::TOO_MANY_REQUESTS;
+    let mut response = error.into_response();
+    if busy {
+        response.headers_mut().insert(http::header::RETRY_AFTER, homebase_runtime::CHECK_RETRY_AFTER.into());
+    }
+    response
 }
 
 /// Rebuilds this node's view after a committed change. A failure here does not undo the change,
@@ -364,11 +379,15 @@ async fn validate_deploy(
         .await
         .map_err(|e| io_error(std::io::Error::other(e)))?
         .map_err(store_error)?;
-    let shown_from = entry.parent().unwrap_or(scratch.path()).to_path_buf();
-    platform.runtime.check_module(&entry, &shown_from).await.map_err(|error| {
+    // Only the deployment's own folder may be imported from (and quoted).
+    let deployment_root = scratch.path().join(&id);
+    platform.runtime.check_module(&entry, &deployment_root).await.map_err(|error| {
+        let busy = matches!(error, RuntimeError::Busy { .. });
         let mut error = ApiError::from(error);
         // CLIs show the message alone, so it carries Deno's complaint and where it is.
-        error.message = format!("Function '{name}' was not deployed: {}", summarize_deno_error(&error.detail));
+        if !busy {
+            error.message = format!("Function '{name}' was not deployed: {}", summarize_deno_error(&error.detail));
+        }
         error
     })?;
     tracing::debug!(%id, function = name, "deploy checked");
@@ -465,6 +484,9 @@ async fn set_secrets(
     };
     let mut secrets = BTreeMap::new();
     for (name, value) in object {
+        if let Some(problem) = homebase_runtime::secret_name_problem(&name) {
+            return Err(bad_secrets(problem, RESERVED_DETAIL));
+        }
         let Value::String(value) = value else {
             return Err(bad_secrets(format!("The value of secret '{name}' is not a string"), detail));
         };
@@ -477,6 +499,12 @@ async fn set_secrets(
     refresh_after(&platform, &app_id, "The secrets").await?;
     Ok(Json(json!({ "success": true })).into_response())
 }
+
+/// Why some names cannot be secrets, and what to do.
+const RESERVED_DETAIL: &str = "Secrets become the function's environment variables. Names must be letters, digits and \
+    '_', not starting with a digit, and not one the system loader, Deno or Homebase reads (LD_*, DENO_*, NODE_*, \
+    NPM_CONFIG_*, RUST_*, MALLOC_*, GLIBC_*, HOMEBASE_*, BASE44_*, PATH, HOME, TMPDIR, the proxy and certificate \
+    variables, SSLKEYLOGFILE, …). Choose another name, e.g. with your app's prefix.";
 
 /// A store error of a secrets route: a bad name is a 400 whose detail says what names may be.
 fn secret_error(error: StoreError) -> ApiError {
@@ -521,6 +549,55 @@ async fn delete_secret(
     }
     refresh_after(&platform, &app_id, "The deletion").await?;
     Ok(Json(json!({ "success": true })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetAllowBody {
+    allow: Vec<String>,
+}
+
+/// `GET …/function-net-allow`: `{"allow": [...]}`, what the app's functions may reach besides
+/// the public internet and the server's own `function-net-allow`.
+async fn get_net_allow(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+) -> Result<Response, ApiError> {
+    app_for(&platform, &caller, &app_id).await?;
+    let entries = platform.store.function_net_allow(&app_id).await.map_err(store_error)?;
+    Ok(Json(json!({ "allow": entries })).into_response())
+}
+
+/// `PUT …/function-net-allow` with `{"allow": ["10.0.0.5", "10.1.0.0/16"]}`: replaces the list
+/// (`[]` empties it). Admin keys only: with an app's key, whoever holds it could open this
+/// host's own services to the code they deploy. Running workers are replaced once their
+/// requests are done.
+async fn set_net_allow(
+    State(platform): State<Arc<Platform>>,
+    caller: Caller,
+    Path(app_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require_admin().map_err(|mut error| {
+        error.detail = "Only an admin key may change what an app's functions can reach on the network.".into();
+        error
+    })?;
+    ensure_app(&platform.store, &app_id).await?;
+    let request: NetAllowBody = parse_body(&body)?;
+    let allow = homebase_runtime::NetAllow::parse(&request.allow).map_err(|problem| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_net_allow",
+            format!("The list cannot be used: {problem}"),
+            "Send {\"allow\": [...]} with IP addresses (10.0.0.5, fd00::5), CIDR blocks (10.0.0.0/24) or \"*\" for \
+             everything; [] allows nothing beyond the public internet.",
+        )
+    })?;
+    let entries = allow.entries();
+    platform.store.set_function_net_allow(&app_id, entries.clone()).await.map_err(store_error)?;
+    refresh_after(&platform, &app_id, "The list").await?;
+    Ok(Json(json!({ "allow": entries })).into_response())
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //!
 //! An app's secrets are each worker's environment. The version is the deployment id plus a short
 //! hash of the secrets, so a change of secrets also retires the old workers after their
-//! in-flight requests, and the next request starts a worker that sees the new values.
+//! in-flight requests, and the next request starts a worker that sees the new values. The same
+//! goes for the app's `function-net-allow` list, which is part of the version too.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -17,19 +18,20 @@ use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::routing::get;
-use homebase_runtime::{FunctionSpec, Runtime};
+use homebase_runtime::{FunctionSpec, NetAllow, Runtime};
 use homebase_store::{ActiveFunction, Store, StoreError};
 use http::StatusCode;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::catalog::{AppFunctions, Catalog};
+use crate::catalog::{AppFunctions, BoxFuture, Catalog};
 
-/// The router of `homebase serve`: the function routes, the management API, `/readyz` (the
-/// database answers) and the JSON 404.
-pub fn router(platform: Arc<Platform>, state: AppState) -> Router {
+/// The router of `homebase serve`: the SDK surface (functions and app users, under CORS), the
+/// management API, `/healthz`, `/readyz` (the database answers) and the JSON 404.
+pub fn router(platform: Arc<Platform>, state: AppState, auth: Arc<crate::users_api::Auth>) -> Router {
     let store = platform.store.clone();
-    crate::function_routes(state)
+    crate::sdk::router(state, auth)
+        .route("/healthz", get(|| async { "ok" }))
         .merge(crate::manage::router(platform.clone()))
         .merge(crate::logs_api::router(platform))
         .route("/readyz", get(move || ready(store.clone())))
@@ -63,6 +65,8 @@ pub struct Platform {
     /// The log store, the hub and shutdown, for the logs API; the hub also masks each app's
     /// secret values in its lines.
     logs: Option<crate::logs_api::LogService>,
+    /// `(app, secret name)` already logged as withheld from workers.
+    withheld: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Platform {
@@ -94,6 +98,7 @@ impl Platform {
             refresh_lock: tokio::sync::Mutex::new(()),
             secrets_salt: rand::random(),
             logs,
+            withheld: Default::default(),
         });
         for app in platform.store.list_apps().await? {
             platform.refresh(&app.id).await?;
@@ -111,16 +116,40 @@ impl Platform {
         if let Some(logs) = &self.logs {
             logs.hub.set_secrets(app_id, secrets.values());
         }
-        let env: Vec<(String, String)> = secrets.into_iter().collect();
+        let env = self.worker_secrets(app_id, secrets);
+        let net_allow = if functions.is_empty() { NetAllow::none() } else { self.net_allow(app_id).await? };
+        // A change of the list is a new version too: old workers finish, new ones get the list.
+        let tag = match net_allow.is_empty() {
+            true => secrets_tag,
+            false => format!("{secrets_tag}n{}", net_fingerprint(&net_allow)),
+        };
         let mut next = AppFunctions { app_id: app_id.to_string(), ..Default::default() };
         for function in &functions {
-            let spec = self.spec_for(app_id, function, &env, &secrets_tag).await?;
+            let spec = self.spec_for(app_id, function, &env, &tag, &net_allow).await?;
             next.functions.insert(function.name.clone(), Arc::new(spec));
         }
         let versions = next.functions.iter().map(|(name, spec)| (name.clone(), spec.version.clone())).collect();
         self.apps.write().unwrap().insert(app_id.to_string(), Arc::new(next));
         self.runtime.retire_outdated(app_id, &versions);
         Ok(())
+    }
+
+    /// The secrets a worker of `app_id` gets: those whose names may reach a process's
+    /// environment. Any other (stored before such names were refused) is kept in the store but
+    /// never passed, and logged once per app and name.
+    fn worker_secrets(&self, app_id: &str, secrets: BTreeMap<String, String>) -> Vec<(String, String)> {
+        let mut env = Vec::with_capacity(secrets.len());
+        for (name, value) in secrets {
+            match homebase_runtime::secret_name_problem(&name) {
+                None => env.push((name, value)),
+                Some(problem) => {
+                    if self.withheld.lock().unwrap().insert((app_id.to_string(), name.clone())) {
+                        tracing::warn!(app = app_id, "{problem}; the stored secret is not passed to functions");
+                    }
+                }
+            }
+        }
+        env
     }
 
     /// The logs API's service, when this platform keeps logs.
@@ -132,12 +161,23 @@ impl Platform {
         &self.scratch_dir
     }
 
+    /// The app's `function-net-allow` list. One that no longer parses (written by a newer
+    /// Homebase, say) allows nothing, and says so in the log.
+    async fn net_allow(&self, app_id: &str) -> Result<NetAllow, StoreError> {
+        let entries = self.store.function_net_allow(app_id).await?;
+        Ok(NetAllow::parse(&entries).unwrap_or_else(|problem| {
+            tracing::error!(app_id, %problem, "the app's function-net-allow list is not valid; it allows nothing");
+            NetAllow::none()
+        }))
+    }
+
     async fn spec_for(
         &self,
         app_id: &str,
         function: &ActiveFunction,
         env: &[(String, String)],
         secrets_tag: &str,
+        net_allow: &NetAllow,
     ) -> Result<FunctionSpec, StoreError> {
         let entry = self.store.materialize(&function.deployment_id, &self.deployments_dir).await?;
         Ok(FunctionSpec {
@@ -151,8 +191,19 @@ impl Platform {
                 format!("{}+{secrets_tag}", function.deployment_id)
             },
             env: env.to_vec(),
+            net_allow: net_allow.clone(),
         })
     }
+}
+
+/// 8 hex digits of a hash of the list, for worker versions.
+fn net_fingerprint(allow: &NetAllow) -> String {
+    let mut hasher = Sha256::new();
+    for entry in allow.entries() {
+        hasher.update((entry.len() as u64).to_le_bytes());
+        hasher.update(entry.as_bytes());
+    }
+    hasher.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// 16 hex digits of a hash of the app's secrets (names and values) salted with the process's
@@ -195,5 +246,16 @@ impl Catalog for Platform {
             Some(logs) => logs.hub.mask_text(app_id, text),
             None => Cow::Borrowed(text),
         }
+    }
+
+    /// Only a holder of a key for the app (or of an admin key), sent as the management API takes
+    /// it (`api_key`, or `Authorization: Bearer b44k_…`).
+    fn may_list_functions<'a>(&'a self, app_id: &'a str, headers: &'a http::HeaderMap) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            match crate::manage::Caller::authenticate(self, headers).await {
+                Ok(caller) => caller.require_app(app_id).is_ok(),
+                Err(_) => false,
+            }
+        })
     }
 }

@@ -6,6 +6,7 @@
 //! - `ANY /functions/{name…}`: the public webhook URL; never a user context.
 //!
 //! The function sees its own name as the first path segment, then any sub-path and the query.
+//! They are part of the SDK surface ([`crate::sdk`]), which puts them under the CORS layer.
 
 use std::sync::Arc;
 
@@ -14,28 +15,28 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use homebase_runtime::FunctionSpec;
+use homebase_runtime::{FunctionSpec, RuntimeError};
 use http::header::{HOST, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 
 use crate::AppState;
 use crate::catalog::{AppFunctions, Resolved};
-use crate::error::ApiError;
+use crate::error::{ApiError, FromFunction};
 use crate::headers::{self, Caller, Injected};
+use crate::users_api::Auth;
 
-/// The function routes and the fallback, for `dev`.
-pub fn router(state: AppState) -> Router {
-    function_routes(state).fallback(unknown_route)
+/// The router of `dev`: the SDK surface ([`crate::sdk::router`]), `/healthz` and the fallback.
+pub fn router(state: AppState, auth: Arc<Auth>) -> Router {
+    crate::sdk::router(state, auth).route("/healthz", get(|| async { "ok" })).fallback(unknown_route)
 }
 
-/// The function routes alone, to merge with others (`serve` adds the management API).
-pub fn function_routes(state: AppState) -> Router {
+/// The function routes alone; [`crate::sdk::router`] puts them with the other SDK routes.
+pub(crate) fn function_routes(state: AppState) -> Router {
     Router::new()
         .route("/api/apps/{app_id}/functions/{*name}", any(sdk_invoke))
         .route("/api/functions/{*path}", any(sdk_fetch))
         .route("/functions/{*name}", any(webhook))
-        .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
 
@@ -46,19 +47,19 @@ async fn sdk_invoke(State(state): State<AppState>, request: Request) -> Response
     let app_id = parts.nth(3).unwrap_or_default().to_string();
     let rest = parts.nth(1).unwrap_or_default().to_string();
     let app = state.catalog.app(&app_id).ok_or_else(|| app_not_found(&app_id));
-    forward(state, Caller::Sdk, app, rest, request).await
+    call_function(&state, Caller::Sdk, app, rest, request).await
 }
 
 async fn sdk_fetch(State(state): State<AppState>, request: Request) -> Response {
     let rest = request.uri().path().strip_prefix("/api/functions/").unwrap_or_default().to_string();
     let app = app_for(&state, request.headers());
-    forward(state, Caller::Sdk, app, rest, request).await
+    call_function(&state, Caller::Sdk, app, rest, request).await
 }
 
 async fn webhook(State(state): State<AppState>, request: Request) -> Response {
     let rest = request.uri().path().strip_prefix("/functions/").unwrap_or_default().to_string();
     let app = app_for(&state, request.headers());
-    forward(state, Caller::Webhook, app, rest, request).await
+    call_function(&state, Caller::Webhook, app, rest, request).await
 }
 
 /// The app named by `X-App-Id`, else the default app.
@@ -83,22 +84,6 @@ fn app_not_found(id: &str) -> ApiError {
     )
 }
 
-async fn forward(
-    state: AppState,
-    caller: Caller,
-    app: Result<Arc<AppFunctions>, ApiError>,
-    rest: String,
-    request: Request,
-) -> Response {
-    if let Some(preflight) = state.cors.preflight(request.method(), request.headers()) {
-        return preflight;
-    }
-    let origin = state.cors.allowed_origin(request.headers()).cloned();
-    let mut response = call_function(&state, caller, app, rest, request).await;
-    state.cors.decorate(origin, response.headers_mut());
-    response
-}
-
 async fn call_function(
     state: &AppState,
     caller: Caller,
@@ -121,11 +106,18 @@ async fn call_function(
         )
         .into_response();
     }
-    // A bearer on an SDK route must be one this server issued for this app.
-    if caller == Caller::Sdk
-        && let Err(unauthorized) = crate::auth::check_function_bearer(&state.tokens, request.headers(), &app.app_id)
-    {
-        return unauthorized.into_response();
+    // A bearer on an SDK route must be one this server issued for this app, and a user's must
+    // still be good: the user exists, is enabled and has not changed its password since.
+    if caller == Caller::Sdk {
+        match crate::auth::check_function_bearer(&state.tokens, request.headers(), &app.app_id) {
+            Err(unauthorized) => return unauthorized.into_response(),
+            Ok(Some(user)) => {
+                if let Err(refused) = crate::user_states::check(state.users.as_deref(), &app.app_id, &user).await {
+                    return refused;
+                }
+            }
+            Ok(None) => {}
+        }
     }
     let spec = match app.resolve(&rest) {
         Resolved::Function(spec) => spec.clone(),
@@ -138,7 +130,10 @@ async fn call_function(
             )
             .into_response();
         }
-        Resolved::Unknown => return function_not_found(&app, &rest).into_response(),
+        Resolved::Unknown => {
+            let listed = state.catalog.may_list_functions(&app.app_id, request.headers()).await;
+            return function_not_found(&app, &rest, listed).into_response();
+        }
     };
 
     let (mut parts, body) = request.into_parts();
@@ -181,14 +176,43 @@ async fn call_function(
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             headers::prepare_response_headers(&mut parts.headers);
+            parts.extensions.insert(FromFunction);
             Response::from_parts(parts, Body::new(body))
         }
-        Err(error) => {
+        Err(error) if state.runtime.config().error_details => {
             let mut error = ApiError::from(error);
             error.detail = mask_detail(state, &spec, &error.detail);
             error.into_response()
         }
+        Err(error) => public_error(&error, &request_id, |reason| mask_detail(state, &spec, reason)).into_response(),
     }
+}
+
+/// A runtime failure as `serve` answers it: the reason in a line, never the worker's output,
+/// stack traces, paths or the Deno binary (they are in the function's log, or the server's for
+/// Deno and I/O failures), and the request id to find them by.
+/// `mask` hides secret values in the reason (a load error's first line may quote one).
+fn public_error(error: &RuntimeError, request_id: &str, mask: impl Fn(&str) -> String) -> ApiError {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (message, detail) = match error {
+        RuntimeError::BootFailed { .. } | RuntimeError::Crashed { .. } => (
+            error.to_string(),
+            format!(
+                "{}: {}. The function's logs have the details (request {request_id}).",
+                if matches!(error, RuntimeError::Crashed { .. }) { "It crashed" } else { "It could not start" },
+                mask(error.reason().unwrap_or("the worker failed"))
+            ),
+        ),
+        RuntimeError::Deno { .. } | RuntimeError::Io { .. } => {
+            tracing::error!(request_id, "{error}: {}", error.detail());
+            (
+                "Homebase could not run the function".to_string(),
+                format!("The server log has the details (request {request_id})."),
+            )
+        }
+        _ => return ApiError::from(error.clone()),
+    };
+    ApiError::new(status, error.code(), message, detail)
 }
 
 /// The detail of a crash or a failed start quotes the worker's output (its stderr, the load
@@ -199,10 +223,15 @@ fn mask_detail(state: &AppState, spec: &FunctionSpec, detail: &str) -> String {
     crate::logs::mask_values(spec.env.iter().map(|(_, value)| value.as_str()), &masked).into_owned()
 }
 
-fn function_not_found(app: &AppFunctions, rest: &str) -> ApiError {
+/// The 404 for a path no function of `app` takes. It names the app's functions only when
+/// `listed` (dev, or a caller holding a key for the app): to anyone else the names are a map of
+/// what to attack.
+fn function_not_found(app: &AppFunctions, rest: &str, listed: bool) -> ApiError {
     let wanted = rest.trim_start_matches('/');
     let names = app.names();
-    let detail = if names.is_empty() {
+    let detail = if !listed {
+        "Check the function's name. Its app's key holders see the list of names in this answer.".to_string()
+    } else if names.is_empty() {
         "This app has no functions yet. Add base44/functions/<name>/entry.ts.".to_string()
     } else {
         format!("Known functions: {}.", names.join(", "))

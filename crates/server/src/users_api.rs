@@ -14,8 +14,9 @@
 //! `reset-password-request` answer alike whether or not the account exists.
 //!
 //! A user token is resolved to its user on every user route: the account must exist, not be
-//! disabled, and still have the password stamp the token carries (a password change or reset
-//! signs old tokens out).
+//! disabled, and still have the password stamp the token carries (a password change or reset,
+//! or disabling the user, signs old tokens out). The function routes apply the same rule from
+//! a cache ([`crate::user_states`]). A completed reset also lifts the account's login lock.
 
 // The handlers' helpers fail with the `Response` to send, at most once per request; boxing it
 // would only add an allocation.
@@ -41,6 +42,7 @@ use crate::error::ApiError;
 use crate::mail::{Mail, Mailer};
 use crate::manage::store_error;
 use crate::token::TokenMinter;
+use crate::user_states::{SignIn, UserStates};
 
 /// How long a user access token lives.
 pub const USER_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -53,6 +55,8 @@ pub const RESET_TTL: Duration = Duration::from_secs(60 * 60);
 pub struct Auth {
     pub store: Store,
     pub tokens: Arc<TokenMinter>,
+    /// The users' sign-in states the function routes check user tokens against.
+    pub users: Arc<UserStates>,
     /// Resolves the app id of a URL (dev answers every id with the project's app).
     pub catalog: Arc<dyn Catalog>,
     pub mailer: Mailer,
@@ -71,6 +75,7 @@ impl Auth {
         verification_default: bool,
     ) -> Auth {
         Auth {
+            users: UserStates::new(store.clone()),
             store,
             tokens,
             catalog,
@@ -180,23 +185,11 @@ fn require_identity(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Id
 }
 
 /// The user a token names; 401 when the account is gone or disabled, or its password changed
-/// since the token was issued.
+/// (or it was disabled) since the token was issued: the same rule as on the function routes.
 async fn token_user(auth: &Auth, app_id: &str, token: &TokenUser) -> Result<User, Response> {
-    let user = match auth.store.user(app_id, &token.id).await.map_err(|e| store_error(e).into_response())? {
-        Some(user) => user,
-        None => return Err(Unauthorized::new("The token's user does not exist", "Sign in again.").into_response()),
-    };
-    if token.stamp.as_deref() != Some(user.password_stamp.as_str()) {
-        return Err(Unauthorized::new(
-            "The token is no longer valid: the account's password changed after it was issued",
-            "Sign in again with the current password.",
-        )
-        .into_response());
-    }
-    if user.disabled {
-        return Err(Unauthorized::new("This account is disabled", "Ask an admin of the app.").into_response());
-    }
-    Ok(user)
+    let user = auth.store.user(app_id, &token.id).await.map_err(|e| store_error(e).into_response())?;
+    SignIn::of(user.as_ref()).admits(token).map_err(IntoResponse::into_response)?;
+    user.ok_or_else(|| Unauthorized::new("The token's user does not exist", "Sign in again.").into_response())
 }
 
 /// The user the caller acts for, resolved with [`token_user`]; `None` for the service role
@@ -594,7 +587,12 @@ async fn reset_password(State(auth): State<Arc<Auth>>, Path(app): Path<String>, 
             "Ask for a new one with auth/reset-password-request.",
         );
     };
+    // Every token issued before is void from here on, on every route (the store announces the
+    // change, which drops the cached sign-in state).
     tri!(auth.store.set_password(&app_id, &user.id, password).await.map_err(store_response));
+    // The reset proves the mailbox: a login lock of the account (failed attempts by anyone) is
+    // lifted, so its owner can sign in with the new password at once.
+    auth.limiter.clear_account(Attempt::Login, &app_id, &user.email);
     // The token arrived by e-mail, which proves the address.
     if !user.is_verified {
         let update = UserUpdate { is_verified: Some(true), ..Default::default() };

@@ -16,8 +16,16 @@ fn pids_of(server: &TestServer, function: &str) -> Vec<u32> {
 async fn sdk_invoke_route_passes_everything_through_and_injects_context() {
     let project = fixture("functions");
     let server = TestServer::start(project.path()).await;
-    let user_token =
-        server.auth.tokens.mint_user("fixture-app", "u1", "ann@example.test", "stamp", Duration::from_secs(60));
+    // A user token is only accepted for a user that exists (with the password stamp it carries).
+    let new = homebase_store::NewUser {
+        email: "ann@example.test".into(),
+        password: Some("pw-123456".into()),
+        full_name: None,
+        role: homebase_store::UserRole::User,
+        is_verified: true,
+    };
+    let user = server.auth.store.create_user("fixture-app", new).await.unwrap();
+    let user_token = server.auth.user_token(&user);
     let response = server
         .client()
         .post(server.at("/api/apps/fixture-app/functions/echo?status=201"))
@@ -720,7 +728,7 @@ async fn concurrent_requests_log_under_their_own_ids() {
 #[tokio::test]
 async fn dotenv_files_are_local_secrets_and_edits_reach_the_next_request() {
     let project = fixture("functions");
-    project.write(".env", "HOMEBASE_FIXTURE_SECRET=from-env-file\nnot a line\n");
+    project.write(".env", "FIXTURE_SECRET=from-env-file\nnot a line\n");
     let server = TestServer::start(project.path()).await;
     let client = server.client();
     let secret = || async {
@@ -742,10 +750,10 @@ async fn dotenv_files_are_local_secrets_and_edits_reach_the_next_request() {
 
     // `.env.local` wins over `.env`; the edit is picked up without a restart.
     let pid = pids_of(&server, "runtime-module");
-    project.write(".env.local", "HOMEBASE_FIXTURE_SECRET=\"from local\"\n");
+    project.write(".env.local", "FIXTURE_SECRET=\"from local\"\n");
     eventually("the new value", || {
         server.app.snapshot().functions["runtime-module"].env
-            == vec![("HOMEBASE_FIXTURE_SECRET".to_string(), "from local".to_string())]
+            == vec![("FIXTURE_SECRET".to_string(), "from local".to_string())]
     })
     .await;
     assert_eq!(secret().await, (json!("from local"), json!("from local")));

@@ -70,6 +70,10 @@ macro_rules! conformance_tests {
             reset_tokens_are_single_use_and_voided_by_a_new_password,
             ensure_app_and_auth_settings,
             a_failed_user_write_changes_nothing,
+            function_net_allow_is_per_app_and_replaced_whole,
+            disabling_a_user_changes_its_stamp_for_good,
+            deleting_a_user_removes_it_and_its_codes,
+            sign_in_changes_are_announced,
             the_function_limit_is_checked_by_the_deploy,
             concurrent_deploys_cannot_pass_the_function_limit,
             concurrent_deploys_of_one_function_all_land_in_order,
@@ -976,7 +980,7 @@ pub async fn a_failed_user_write_changes_nothing(store: Store) {
     let app = app(&store).await;
     let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
     store.set_before_commit_hook(|op: &str| {
-        if matches!(op, "create_user" | "set_password" | "update_user") {
+        if matches!(op, "create_user" | "set_password" | "update_user" | "delete_user") {
             Err("injected failure".into())
         } else {
             Ok(())
@@ -986,9 +990,106 @@ pub async fn a_failed_user_write_changes_nothing(store: Store) {
     assert!(store.set_password(&app.id, &ann.id, "password-2").await.is_err());
     let update = crate::UserUpdate { role: Some(crate::UserRole::Admin), ..Default::default() };
     assert!(store.update_user(&app.id, &ann.id, update).await.is_err());
+    let disable = crate::UserUpdate { disabled: Some(true), ..Default::default() };
+    assert!(store.update_user(&app.id, &ann.id, disable).await.is_err());
+    assert!(store.delete_user(&app.id, &ann.id).await.is_err());
     store.clear_before_commit_hook();
     assert_eq!(store.list_users(&app.id).await.unwrap(), [ann]);
     assert!(store.check_password(&app.id, "ann@example.test", "password-1").await.unwrap().is_some());
+}
+
+pub async fn function_net_allow_is_per_app_and_replaced_whole(store: Store) {
+    let app = app(&store).await;
+    let other = app_named(&store, "other").await;
+    assert_eq!(store.function_net_allow(&app.id).await.unwrap(), Vec::<String>::new(), "never set");
+    let entries = vec!["10.0.0.5".to_string(), "192.168.1.0/24".to_string()];
+    store.set_function_net_allow(&app.id, entries.clone()).await.unwrap();
+    assert_eq!(store.function_net_allow(&app.id).await.unwrap(), entries);
+    assert!(store.function_net_allow(&other.id).await.unwrap().is_empty(), "per app");
+    store.set_function_net_allow(&app.id, vec!["*".into()]).await.unwrap();
+    assert_eq!(store.function_net_allow(&app.id).await.unwrap(), ["*"], "replaced whole");
+    store.set_function_net_allow(&app.id, Vec::new()).await.unwrap();
+    assert!(store.function_net_allow(&app.id).await.unwrap().is_empty(), "emptied");
+    let err = store.set_function_net_allow("000000000000000000000000", vec!["*".into()]).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    let too_many = vec!["10.0.0.1".to_string(); crate::MAX_NET_ALLOW_ENTRIES + 1];
+    assert!(matches!(store.set_function_net_allow(&app.id, too_many).await.unwrap_err(), StoreError::Invalid { .. }));
+    assert!(matches!(
+        store.set_function_net_allow(&app.id, vec![" ".into()]).await.unwrap_err(),
+        StoreError::Invalid { .. }
+    ));
+}
+
+pub async fn disabling_a_user_changes_its_stamp_for_good(store: Store) {
+    let app = app(&store).await;
+    let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
+    let update = |disabled: Option<bool>, role: Option<crate::UserRole>| crate::UserUpdate {
+        disabled,
+        role,
+        ..Default::default()
+    };
+    let admin = store.update_user(&app.id, &ann.id, update(None, Some(crate::UserRole::Admin))).await.unwrap();
+    assert_eq!(admin.password_stamp, ann.password_stamp, "other changes keep the stamp");
+    let disabled = store.update_user(&app.id, &ann.id, update(Some(true), None)).await.unwrap();
+    assert!(disabled.disabled);
+    assert_ne!(disabled.password_stamp, ann.password_stamp, "disabling voids the tokens");
+    assert_eq!(store.user(&app.id, &ann.id).await.unwrap().unwrap().password_stamp, disabled.password_stamp);
+    let again = store.update_user(&app.id, &ann.id, update(Some(true), None)).await.unwrap();
+    assert_eq!(again.password_stamp, disabled.password_stamp, "disabling a disabled user changes nothing");
+    let enabled = store.update_user(&app.id, &ann.id, update(Some(false), None)).await.unwrap();
+    assert!(!enabled.disabled);
+    assert_eq!(enabled.password_stamp, disabled.password_stamp, "enabling does not bring old tokens back");
+    assert_ne!(enabled.password_stamp, ann.password_stamp);
+    let found = store.check_password(&app.id, "ann@example.test", "password-1").await.unwrap().unwrap();
+    assert_eq!(found.password_stamp, enabled.password_stamp, "login mints tokens with the new stamp");
+    let twice = store.update_user(&app.id, &ann.id, update(Some(true), None)).await.unwrap();
+    assert_ne!(twice.password_stamp, enabled.password_stamp, "each disabling is a new epoch");
+}
+
+pub async fn deleting_a_user_removes_it_and_its_codes(store: Store) {
+    let app = app(&store).await;
+    let other = app_named(&store, "other").await;
+    let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
+    let twin = store.create_user(&other.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
+    let token = store.new_reset_token(&app.id, &ann.id, 60_000).await.unwrap();
+    assert!(!store.delete_user(&other.id, &ann.id).await.unwrap(), "bound to its app");
+    assert!(store.delete_user(&app.id, &ann.id).await.unwrap());
+    assert_eq!(store.user(&app.id, &ann.id).await.unwrap(), None);
+    assert!(store.check_password(&app.id, "ann@example.test", "password-1").await.unwrap().is_none());
+    assert_eq!(store.take_reset_token(&app.id, &token).await.unwrap(), None);
+    assert!(!store.delete_user(&app.id, &ann.id).await.unwrap(), "already gone");
+    assert_eq!(store.user(&other.id, &twin.id).await.unwrap().as_ref(), Some(&twin), "the other app's user stays");
+    let again = store.create_user(&app.id, new_user("ann@example.test", Some("password-2"))).await.unwrap();
+    assert_ne!(again.id, ann.id, "the address is free again, as a new account");
+}
+
+pub async fn sign_in_changes_are_announced(store: Store) {
+    use std::sync::{Arc, Mutex};
+    let app = app(&store).await;
+    let heard: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let sink = heard.clone();
+    store.on_user_change(move |change| {
+        sink.lock().unwrap().push((change.app_id.to_string(), change.user_id.to_string()));
+    });
+    let take = || std::mem::take(&mut *heard.lock().unwrap());
+    let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
+    let me = || vec![(app.id.clone(), ann.id.clone())];
+    assert_eq!(take(), [], "a new user has nothing to invalidate");
+    store.set_password(&app.id, &ann.id, "password-2").await.unwrap();
+    assert_eq!(take(), me(), "a new password");
+    let fields = crate::UserUpdate { full_name: Some(Some("Ann".into())), ..Default::default() };
+    store.update_user(&app.id, &ann.id, fields).await.unwrap();
+    assert_eq!(take(), [], "other fields");
+    let disable = crate::UserUpdate { disabled: Some(true), ..Default::default() };
+    store.update_user(&app.id, &ann.id, disable).await.unwrap();
+    assert_eq!(take(), me(), "disabled");
+    let enable = crate::UserUpdate { disabled: Some(false), ..Default::default() };
+    store.update_user(&app.id, &ann.id, enable).await.unwrap();
+    assert_eq!(take(), me(), "enabled");
+    assert!(store.set_password(&app.id, "000000000000000000000000", "password-3").await.is_err());
+    assert_eq!(take(), [], "a failed write is not announced");
+    assert!(store.delete_user(&app.id, &ann.id).await.unwrap());
+    assert_eq!(take(), me(), "deleted");
 }
 
 // ---- cross-node primitives ----

@@ -51,6 +51,7 @@ mod ids;
 pub mod logs;
 mod materialize;
 mod model;
+mod netallow;
 mod postgres;
 mod secrets;
 mod sqlite;
@@ -75,10 +76,11 @@ pub use model::{
     ActiveFunction, ApiKey, App, DeployFile, DeployOutcome, DeployStatus, Deployment, GcReport, HistoryEntry, KeyScope,
     StoreStats,
 };
+pub use netallow::MAX_NET_ALLOW_ENTRIES;
 pub use secrets::{MASTER_KEY_LEN, MasterKey, is_valid_secret_name};
 pub use users::{
-    CodeCheck, CodePurpose, MAX_CODE_ATTEMPTS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, NewUser, User, UserRole,
-    UserUpdate, normalize_email, validate_password,
+    CodeCheck, CodePurpose, MAX_CODE_ATTEMPTS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, NewUser, User, UserChange,
+    UserRole, UserUpdate, normalize_email, validate_password,
 };
 
 /// The handle to Homebase's persistent state. Cloning is cheap (an `Arc`); all clones share
@@ -95,6 +97,8 @@ struct Inner {
     master_key: RwLock<Option<MasterKey>>,
     /// Where committed changes go to the subscribers.
     changes: changes::ChangeHub,
+    /// Told after every committed change of a user's sign-in state (see [`Store::on_user_change`]).
+    user_listeners: RwLock<Vec<users::UserListener>>,
 }
 
 /// The database behind the handle; both variants have the same operations.
@@ -184,7 +188,14 @@ impl Store {
     }
 
     fn with_hub(backend: Backend, changes: changes::ChangeHub) -> Store {
-        Store { inner: Arc::new(Inner { backend, master_key: RwLock::new(None), changes }) }
+        Store {
+            inner: Arc::new(Inner {
+                backend,
+                master_key: RwLock::new(None),
+                changes,
+                user_listeners: RwLock::new(Vec::new()),
+            }),
+        }
     }
 
     /// Committed changes from now on (see [`changes`]). On PostgreSQL the first call opens the

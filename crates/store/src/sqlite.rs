@@ -135,6 +135,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         require_verification  INTEGER NOT NULL
     );
     "#,
+    // 4: what an app's functions may reach on the network besides the public internet
+    // (`function-net-allow`): a JSON array of entries, checked by the server before it is stored.
+    r#"
+    CREATE TABLE app_net_allow (
+        app_id      TEXT PRIMARY KEY NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        entries     TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    "#,
+    // 5: a session epoch per user, part of its password stamp: disabling a user bumps it, so the
+    //    user's tokens stay void after it is enabled again. 0 keeps the stamps of before.
+    r#"
+    ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// How long a statement waits for another process's write lock before failing with `Busy`.
@@ -926,6 +940,49 @@ mod tests {
         let conn = raw(&path);
         integrity(&conn);
         assert_eq!(user_version(&conn), MIGRATIONS.len() as i64, "opening twice migrates once");
+    }
+
+    /// A user stored before migration 5 keeps its password stamp (so its tokens) across the
+    /// upgrade, until it is disabled.
+    #[tokio::test]
+    async fn session_epochs_keep_the_stamps_of_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("homebase.db");
+        let store = Store::open_sqlite(&path).await.unwrap();
+        let app = store.create_app("Kept").await.unwrap();
+        let user = store
+            .create_user(
+                &app.id,
+                crate::NewUser {
+                    email: "ann@example.test".into(),
+                    password: Some("password-1".into()),
+                    full_name: None,
+                    role: crate::UserRole::User,
+                    is_verified: true,
+                },
+            )
+            .await
+            .unwrap();
+        drop(store);
+        // Back to schema 3, as an older Homebase left it.
+        let conn = raw(&path);
+        conn.execute_batch(
+            "ALTER TABLE users DROP COLUMN session_epoch; DROP TABLE app_net_allow; PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        let hash: String =
+            conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [&user.id], |r| r.get(0)).unwrap();
+        drop(conn);
+        let old = format!("homebase password stamp\0{}\0{hash}", user.id);
+        let old_stamp = crate::ids::sha256_hex(old.as_bytes())[..16].to_string();
+
+        let store = Store::open_sqlite(&path).await.unwrap();
+        assert_eq!(user_version(&raw(&path)), MIGRATIONS.len() as i64);
+        let found = store.user(&app.id, &user.id).await.unwrap().unwrap();
+        assert_eq!(found.password_stamp, old_stamp, "the stamp of before the upgrade");
+        assert_eq!(found.password_stamp, user.password_stamp);
+        let disable = crate::UserUpdate { disabled: Some(true), ..Default::default() };
+        assert_ne!(store.update_user(&app.id, &user.id, disable).await.unwrap().password_stamp, old_stamp);
     }
 
     #[tokio::test]

@@ -16,9 +16,14 @@
 //! * **Hashing** is bounded: at most [`hash_permits`] Argon2 hashes (about 19 MiB each) run at
 //!   once, whatever the number of requests; the others wait their turn.
 //! * **Password stamp**: [`User::password_stamp`] is a short fingerprint of the stored password
-//!   hash. User tokens carry it, so a password change or reset signs out old tokens.
+//!   hash and the user's session epoch. User tokens carry it, so a password change or reset signs
+//!   out old tokens; disabling a user bumps the epoch (migration 5), so its tokens stay void even
+//!   once it is enabled again.
+//! * **Change notices**: every committed change of a user's sign-in state (password, disabled
+//!   flag, deletion) is announced to the listeners of [`Store::on_user_change`], which is how a
+//!   server drops what it cached about the user.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
 
@@ -84,11 +89,23 @@ pub struct User {
     pub data: Map<String, Value>,
     pub created_at: i64,
     pub updated_at: i64,
-    /// A fingerprint of the stored password hash (16 hex characters; also defined without a
-    /// password). It changes whenever the password is set, so tokens that carry it go stale.
+    /// A fingerprint of the stored password hash and the session epoch (16 hex characters; also
+    /// defined without a password). It changes whenever the password is set or the user is
+    /// disabled, so tokens that carry it go stale.
     #[serde(skip)]
     pub password_stamp: String,
 }
+
+/// A committed change of a user's sign-in state: its password (and with it its stamp), its
+/// disabled flag, or its existence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserChange<'a> {
+    pub app_id: &'a str,
+    pub user_id: &'a str,
+}
+
+/// A listener of [`Store::on_user_change`].
+pub(crate) type UserListener = Arc<dyn Fn(UserChange<'_>) + Send + Sync>;
 
 /// What [`Store::create_user`] takes.
 #[derive(Debug, Clone)]
@@ -208,13 +225,19 @@ async fn hashing<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R
     result
 }
 
-/// The [`User::password_stamp`] of a stored password hash (`None`: no password).
-pub(crate) fn password_stamp(user_id: &str, hash: Option<&str>) -> String {
-    let mut input = Vec::with_capacity(64 + user_id.len());
+/// The [`User::password_stamp`] of a stored password hash (`None`: no password) and session
+/// epoch. Epoch 0 (every user before migration 5, and every user never disabled) gives the
+/// stamp of earlier versions, so their tokens stay valid across the upgrade.
+pub(crate) fn password_stamp(user_id: &str, hash: Option<&str>, epoch: i64) -> String {
+    let mut input = Vec::with_capacity(96 + user_id.len());
     input.extend_from_slice(b"homebase password stamp\0");
     input.extend_from_slice(user_id.as_bytes());
     input.push(0);
     input.extend_from_slice(hash.unwrap_or("").as_bytes());
+    if epoch != 0 {
+        input.push(0);
+        input.extend_from_slice(epoch.to_string().as_bytes());
+    }
     ids::sha256_hex(&input)[..16].to_string()
 }
 
@@ -287,7 +310,7 @@ impl Store {
         let now = ids::now_ms();
         let id = ids::new_user_id();
         let user = User {
-            password_stamp: password_stamp(&id, hash.as_deref()),
+            password_stamp: password_stamp(&id, hash.as_deref(), 0),
             id,
             app_id: app_id.to_string(),
             email,
@@ -342,22 +365,98 @@ impl Store {
         .await
     }
 
-    /// Sets a user's password (checked for length, hashed).
+    /// Sets a user's password (checked for length, hashed). Announced to the
+    /// [`on_user_change`](Store::on_user_change) listeners.
     pub async fn set_password(&self, app_id: &str, user_id: &str, password: &str) -> Result<()> {
         validate_password(password)?;
         let password = password.to_string();
         let hash = hashing(move || hash_password(&password)).await??;
-        on_backend!(self, db => db.set_password(app_id.to_string(), user_id.to_string(), hash, ids::now_ms()).await)?;
-        self.announce(Change::app(app_id, ChangeKind::Users));
-        Ok(())
+        let (app_id, user_id) = (app_id.to_string(), user_id.to_string());
+        self.changing_user(app_id.clone(), user_id.clone(), move |store| async move {
+            on_backend!(store, db => db.set_password(app_id.clone(), user_id, hash, ids::now_ms()).await)?;
+            store.announce(Change::app(&app_id, ChangeKind::Users));
+            Ok(())
+        })
+        .await
     }
 
-    /// Applies `update` to the user and returns the result.
+    /// Applies `update` to the user and returns the result. Disabling an enabled user bumps its
+    /// session epoch, so its tokens never come back to life. A change of the disabled flag is
+    /// announced to the [`on_user_change`](Store::on_user_change) listeners.
     pub async fn update_user(&self, app_id: &str, user_id: &str, update: UserUpdate) -> Result<User> {
-        let (app, user, now) = (app_id.to_string(), user_id.to_string(), ids::now_ms());
-        let user = on_backend!(self, db => db.update_user(app, user, update, now).await)?;
-        self.announce(Change::app(app_id, ChangeKind::Users));
+        let (app_id, user_id) = (app_id.to_string(), user_id.to_string());
+        if update.disabled.is_none() {
+            return self.write_user(app_id, user_id, update).await;
+        }
+        self.changing_user(app_id.clone(), user_id.clone(), move |store| async move {
+            store.write_user(app_id, user_id, update).await
+        })
+        .await
+    }
+
+    /// Applies `update` and announces the change.
+    async fn write_user(&self, app_id: String, user_id: String, update: UserUpdate) -> Result<User> {
+        let user = on_backend!(self, db => db.update_user(app_id.clone(), user_id, update, ids::now_ms()).await)?;
+        self.announce(Change::app(&app_id, ChangeKind::Users));
         Ok(user)
+    }
+
+    /// Deletes a user (and its codes); `false` when there was none. Announced to the
+    /// [`on_user_change`](Store::on_user_change) listeners.
+    pub async fn delete_user(&self, app_id: &str, user_id: &str) -> Result<bool> {
+        let (app_id, user_id) = (app_id.to_string(), user_id.to_string());
+        self.changing_user(app_id.clone(), user_id.clone(), move |store| async move {
+            let deleted = match &store.inner.backend {
+                crate::Backend::Sqlite(db) => db.delete_user(app_id.clone(), user_id).await?,
+                // Ported in the next commit.
+                crate::Backend::Postgres(_) => {
+                    return Err(StoreError::Database("Deleting users is not yet supported on PostgreSQL".into()));
+                }
+            };
+            if deleted {
+                store.announce(Change::app(&app_id, ChangeKind::Users));
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// Calls `listener` after every committed change of a user's sign-in state: a new password
+    /// (reset, change, invitation accepted), the disabled flag set either way, a deletion. It
+    /// runs on the writer's task, before the write returns, so it must be quick (drop a cache
+    /// entry, say). A backend shared by several nodes will also call it for the changes other
+    /// nodes make (PostgreSQL: a `NOTIFY` in the writing transaction, `LISTEN` on every node).
+    pub fn on_user_change(&self, listener: impl Fn(UserChange<'_>) + Send + Sync + 'static) {
+        self.inner.user_listeners.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(listener));
+    }
+
+    /// Tells every listener of [`on_user_change`](Store::on_user_change) about `change`.
+    pub(crate) fn announce_user_change(&self, change: UserChange<'_>) {
+        let listeners = self.inner.user_listeners.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for listener in listeners {
+            listener(change);
+        }
+    }
+
+    /// Runs `write` on a task of its own and announces the change once it succeeded. The task
+    /// finishes even when the caller stops waiting (a client that hung up), so a committed
+    /// change is always announced.
+    async fn changing_user<R, F, Fut>(&self, app_id: String, user_id: String, write: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Store) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<R>> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let result = write(store.clone()).await;
+            if result.is_ok() {
+                store.announce_user_change(UserChange { app_id: &app_id, user_id: &user_id });
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("A user write failed: {e}")))?
     }
 
     /// Stores `code` for the user and purpose (replacing an earlier one), valid for `ttl_ms`. A
@@ -418,12 +517,18 @@ impl Store {
 }
 
 const USER_COLUMNS: &str = "SELECT id, app_id, email, full_name, role, is_verified, disabled, data, created_at, \
-                            updated_at, password_hash FROM users";
+                            updated_at, password_hash, session_epoch FROM users";
 
 fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, Option<String>)> {
+    user_row(r).map(|(user, hash, _)| (user, hash))
+}
+
+/// A user, its password hash and its session epoch.
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, Option<String>, i64)> {
     let role: String = r.get(4)?;
     let data: String = r.get(7)?;
     let hash: Option<String> = r.get(10)?;
+    let epoch: i64 = r.get(11)?;
     let user = User {
         id: r.get(0)?,
         app_id: r.get(1)?,
@@ -438,8 +543,8 @@ fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, Option<String
         updated_at: r.get(9)?,
         password_stamp: String::new(),
     };
-    let user = User { password_stamp: password_stamp(&user.id, hash.as_deref()), ..user };
-    Ok((user, hash))
+    let user = User { password_stamp: password_stamp(&user.id, hash.as_deref(), epoch), ..user };
+    Ok((user, hash, epoch))
 }
 
 pub(crate) fn not_found(user_id: &str) -> StoreError {
@@ -531,10 +636,11 @@ impl Sqlite {
     ) -> Result<User> {
         self.write("update_user", move |tx| {
             let sql = format!("{USER_COLUMNS} WHERE app_id = ?1 AND id = ?2");
-            let (mut user, _) = tx
-                .query_row(&sql, [&app_id, &user_id], user_from_row)
-                .optional()?
-                .ok_or_else(|| not_found(&user_id))?;
+            let (mut user, hash, epoch) =
+                tx.query_row(&sql, [&app_id, &user_id], user_row).optional()?.ok_or_else(|| not_found(&user_id))?;
+            // Disabling ends every session for good: a new epoch, a new stamp.
+            let epoch = if update.disabled == Some(true) && !user.disabled { epoch + 1 } else { epoch };
+            user.password_stamp = password_stamp(&user.id, hash.as_deref(), epoch);
             if let Some(name) = update.full_name {
                 user.full_name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
             }
@@ -544,7 +650,8 @@ impl Sqlite {
             user.data.extend(update.data);
             user.updated_at = now;
             tx.execute(
-                "UPDATE users SET full_name = ?3, role = ?4, is_verified = ?5, disabled = ?6, data = ?7, updated_at = ?8
+                "UPDATE users SET full_name = ?3, role = ?4, is_verified = ?5, disabled = ?6, data = ?7, updated_at = ?8,
+                                  session_epoch = ?9
                  WHERE app_id = ?1 AND id = ?2",
                 params![
                     app_id,
@@ -554,10 +661,19 @@ impl Sqlite {
                     user.is_verified,
                     user.disabled,
                     Value::Object(user.data.clone()).to_string(),
-                    now
+                    now,
+                    epoch
                 ],
             )?;
             Ok((user, true))
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_user(&self, app_id: String, user_id: String) -> Result<bool> {
+        self.write("delete_user", move |tx| {
+            let n = tx.execute("DELETE FROM users WHERE app_id = ?1 AND id = ?2", params![app_id, user_id])?;
+            Ok((n > 0, n > 0))
         })
         .await
     }
@@ -704,13 +820,17 @@ mod tests {
     }
 
     #[test]
-    fn password_stamps_follow_the_hash() {
-        let a = password_stamp("u1", Some("$argon2id$one"));
+    fn password_stamps_follow_the_hash_and_the_epoch() {
+        let a = password_stamp("u1", Some("$argon2id$one"), 0);
         assert_eq!(a.len(), 16);
-        assert_eq!(a, password_stamp("u1", Some("$argon2id$one")));
-        assert_ne!(a, password_stamp("u1", Some("$argon2id$two")));
-        assert_ne!(a, password_stamp("u2", Some("$argon2id$one")));
-        assert_ne!(a, password_stamp("u1", None));
+        assert_eq!(a, password_stamp("u1", Some("$argon2id$one"), 0));
+        assert_ne!(a, password_stamp("u1", Some("$argon2id$two"), 0));
+        assert_ne!(a, password_stamp("u2", Some("$argon2id$one"), 0));
+        assert_ne!(a, password_stamp("u1", None, 0));
+        assert_ne!(a, password_stamp("u1", Some("$argon2id$one"), 1));
+        assert_ne!(password_stamp("u1", Some("$argon2id$one"), 1), password_stamp("u1", Some("$argon2id$one"), 2));
+        // Epoch 0 is the stamp of the versions before epochs, so their tokens stay valid.
+        assert_eq!(a, ids::sha256_hex(b"homebase password stamp\0u1\0$argon2id$one")[..16]);
     }
 
     /// However many hashes are asked for at once, at most `hash_permits()` run together.

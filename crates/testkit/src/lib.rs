@@ -5,22 +5,24 @@
 //! - [`TestServer`] runs the dev server in-process on 127.0.0.1:0 with a real runtime, and
 //!   collects every log event.
 //! - [`TestPlatform`] runs the `serve` router (function routes and the management API) the same
-//!   way, over a SQLite store in a data folder, with [`ADMIN_KEY`] as its admin key.
+//!   way, over a SQLite store in a data folder, with [`ADMIN_KEY`] as its admin key, and with
+//!   the network of `serve`'s functions restricted.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use homebase_runtime::{LogEvent, LogSink, Runtime, RuntimeConfig};
+use homebase_runtime::{Isolation, LogEvent, LogSink, NetAllow, Runtime, RuntimeConfig, SandboxMode};
 use homebase_server::auth::LoginLimits;
 use homebase_server::auth_manage::{self, AuthManage};
+use homebase_server::cors::CorsPolicy;
 use homebase_server::dev::{DevApp, DevEvent};
 use homebase_server::logs::{LogHub, LogWriter};
 use homebase_server::logs_api::LogService;
 use homebase_server::mail::Mailer;
 use homebase_server::platform::Platform;
-use homebase_server::users_api::{self, Auth};
-use homebase_server::{AppState, TokenMinter};
+use homebase_server::users_api::Auth;
+use homebase_server::{AppState, ConnectionLimits, TokenMinter};
 use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
@@ -103,21 +105,45 @@ impl LogSink for CollectedLogs {
     }
 }
 
-/// A router served in-process on 127.0.0.1:0, with the runtime behind it.
+/// A router served in-process on 127.0.0.1:0, with the runtime behind it, and to the workers on
+/// the runtime's API socket (as `dev` and `serve` do).
 pub struct Serving {
     pub url: String,
     pub runtime: Runtime,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
+    workers_done: CancellationToken,
+    api: tokio::task::JoinHandle<()>,
 }
 
 impl Serving {
     /// Serves `router` on an ephemeral port; `shutdown` also stops whatever else the caller tied
     /// to it (the dev watcher).
     pub async fn start(router: axum::Router, runtime: Runtime, shutdown: CancellationToken) -> Serving {
+        Serving::start_with(router, runtime, shutdown, ConnectionLimits::default(), None).await
+    }
+
+    /// [`start`](Serving::start) with the limits on client connections and the server's
+    /// `public-url` given.
+    pub async fn start_with(
+        router: axum::Router,
+        runtime: Runtime,
+        shutdown: CancellationToken,
+        limits: ConnectionLimits,
+        public_url: Option<&str>,
+    ) -> Serving {
         let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
-        let server = tokio::spawn(homebase_server::serve(listener, router, shutdown.clone(), Duration::from_secs(5)));
-        Serving { url: format!("http://{addr}"), runtime, shutdown, server }
+        let workers_done = CancellationToken::new();
+        let api = homebase_server::serve_workers(&runtime, router.clone(), addr, public_url, workers_done.clone())
+            .expect("the functions' API socket opens");
+        let server = tokio::spawn(homebase_server::serve_with(
+            listener,
+            router,
+            limits,
+            shutdown.clone(),
+            Duration::from_secs(5),
+        ));
+        Serving { url: format!("http://{addr}"), runtime, shutdown, server, workers_done, api }
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -134,6 +160,8 @@ impl Serving {
         self.shutdown.cancel();
         let _ = self.server.await;
         self.runtime.shutdown(Duration::from_secs(2)).await;
+        self.workers_done.cancel();
+        let _ = self.api.await;
     }
 }
 
@@ -184,11 +212,12 @@ impl TestServer {
         .expect("fixture project loads");
         let shutdown = CancellationToken::new();
         app.watch(shutdown.clone()).expect("the project can be watched");
-        let state = AppState::new(app.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None);
+        let state = AppState::new(app.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None)
+            .with_cors(CorsPolicy::dev(Vec::new()));
         let store = Store::open_sqlite_in_memory().await.expect("the store opens");
         store.ensure_app(app.app_id(), "dev").await.expect("the dev app is stored");
         let auth = Arc::new(Auth::new(store, state.tokens.clone(), app.clone(), mailer, false));
-        let router = homebase_server::router(state).merge(users_api::router(auth.clone()));
+        let router = homebase_server::router(state, auth.clone());
         let serving = Serving::start(router, runtime.clone(), shutdown).await;
         TestServer { app, auth, logs, hub, events, serving }
     }
@@ -233,11 +262,32 @@ pub struct PlatformOptions {
     pub limits: LoginLimits,
     /// How often log streams send a keep-alive comment.
     pub keepalive: Duration,
+    /// Deploy checks: the timeout and how many at once.
+    pub check_timeout: Duration,
+    pub max_checks: usize,
+    /// The limits on client connections.
+    pub connections: ConnectionLimits,
+    /// The server's `function-net-allow` (none, as `serve` starts with).
+    pub net_allow: NetAllow,
+    /// The server's `public-url`.
+    pub public_url: Option<String>,
+    /// The browser origins allowed (`cors-origins`; `serve` allows no loopback origin by itself).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for PlatformOptions {
     fn default() -> Self {
-        PlatformOptions { mailer: Mailer::Log, limits: LoginLimits::default(), keepalive: Duration::from_secs(15) }
+        PlatformOptions {
+            mailer: Mailer::Log,
+            limits: LoginLimits::default(),
+            keepalive: Duration::from_secs(15),
+            check_timeout: Duration::from_secs(60),
+            max_checks: 16,
+            connections: ConnectionLimits::default(),
+            net_allow: NetAllow::none(),
+            public_url: None,
+            cors_origins: Vec::new(),
+        }
     }
 }
 
@@ -255,7 +305,17 @@ impl TestPlatform {
             .await
             .expect("the store opens");
         store.import_key(ADMIN_KEY, KeyScope::Admin, "admin").await.expect("the admin key imports");
-        let config = RuntimeConfig { deno: Some(deno().await), inherit_env: false, ..RuntimeConfig::default() };
+        let config = RuntimeConfig {
+            deno: Some(deno().await),
+            inherit_env: false,
+            // As `serve` runs: sandboxed, Deno's caches in the data folder.
+            isolation: Some(Isolation { cache_dir: data_dir.join("deno"), mode: SandboxMode::Required }),
+            check_timeout: options.check_timeout,
+            max_checks: options.max_checks,
+            error_details: false,
+            net_allow: options.net_allow.clone(),
+            ..RuntimeConfig::default()
+        };
         let logs = Arc::new(CollectedLogs::default());
         let log_store = LogStore::open(data_dir.join("logs.db")).await.expect("the log store opens");
         let (writer, _) = LogWriter::spawn(log_store.clone(), Retention::default());
@@ -273,19 +333,21 @@ impl TestPlatform {
             .await
             .expect("the platform opens");
         let tokens = TokenMinter::from_key_file(&data_dir.join("auth.key"), Duration::from_secs(600)).unwrap();
-        let state = AppState::new(platform.clone(), runtime.clone(), tokens, None);
+        let state = AppState::new(platform.clone(), runtime.clone(), tokens, options.public_url.clone())
+            .with_cors(CorsPolicy::serve(options.cors_origins));
         let auth = Arc::new(
             Auth::new(store.clone(), state.tokens.clone(), platform.clone(), options.mailer, true)
                 .with_limits(options.limits),
         );
-        let router = homebase_server::platform::router(platform.clone(), state.clone())
-            .merge(users_api::router(auth.clone()))
-            .merge(auth_manage::router(AuthManage {
+        let router = homebase_server::platform::router(platform.clone(), state.clone(), auth.clone()).merge(
+            auth_manage::router(AuthManage {
                 keys: auth_manage::Keys::Stored(platform.clone()),
                 auth: auth.clone(),
                 state,
-            }));
-        let serving = Serving::start(router, runtime, shutdown).await;
+            }),
+        );
+        let serving =
+            Serving::start_with(router, runtime, shutdown, options.connections, options.public_url.as_deref()).await;
         TestPlatform { store, platform, auth, logs, log_store, hub, serving }
     }
 

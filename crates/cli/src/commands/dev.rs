@@ -14,7 +14,7 @@ use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
 use homebase_server::dev::{DevApp, DevEvent};
 use homebase_server::logs::LogHub;
-use homebase_server::users_api::{self, Auth};
+use homebase_server::users_api::Auth;
 use homebase_server::{AppState, TokenMinter, token};
 use homebase_store::Store;
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,15 @@ pub struct DevArgs {
     /// Keep app users and the token key in memory instead of base44/.homebase/ (gone on exit).
     #[arg(long)]
     in_memory: bool,
+    /// Client connections served at once; more are answered 503 (default 10000).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// How long a client may take to send a request head, e.g. 10s (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    header_read_timeout: Option<String>,
+    /// Close a client connection after this long without a request, e.g. 75s (default 75s).
+    #[arg(long, value_name = "DURATION")]
+    keep_alive_timeout: Option<String>,
 }
 
 pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -73,6 +82,9 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         shutdown_timeout: args.shutdown_timeout.map(Into::into),
         public_url: args.public_url.clone(),
         cors_origins: (!args.cors_origins.is_empty()).then_some(args.cors_origins),
+        max_connections: args.max_connections,
+        header_read_timeout: args.header_read_timeout.map(Into::into),
+        keep_alive_timeout: args.keep_alive_timeout.map(Into::into),
         ..Default::default()
     };
     let config = Config::resolve(&[
@@ -112,7 +124,8 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     serving::find_deno_early(&runtime);
 
     tracing::debug!(?config, "configuration");
-    let cors = CorsPolicy { origins: config.cors_origins.clone(), loopback: true };
+    // Loopback origins (a front end's dev server on another port) and the configured ones.
+    let cors = CorsPolicy::dev(config.cors_origins.clone());
     let service_ttl = token::service_ttl(config.function_timeout);
     let (store, tokens) = if args.in_memory {
         (Store::open_sqlite_in_memory().await?, TokenMinter::random(service_ttl))
@@ -145,8 +158,8 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let dev_file = DevFile { url: url.clone(), app_id, key: key.clone() };
     let dev_file_path = dev_file.write(&project)?;
     let manage = AuthManage { keys: Keys::Dev(key.as_str().into()), auth: auth.clone(), state: state.clone() };
-    let router = homebase_server::router(state).merge(users_api::router(auth)).merge(auth_manage::router(manage));
-    serving::serve_until_signal(json, listener, router, runtime, terminal, shutdown, config.shutdown_timeout).await;
+    let router = homebase_server::router(state, auth).merge(auth_manage::router(manage));
+    serving::serve_until_signal(json, listener, router, &config, runtime, terminal, shutdown).await;
     DevFile::remove_if_ours(&dev_file_path, &key);
     Ok(())
 }

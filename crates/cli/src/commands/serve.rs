@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use homebase_runtime::{LogSink, Runtime};
+use homebase_runtime::{Isolation, LogSink, Runtime, RuntimeConfig};
 use homebase_server::auth_manage::{self, AuthManage};
 use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::cors::CorsPolicy;
 use homebase_server::logs::{LogHub, LogWriter};
 use homebase_server::logs_api::LogService;
 use homebase_server::platform::{self, Platform};
-use homebase_server::users_api::{self, Auth};
+use homebase_server::users_api::Auth;
 use homebase_server::{AppState, TokenMinter, token};
 use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store};
 use tokio_util::sync::CancellationToken;
@@ -47,6 +47,29 @@ pub struct ServeArgs {
     /// Delete the oldest log lines when they take more than this, e.g. 512MB or 2GB (default 1GB).
     #[arg(long, value_name = "SIZE")]
     log_max_size: Option<String>,
+    /// Without Landlock: refuse to start (required, the default) or run functions unconfined
+    /// (best-effort).
+    #[arg(long, value_name = "MODE")]
+    sandbox: Option<String>,
+    /// How long Deno may take to check a deploy, e.g. 60s (default 60s).
+    #[arg(long, value_name = "DURATION")]
+    deploy_check_timeout: Option<String>,
+    /// How many deploys may be checked at once (default: twice the CPUs); more are answered 429.
+    #[arg(long, value_name = "N")]
+    max_deploy_checks: Option<usize>,
+    /// Client connections served at once; more are answered 503 (default 10000).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// How long a client may take to send a request head, e.g. 10s (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    header_read_timeout: Option<String>,
+    /// Close a client connection after this long without a request, e.g. 75s (default 75s).
+    #[arg(long, value_name = "DURATION")]
+    keep_alive_timeout: Option<String>,
+    /// An address or CIDR block functions may reach besides the public internet, e.g. 10.0.0.5 or
+    /// 10.1.0.0/16; * for everything (repeatable or comma-separated; default: none).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    function_net_allow: Option<Vec<String>>,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -56,7 +79,8 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&data_dir).with_context(|| format!("could not create {}", data_dir.display()))?;
     let config_file = args.config.clone().unwrap_or_else(|| data_dir.join("homebase.toml"));
-    let defaults = ConfigLayer { port: Some(8080), ..Default::default() };
+    // Functions reach the public internet only, unless function-net-allow opens more.
+    let defaults = ConfigLayer { port: Some(8080), function_net_allow: Some(Vec::new()), ..Default::default() };
     let flags = ConfigLayer {
         host: args.listen.map(|a| Host(a.ip())),
         port: args.listen.map(|a| a.port()),
@@ -64,6 +88,13 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         public_url: args.public_url,
         log_retention: args.log_retention.map(Into::into),
         log_max_size: args.log_max_size.map(Into::into),
+        sandbox: args.sandbox,
+        deploy_check_timeout: args.deploy_check_timeout.map(Into::into),
+        max_deploy_checks: args.max_deploy_checks,
+        max_connections: args.max_connections,
+        header_read_timeout: args.header_read_timeout.map(Into::into),
+        keep_alive_timeout: args.keep_alive_timeout.map(Into::into),
+        function_net_allow: args.function_net_allow,
         ..Default::default()
     };
     let config = Config::resolve(&[
@@ -83,8 +114,15 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let terminal = Arc::new(TerminalLogs::new(global.json));
     let hub =
         LogHub::with_store(0, vec![terminal.clone() as Arc<dyn LogSink>], writer.clone(), log_store.next_id().await?);
-    // Functions get their secrets, not the server's environment.
-    let runtime = Runtime::new(serving::runtime_config(&config, false), hub.clone())?;
+    // Functions get their secrets, not the server's environment, and run sandboxed, with Deno
+    // caches of their app's own in the data folder (see homebase_runtime::sandbox).
+    // Callers see short reasons; stacks, paths and worker output go to the log.
+    let runtime_config = RuntimeConfig {
+        error_details: false,
+        isolation: Some(Isolation { cache_dir: data_dir.join("deno"), mode: config.sandbox }),
+        ..serving::runtime_config(&config, false)
+    };
+    let runtime = Runtime::new(runtime_config, hub.clone())?;
     let shutdown = CancellationToken::new();
     let logs = LogService { store: log_store, hub, shutdown: shutdown.clone(), keepalive: LOG_KEEPALIVE };
     let platform = Platform::open_with_logs(store.clone(), runtime.clone(), &data_dir, Some(logs)).await?;
@@ -108,6 +146,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             ),
         );
     }
+    announce_sandbox(global.json, &runtime);
     serving::find_deno_early(&runtime);
 
     // User and service tokens are signed with a key kept in the data folder, so signed-in users
@@ -115,15 +154,14 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let key_file = data_dir.join("auth.key");
     let tokens = TokenMinter::from_key_file(&key_file, token::service_ttl(config.function_timeout))
         .with_context(|| format!("the token signing key {}", key_file.display()))?;
-    let cors = CorsPolicy { origins: config.cors_origins.clone(), loopback: false };
+    // The configured origins only: see docs/configuration.md#cors-browser-apps.
+    let cors = CorsPolicy::serve(config.cors_origins.clone());
     let state = AppState::new(platform.clone(), runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
     let mailer = config.mailer().map_err(|e| anyhow::anyhow!("smtp-url: {e}"))?;
     let auth = Arc::new(Auth::new(store.clone(), state.tokens.clone(), platform.clone(), mailer, true));
-    let router = platform::router(platform.clone(), state.clone())
-        .merge(users_api::router(auth.clone()))
+    let router = platform::router(platform.clone(), state.clone(), auth.clone())
         .merge(auth_manage::router(AuthManage { keys: auth_manage::Keys::Stored(platform), auth, state }));
-    let grace = config.shutdown_timeout;
-    serving::serve_until_signal(global.json, listener, router, runtime, terminal, shutdown, grace).await;
+    serving::serve_until_signal(global.json, listener, router, &config, runtime, terminal, shutdown).await;
     // Every line the workers printed before they stopped is stored before the process ends;
     // a disk that keeps failing must not hold the exit forever.
     if tokio::time::timeout(LOG_FLUSH_LIMIT, writer.flush()).await.is_err() {
@@ -134,6 +172,24 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Says how functions are confined; loudly when they are not (`sandbox = "best-effort"` on a
+/// kernel without Landlock).
+fn announce_sandbox(json: bool, runtime: &Runtime) {
+    let Some(support) = runtime.sandbox() else { return };
+    if support.available() {
+        output::note(json, "sandbox", &format!("Sandbox: {}.", support.describe()));
+    } else {
+        let text = format!(
+            "WARNING: functions are NOT sandboxed. {}. Functions can read every file this server's user can \
+             (its keys and database included) through imports; run only code you trust, or run on a kernel with \
+             Landlock and remove sandbox = \"best-effort\".",
+            support.describe()
+        );
+        tracing::error!("{text}");
+        output::note(json, "sandbox_unavailable", &text);
+    }
 }
 
 /// How long stopping waits for the last log lines to be stored.

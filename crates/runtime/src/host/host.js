@@ -25,7 +25,23 @@ function hideSecrets(text) {
   for (const value of SECRET_VALUES) text = text.split(value).join("********");
   return text;
 }
-for (const name of ["HOMEBASE_ENTRY", "HOMEBASE_SOCKET", "HOMEBASE_FUNCTION"]) Deno.env.delete(name);
+// "0" in `serve`: an uncaught error answers its message's first line, never its stack (paths).
+const ERROR_DETAILS = Deno.env.get("HOMEBASE_ERROR_DETAILS") !== "0";
+const API_SOCKET = Deno.env.get("HOMEBASE_API_SOCKET");
+const API_ORIGINS = Deno.env.get("HOMEBASE_API_ORIGINS") ?? "";
+const API_NODE = Deno.env.get("HOMEBASE_API_NODE") === "1";
+for (const name of [
+  "HOMEBASE_ENTRY",
+  "HOMEBASE_SOCKET",
+  "HOMEBASE_FUNCTION",
+  "HOMEBASE_ERROR_DETAILS",
+  "HOMEBASE_API_SOCKET",
+  "HOMEBASE_API_ORIGINS",
+  "HOMEBASE_API_NODE",
+  "HOMEBASE_SECRET_NAMES",
+]) {
+  Deno.env.delete(name);
+}
 
 const encoder = new TextEncoder();
 const stdoutWrite = Deno.stdout.writeSync.bind(Deno.stdout);
@@ -135,6 +151,71 @@ globalThis.Base44 = {
   },
 };
 
+// Homebase's own API. A worker whose network is restricted may not connect to loopback or this
+// host's addresses, so requests for Homebase's origins (each Base44-Api-Url received, and those
+// Homebase names) go over Homebase's Unix socket instead, as plain HTTP: `fetch` through a client
+// that proxies to the socket, `node:http`/`node:https` (axios, the official SDK) with `socketPath`.
+// The URL's host is then a stand-in literal that no rule denies and nothing resolves, and the real
+// one travels in x-homebase-host, which the socket's server turns back into Host.
+const apiOrigins = new Set(API_ORIGINS.split(",").filter(Boolean));
+const API_STAND_IN = "http://[100::1]";
+let lastApiUrl;
+function noteApiUrl(request) {
+  const url = request.headers.get("base44-api-url");
+  if (url === null || url === lastApiUrl) return;
+  lastApiUrl = url;
+  const origin = URL.parse(url)?.origin;
+  if (origin && origin !== "null") apiOrigins.add(origin);
+}
+function apiTarget(input) {
+  const url = typeof input === "string" ? URL.parse(input) : input instanceof URL ? input : input instanceof Request ? URL.parse(input.url) : null;
+  return url && apiOrigins.has(url.origin) ? url : undefined;
+}
+if (API_SOCKET) {
+  const realFetch = globalThis.fetch;
+  let client;
+  globalThis.fetch = function fetch(input, init) {
+    const url = apiTarget(input);
+    if (!url) return realFetch(input, init);
+    const request = new Request(input, init);
+    const headers = new Headers(request.headers);
+    headers.set("x-homebase-host", url.host);
+    client ??= Deno.createHttpClient({ proxy: { transport: "unix", path: API_SOCKET } });
+    const { method, body, redirect, signal } = request;
+    return realFetch(API_STAND_IN + url.pathname + url.search, { method, headers, body, redirect, signal, client });
+  };
+}
+async function routeNodeToApi() {
+  const [{ default: http }, { default: https }] = await Promise.all([import("node:http"), import("node:https")]);
+  const plain = http.request;
+  for (const [module, scheme] of [[http, "http:"], [https, "https:"]]) {
+    const original = module.request;
+    module.request = function request(...args) {
+      // request(url[, options][, callback]) or request(options[, callback])
+      let index = 0;
+      const url = typeof args[0] === "string" || args[0] instanceof URL ? new URL(args[index++]) : undefined;
+      const options = args[index] !== null && typeof args[index] === "object" ? args[index++] : {};
+      const callback = typeof args[index] === "function" ? args[index] : undefined;
+      const protocol = options.protocol || url?.protocol || scheme;
+      const hostname = String(options.hostname || options.host || url?.hostname || "localhost");
+      const port = Number(options.port || url?.port || (protocol === "https:" ? 443 : 80));
+      const target = URL.parse(`${protocol}//${hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname}:${port}`);
+      if (!target || !apiOrigins.has(target.origin)) return original.apply(this, args);
+      const { agent: _a, protocol: _p, host: _h, hostname: _n, port: _o, createConnection: _c, lookup: _l, ...rest } = options;
+      const path = options.path ?? (url ? url.pathname + url.search : "/");
+      return plain.call(http, { ...rest, socketPath: API_SOCKET, path, headers: { ...options.headers, host: target.host } }, callback);
+    };
+    module.get = function get(...args) {
+      const request = module.request(...args);
+      request.end();
+      return request;
+    };
+  }
+}
+// Loading node:http costs a cold start 10 to 30 ms: only functions whose code mentions `npm:` or
+// `node:http` pay it (Homebase looks), and they load Node's layer anyway.
+if (API_SOCKET && API_NODE) await routeNodeToApi();
+
 // `Deno.serve` during import registers the handler instead of listening. All three call forms
 // are accepted; port, hostname and the other listen options are ignored.
 let served;
@@ -192,6 +273,7 @@ realServe({ path: SOCKET, onListen() { emit({ t: "ready" }); } }, async (request
   const url = request.url;
   if (url.startsWith("http+unix:")) Object.defineProperty(request, "url", { value: "http" + url.slice(9) });
   const id = request.headers.get("x-request-id") ?? undefined;
+  if (API_SOCKET) noteApiUrl(request);
   active.add(id);
   try {
     const response = await (requestContext ? requestContext.run(id, () => handler(request, info)) : handler(request, info));
@@ -208,6 +290,11 @@ realServe({ path: SOCKET, onListen() { emit({ t: "ready" }); } }, async (request
     const text = describe(error);
     emit({ t: "log", l: "error", m: "Uncaught error in handler: " + text, r: id });
     const message = error instanceof Error ? error.message : inspect(error);
+    if (!ERROR_DETAILS) {
+      const line = String(message).split("\n")[0].replace(/file:\/\/\S*\//g, "");
+      const detail = `The function threw an uncaught error; its logs have the stack trace (request ${id}).`;
+      return failure(500, "function_error", line || "The function threw an error", detail);
+    }
     return failure(500, "function_error", message || "The function threw an error", text);
   } finally {
     active.delete(id);

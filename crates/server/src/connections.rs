@@ -1,0 +1,513 @@
+//! Accepting connections: a cap on open connections, a header-read timeout and a keep-alive idle
+//! timeout, HTTP/1.1 and HTTP/2 (hyper-util's `auto` builder).
+//!
+//! - **Cap.** At most [`ConnectionLimits::max_connections`] connections are served at once. One
+//!   past the cap is answered `503` with a JSON body (`too_many_connections`) and closed; while
+//!   [`REJECTING`] such answers are already being written, further ones are closed at once.
+//! - **Header-read timeout.** A new connection must deliver a complete request head within
+//!   [`ConnectionLimits::header_read_timeout`], and so must an idle HTTP/1.1 connection from the
+//!   first byte of its next request. Otherwise it is closed without an answer (slowloris).
+//! - **Keep-alive timeout.** A connection with no request in flight and no bytes of a new one is
+//!   closed after [`ConnectionLimits::keep_alive_timeout`] (HTTP/2: GOAWAY first).
+//! - **File descriptors.** [`raise_open_file_limit`] lifts the soft `RLIMIT_NOFILE` to the hard
+//!   limit, and the cap is lowered to leave half the descriptors (and at least
+//!   [`FD_RESERVE`]) for workers, their sockets and pipes, and the databases, so that a flood of
+//!   connections cannot make a worker start or a deploy fail. An accept error such as `EMFILE` pauses the accept
+//!   loop briefly (growing to one second) instead of spinning or ending it.
+//!
+//! Every request carries `ConnectInfo<Peer>` (both addresses of its connection), as it did under
+//! `axum::serve`, and every error response Homebase itself writes leaves with a JSON body
+//! ([`crate::error::json_error_body`]).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Peer;
+use crate::error::ApiError;
+
+/// How many connections over the cap may be answered `503` at the same time; any more are
+/// closed without an answer.
+pub const REJECTING: usize = 64;
+/// The fewest file descriptors kept free of client connections.
+pub const FD_RESERVE: u64 = 512;
+/// How long answering a connection over the cap may take (reading its request head included).
+const REJECT_TIME: Duration = Duration::from_secs(2);
+/// How long an idle connection asked to close (HTTP/2 GOAWAY) gets before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The limits on client connections. `Default` is what `serve` and `dev` use unless configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once (lowered to fit the file-descriptor limit, see
+    /// [`effective_max_connections`]).
+    pub max_connections: usize,
+    /// How long a request head may take to arrive: from the connection's opening, or on an
+    /// idle HTTP/1.1 connection from the first byte of the next request.
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
+        }
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` of this process to its hard limit and returns the soft limit
+/// then in force (`None` where it cannot be read).
+pub fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => limit = getrlimit(Resource::Nofile),
+            Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+        }
+    }
+    // `None` is "unlimited".
+    Some(limit.current.unwrap_or(u64::MAX))
+}
+
+/// The cap that fits `open_files` (the soft `RLIMIT_NOFILE`): a connection that calls a function
+/// holds two descriptors (the client's and the worker's socket), and [`FD_RESERVE`] more stay
+/// free for workers, the databases and [`REJECTING`] answers. At least 1.
+pub fn effective_max_connections(configured: usize, open_files: Option<u64>) -> usize {
+    let Some(open_files) = open_files else { return configured.max(1) };
+    let fits = open_files.saturating_sub(FD_RESERVE + REJECTING as u64) / 2;
+    configured.min(usize::try_from(fits).unwrap_or(usize::MAX)).max(1)
+}
+
+/// Serves `router` on `listener` with `limits` until `shutdown` is cancelled; then stops
+/// accepting, asks every connection to close once its requests are done, and gives them up to
+/// `grace`. Returns once every connection is closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let open_files = raise_open_file_limit();
+    let max = effective_max_connections(limits.max_connections, open_files);
+    if max < limits.max_connections {
+        tracing::warn!(
+            "max-connections is {} but the open-file limit is {}; serving at most {max} connections",
+            limits.max_connections,
+            open_files.unwrap_or_default()
+        );
+    }
+    let limits = ConnectionLimits { max_connections: max, ..limits };
+    let permits = Arc::new(Semaphore::new(max));
+    let rejecting = Arc::new(Semaphore::new(REJECTING));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().header_read_timeout(None); // ours, below, also covers HTTP/2
+    let builder = Arc::new(builder);
+    let mut refuser = auto::Builder::new(TokioExecutor::new());
+    refuser.http1().keep_alive(false).timer(TokioTimer::new()).header_read_timeout(REJECT_TIME);
+    let refuser = Arc::new(refuser);
+    let stop_now = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let mut pause = Duration::ZERO;
+    let mut refused_since_note = 0u64;
+    let mut last_note: Option<Instant> = None;
+
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => {
+                pause = Duration::ZERO;
+                pair
+            }
+            Err(error) if per_connection(&error) => continue,
+            Err(error) => {
+                // Out of descriptors or memory: the connection stays in the backlog. Pausing
+                // keeps the loop from spinning; it resumes once something is closed.
+                if pause.is_zero() {
+                    tracing::error!(%error, "could not accept a connection; pausing the accept loop");
+                }
+                pause = (pause * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let connection = Connection {
+                    builder: builder.clone(),
+                    router: router.clone(),
+                    limits,
+                    shutdown: shutdown.clone(),
+                    stop_now: stop_now.clone(),
+                };
+                tasks.spawn(connection.run(stream, remote, permit));
+            }
+            Err(_) => {
+                refused_since_note += 1;
+                if last_note.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                    tracing::warn!(
+                        "{refused_since_note} connection(s) refused: {max} are open, the most allowed (max-connections)"
+                    );
+                    refused_since_note = 0;
+                    last_note = Some(Instant::now());
+                }
+                if let Ok(permit) = rejecting.clone().try_acquire_owned() {
+                    tasks.spawn(refuse(refuser.clone(), stream, max, permit));
+                }
+            }
+        }
+    }
+    drop(listener);
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within {}s; stopping anyway", grace.as_secs_f64());
+        stop_now.cancel();
+        tasks.wait().await;
+    }
+}
+
+/// Accept errors that concern one connection only (it was reset before it was accepted).
+fn per_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+    ) || matches!(error.raw_os_error(), Some(code) if code == rustix::io::Errno::PROTO.raw_os_error()
+        || code == rustix::io::Errno::PERM.raw_os_error())
+}
+
+/// Answers a connection over the cap: `503 too_many_connections`, then closes it.
+async fn refuse(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    max: usize,
+    _permit: OwnedSemaphorePermit,
+) {
+    let service = hyper::service::service_fn(move |_request: Request<Incoming>| async move {
+        let mut response = axum::response::IntoResponse::into_response(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "The server has too many open connections",
+            format!("It serves at most {max} connections at once (max-connections); retry shortly."),
+        ));
+        response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        Ok::<_, Infallible>(response)
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(REJECT_TIME + Duration::from_millis(500), connection).await;
+}
+
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    stop_now: CancellationToken,
+}
+
+/// Why the watchdog ends a connection.
+enum Expired {
+    /// No complete request head in time: dropped without an answer.
+    HeaderTimeout,
+    /// Idle too long: closed gracefully.
+    Idle,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, remote: std::net::SocketAddr, _permit: OwnedSemaphorePermit) {
+        let local = stream.local_addr().unwrap_or(remote);
+        let state = Arc::new(ConnState::new());
+        let io = TokioIo::new(Watched { inner: stream, state: state.clone() });
+        let service = ConnService { router: self.router, peer: Peer { local, remote }, state: state.clone() };
+        let connection = self.builder.serve_connection_with_upgrades(io, service);
+        let mut connection = std::pin::pin!(connection);
+        let mut closing = false;
+        let close_by = tokio::time::sleep(Duration::MAX);
+        let mut close_by = std::pin::pin!(close_by);
+        loop {
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                expired = state.watchdog(&self.limits), if !closing => match expired {
+                    Expired::HeaderTimeout => return,
+                    Expired::Idle => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                        close_by.as_mut().reset(tokio::time::Instant::now() + CLOSE_GRACE);
+                    }
+                },
+                () = self.shutdown.cancelled(), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = &mut close_by => return,
+                () = self.stop_now.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// What the watchdog of one connection knows: maintained by its I/O ([`Watched`]) and its
+/// requests ([`InFlight`]). Times are milliseconds since `opened`.
+struct ConnState {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// When the last request ended.
+    idle_since: AtomicU64,
+    /// 1 + when the first byte arrived while no request was in flight; 0 when none did.
+    head_since: AtomicU64,
+    /// Whether a request head ever arrived.
+    served: AtomicBool,
+    /// 0 before the first byte, 1 HTTP/1, 2 HTTP/2.
+    protocol: AtomicU8,
+}
+
+/// The 24 bytes an HTTP/2 client starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            head_since: AtomicU64::new(0),
+            served: AtomicBool::new(false),
+            protocol: AtomicU8::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    /// Bytes arrived.
+    fn on_read(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.protocol.load(Ordering::Relaxed) == 0 {
+            let n = bytes.len().min(H2_PREFACE.len());
+            let h2 = bytes[..n] == H2_PREFACE[..n];
+            self.protocol.store(if h2 { 2 } else { 1 }, Ordering::Relaxed);
+        }
+        if self.in_flight.load(Ordering::Relaxed) == 0 && self.head_since.load(Ordering::Relaxed) == 0 {
+            self.head_since.store(self.now() + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// When the connection expires unless something happens, and why; `None` while a request
+    /// is in flight.
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<(u64, bool)> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let header = limits.header_read_timeout.as_millis() as u64;
+        if !self.served.load(Ordering::Acquire) {
+            return Some((header, true));
+        }
+        let head = self.head_since.load(Ordering::Acquire);
+        if head != 0 && self.protocol.load(Ordering::Relaxed) == 1 {
+            return Some((head - 1 + header, true));
+        }
+        Some((self.idle_since.load(Ordering::Acquire) + limits.keep_alive_timeout.as_millis() as u64, false))
+    }
+
+    /// Resolves when the connection has gone past a deadline. Checks at least every
+    /// `min(header-read, keep-alive timeout)`, so a deadline that an event brought forward
+    /// is noticed within that.
+    async fn watchdog(&self, limits: &ConnectionLimits) -> Expired {
+        let tick = limits.header_read_timeout.min(limits.keep_alive_timeout).max(Duration::from_millis(10));
+        loop {
+            let now = self.now();
+            let wait = match self.deadline(limits) {
+                Some((at, header)) if at <= now => {
+                    return if header { Expired::HeaderTimeout } else { Expired::Idle };
+                }
+                Some((at, _)) => Duration::from_millis(at - now).min(tick),
+                None => tick,
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.served.store(true, Ordering::Release);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_since.store(0, Ordering::Release);
+        InFlight(self.clone())
+    }
+}
+
+/// One request in flight on a connection, until its response body is done or dropped.
+struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let state = &self.0;
+        state.idle_since.store(state.now(), Ordering::Release);
+        state.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A client's TCP stream, reporting the bytes it reads to the connection's state.
+struct Watched {
+    inner: TcpStream,
+    state: Arc<ConnState>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.state.on_read(&buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// The router, for one connection: adds `ConnectInfo<Peer>` and counts the requests in flight.
+#[derive(Clone)]
+struct ConnService {
+    router: axum::Router,
+    peer: Peer,
+    state: Arc<ConnState>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response<Tracked>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<Tracked>, Infallible>>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        let in_flight = self.state.begin();
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let method = request.method().clone();
+        let mut router = self.router.clone();
+        let response = tower_service::Service::call(&mut router, request);
+        Box::pin(async move {
+            let response = crate::error::json_error_body(&method, response.await?).await;
+            Ok(response.map(|body| Tracked { inner: body, _in_flight: in_flight }))
+        })
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is done.
+struct Tracked {
+    inner: axum::body::Body,
+    _in_flight: InFlight,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_descriptors_for_everything_else() {
+        assert_eq!(effective_max_connections(10_000, Some(1 << 20)), 10_000);
+        assert_eq!(effective_max_connections(10_000, Some(20_000)), (20_000 - 576) / 2);
+        assert_eq!(effective_max_connections(10_000, Some(100)), 1);
+        assert_eq!(effective_max_connections(300, None), 300);
+    }
+
+    #[test]
+    fn deadlines_follow_the_connection_state() {
+        let limits = ConnectionLimits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+        };
+        let state = Arc::new(ConnState::new());
+        assert_eq!(state.deadline(&limits), Some((10_000, true)), "a new connection must send a head");
+        let request = state.begin();
+        assert_eq!(state.deadline(&limits), None, "a request in flight has no deadline");
+        drop(request);
+        let idle = state.idle_since.load(Ordering::Relaxed);
+        assert_eq!(state.deadline(&limits), Some((idle + 60_000, false)), "then it may idle");
+        state.on_read(b"GET / HT");
+        let head = state.head_since.load(Ordering::Relaxed) - 1;
+        assert_eq!(state.deadline(&limits), Some((head + 10_000, true)), "a started head must finish");
+        let h2 = Arc::new(ConnState::new());
+        h2.on_read(b"PRI * HTTP/2.0\r\n");
+        drop(h2.begin());
+        h2.on_read(b"\0\0\x04\x08");
+        assert!(!h2.deadline(&limits).unwrap().1, "HTTP/2 frames between requests do not start a head");
+    }
+}
