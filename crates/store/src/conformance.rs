@@ -1069,7 +1069,11 @@ pub async fn sign_in_changes_are_announced(store: Store) {
     let heard: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let sink = heard.clone();
     store.on_user_change(move |change| {
-        sink.lock().unwrap().push((change.app_id.to_string(), change.user_id.to_string()));
+        let heard = match change {
+            crate::UserChange::User { app_id, user_id } => (app_id.to_string(), user_id.to_string()),
+            crate::UserChange::Everything => ("everything".to_string(), String::new()),
+        };
+        sink.lock().unwrap().push(heard);
     });
     let take = || std::mem::take(&mut *heard.lock().unwrap());
     let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
@@ -1171,8 +1175,8 @@ async fn next_change(changes: &mut crate::Changes) -> Change {
 pub async fn committed_changes_are_announced(store: Store) {
     let mut changes = store.subscribe_changes().await.unwrap();
     let app = app(&store).await;
-    let change = |kind| Change { app_id: app.id.clone(), kind, function: None };
-    let function = |kind| Change { app_id: app.id.clone(), kind, function: Some("email/send".into()) };
+    let change = |kind| Change { app_id: app.id.clone(), kind, function: None, user: None };
+    let function = |kind| Change { function: Some("email/send".into()), ..change(kind) };
     assert_eq!(next_change(&mut changes).await, change(ChangeKind::App));
     store.deploy(&app.id, "email/send", version("1")).await.unwrap();
     assert_eq!(next_change(&mut changes).await, function(ChangeKind::Deploy));
@@ -1191,16 +1195,25 @@ pub async fn committed_changes_are_announced(store: Store) {
     assert!(store.delete_secret(&app.id, "A").await.unwrap());
     assert_eq!(next_change(&mut changes).await, change(ChangeKind::Secrets));
     let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
-    assert_eq!(next_change(&mut changes).await, change(ChangeKind::Users));
+    let user = |kind| Change { user: Some(ann.id.clone()), ..change(kind) };
+    assert_eq!(next_change(&mut changes).await, user(ChangeKind::Users));
     store.set_password(&app.id, &ann.id, "password-2").await.unwrap();
-    assert_eq!(next_change(&mut changes).await, change(ChangeKind::Users));
+    assert_eq!(next_change(&mut changes).await, user(ChangeKind::SignIn));
+    let profile = crate::UserUpdate { full_name: Some(Some("Ann".into())), ..Default::default() };
+    store.update_user(&app.id, &ann.id, profile).await.unwrap();
+    assert_eq!(next_change(&mut changes).await, user(ChangeKind::Users), "a profile change");
     store
         .update_user(&app.id, &ann.id, crate::UserUpdate { disabled: Some(true), ..Default::default() })
         .await
         .unwrap();
-    assert_eq!(next_change(&mut changes).await, change(ChangeKind::Users));
+    assert_eq!(next_change(&mut changes).await, user(ChangeKind::SignIn), "disabled");
     store.set_require_verification(&app.id, true).await.unwrap();
-    assert_eq!(next_change(&mut changes).await, change(ChangeKind::Users));
+    assert_eq!(next_change(&mut changes).await, change(ChangeKind::Users), "auth settings: no user");
+    assert!(!store.delete_user(&app.id, "000000000000000000000000").await.unwrap());
+    assert!(store.delete_user(&app.id, &ann.id).await.unwrap());
+    assert_eq!(next_change(&mut changes).await, user(ChangeKind::SignIn), "deleted; nothing for a no-op delete");
+    store.set_function_net_allow(&app.id, vec!["10.0.0.5".into()]).await.unwrap();
+    assert_eq!(next_change(&mut changes).await, change(ChangeKind::NetAllow));
     let (key, _) = store.create_key(KeyScope::App(app.id.clone()), "ci").await.unwrap();
     assert_eq!(next_change(&mut changes).await, change(ChangeKind::Keys));
     assert!(store.revoke_key(&key.id).await.unwrap());
@@ -1214,7 +1227,7 @@ pub async fn committed_changes_are_announced(store: Store) {
     for stream in [&mut changes, &mut second] {
         assert_eq!(
             next_change(stream).await,
-            Change { app_id: other.id.clone(), kind: ChangeKind::App, function: None }
+            Change { app_id: other.id.clone(), kind: ChangeKind::App, function: None, user: None }
         );
     }
     assert_eq!(changes.try_recv(), None, "nothing else was announced");

@@ -14,9 +14,11 @@
 //!   backend-independent code; a backend only moves rows, each operation in one transaction.
 //!   The behaviour suite is written once against a `Store` (the `conformance` module behind the
 //!   `testing` feature, run with `conformance_tests!`) so that every backend runs it unchanged.
-//! * **Changes** (deploys, rollbacks, deletes, secrets, users, keys) are announced to
-//!   [`Store::subscribe_changes`] subscribers: in-process on SQLite, through `LISTEN/NOTIFY`
-//!   to every node on PostgreSQL (see [`changes`]).
+//! * **Changes** (deploys, rollbacks, deletes, secrets, users, net-allow lists, keys) are
+//!   announced to [`Store::subscribe_changes`] subscribers: in-process on SQLite, through
+//!   `LISTEN/NOTIFY` to every node on PostgreSQL (see [`changes`]). Changes of users' sign-in
+//!   states also reach the [`Store::on_user_change`] listeners, on PostgreSQL whichever node
+//!   made them.
 //! * **Deployments** are immutable and content-addressed: the id is a hash of the entry, the
 //!   files (sorted by path) and the automations (canonical JSON), so the same content always has
 //!   the same id. File contents are stored once per distinct content. Per function `(app, name)`
@@ -98,7 +100,7 @@ struct Inner {
     /// Where committed changes go to the subscribers.
     changes: changes::ChangeHub,
     /// Told after every committed change of a user's sign-in state (see [`Store::on_user_change`]).
-    user_listeners: RwLock<Vec<users::UserListener>>,
+    user_listeners: Arc<users::UserListeners>,
 }
 
 /// The database behind the handle; both variants have the same operations.
@@ -158,12 +160,14 @@ impl Store {
     /// `?options=-csearch_path%3Dname` picks the schema, which must exist; Homebase's own
     /// `pool_size=N` caps the pool, 16 by default) and migrates its schema. Everything lives
     /// there: apps, keys, deployments and their files, secrets, users, the shared server
-    /// secrets. A server that cannot be reached is [`StoreError::Unavailable`] naming the URL
-    /// without its password; a schema from a newer Homebase is [`StoreError::SchemaTooNew`].
+    /// secrets. The store listens for the changes of every node from here on (one more
+    /// connection, kept open). A server that cannot be reached is [`StoreError::Unavailable`]
+    /// naming the URL without its password; a schema from a newer Homebase is
+    /// [`StoreError::SchemaTooNew`].
     pub async fn open_postgres(url: &str) -> Result<Store> {
-        let hub = changes::ChangeHub::new();
-        let backend = postgres::Postgres::open(url, hub.clone()).await?;
-        Ok(Store::with_hub(Backend::Postgres(backend), hub))
+        let (hub, users) = (changes::ChangeHub::new(), Arc::new(users::UserListeners::default()));
+        let backend = postgres::Postgres::open(url, hub.clone(), users.clone()).await?;
+        Ok(Store::with_notices(Backend::Postgres(backend), hub, users))
     }
 
     /// [`open_postgres`](Store::open_postgres) with the master key secrets are encrypted under.
@@ -184,32 +188,22 @@ impl Store {
     }
 
     fn from_backend(backend: Backend) -> Store {
-        Store::with_hub(backend, changes::ChangeHub::new())
+        Store::with_notices(backend, changes::ChangeHub::new(), Arc::default())
     }
 
-    fn with_hub(backend: Backend, changes: changes::ChangeHub) -> Store {
-        Store {
-            inner: Arc::new(Inner {
-                backend,
-                master_key: RwLock::new(None),
-                changes,
-                user_listeners: RwLock::new(Vec::new()),
-            }),
-        }
+    fn with_notices(backend: Backend, changes: changes::ChangeHub, user_listeners: Arc<users::UserListeners>) -> Store {
+        Store { inner: Arc::new(Inner { backend, master_key: RwLock::new(None), changes, user_listeners }) }
     }
 
-    /// Committed changes from now on (see [`changes`]). On PostgreSQL the first call opens the
-    /// store's `LISTEN` connection and returns once it listens, so every change committed after
-    /// this returns (by any node) is delivered; it fails with [`StoreError::Unavailable`] when
-    /// the database cannot be reached now. Later losses of that connection are repaired in the
-    /// background and reported to subscribers as [`ChangeKind::Resync`].
+    /// Committed changes from now on (see [`changes`]). On PostgreSQL the store listens from
+    /// the moment it is opened (on a dedicated `LISTEN` connection), so every change committed
+    /// after this returns (by any node) is delivered; losses of that connection are repaired in
+    /// the background and reported to subscribers as [`ChangeKind::Resync`]. Notifications
+    /// arrive asynchronously there, so a change committed just before this call may be
+    /// delivered too (a subscriber that reloads on a change only reloads once more). Never
+    /// fails today; the `Result` leaves room for a backend that connects here.
     pub async fn subscribe_changes(&self) -> Result<Changes> {
-        let changes = self.inner.changes.subscribe();
-        if let Backend::Postgres(db) = &self.inner.backend {
-            let hub = self.inner.changes.clone();
-            db.listen(move || hub.send(Change::resync())).await?;
-        }
-        Ok(changes)
+        Ok(self.inner.changes.subscribe())
     }
 
     /// Announces a committed change on SQLite (PostgreSQL announces it inside the transaction).

@@ -23,7 +23,7 @@
 //!   flag, deletion) is announced to the listeners of [`Store::on_user_change`], which is how a
 //!   server drops what it cached about the user.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::Semaphore;
 
@@ -96,16 +96,45 @@ pub struct User {
     pub password_stamp: String,
 }
 
-/// A committed change of a user's sign-in state: its password (and with it its stamp), its
-/// disabled flag, or its existence.
+/// A committed change of sign-in states, as told to the listeners of [`Store::on_user_change`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserChange<'a> {
-    pub app_id: &'a str,
-    pub user_id: &'a str,
+pub enum UserChange<'a> {
+    /// This user's password was set (and with it its stamp), its disabled flag was set either
+    /// way, or it was deleted.
+    User { app_id: &'a str, user_id: &'a str },
+    /// Changes may have been missed (PostgreSQL: the `LISTEN` connection was lost and is back,
+    /// or a notice could not be read): forget what is known about every user.
+    Everything,
 }
 
 /// A listener of [`Store::on_user_change`].
-pub(crate) type UserListener = Arc<dyn Fn(UserChange<'_>) + Send + Sync>;
+type UserListener = Arc<dyn Fn(UserChange<'_>) + Send + Sync>;
+
+/// The listeners of [`Store::on_user_change`], shared by the handle and (on PostgreSQL) the
+/// `LISTEN` connection that hears the other nodes' changes.
+#[derive(Default)]
+pub(crate) struct UserListeners {
+    listeners: RwLock<Vec<UserListener>>,
+}
+
+impl UserListeners {
+    fn add(&self, listener: UserListener) {
+        self.listeners.write().unwrap_or_else(|e| e.into_inner()).push(listener);
+    }
+
+    /// Tells every listener about `change`.
+    pub(crate) fn announce(&self, change: UserChange<'_>) {
+        let listeners = self.listeners.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for listener in listeners {
+            listener(change);
+        }
+    }
+}
+
+/// The kind of change `update` makes: a sign-in change when it sets the disabled flag.
+pub(crate) fn update_kind(update: &UserUpdate) -> ChangeKind {
+    if update.disabled.is_some() { ChangeKind::SignIn } else { ChangeKind::Users }
+}
 
 /// What [`Store::create_user`] takes.
 #[derive(Debug, Clone)]
@@ -324,7 +353,7 @@ impl Store {
             updated_at: now,
         };
         let user = on_backend!(self, db => db.insert_user(user, hash).await)?;
-        self.announce(Change::app(app_id, ChangeKind::Users));
+        self.announce(Change::user(app_id, ChangeKind::Users, &user.id));
         Ok(user)
     }
 
@@ -373,8 +402,8 @@ impl Store {
         let hash = hashing(move || hash_password(&password)).await??;
         let (app_id, user_id) = (app_id.to_string(), user_id.to_string());
         self.changing_user(app_id.clone(), user_id.clone(), move |store| async move {
-            on_backend!(store, db => db.set_password(app_id.clone(), user_id, hash, ids::now_ms()).await)?;
-            store.announce(Change::app(&app_id, ChangeKind::Users));
+            on_backend!(store, db => db.set_password(app_id.clone(), user_id.clone(), hash, ids::now_ms()).await)?;
+            store.announce(Change::user(&app_id, ChangeKind::SignIn, &user_id));
             Ok(())
         })
         .await
@@ -396,8 +425,10 @@ impl Store {
 
     /// Applies `update` and announces the change.
     async fn write_user(&self, app_id: String, user_id: String, update: UserUpdate) -> Result<User> {
-        let user = on_backend!(self, db => db.update_user(app_id.clone(), user_id, update, ids::now_ms()).await)?;
-        self.announce(Change::app(&app_id, ChangeKind::Users));
+        let kind = update_kind(&update);
+        let (app, id, now) = (app_id.clone(), user_id.clone(), ids::now_ms());
+        let user = on_backend!(self, db => db.update_user(app, id, update, now).await)?;
+        self.announce(Change::user(&app_id, kind, &user_id));
         Ok(user)
     }
 
@@ -406,15 +437,9 @@ impl Store {
     pub async fn delete_user(&self, app_id: &str, user_id: &str) -> Result<bool> {
         let (app_id, user_id) = (app_id.to_string(), user_id.to_string());
         self.changing_user(app_id.clone(), user_id.clone(), move |store| async move {
-            let deleted = match &store.inner.backend {
-                crate::Backend::Sqlite(db) => db.delete_user(app_id.clone(), user_id).await?,
-                // Ported in the next commit.
-                crate::Backend::Postgres(_) => {
-                    return Err(StoreError::Database("Deleting users is not yet supported on PostgreSQL".into()));
-                }
-            };
+            let deleted = on_backend!(store, db => db.delete_user(app_id.clone(), user_id.clone()).await)?;
             if deleted {
-                store.announce(Change::app(&app_id, ChangeKind::Users));
+                store.announce(Change::user(&app_id, ChangeKind::SignIn, &user_id));
             }
             Ok(deleted)
         })
@@ -422,25 +447,22 @@ impl Store {
     }
 
     /// Calls `listener` after every committed change of a user's sign-in state: a new password
-    /// (reset, change, invitation accepted), the disabled flag set either way, a deletion. It
-    /// runs on the writer's task, before the write returns, so it must be quick (drop a cache
-    /// entry, say). A backend shared by several nodes will also call it for the changes other
-    /// nodes make (PostgreSQL: a `NOTIFY` in the writing transaction, `LISTEN` on every node).
+    /// (reset, change, invitation accepted), the disabled flag set either way, a deletion
+    /// ([`UserChange::User`]). A change this handle makes is told on the writer's task, before
+    /// the write returns, so the listener must be quick (drop a cache entry, say).
+    ///
+    /// On PostgreSQL it also hears the changes other nodes (other handles) commit, from the
+    /// store's `LISTEN` connection (the [`ChangeKind::SignIn`] changes), shortly after they
+    /// commit; and when that connection was lost and is back, or a notice could not be read,
+    /// it is told [`UserChange::Everything`]: changes may have been missed.
     pub fn on_user_change(&self, listener: impl Fn(UserChange<'_>) + Send + Sync + 'static) {
-        self.inner.user_listeners.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(listener));
+        self.inner.user_listeners.add(Arc::new(listener));
     }
 
-    /// Tells every listener of [`on_user_change`](Store::on_user_change) about `change`.
-    pub(crate) fn announce_user_change(&self, change: UserChange<'_>) {
-        let listeners = self.inner.user_listeners.read().unwrap_or_else(|e| e.into_inner()).clone();
-        for listener in listeners {
-            listener(change);
-        }
-    }
-
-    /// Runs `write` on a task of its own and announces the change once it succeeded. The task
-    /// finishes even when the caller stops waiting (a client that hung up), so a committed
-    /// change is always announced.
+    /// Runs `write` on a task of its own and announces the change once it succeeded, or once
+    /// its outcome is unknown (the connection to PostgreSQL was lost: it may have committed,
+    /// and dropping what a listener cached is harmless). The task finishes even when the caller
+    /// stops waiting (a client that hung up), so a committed change is always announced.
     async fn changing_user<R, F, Fut>(&self, app_id: String, user_id: String, write: F) -> Result<R>
     where
         R: Send + 'static,
@@ -450,8 +472,8 @@ impl Store {
         let store = self.clone();
         tokio::spawn(async move {
             let result = write(store.clone()).await;
-            if result.is_ok() {
-                store.announce_user_change(UserChange { app_id: &app_id, user_id: &user_id });
+            if matches!(result, Ok(_) | Err(StoreError::Unavailable(_))) {
+                store.inner.user_listeners.announce(UserChange::User { app_id: &app_id, user_id: &user_id });
             }
             result
         })

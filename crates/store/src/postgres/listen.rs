@@ -1,8 +1,8 @@
-//! The dedicated `LISTEN` connection: opened by the first subscriber, kept open, and reopened
-//! with backoff (100 ms doubling to 5 s) when it is lost. A connection that was lost may have
-//! missed notifications, so after each reconnect `on_reconnect` runs (subscribers are told to
-//! resync). An idle connection is checked every [`PING_EVERY`] so that a silently dead one is
-//! noticed.
+//! The dedicated `LISTEN` connection: opened by [`Listener::start`] (the store's when the store
+//! opens, the log store's for its first watcher), kept open, and reopened with backoff (100 ms
+//! doubling to 5 s) when it is lost. A connection that was lost may have missed notifications,
+//! so after each reconnect `on_reconnect` runs (subscribers are told to resync). An idle
+//! connection is checked every [`PING_EVERY`] so that a silently dead one is noticed.
 
 use std::sync::Arc;
 use std::time::Duration;

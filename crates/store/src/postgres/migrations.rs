@@ -139,6 +139,20 @@ pub(crate) const MAIN: Component = Component {
             require_verification  BOOLEAN NOT NULL
         );
         "#,
+        // 4: what an app's functions may reach on the network besides the public internet
+        // (`function-net-allow`): a JSON array of entries, checked by the server before it is stored.
+        r#"
+        CREATE TABLE app_net_allow (
+            app_id      TEXT PRIMARY KEY NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+            entries     TEXT NOT NULL,
+            updated_at  BIGINT NOT NULL
+        );
+        "#,
+        // 5: a session epoch per user, part of its password stamp: disabling a user bumps it, so
+        // the user's tokens stay void after it is enabled again. 0 keeps the stamps of before.
+        r#"
+        ALTER TABLE users ADD COLUMN session_epoch BIGINT NOT NULL DEFAULT 0;
+        "#,
     ],
 };
 

@@ -11,8 +11,11 @@
 //!   the app's row before counting the app's functions, so two nodes cannot both pass the limit.
 //!   Multi-statement reads run in a `REPEATABLE READ READ ONLY` transaction (one snapshot).
 //! * **Changes** are announced with `pg_notify` inside the writing transaction (see
-//!   [`crate::changes`]) on a channel named after the schema; [`listen`] keeps the dedicated
-//!   `LISTEN` connection.
+//!   [`crate::changes`]) on a channel named after the schema, with the random id of the
+//!   writing store; [`listen`] keeps the dedicated `LISTEN` connection, opened with the store.
+//!   It feeds the change subscribers and tells the `on_user_change` listeners about the
+//!   sign-in changes of other stores (their own store told them as it committed), and about
+//!   "everything" after a reconnect.
 //! * **Errors.** A server that cannot be reached, or a connection lost while running, is
 //!   [`StoreError::Unavailable`] (HTTP 503); serialisation failures and deadlocks are
 //!   [`StoreError::Busy`]. The pool checks each connection before handing it out (one empty
@@ -24,6 +27,7 @@ mod deployments;
 pub(crate) mod listen;
 pub(crate) mod logs;
 pub(crate) mod migrations;
+mod netallow;
 mod secrets;
 mod users;
 
@@ -35,12 +39,13 @@ use tokio_postgres::config::Host;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Config, NoTls, Row};
 
-use crate::changes::{Change, ChangeHub};
+use crate::changes::{Change, ChangeHub, ChangeKind};
 use crate::error::{Result, StoreError};
 use crate::sqlite::BeforeCommitHook;
+use crate::users::{UserChange, UserListeners};
 
 /// Connections one store keeps at most unless the URL says otherwise with `pool_size=N` (one
-/// more is the `LISTEN` connection, once subscribed).
+/// more is the `LISTEN` connection).
 pub(crate) const POOL_SIZE: usize = 16;
 /// How long an operation waits for a free connection, and a new connection for the server.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -205,13 +210,19 @@ pub(crate) struct Postgres {
     schema: String,
     /// The `NOTIFY` channel of changes to this schema.
     channel: String,
+    /// This store's random id, sent with its changes: its own sign-in changes reach its
+    /// `on_user_change` listeners as they commit, not a second time from `LISTEN`.
+    node: String,
     hook: Arc<Mutex<Option<BeforeCommitHook>>>,
-    listener: listen::Listener,
+    /// Held for its task: dropping the store stops listening.
+    _listener: listen::Listener,
 }
 
 impl Postgres {
-    /// Connects, checks the schema and migrates it.
-    pub(crate) async fn open(url: &str, changes: ChangeHub) -> Result<Postgres> {
+    /// Connects, checks the schema, migrates it and starts listening for changes (returning
+    /// once it listens), which go to `changes` and, for the sign-in changes of other stores,
+    /// to `users`.
+    pub(crate) async fn open(url: &str, changes: ChangeHub, users: Arc<UserListeners>) -> Result<Postgres> {
         let target = Target::parse(url)?;
         let pool = new_pool(&target)?;
         let client = pool.get().await.map_err(|e| pool_error(&target.location, e))?;
@@ -220,19 +231,31 @@ impl Postgres {
         migrations::migrate(&client, &target.location, &schema, migrations::CLUSTER).await?;
         drop(client);
         let channel = listen::channel_name("homebase_changes", &schema);
+        let node = crate::ids::hex(&rand::random::<[u8; 8]>());
+        let (hub, listeners, me) = (changes.clone(), users.clone(), node.clone());
         let listener = listen::Listener::new(target.clone(), vec![channel.clone()], move |_, payload| {
-            changes.send(Change::parse(payload))
+            let (change, origin) = Change::parse(payload);
+            // The listeners first: once a subscriber sees the change, they have heard it.
+            match (&change.kind, &change.user) {
+                (ChangeKind::Resync, _) => listeners.announce(UserChange::Everything),
+                (ChangeKind::SignIn, Some(user_id)) if origin != me => {
+                    listeners.announce(UserChange::User { app_id: &change.app_id, user_id })
+                }
+                _ => {}
+            }
+            hub.send(change)
         });
-        Ok(Postgres { pool, target, schema, channel, hook: Arc::new(Mutex::new(None)), listener })
+        listener
+            .start(move || {
+                users.announce(UserChange::Everything);
+                changes.send(Change::resync());
+            })
+            .await?;
+        Ok(Postgres { pool, target, schema, channel, node, hook: Arc::new(Mutex::new(None)), _listener: listener })
     }
 
     pub(crate) fn location(&self) -> &str {
         &self.target.location
-    }
-
-    /// Starts the `LISTEN` connection if it is not running and waits until it listens.
-    pub(crate) async fn listen(&self, on_reconnect: impl Fn() + Send + Sync + 'static) -> Result<()> {
-        self.listener.start(on_reconnect).await
     }
 
     #[cfg(any(test, feature = "testing"))]
@@ -258,7 +281,7 @@ impl Postgres {
             return tx.rollback().await.map_err(pg);
         }
         if let Some(change) = change {
-            execute(&tx, "SELECT pg_notify($1, $2)", &[&self.channel, &change.payload()]).await?;
+            execute(&tx, "SELECT pg_notify($1, $2)", &[&self.channel, &change.payload(&self.node)]).await?;
         }
         let hook = self.hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(hook) = hook {

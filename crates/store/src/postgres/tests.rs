@@ -179,7 +179,7 @@ async fn two_nodes_share_the_data_and_hear_each_others_changes() {
     let (one, two) = (open(&schema).await, open(&schema).await);
     let mut heard = two.subscribe_changes().await.unwrap();
     let app = one.create_app("Shared").await.unwrap();
-    assert_eq!(next(&mut heard).await, Change { app_id: app.id.clone(), kind: ChangeKind::App, function: None });
+    assert_eq!(next(&mut heard).await, Change::app(&app.id, ChangeKind::App));
     one.deploy(&app.id, "f", version("1")).await.unwrap();
     let deployed = next(&mut heard).await;
     assert_eq!((deployed.kind, deployed.function.as_deref()), (ChangeKind::Deploy, Some("f")));
@@ -250,9 +250,11 @@ async fn server_secrets_are_created_once_for_every_node() {
 async fn a_lost_connection_is_unavailable_and_the_pool_recovers() {
     let schema = TestSchema::new().await;
     let store = open(&schema).await;
+    let mut changes = store.subscribe_changes().await.unwrap();
     let app = store.create_app("a").await.unwrap();
     let v1 = store.deploy(&app.id, "f", version("1")).await.unwrap();
-    let mut changes = store.subscribe_changes().await.unwrap();
+    assert_eq!(next(&mut changes).await.kind, ChangeKind::App);
+    assert_eq!(next(&mut changes).await.kind, ChangeKind::Deploy);
 
     // Every connection of the store ends in the middle of a deploy, just before its commit (as
     // when the database restarts): a 503 error, and nothing of the deploy is stored.
@@ -285,6 +287,159 @@ async fn a_lost_connection_is_unavailable_and_the_pool_recovers() {
         store.deploy(&app.id, "g", version("g")).await.unwrap();
     }
     assert_eq!(next(&mut changes).await, Change::resync());
+}
+
+type Notices = tokio::sync::mpsc::UnboundedReceiver<(String, String)>;
+
+/// What a store's `on_user_change` listeners hear, as `(app, user)` (`("*", "*")`: everything),
+/// in order.
+fn hear_user_changes(store: &Store) -> Notices {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    store.on_user_change(move |change| {
+        let pair = match change {
+            crate::UserChange::User { app_id, user_id } => (app_id.to_string(), user_id.to_string()),
+            crate::UserChange::Everything => ("*".to_string(), "*".to_string()),
+        };
+        let _ = sender.send(pair);
+    });
+    receiver
+}
+
+/// The next user notice, waiting at most 10 s.
+async fn notice(notices: &mut Notices) -> (String, String) {
+    tokio::time::timeout(Duration::from_secs(10), notices.recv()).await.expect("a user notice within 10 s").unwrap()
+}
+
+/// The notices heard so far, without waiting.
+fn heard(notices: &mut Notices) -> Vec<(String, String)> {
+    std::iter::from_fn(|| notices.try_recv().ok()).collect()
+}
+
+/// A node hears the sign-in changes another node commits, once each, and its own only once;
+/// creations and profile changes are not sign-in changes; a lost `LISTEN` connection means
+/// "everything" on every node once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sign_in_changes_reach_every_node_once() {
+    let schema = TestSchema::new().await;
+    let (one, two) = (open(&schema).await, open(&schema).await);
+    let (mut notices_one, mut notices_two) = (hear_user_changes(&one), hear_user_changes(&two));
+    let (mut changes_one, mut changes_two) =
+        (one.subscribe_changes().await.unwrap(), two.subscribe_changes().await.unwrap());
+    let app = one.create_app("Shared").await.unwrap();
+    let new = crate::NewUser {
+        email: "ann@example.test".into(),
+        password: Some("password-1".into()),
+        full_name: None,
+        role: crate::UserRole::User,
+        is_verified: true,
+    };
+    let ann = one.create_user(&app.id, new.clone()).await.unwrap();
+    let me = (app.id.clone(), ann.id.clone());
+    let sign_in = Change::user(&app.id, ChangeKind::SignIn, &ann.id);
+    // Each node's subscriber has seen the change once its listeners have been told (or not).
+    for changes in [&mut changes_one, &mut changes_two] {
+        assert_eq!(next(changes).await, Change::app(&app.id, ChangeKind::App));
+        assert_eq!(next(changes).await, Change::user(&app.id, ChangeKind::Users, &ann.id));
+    }
+    assert_eq!((heard(&mut notices_one), heard(&mut notices_two)), (vec![], vec![]), "a new user is no sign-in change");
+
+    // A password set on one: one hears it as it commits, two from LISTEN; one's own LISTEN
+    // notice adds nothing.
+    one.set_password(&app.id, &ann.id, "password-2").await.unwrap();
+    assert_eq!(heard(&mut notices_one), vec![me.clone()], "before set_password returned");
+    assert_eq!(notice(&mut notices_two).await, me);
+    assert_eq!(next(&mut changes_one).await, sign_in);
+    assert_eq!(next(&mut changes_two).await, sign_in);
+    assert_eq!((heard(&mut notices_one), heard(&mut notices_two)), (vec![], vec![]), "once each");
+
+    // A profile change on two is no sign-in change; disabling on two is.
+    let profile = crate::UserUpdate { full_name: Some(Some("Ann".into())), ..Default::default() };
+    two.update_user(&app.id, &ann.id, profile).await.unwrap();
+    let disable = crate::UserUpdate { disabled: Some(true), ..Default::default() };
+    let disabled = two.update_user(&app.id, &ann.id, disable).await.unwrap();
+    assert_eq!(heard(&mut notices_two), vec![me.clone()]);
+    assert_eq!(notice(&mut notices_one).await, me, "the disabling, not the profile change");
+    for changes in [&mut changes_one, &mut changes_two] {
+        assert_eq!(next(changes).await.kind, ChangeKind::Users);
+        assert_eq!(next(changes).await, sign_in);
+    }
+    assert_eq!((heard(&mut notices_one), heard(&mut notices_two)), (vec![], vec![]), "once each");
+    assert_eq!(
+        one.user(&app.id, &ann.id).await.unwrap().unwrap().password_stamp,
+        disabled.password_stamp,
+        "every node computes the new stamp"
+    );
+
+    // A deletion on one.
+    assert!(one.delete_user(&app.id, &ann.id).await.unwrap());
+    assert_eq!(heard(&mut notices_one), vec![me.clone()]);
+    assert_eq!(notice(&mut notices_two).await, me);
+    assert_eq!(two.user(&app.id, &ann.id).await.unwrap(), None);
+    for changes in [&mut changes_one, &mut changes_two] {
+        assert_eq!(next(changes).await, sign_in);
+    }
+
+    // Both nodes' LISTEN connections end (as when the database restarts): once each is back,
+    // its listeners are told that changes may have been missed, and its subscribers to resync.
+    assert!(schema.terminate_connections().await >= 2, "both LISTEN connections");
+    let everything = ("*".to_string(), "*".to_string());
+    assert_eq!(notice(&mut notices_one).await, everything);
+    assert_eq!(notice(&mut notices_two).await, everything);
+    assert_eq!(next(&mut changes_one).await, Change::resync());
+    // And they hear the other node again.
+    let bob = two.create_user(&app.id, crate::NewUser { email: "bob@example.test".into(), ..new }).await.unwrap();
+    two.set_password(&app.id, &bob.id, "password-3").await.unwrap();
+    assert_eq!(notice(&mut notices_one).await, (app.id.clone(), bob.id.clone()));
+    assert_eq!(heard(&mut notices_two), [(app.id.clone(), bob.id.clone())]);
+}
+
+/// A user stored before migration 5 keeps its password stamp (so its tokens) across the
+/// upgrade, until it is disabled.
+#[tokio::test]
+async fn session_epochs_keep_the_stamps_of_before() {
+    let schema = TestSchema::new().await;
+    let store = open(&schema).await;
+    let app = store.create_app("Kept").await.unwrap();
+    let new = crate::NewUser {
+        email: "ann@example.test".into(),
+        password: Some("password-1".into()),
+        full_name: None,
+        role: crate::UserRole::User,
+        is_verified: true,
+    };
+    let user = store.create_user(&app.id, new).await.unwrap();
+    drop(store);
+    // Back to schema 3, as an older Homebase left it.
+    let admin = schema.admin().await;
+    admin
+        .batch_execute(&format!(
+            "SET search_path = {0}; ALTER TABLE users DROP COLUMN session_epoch; DROP TABLE app_net_allow;
+             UPDATE homebase_schema SET version = 3 WHERE component = 'main';",
+            schema.name
+        ))
+        .await
+        .unwrap();
+    let hash: String = admin
+        .query_one(&format!("SELECT password_hash FROM {}.users WHERE id = $1", schema.name), &[&user.id])
+        .await
+        .unwrap()
+        .get(0);
+    let old = format!("homebase password stamp\0{}\0{hash}", user.id);
+    let old_stamp = crate::ids::sha256_hex(old.as_bytes())[..16].to_string();
+
+    let store = open(&schema).await;
+    let version: i64 = admin
+        .query_one(&format!("SELECT version FROM {}.homebase_schema WHERE component = 'main'", schema.name), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, migrations::MAIN.migrations.len() as i64, "migrated again");
+    let found = store.user(&app.id, &user.id).await.unwrap().unwrap();
+    assert_eq!(found.password_stamp, old_stamp, "the stamp of before the upgrade");
+    assert_eq!(found.password_stamp, user.password_stamp);
+    let disable = crate::UserUpdate { disabled: Some(true), ..Default::default() };
+    assert_ne!(store.update_user(&app.id, &user.id, disable).await.unwrap().password_stamp, old_stamp);
+    assert!(store.function_net_allow(&app.id).await.unwrap().is_empty(), "migration 4 ran again too");
 }
 
 #[tokio::test]

@@ -10,19 +10,26 @@ use crate::changes::{Change, ChangeKind};
 use crate::error::{Result, StoreError};
 use crate::users::{
     CodeCheck, CodePurpose, MAX_CODE_ATTEMPTS, User, UserRole, UserUpdate, constant_time_eq, not_found, password_stamp,
+    update_kind,
 };
 
 const USER_COLUMNS: &str = "SELECT id, app_id, email, full_name, role, is_verified, disabled, data, created_at, \
-                            updated_at, password_hash FROM users";
+                            updated_at, password_hash, session_epoch FROM users";
 
 fn user_from_row(r: &Row) -> (User, Option<String>) {
+    let (user, hash, _) = user_row(r);
+    (user, hash)
+}
+
+/// A user, its password hash and its session epoch.
+fn user_row(r: &Row) -> (User, Option<String>, i64) {
     let role: String = r.get(4);
     let data: String = r.get(7);
     let hash: Option<String> = r.get(10);
+    let epoch: i64 = r.get(11);
     let id: String = r.get(0);
     let user = User {
-        // Session epochs (SQLite migration 5) are ported in the next commit.
-        password_stamp: password_stamp(&id, hash.as_deref(), 0),
+        password_stamp: password_stamp(&id, hash.as_deref(), epoch),
         id,
         app_id: r.get(1),
         email: r.get(2),
@@ -35,7 +42,7 @@ fn user_from_row(r: &Row) -> (User, Option<String>) {
         created_at: r.get(8),
         updated_at: r.get(9),
     };
-    (user, hash)
+    (user, hash, epoch)
 }
 
 impl Postgres {
@@ -68,7 +75,7 @@ impl Postgres {
         if inserted == 0 {
             return Err(StoreError::conflict(format!("A user with the e-mail '{}' already exists", user.email)));
         }
-        self.finish(tx, "create_user", true, Some(Change::app(&user.app_id, ChangeKind::Users))).await?;
+        self.finish(tx, "create_user", true, Some(Change::user(&user.app_id, ChangeKind::Users, &user.id))).await?;
         Ok(user)
     }
 
@@ -104,7 +111,7 @@ impl Postgres {
         }
         // A new password voids an outstanding reset token.
         execute(&tx, "DELETE FROM user_codes WHERE user_id = $1 AND purpose = 'reset'", &[&user_id]).await?;
-        self.finish(tx, "set_password", true, Some(Change::app(&app_id, ChangeKind::Users))).await
+        self.finish(tx, "set_password", true, Some(Change::user(&app_id, ChangeKind::SignIn, &user_id))).await
     }
 
     pub(crate) async fn update_user(
@@ -116,13 +123,18 @@ impl Postgres {
     ) -> Result<User> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        // FOR UPDATE: two concurrent updates merge their custom fields one after the other.
+        let kind = update_kind(&update);
+        // FOR UPDATE: two concurrent updates merge their custom fields one after the other, and
+        // two concurrent disablings bump the epoch once.
         let sql = format!("{USER_COLUMNS} WHERE app_id = $1 AND id = $2 FOR UPDATE");
-        let (mut user, _) = query_opt(&tx, &sql, &[&app_id, &user_id])
+        let (mut user, hash, epoch) = query_opt(&tx, &sql, &[&app_id, &user_id])
             .await?
             .as_ref()
-            .map(user_from_row)
+            .map(user_row)
             .ok_or_else(|| not_found(&user_id))?;
+        // Disabling ends every session for good: a new epoch, a new stamp.
+        let epoch = if update.disabled == Some(true) && !user.disabled { epoch + 1 } else { epoch };
+        user.password_stamp = password_stamp(&user.id, hash.as_deref(), epoch);
         if let Some(name) = update.full_name {
             user.full_name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
         }
@@ -133,7 +145,8 @@ impl Postgres {
         user.updated_at = now;
         execute(
             &tx,
-            "UPDATE users SET full_name = $3, role = $4, is_verified = $5, disabled = $6, data = $7, updated_at = $8
+            "UPDATE users SET full_name = $3, role = $4, is_verified = $5, disabled = $6, data = $7, updated_at = $8,
+                              session_epoch = $9
              WHERE app_id = $1 AND id = $2",
             &[
                 &app_id,
@@ -144,11 +157,21 @@ impl Postgres {
                 &user.disabled,
                 &Value::Object(user.data.clone()).to_string(),
                 &now,
+                &epoch,
             ],
         )
         .await?;
-        self.finish(tx, "update_user", true, Some(Change::app(&app_id, ChangeKind::Users))).await?;
+        self.finish(tx, "update_user", true, Some(Change::user(&app_id, kind, &user_id))).await?;
         Ok(user)
+    }
+
+    /// Deletes the user; its codes go with it (`ON DELETE CASCADE`).
+    pub(crate) async fn delete_user(&self, app_id: String, user_id: String) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let n = execute(&tx, "DELETE FROM users WHERE app_id = $1 AND id = $2", &[&app_id, &user_id]).await?;
+        self.finish(tx, "delete_user", n > 0, Some(Change::user(&app_id, ChangeKind::SignIn, &user_id))).await?;
+        Ok(n > 0)
     }
 
     pub(crate) async fn put_code(
