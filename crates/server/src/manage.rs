@@ -123,6 +123,16 @@ pub fn store_error(error: StoreError) -> ApiError {
         StoreError::Invalid { .. } => "Fix the request and send it again.",
         StoreError::Conflict { .. } => "The request conflicts with what is stored.",
         StoreError::Busy => "The database is busy; retry shortly.",
+        // The driver's text (host names) stays in the server log.
+        StoreError::Unavailable(_) => {
+            tracing::error!(error = %error, "the database is unavailable");
+            return ApiError::new(
+                status,
+                error.code(),
+                "The database is unavailable right now",
+                "Retry shortly; the server log has the details.",
+            );
+        }
         // The database's own text (SQL, paths) stays in the server log.
         StoreError::Database(_) | StoreError::Io(_) => {
             tracing::error!(error = %error, "a store operation failed");
