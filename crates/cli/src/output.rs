@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use homebase_runtime::{Level, LogEvent, LogSink};
 use homebase_server::dev::DevEvent;
+use homebase_server::logs::Sink;
 use tracing_subscriber::EnvFilter;
 
 /// Homebase's own diagnostics go to stderr; `-v` for more, `RUST_LOG` to choose.
@@ -186,9 +187,11 @@ impl TerminalLogs {
             self.shared.ready.notify_one();
         }
     }
+}
 
+impl Sink for TerminalLogs {
     /// Returns once every line emitted so far is written.
-    pub fn flush(&self) {
+    fn flush(&self) {
         let (done, wait) = std::sync::mpsc::channel();
         self.push(|pending| pending.flushes.push(done));
         let _ = wait.recv();
