@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use homebase_logs::Sink;
 use homebase_runtime::{Level, LogEvent, LogSink};
 use homebase_server::dev::DevEvent;
-use homebase_server::logs::Sink;
 use tracing_subscriber::EnvFilter;
 
 /// Homebase's own diagnostics go to stderr; `-v` for more, `RUST_LOG` to choose.

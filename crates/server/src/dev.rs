@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use homebase_logs::{LogHub, Sink};
 use homebase_project::Project;
 use homebase_runtime::{Runtime, RuntimeConfig};
 use homebase_store::Store;
@@ -25,7 +26,6 @@ use crate::config::Config;
 use crate::cors::CorsPolicy;
 pub use crate::dev_app::{DevApp, DevEvent, DevListener, LOCAL_APP_ID};
 use crate::lifecycle::{Lifecycle, runtime_config};
-use crate::logs::{LogHub, Sink};
 use crate::mail::Mailer;
 use crate::serve::StartError;
 use crate::users_api::Auth;

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use homebase_logs::LogHub;
 use homebase_project::{DOTENV_FILES, FunctionDef, Project, ProjectError, load_dotenv};
 use homebase_runtime::{FunctionSpec, Runtime};
 use serde::Serialize;
@@ -25,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::catalog::{AppFunctions, Catalog};
-use crate::logs::LogHub;
 
 /// App id used when the project has no `base44/.app.jsonc`.
 pub const LOCAL_APP_ID: &str = "local";

@@ -25,7 +25,6 @@ mod error;
 pub mod files;
 pub mod headers;
 mod lifecycle;
-pub mod logs;
 pub mod logs_api;
 pub mod mail;
 pub mod manage;

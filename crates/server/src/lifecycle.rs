@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use homebase_logs::{LogHub, LogWriter};
 use homebase_runtime::{Runtime, RuntimeConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -14,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::logs::{LogHub, LogWriter};
 
 /// How long stopping waits for the last log lines to be stored.
 pub const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(30);

@@ -34,6 +34,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use homebase_logs::{LogHub, level_number, level_of, micros};
 use homebase_runtime::logs::rfc3339_micros;
 use homebase_runtime::{Level, LogEvent};
 use homebase_store::{LogQuery, LogRecord, LogStore, MAX_LOG_QUERY};
@@ -43,7 +44,6 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::logs::{LogHub, level_number, level_of, micros};
 use crate::manage::{Caller, app_for, store_error};
 use crate::platform::Platform;
 

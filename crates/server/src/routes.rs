@@ -220,7 +220,7 @@ fn public_error(error: &RuntimeError, request_id: &str, mask: impl Fn(&str) -> S
 /// worker's own environment, which are older ones when the secrets changed while it ran.
 fn mask_detail(state: &AppState, spec: &FunctionSpec, detail: &str) -> String {
     let masked = state.catalog.mask_text(&spec.app_id, detail);
-    crate::logs::mask_values(spec.env.iter().map(|(_, value)| value.as_str()), &masked).into_owned()
+    homebase_logs::mask_values(spec.env.iter().map(|(_, value)| value.as_str()), &masked).into_owned()
 }
 
 /// The 404 for a path no function of `app` takes. It names the app's functions only when

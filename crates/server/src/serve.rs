@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use homebase_logs::{LogHub, LogWriter, Sink};
 use homebase_runtime::{Isolation, Runtime, RuntimeConfig, RuntimeError};
 use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +23,6 @@ use crate::auth_manage::{self, AuthManage};
 use crate::config::Config;
 use crate::cors::CorsPolicy;
 use crate::lifecycle::{Lifecycle, runtime_config};
-use crate::logs::{LogHub, LogWriter, Sink};
 use crate::logs_api::LogService;
 use crate::mail::Mailer;
 use crate::platform::{self, Platform};

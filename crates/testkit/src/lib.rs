@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use homebase_logs::Sink;
 use homebase_runtime::{LogEvent, LogSink, NetAllow};
 use homebase_server::ConnectionLimits;
 use homebase_server::auth::LoginLimits;
 use homebase_server::config::Config;
 use homebase_server::dev::{DevConfig, DevData, DevEvent};
-use homebase_server::logs::Sink;
 use homebase_server::mail::Mailer;
 use homebase_server::serve::ServeConfig;
 use homebase_store::MasterKey;

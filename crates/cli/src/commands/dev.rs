@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use homebase_logs::Sink;
 use homebase_project::Project;
 use homebase_server::config::{Config, ConfigLayer, Host};
 use homebase_server::dev::{DevConfig, DevData, DevEvent, DevFile};
-use homebase_server::logs::Sink;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::GlobalArgs;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use homebase_logs::Sink;
 use homebase_runtime::Runtime;
 use homebase_server::config::{Config, ConfigLayer, Host};
-use homebase_server::logs::Sink;
 use homebase_server::serve::ServeConfig;
 use homebase_store::MasterKey;
 use tokio_util::sync::CancellationToken;

@@ -1,5 +1,14 @@
-//! Where worker log events go inside the server: secret masking, numbering, a bounded buffer of
-//! recent lines, live subscribers, the log store (in `serve`) and any extra sinks (the terminal).
+//! The log pipeline of Homebase: where the lines a function prints go once the runtime has
+//! turned them into [`LogEvent`]s.
+//!
+//! It owns [`LogHub`] (numbering, secret masking per app, a bounded buffer of recent lines, the
+//! live feed for followers, the fan-out), the masking of secret values ([`mask_values`], the
+//! per-app matchers behind [`LogHub::mask_text`]), [`LogWriter`] (the batching writer to the
+//! log store, with retention sweeps), the [`Sink`] interface of the other consumers (the
+//! terminal of `dev` and `serve`, a test's capture), and the conversions between a line and its
+//! stored row ([`first_id`], [`micros`], [`level_number`], [`level_of`]). It knows nothing of
+//! HTTP: the logs API and its live stream are the server's (`homebase_server::logs_api`), the
+//! storage is `homebase_store::LogStore`, the events come from `homebase_runtime`.
 //!
 //! [`LogHub::emit`] is called from the tasks that read worker output and from the request path
 //! (the invocation line), so it never waits: it masks the app's secret values in the message,
