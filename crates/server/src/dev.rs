@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use homebase_catalog::dev::{DevApp, DevEvent, DevListener, LOCAL_APP_ID};
 use homebase_logs::{LogHub, Sink};
 use homebase_project::Project;
 use homebase_runtime::{Runtime, RuntimeConfig};
@@ -24,12 +25,11 @@ use tokio_util::sync::CancellationToken;
 use crate::auth_manage::{self, AuthManage, Keys};
 use crate::config::Config;
 use crate::cors::CorsPolicy;
-pub use crate::dev_app::{DevApp, DevEvent, DevListener, LOCAL_APP_ID};
 use crate::lifecycle::{Lifecycle, runtime_config};
 use crate::mail::Mailer;
 use crate::serve::StartError;
 use crate::users_api::Auth;
-use crate::{AppState, TokenMinter, token};
+use crate::{AppState, FunctionListing, TokenMinter, token};
 
 /// Where `dev` keeps app users and the token signing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +194,9 @@ async fn assemble(dev: DevConfig, lifecycle: &mut Lifecycle) -> Result<Parts, St
     };
     let name = Some(project.config.name.trim()).filter(|n| !n.is_empty()).unwrap_or("dev");
     store.ensure_app(app.app_id(), name).await?;
-    let state = AppState::new(app.clone(), runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
+    // It is the developer's own machine: a 404 lists the project's functions to anyone.
+    let state = AppState::new(app.clone(), runtime.clone(), tokens, config.public_url.clone(), FunctionListing::Anyone)
+        .with_cors(cors);
     let mailer = match mailer {
         Some(mailer) => mailer,
         None => config.mailer().map_err(StartError::Mail)?,

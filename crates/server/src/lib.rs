@@ -15,12 +15,10 @@
 
 pub mod auth;
 pub mod auth_manage;
-pub mod catalog;
 pub mod config;
 pub mod connections;
 pub mod cors;
 pub mod dev;
-mod dev_app;
 mod error;
 pub mod files;
 pub mod headers;
@@ -28,7 +26,6 @@ mod lifecycle;
 pub mod logs_api;
 pub mod mail;
 pub mod manage;
-pub mod platform;
 mod routes;
 pub mod sdk;
 pub mod serve;
@@ -43,14 +40,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::ConnectInfo;
 use homebase_runtime::Runtime;
+use homebase_store::Store;
 use http::Extensions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use catalog::{AppFunctions, Catalog};
 pub use connections::ConnectionLimits;
 pub use error::ApiError;
+pub use homebase_catalog::{AppFunctions, Catalog};
 pub use routes::{router, unknown_route};
 pub use token::TokenMinter;
 
@@ -67,7 +65,20 @@ pub struct AppState {
     pub cors: Arc<cors::CorsPolicy>,
     /// Users' sign-in states, for user tokens on the function routes; set by [`sdk::router`].
     pub users: Option<Arc<user_states::UserStates>>,
+    /// Who may learn the names of an app's functions.
+    pub listing: FunctionListing,
     request_ids: Arc<RequestIds>,
+}
+
+/// Who may learn the names of an app's functions, which the `404` for an unknown function
+/// lists: to anyone else they are a map of what to attack.
+#[derive(Clone)]
+pub enum FunctionListing {
+    /// `dev`: anyone; it is the developer's own machine.
+    Anyone,
+    /// `serve`: a holder of a key of the app or of an admin key, sent as the management API
+    /// takes it (`api_key`, or `Authorization: Bearer b44k_…`).
+    KeyHolders(Store),
 }
 
 struct RequestIds {
@@ -76,8 +87,15 @@ struct RequestIds {
 }
 
 impl AppState {
-    pub fn new(catalog: Arc<dyn Catalog>, runtime: Runtime, tokens: TokenMinter, public_url: Option<String>) -> Self {
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        runtime: Runtime,
+        tokens: TokenMinter,
+        public_url: Option<String>,
+        listing: FunctionListing,
+    ) -> Self {
         AppState {
+            listing,
             catalog,
             runtime,
             tokens: Arc::new(tokens),
@@ -91,6 +109,17 @@ impl AppState {
     pub fn with_cors(mut self, cors: cors::CorsPolicy) -> Self {
         self.cors = Arc::new(cors);
         self
+    }
+
+    /// Whether the sender of `headers` may learn the names of `app_id`'s functions.
+    pub async fn may_list_functions(&self, app_id: &str, headers: &http::HeaderMap) -> bool {
+        match &self.listing {
+            FunctionListing::Anyone => true,
+            FunctionListing::KeyHolders(store) => match manage::Caller::authenticate(store, headers).await {
+                Ok(caller) => caller.require_app(app_id).is_ok(),
+                Err(_) => false,
+            },
+        }
     }
 
     /// A new request id, unique within this process and unlikely to repeat across restarts.

@@ -13,9 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
+use axum::routing::get;
+use homebase_catalog::Platform;
 use homebase_logs::{LogHub, LogWriter, Sink};
 use homebase_runtime::{Isolation, Runtime, RuntimeConfig, RuntimeError};
 use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store, StoreError};
+use http::StatusCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::LoginLimits;
@@ -25,9 +29,8 @@ use crate::cors::CorsPolicy;
 use crate::lifecycle::{Lifecycle, runtime_config};
 use crate::logs_api::LogService;
 use crate::mail::Mailer;
-use crate::platform::{self, Platform};
 use crate::users_api::Auth;
-use crate::{AppState, TokenMinter, token};
+use crate::{AppState, FunctionListing, TokenMinter, token};
 
 /// How often a quiet log stream sends a keep-alive comment (the official CLI gives up after
 /// 60 s of silence).
@@ -253,13 +256,7 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
     };
     let runtime = Runtime::new(runtime_config, hub.clone())?;
     lifecycle.set_runtime(runtime.clone());
-    let logs = LogService {
-        store: log_store.clone(),
-        hub: hub.clone(),
-        shutdown: lifecycle.shutdown.clone(),
-        keepalive: log_keepalive,
-    };
-    let platform = Platform::open_with_logs(store.clone(), runtime.clone(), &data_dir, Some(logs)).await?;
+    let platform = Platform::open_with_logs(store.clone(), runtime.clone(), &data_dir, Some(hub.clone())).await?;
 
     let (listener, addr) = crate::bind(SocketAddr::new(config.host, config.port), false)
         .await
@@ -273,7 +270,10 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
         .map_err(StartError::io(format!("the token signing key {}", key_file.display())))?;
     // The configured origins only: see docs/configuration.md#cors-browser-apps.
     let cors = CorsPolicy::serve(config.cors_origins.clone());
-    let state = AppState::new(platform.clone(), runtime.clone(), tokens, config.public_url.clone()).with_cors(cors);
+    // The names of an app's functions are for the holders of its keys.
+    let listing = FunctionListing::KeyHolders(store.clone());
+    let state =
+        AppState::new(platform.clone(), runtime.clone(), tokens, config.public_url.clone(), listing).with_cors(cors);
     let mailer = match mailer {
         Some(mailer) => mailer,
         None => config.mailer().map_err(StartError::Mail)?,
@@ -282,9 +282,15 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
         Auth::new(store.clone(), state.tokens.clone(), platform.clone(), mailer, true, lifecycle.tasks.clone())
             .with_limits(login_limits),
     );
+    let logs = LogService {
+        store: log_store.clone(),
+        hub: hub.clone(),
+        shutdown: lifecycle.shutdown.clone(),
+        keepalive: log_keepalive,
+    };
     let manage =
-        AuthManage { keys: auth_manage::Keys::Stored(platform.clone()), auth: auth.clone(), state: state.clone() };
-    let router = platform::router(platform.clone(), state, auth.clone()).merge(auth_manage::router(manage));
+        AuthManage { keys: auth_manage::Keys::Stored(store.clone()), auth: auth.clone(), state: state.clone() };
+    let router = router(platform.clone(), state, auth.clone(), logs).merge(auth_manage::router(manage));
     lifecycle.serve(listener, addr, router, &config);
     Ok(Parts {
         url: format!("http://{addr}"),
@@ -298,6 +304,27 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
         hub,
         log_store,
     })
+}
+
+/// The router of `homebase serve`: the SDK surface (functions and app users, under CORS), the
+/// management API, the logs API, the `501`s of the CLI's routes Homebase lacks
+/// ([`crate::unsupported`]), `/healthz`, `/readyz` (the database answers) and the JSON 404.
+fn router(platform: Arc<Platform>, state: AppState, auth: Arc<Auth>, logs: LogService) -> Router {
+    let store = platform.store.clone();
+    crate::sdk::router(state, auth)
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::manage::router(platform.clone()))
+        .merge(crate::logs_api::router(platform, logs))
+        .merge(crate::unsupported::management_routes())
+        .route("/readyz", get(move || ready(store.clone())))
+        .fallback(crate::unknown_route)
+}
+
+async fn ready(store: Store) -> (StatusCode, &'static str) {
+    match store.list_apps().await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable"),
+    }
 }
 
 /// `master.key` in the data folder, created 0600 on the first start. Losing it makes the stored

@@ -32,13 +32,13 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use homebase_catalog::Catalog;
 use homebase_store::{CodeCheck, CodePurpose, NewUser, Store, User, UserRole, UserUpdate};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Attempt, Identity, Limiter, LoginLimits, Reservation, Subject, TokenUser, Unauthorized};
-use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::mail::{Mail, Mailer};
 use crate::manage::store_error;

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::catalog::{AppFunctions, Catalog};
+use crate::{AppFunctions, Catalog};
 
 /// App id used when the project has no `base44/.app.jsonc`.
 pub const LOCAL_APP_ID: &str = "local";
