@@ -5,7 +5,6 @@ mod api;
 mod cli;
 mod commands;
 mod output;
-mod serving;
 mod target;
 
 use clap::Parser;
