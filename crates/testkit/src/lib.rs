@@ -311,6 +311,7 @@ impl TestPlatform {
             inherit_env: false,
             // As `serve` runs: sandboxed, Deno's caches in the data folder.
             isolation: Some(Isolation { cache_dir: data_dir.join("deno"), mode: SandboxMode::Required }),
+            private_dirs: vec![data_dir.to_path_buf()],
             check_timeout: options.check_timeout,
             max_checks: options.max_checks,
             error_details: false,

@@ -120,6 +120,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let runtime_config = RuntimeConfig {
         error_details: false,
         isolation: Some(Isolation { cache_dir: data_dir.join("deno"), mode: config.sandbox }),
+        private_dirs: vec![data_dir.clone()],
         ..serving::runtime_config(&config, false)
     };
     let runtime = Runtime::new(runtime_config, hub.clone())?;
