@@ -608,6 +608,54 @@ mod tests {
         }
     }
 
+    /// The rules at work: a Deno with every permission of its own (`deno eval`), confined as
+    /// workers and deploy checks are, reads the CA bundle and not a TLS private key. The key is
+    /// made for the test in `/etc/ssl/private` (the tests run as root) and removed after; without
+    /// root, the host's snakeoil key is tried if it exists.
+    #[tokio::test]
+    async fn a_confined_deno_reads_ca_certificates_but_never_tls_private_keys() {
+        if !Support::probe().available() {
+            eprintln!("skipped: this kernel has no Landlock");
+            return;
+        }
+        struct Made(PathBuf);
+        impl Drop for Made {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let made = PathBuf::from(format!("/etc/ssl/private/homebase-runtime-test-{}.key", std::process::id()));
+        let made = std::fs::write(&made, "-----BEGIN PRIVATE KEY-----\nmade-by-a-test\n").ok().map(|()| Made(made));
+        let key = match &made {
+            Some(made) => made.0.clone(),
+            None => PathBuf::from("/etc/ssl/private/ssl-cert-snakeoil.key"),
+        };
+        let bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let Some(bundle) = bundle.filter(|_| key.exists()) else {
+            eprintln!("skipped: no TLS private key or CA bundle to try on this machine");
+            return;
+        };
+        let deno = crate::deno::locate_or_install(&|line| eprintln!("{line}")).await.unwrap().path;
+        let home = tempfile::tempdir().unwrap();
+        let code = format!(
+            "for (const path of [{:?}, {bundle:?}]) {{ try {{ console.log(path, 'read', Deno.readTextFileSync(path).length); }} \
+             catch (e) {{ console.log(path, 'refused', e.name); }} }}",
+            key.display().to_string(),
+        );
+        let mut cmd = tokio::process::Command::new(&deno);
+        cmd.args(["eval", "--no-config", &code]).env_clear().envs(base_env(home.path(), home.path()));
+        let mut rules = Rules::for_deno(&deno);
+        rules.write(home.path());
+        rules.apply(&mut cmd).unwrap();
+        let output = cmd.output().await.unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(text.contains(&format!("{} refused PermissionDenied", key.display())), "{text}");
+        assert!(text.contains(&format!("{bundle} read ")), "{text}");
+    }
+
     #[test]
     fn sandbox_modes_parse() {
         assert_eq!("required".parse(), Ok(SandboxMode::Required));
