@@ -77,7 +77,14 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => default_data_dir()?,
     };
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("could not create {}", data_dir.display()))?;
+    // Private to this user: keys, databases, every app's code (see data_dir).
+    let tightened = crate::data_dir::make_private(&data_dir)
+        .with_context(|| format!("could not create or secure {}", data_dir.display()))?;
+    if !tightened.is_empty() {
+        let text = format!("The data folder was readable by other users; tightened: {}.", tightened.join("; "));
+        tracing::warn!("{text}");
+        output::note(global.json, "data_dir_tightened", &text);
+    }
     let config_file = args.config.clone().unwrap_or_else(|| data_dir.join("homebase.toml"));
     // Functions reach the public internet only, unless function-net-allow opens more.
     let defaults = ConfigLayer { port: Some(8080), function_net_allow: Some(Vec::new()), ..Default::default() };
