@@ -59,7 +59,9 @@ mod tests {
         let open = temp.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for (name, file_mode) in [("homebase.db", 0o644), ("logs.db-wal", 0o640), ("master.key", 0o600), ("notes.txt", 0o644)] {
+        for (name, file_mode) in
+            [("homebase.db", 0o644), ("logs.db-wal", 0o640), ("master.key", 0o600), ("notes.txt", 0o644)]
+        {
             std::fs::write(open.join(name), "x").unwrap();
             std::fs::set_permissions(open.join(name), std::fs::Permissions::from_mode(file_mode)).unwrap();
         }

@@ -60,7 +60,8 @@ pub(crate) enum Full {
 
 impl ConnBudget {
     pub fn new() -> ConnBudget {
-        let budget = ConnBudget { open: AtomicUsize::new(0), max: AtomicUsize::new(0), per_worker: AtomicUsize::new(0) };
+        let budget =
+            ConnBudget { open: AtomicUsize::new(0), max: AtomicUsize::new(0), per_worker: AtomicUsize::new(0) };
         budget.set(DEFAULT_MAX);
         budget
     }

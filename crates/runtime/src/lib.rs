@@ -9,12 +9,12 @@
 
 mod check;
 mod conn;
-mod public;
 pub mod deno;
 mod error;
 pub mod logs;
 pub mod netpolicy;
 mod pool;
+mod public;
 pub mod sandbox;
 mod worker;
 

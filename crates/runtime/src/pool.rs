@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::check::{self, Checks, Listing};
 use crate::conn::{ConnBudget, ConnError, Full, IDLE_CONN_TIMEOUT, WorkerConn};
-use crate::public;
 use crate::deno::{self, DenoInstall};
 use crate::logs::{Level, LogSink};
 use crate::netpolicy::ApiRoute;
+use crate::public;
 use crate::sandbox::{Caches, SandboxMode, Support, WorkerIsolation};
 use crate::worker::{Lease, Worker, WorkerContext};
 use crate::{BoxError, FunctionSpec, RequestBody, RuntimeConfig, RuntimeError};
@@ -317,25 +317,27 @@ impl Runtime {
             Ok(Ok((conn, response))) => {
                 let status = response.status().as_u16();
                 let (mut parts, incoming) = response.into_parts();
-                let mut conn = Some(conn);
-                let mut inner = Payload::Worker(incoming);
                 // An error answer of the host: `serve` shows it without this machine's paths.
-                if let Some(mark) = parts.headers.remove(public::FAILURE_HEADER)
-                    && !self.inner.config.error_details
-                    && mark.as_bytes() == worker.failure_mark.as_bytes()
-                    && let Payload::Worker(incoming) = inner
-                {
-                    let mut taken = conn.take().expect("set above");
-                    let read = tokio::time::timeout_at(deadline, read_failure(&mut taken, incoming)).await;
+                let host_failure = parts.headers.remove(public::FAILURE_HEADER).is_some_and(|mark| {
+                    !self.inner.config.error_details && mark.as_bytes() == worker.failure_mark.as_bytes()
+                });
+                let (inner, conn) = if host_failure {
+                    let mut conn = conn;
+                    let read = tokio::time::timeout_at(deadline, read_failure(&mut conn, incoming)).await;
                     let read = read.ok().flatten();
                     if read.is_some() {
-                        worker.conns.checkin(taken);
+                        worker.conns.checkin(conn);
                     }
                     let text = public::rewrite_failure(read.as_deref(), &worker.paths, request_id.as_deref());
+                    parts.headers.remove(http::header::TRANSFER_ENCODING);
                     parts.headers.insert(http::header::CONTENT_LENGTH, text.len().into());
-                    parts.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-                    inner = Payload::Ready(Some(text));
-                }
+                    parts
+                        .headers
+                        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                    (Payload::Ready(Some(text)), None)
+                } else {
+                    (Payload::Worker(incoming), Some(conn))
+                };
                 let body = ResponseBody {
                     inner,
                     conn,

@@ -29,7 +29,7 @@ use crate::worker::{file_url, first_line_without_paths};
 
 /// The header the worker's host puts on the error answers it writes (see the module
 /// documentation). Never passed on to the caller.
-pub(crate) const FAILURE_HEADER: &str = "x-homebase-failure";
+pub(crate) const FAILURE_HEADER: http::HeaderName = http::HeaderName::from_static("x-homebase-failure");
 
 /// The largest host error body rewritten; the host's are a few hundred bytes.
 pub(crate) const MAX_FAILURE_BODY: usize = 64 * 1024;
@@ -97,7 +97,7 @@ impl PathMask {
             mask.add(dir, "<data>/", "<data>");
         }
         // Longest first: a folder inside another is rewritten by its own rule.
-        mask.rules.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        mask.rules.sort_by_key(|rule| std::cmp::Reverse(rule.prefix.len()));
         mask
     }
 
@@ -221,7 +221,8 @@ mod tests {
     #[test]
     fn deployment_paths_are_shown_relative_to_the_entry() {
         let mask = mask();
-        let text = "NotFound: No such file or directory (os error 2): readfile '/data/deployments/d_1/functions/f/x.html'";
+        let text =
+            "NotFound: No such file or directory (os error 2): readfile '/data/deployments/d_1/functions/f/x.html'";
         assert_eq!(mask.apply(text), "NotFound: No such file or directory (os error 2): readfile 'x.html'");
         assert_eq!(mask.apply("at file:///data/deployments/d_1/functions/f/entry.ts:3:9"), "at entry.ts:3:9");
         assert_eq!(mask.apply("'/data/deployments/d_1/shared/lib.ts'"), "'../../shared/lib.ts'");
@@ -249,7 +250,8 @@ mod tests {
     #[test]
     fn only_whole_folder_names_match() {
         let mask = mask();
-        for text in ["/database/x", "/run/hb-10/x", "/api/data/x", "https://host/data/x", "file:///etc/passwd", "é/data"]
+        for text in
+            ["/database/x", "/run/hb-10/x", "/api/data/x", "https://host/data/x", "file:///etc/passwd", "é/data"]
         {
             assert_eq!(mask.apply(text), text);
         }
@@ -263,7 +265,8 @@ mod tests {
         let out: serde_json::Value = serde_json::from_slice(&rewrite_failure(Some(body), &mask, Some("r1"))).unwrap();
         assert_eq!(out["message"], "readfile 'x.html'");
         assert_eq!((out["detail"].as_str(), out["code"].as_str()), (Some("see logs"), Some("function_error")));
-        let out: serde_json::Value = serde_json::from_slice(&rewrite_failure(Some(b"/data/x"), &mask, Some("r1"))).unwrap();
+        let out: serde_json::Value =
+            serde_json::from_slice(&rewrite_failure(Some(b"/data/x"), &mask, Some("r1"))).unwrap();
         assert_eq!(out["code"], "function_error");
         assert!(!out.to_string().contains("/data") && out["detail"].as_str().unwrap().contains("r1"), "{out}");
     }

@@ -597,7 +597,8 @@ mod tests {
     #[test]
     fn tls_private_keys_are_not_among_the_readable_files() {
         let rules = Rules::for_deno(Path::new("/nonexistent/deno"));
-        for private in ["/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/pki/tls/private/localhost.key", "/etc/ssl/x.key"]
+        for private in
+            ["/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/pki/tls/private/localhost.key", "/etc/ssl/x.key"]
         {
             for granted in rules.read.iter().chain(&rules.write) {
                 assert!(!Path::new(private).starts_with(granted), "{} opens {private}", granted.display());

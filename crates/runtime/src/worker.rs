@@ -349,7 +349,9 @@ impl Worker {
         let refused = self.refused.swap(0, Ordering::Relaxed).max(1);
         let why = match full {
             Full::Worker(max) => format!("this function has {max} requests in flight, the most one function may have"),
-            Full::Server(max) => format!("functions have {max} requests in flight together, the most the server allows"),
+            Full::Server(max) => {
+                format!("functions have {max} requests in flight together, the most the server allows")
+            }
         };
         self.system_log(Level::Warning, format!("{refused} request(s) refused with 503: {why}"));
     }

@@ -483,9 +483,7 @@ fn too_many(attempt: Attempt, refused: Refused) -> Response {
                  before trying again; the right code is still accepted meanwhile."
             ),
         ),
-        (Attempt::Mail, _) => {
-            ("Too many requests that send mail", format!("Wait {secs} seconds before asking again."))
-        }
+        (Attempt::Mail, _) => ("Too many requests that send mail", format!("Wait {secs} seconds before asking again.")),
     };
     let mut response =
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message, detail).into_response();

@@ -486,12 +486,8 @@ async fn concurrent_wrong_logins_cannot_exceed_the_account_limit() {
 /// a completed reset lifts that lock.
 #[tokio::test]
 async fn failures_from_a_shared_address_never_refuse_the_right_password() {
-    let limits = LoginLimits {
-        per_account: 3,
-        per_address: 5,
-        window: Duration::from_secs(600),
-        ..LoginLimits::default()
-    };
+    let limits =
+        LoginLimits { per_account: 3, per_address: 5, window: Duration::from_secs(600), ..LoginLimits::default() };
     let (platform, mut mails, _dir) = platform_with_limits(limits).await;
     let app = create_app(&platform, "Shop").await;
     let base = format!("/api/apps/{app}");

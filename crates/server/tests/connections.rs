@@ -189,7 +189,8 @@ async fn app_with_function(server: &TestPlatform, app_name: &str, name: &str, co
     let created = client.post(server.at("/api/apps")).header("api_key", ADMIN_KEY).json(&json!({ "name": app_name }));
     let app = json_of(created.send().await.unwrap()).await["id"].as_str().unwrap().to_string();
     let body = json!({ "entry": "entry.ts", "files": [{ "path": "entry.ts", "content": code }], "automations": [] });
-    let deploy = client.put(server.at(&format!("/api/apps/{app}/backend-functions/{name}"))).header("api_key", ADMIN_KEY);
+    let deploy =
+        client.put(server.at(&format!("/api/apps/{app}/backend-functions/{name}"))).header("api_key", ADMIN_KEY);
     let response = deploy.json(&body).send().await.unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     app
