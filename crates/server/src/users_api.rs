@@ -455,7 +455,7 @@ fn too_many(attempt: Attempt, refused: Refused) -> Response {
     let secs = refused.retry_after.as_secs().max(1);
     let (message, detail) = match (attempt, refused.limit) {
         (_, Limit::Full) => (
-            "Too many sign-in attempts right now",
+            "Too many attempts right now",
             format!("The server is tracking too many failed attempts; wait {secs} seconds before trying again."),
         ),
         (Attempt::Login, Limit::Account) => (
