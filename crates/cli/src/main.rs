@@ -4,9 +4,7 @@
 mod api;
 mod cli;
 mod commands;
-mod data_dir;
 mod output;
-mod serving;
 mod target;
 
 use clap::Parser;

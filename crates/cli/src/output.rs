@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use homebase_logs::Sink;
 use homebase_runtime::{Level, LogEvent, LogSink};
 use homebase_server::dev::DevEvent;
 use tracing_subscriber::EnvFilter;
@@ -186,9 +187,11 @@ impl TerminalLogs {
             self.shared.ready.notify_one();
         }
     }
+}
 
+impl Sink for TerminalLogs {
     /// Returns once every line emitted so far is written.
-    pub fn flush(&self) {
+    fn flush(&self) {
         let (done, wait) = std::sync::mpsc::channel();
         self.push(|pending| pending.flushes.push(done));
         let _ = wait.recv();

@@ -14,12 +14,12 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
 }
 
-/// `homebase --json serve` on `data`, with no admin key in the environment (it writes admin.key);
-/// `listening`: whether to wait until it listens.
-async fn serve(data: &Path, listening: bool) -> Running {
+/// `homebase --json serve` on `data`, with no admin key in the environment (it writes admin.key),
+/// once it listens.
+async fn serve(data: &Path) -> Running {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_homebase"));
     cmd.args(["--json", "serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data).env_remove("HOMEBASE_ADMIN_KEY");
-    Running::spawn(cmd, &[], listening).await
+    Running::spawn(cmd, &[], true).await
 }
 
 /// The folder and every key and database in it are the owner's only.
@@ -40,7 +40,7 @@ fn assert_private(data: &Path) {
 async fn serve_keeps_its_data_folder_private_and_tightens_an_open_one() {
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
-    let server = serve(&data, true).await;
+    let server = serve(&data).await;
     assert_eq!(reqwest::get(server.at("/healthz")).await.unwrap().status(), 200);
     assert_private(&data);
     server.signal(libc::SIGTERM);
@@ -52,9 +52,8 @@ async fn serve_keeps_its_data_folder_private_and_tightens_an_open_one() {
     for name in ["homebase.db", "logs.db", "master.key"] {
         std::fs::set_permissions(data.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let mut server = serve(&data, false).await;
+    let mut server = serve(&data).await;
     let warning = server.wait_for(|line| line["event"] == "data_dir_tightened").await;
-    server.wait_for(|line| line["event"] == "listening").await;
     let text = warning["message"].as_str().unwrap();
     assert!(text.contains("0755") && text.contains("homebase.db") && text.contains("master.key"), "{text}");
     assert_private(&data);

@@ -4,6 +4,8 @@
 mod common;
 
 use common::Running;
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 const KEY: &str = "b44k_killninetest000000000000000000";
@@ -36,13 +38,20 @@ async fn a_deploy_killed_at_any_point_leaves_the_old_or_the_new_code_active() {
 
     let mut current = 1;
     let (mut kept_old, mut got_new) = (0, 0);
-    for round in 0..10u32 {
+    // The kill lands at a different moment of the deploy each round (checking with Deno, storing,
+    // materialising): the moment is what this test varies, so it waits on purpose. It starts at
+    // once and moves later by 15% of a deploy while the old code survives, earlier while the new
+    // one lands, so that on a machine of any speed it straddles the commit.
+    let mut delay = Duration::ZERO;
+    let step = span * 3 / 20;
+    for round in 0..40u32 {
+        if round >= 10 && kept_old > 0 && got_new > 0 {
+            break;
+        }
         let next = current + 1;
         let request = http.put(deploy_url(&server)).header("api_key", KEY).json(&version(next)).send();
         let in_flight = tokio::spawn(request);
-        // The kill lands at a different moment of the deploy each round (checking with Deno,
-        // storing, materialising): the moment is what this test varies, so it waits on purpose.
-        tokio::time::sleep(span * round * 3 / 20).await;
+        tokio::time::sleep(delay).await;
         server.signal(libc::SIGKILL);
         let _ = in_flight.await;
         let _ = server.exit_code().await;
@@ -66,9 +75,11 @@ async fn a_deploy_killed_at_any_point_leaves_the_old_or_the_new_code_active() {
             listed["functions"][0]["files"].as_array().unwrap().iter().find(|f| f["path"] == "lib.ts").unwrap().clone();
         assert_eq!(file["content"], format!("export const lib = {entry};\n"), "round {round}: the store agrees");
         if entry == next {
-            got_new += 1
+            got_new += 1;
+            delay = delay.saturating_sub(step);
         } else {
-            kept_old += 1
+            kept_old += 1;
+            delay += step;
         }
         current = entry;
     }

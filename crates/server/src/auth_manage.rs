@@ -22,7 +22,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
-use homebase_store::{NewUser, UserRole, UserUpdate};
+use homebase_store::{NewUser, Store, UserRole, UserUpdate};
 use http::{Extensions, HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -31,7 +31,6 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::manage::{Caller, ensure_app, parse_body, presented_key, store_error, unauthorized};
-use crate::platform::Platform;
 use crate::users_api::{Auth, user_json};
 
 #[derive(Clone)]
@@ -55,7 +54,7 @@ pub fn router(manage: AuthManage) -> Router {
 #[derive(Clone)]
 pub enum Keys {
     /// `serve`: the admin and app keys in the store.
-    Stored(Arc<Platform>),
+    Stored(Store),
     /// `homebase dev`: the one key of this run.
     Dev(Arc<str>),
 }
@@ -63,7 +62,7 @@ pub enum Keys {
 /// The caller, allowed to touch `app_id`, which exists.
 async fn authorize(manage: &AuthManage, headers: &HeaderMap, app_id: &str) -> Result<(), ApiError> {
     match &manage.keys {
-        Keys::Stored(platform) => Caller::authenticate(platform, headers).await?.require_app(app_id)?,
+        Keys::Stored(store) => Caller::authenticate(store, headers).await?.require_app(app_id)?,
         Keys::Dev(key) => {
             let sent = presented_key(headers)?;
             // Compare hashes, so the time taken says nothing about the key.

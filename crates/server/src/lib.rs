@@ -1,33 +1,34 @@
-//! The HTTP face of Homebase and the wiring of its services.
+//! The HTTP face of Homebase and its composition roots.
 //!
 //! It owns the axum routers (the function routes of reference §1 and the management API of
-//! §5.2–5.3 in [`manage`], the logs API and live stream in [`logs_api`]), the headers a function receives and the service tokens minted for
-//! it, the mapping of every failure to a JSON body with `message` and `detail`, the layered
-//! [`config::Config`], the wiring of `dev` (a project folder, [`dev::DevApp`]) and of `serve`
-//! (apps and deployments from the store, [`platform::Platform`]), app users and their tokens
-//! (the §4 routes in [`users_api`], bearer checks in [`auth`], the signing key in [`token`],
-//! mail in [`mail`], their management routes in [`auth_manage`]), the `501 not_implemented`
-//! answers of the Base44 routes Homebase lacks ([`unsupported`]), and [`serve`] and
-//! [`serve_workers`], which run a router until shutdown and drain it (both over
-//! [`connections`]). Business rules live below: project reading in
+//! §5.2–5.3 in [`manage`], the logs API and live stream in [`logs_api`]), the headers a function
+//! receives and the service tokens minted for it, the mapping of every failure to a JSON body
+//! with `message` and `detail`, the layered [`config::Config`], app users and their tokens (the
+//! §4 routes in [`users_api`], bearer checks in [`auth`], the signing key in [`token`], mail in
+//! [`mail`], their management routes in [`auth_manage`]), the `501 not_implemented` answers of
+//! the Base44 routes Homebase lacks ([`unsupported`]), the accept loops of the TCP port and of
+//! the functions' API socket ([`connections`], [`serve_workers`]), and the two composition
+//! roots: [`serve::start`] and [`dev::start`], which turn a config and a shutdown token into a
+//! running server whose `drain()` finishes every task it started. The `homebase` commands and
+//! the testkit both start servers there. Business rules live below: project reading in
 //! `homebase-project`, persistence in `homebase-store`, processes in `homebase-runtime`.
 
 pub mod auth;
 pub mod auth_manage;
-pub mod catalog;
 pub mod config;
 pub mod connections;
 pub mod cors;
 pub mod dev;
 mod error;
+pub mod files;
 pub mod headers;
-pub mod logs;
+mod lifecycle;
 pub mod logs_api;
 pub mod mail;
 pub mod manage;
-pub mod platform;
 mod routes;
 pub mod sdk;
+pub mod serve;
 pub mod token;
 pub mod unsupported;
 pub mod user_states;
@@ -36,17 +37,18 @@ pub mod users_api;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use homebase_runtime::Runtime;
+use homebase_store::Store;
 use http::Extensions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-pub use catalog::{AppFunctions, Catalog};
 pub use connections::ConnectionLimits;
 pub use error::ApiError;
+pub use homebase_catalog::{AppFunctions, Catalog};
 pub use routes::{router, unknown_route};
 pub use token::TokenMinter;
 
@@ -63,7 +65,20 @@ pub struct AppState {
     pub cors: Arc<cors::CorsPolicy>,
     /// Users' sign-in states, for user tokens on the function routes; set by [`sdk::router`].
     pub users: Option<Arc<user_states::UserStates>>,
+    /// Who may learn the names of an app's functions.
+    pub listing: FunctionListing,
     request_ids: Arc<RequestIds>,
+}
+
+/// Who may learn the names of an app's functions, which the `404` for an unknown function
+/// lists: to anyone else they are a map of what to attack.
+#[derive(Clone)]
+pub enum FunctionListing {
+    /// `dev`: anyone; it is the developer's own machine.
+    Anyone,
+    /// `serve`: a holder of a key of the app or of an admin key, sent as the management API
+    /// takes it (`api_key`, or `Authorization: Bearer b44k_…`).
+    KeyHolders(Store),
 }
 
 struct RequestIds {
@@ -72,8 +87,15 @@ struct RequestIds {
 }
 
 impl AppState {
-    pub fn new(catalog: Arc<dyn Catalog>, runtime: Runtime, tokens: TokenMinter, public_url: Option<String>) -> Self {
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        runtime: Runtime,
+        tokens: TokenMinter,
+        public_url: Option<String>,
+        listing: FunctionListing,
+    ) -> Self {
         AppState {
+            listing,
             catalog,
             runtime,
             tokens: Arc::new(tokens),
@@ -87,6 +109,17 @@ impl AppState {
     pub fn with_cors(mut self, cors: cors::CorsPolicy) -> Self {
         self.cors = Arc::new(cors);
         self
+    }
+
+    /// Whether the sender of `headers` may learn the names of `app_id`'s functions.
+    pub async fn may_list_functions(&self, app_id: &str, headers: &http::HeaderMap) -> bool {
+        match &self.listing {
+            FunctionListing::Anyone => true,
+            FunctionListing::KeyHolders(store) => match manage::Caller::authenticate(store, headers).await {
+                Ok(caller) => caller.require_app(app_id).is_ok(),
+                Err(_) => false,
+            },
+        }
     }
 
     /// A new request id, unique within this process and unlikely to repeat across restarts.
@@ -119,24 +152,6 @@ pub struct Peer {
     pub remote: SocketAddr,
 }
 
-/// Serves `router` on `listener` with the default [`ConnectionLimits`] until `shutdown` is
-/// cancelled, then stops accepting and gives in-flight requests up to `grace` to finish. Returns
-/// once the server has stopped.
-pub async fn serve(listener: TcpListener, router: axum::Router, shutdown: CancellationToken, grace: Duration) {
-    connections::serve(listener, router, ConnectionLimits::default(), shutdown, grace).await
-}
-
-/// [`serve`] with the limits on connections given (see [`connections`]).
-pub async fn serve_with(
-    listener: TcpListener,
-    router: axum::Router,
-    limits: ConnectionLimits,
-    shutdown: CancellationToken,
-    grace: Duration,
-) {
-    connections::serve(listener, router, limits, shutdown, grace).await
-}
-
 /// Serves `router` to the function workers on the runtime's API socket until `stop` is
 /// cancelled, and has the runtime send restricted workers' requests for Homebase's origins there
 /// (see `homebase_runtime::netpolicy`): such a worker may not connect to `addr`, the TCP address
@@ -150,7 +165,9 @@ pub async fn serve_with(
 /// It also holds the runtime's connections to workers to the same descriptor budget
 /// ([`connections::worker_socket_budget`]): function requests past it are answered `503`.
 /// `stop` should outlive the workers: their requests in flight during a drain still call the API.
+/// The accept loop is spawned on `tasks`.
 pub fn serve_workers(
+    tasks: &TaskTracker,
     runtime: &Runtime,
     router: axum::Router,
     addr: SocketAddr,
@@ -167,7 +184,7 @@ pub fn serve_workers(
     runtime.limit_worker_connections(connections::worker_socket_budget(limits.max_connections));
     let router = router.layer(axum::middleware::map_request(restore_host));
     let socket = connections::UnixSocket { listener, addr };
-    Ok(tokio::spawn(connections::serve_workers(socket, router, limits, stop)))
+    Ok(tasks.spawn(connections::serve_workers(socket, router, limits, stop)))
 }
 
 /// The address to name for a listener on `addr`: loopback for an unspecified address.

@@ -31,9 +31,11 @@ use std::time::{Duration, SystemTime};
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use homebase_catalog::Platform;
+use homebase_logs::{LogHub, level_number, level_of, micros};
 use homebase_runtime::logs::rfc3339_micros;
 use homebase_runtime::{Level, LogEvent};
 use homebase_store::{LogQuery, LogRecord, LogStore, MAX_LOG_QUERY};
@@ -43,9 +45,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::logs::{LogHub, level_number, level_of, micros};
 use crate::manage::{Caller, app_for, store_error};
-use crate::platform::Platform;
 
 /// Lines a query returns when it names no `limit`.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -62,23 +62,14 @@ pub struct LogService {
     pub keepalive: Duration,
 }
 
-pub fn router(platform: Arc<Platform>) -> Router {
+/// The logs routes over `logs`; `platform` authenticates callers and knows what was deployed.
+pub fn router(platform: Arc<Platform>, logs: LogService) -> Router {
     Router::new()
         .route("/api/apps/{app_id}/functions-mgmt/logs/stream", get(stream))
         .route("/api/apps/{app_id}/functions-mgmt/logs", get(app_logs))
         .route("/api/apps/{app_id}/functions-mgmt/{name}/logs", get(function_logs))
+        .layer(Extension(Arc::new(logs)))
         .with_state(platform)
-}
-
-fn service(platform: &Platform) -> Result<&LogService, ApiError> {
-    platform.logs().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "logs_unavailable",
-            "This server does not keep logs",
-            "Logs are stored by `homebase serve`.",
-        )
-    })
 }
 
 fn bad_param(message: impl Into<String>, detail: impl Into<String>) -> ApiError {
@@ -190,12 +181,12 @@ fn time_text(time_us: i64) -> String {
 /// `GET …/functions-mgmt/{name}/logs`: the wire shape, `[{time, level, message}]`.
 async fn function_logs(
     State(platform): State<Arc<Platform>>,
+    Extension(logs): Extension<Arc<LogService>>,
     caller: Caller,
     Path((app_id, name)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     app_for(&platform, &caller, &app_id).await?;
-    let logs = service(&platform)?;
     let mut query = parse_query(&app_id, &params)?;
     query.functions = vec![name.clone()];
     let deployed = platform.store.function(&app_id, &name).await.map_err(store_error)?.is_some();
@@ -217,12 +208,12 @@ async fn function_logs(
 /// `GET …/functions-mgmt/logs`: lines of the app or of `function=a,b`, with ids.
 async fn app_logs(
     State(platform): State<Arc<Platform>>,
+    Extension(logs): Extension<Arc<LogService>>,
     caller: Caller,
     Path(app_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     app_for(&platform, &caller, &app_id).await?;
-    let logs = service(&platform)?;
     let query = parse_query(&app_id, &params)?;
     if query.after_id.is_some()
         && let Some(writer) = logs.hub.writer()
@@ -250,13 +241,13 @@ fn full_line(r: &LogRecord) -> Value {
 /// `GET …/functions-mgmt/logs/stream`.
 async fn stream(
     State(platform): State<Arc<Platform>>,
+    Extension(logs): Extension<Arc<LogService>>,
     caller: Caller,
     Path(app_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     app_for(&platform, &caller, &app_id).await?;
-    let logs = service(&platform)?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

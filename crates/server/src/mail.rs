@@ -72,8 +72,8 @@ impl SmtpConfig {
 }
 
 impl Mailer {
-    /// Sends `mail` in the background.
-    pub fn send(&self, mail: Mail) {
+    /// Sends `mail` in the background, on a task of `tasks` (the server's, which it drains).
+    pub fn send(&self, tasks: &tokio_util::task::TaskTracker, mail: Mail) {
         match self {
             Mailer::Log => {
                 tracing::warn!(
@@ -85,7 +85,7 @@ impl Mailer {
             }
             Mailer::Smtp(config) => {
                 let config = config.clone();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     if let Err(error) = send_smtp(&config, &mail).await {
                         tracing::error!(to = %mail.to, %error, "sending mail failed");
                     }

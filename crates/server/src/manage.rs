@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::platform::Platform;
+use homebase_catalog::Platform;
 use homebase_runtime::RuntimeError;
 
 /// The largest file a deploy may carry.
@@ -79,16 +79,16 @@ impl FromRequestParts<Arc<Platform>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, platform: &Arc<Platform>) -> Result<Caller, ApiError> {
-        Caller::authenticate(platform, &parts.headers).await
+        Caller::authenticate(&platform.store, &parts.headers).await
     }
 }
 
 impl Caller {
     /// The key in `api_key` or `Authorization: Bearer`; 401 when there is none or it is not a
     /// stored key (an app user's token is not a key).
-    pub(crate) async fn authenticate(platform: &Platform, headers: &http::HeaderMap) -> Result<Caller, ApiError> {
+    pub(crate) async fn authenticate(store: &Store, headers: &http::HeaderMap) -> Result<Caller, ApiError> {
         let secret = presented_key(headers)?;
-        match platform.store.verify_key(secret).await.map_err(store_error)? {
+        match store.verify_key(secret).await.map_err(store_error)? {
             Some(key) => Ok(Caller(key)),
             None => Err(unauthorized("The API key is not valid")),
         }
@@ -123,6 +123,16 @@ pub fn store_error(error: StoreError) -> ApiError {
         StoreError::Invalid { .. } => "Fix the request and send it again.",
         StoreError::Conflict { .. } => "The request conflicts with what is stored.",
         StoreError::Busy => "The database is busy; retry shortly.",
+        // The driver's text (host names) stays in the server log.
+        StoreError::Unavailable(_) => {
+            tracing::error!(error = %error, "the database is unavailable");
+            return ApiError::new(
+                status,
+                error.code(),
+                "The database is unavailable right now",
+                "Retry shortly; the server log has the details.",
+            );
+        }
         // The database's own text (SQL, paths) stays in the server log.
         StoreError::Database(_) | StoreError::Io(_) => {
             tracing::error!(error = %error, "a store operation failed");

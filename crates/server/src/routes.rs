@@ -15,13 +15,13 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use homebase_catalog::{AppFunctions, Resolved};
 use homebase_runtime::{FunctionSpec, RuntimeError};
 use http::header::{HOST, HeaderValue};
 use http::{HeaderMap, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 
 use crate::AppState;
-use crate::catalog::{AppFunctions, Resolved};
 use crate::error::{ApiError, FromFunction};
 use crate::headers::{self, Caller, Injected};
 use crate::users_api::Auth;
@@ -131,7 +131,7 @@ async fn call_function(
             .into_response();
         }
         Resolved::Unknown => {
-            let listed = state.catalog.may_list_functions(&app.app_id, request.headers()).await;
+            let listed = state.may_list_functions(&app.app_id, request.headers()).await;
             return function_not_found(&app, &rest, listed).into_response();
         }
     };
@@ -229,7 +229,7 @@ fn public_error(error: &RuntimeError, request_id: &str, mask: impl Fn(&str) -> S
 /// worker's own environment, which are older ones when the secrets changed while it ran.
 fn mask_detail(state: &AppState, spec: &FunctionSpec, detail: &str) -> String {
     let masked = state.catalog.mask_text(&spec.app_id, detail);
-    crate::logs::mask_values(spec.env.iter().map(|(_, value)| value.as_str()), &masked).into_owned()
+    homebase_logs::mask_values(spec.env.iter().map(|(_, value)| value.as_str()), &masked).into_owned()
 }
 
 /// The 404 for a path no function of `app` takes. It names the app's functions only when

@@ -9,10 +9,12 @@
 //!
 //! - **Invalidation.** [`UserStates::new`] registers with `Store::on_user_change`, which the
 //!   store calls after every committed password change, disabled flag change and deletion, on
-//!   whatever path it came from (reset, change-password, the management API). The entry is
-//!   dropped and the next token of that user loads it again. A load that overlapped an
-//!   invalidation is answered but not cached (a generation counter), so a stale state is never
-//!   kept. The same hook is what a multi-node notification drives (see docs/architecture.md).
+//!   whatever path it came from (reset, change-password, the management API) and, on
+//!   PostgreSQL, on whichever node it was made. The entry is dropped and the next token of that
+//!   user loads it again. When the store says changes may have been missed
+//!   (`UserChange::Everything`: its `LISTEN` connection was lost), every entry is dropped. A
+//!   load that overlapped an invalidation is answered but not cached (a generation counter), so
+//!   a stale state is never kept.
 //! - **Bounds.** At most [`CAPACITY`] users are kept. When full, entries older than
 //!   [`REFRESH_AFTER`] are dropped, and if that frees nothing the cache starts over. An entry is
 //!   also reloaded once it is older than [`REFRESH_AFTER`], a backstop for a missed notice.
@@ -24,7 +26,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::response::{IntoResponse, Response};
-use homebase_store::{Store, User};
+use homebase_store::{Store, User, UserChange};
 
 use crate::auth::{TokenUser, Unauthorized};
 
@@ -115,7 +117,10 @@ impl UserStates {
         let weak = Arc::downgrade(&states);
         store.on_user_change(move |change| {
             if let Some(states) = weak.upgrade() {
-                states.invalidate(change.app_id, change.user_id);
+                match change {
+                    UserChange::User { app_id, user_id } => states.invalidate(app_id, user_id),
+                    UserChange::Everything => states.invalidate_all(),
+                }
             }
         });
         states
@@ -149,6 +154,14 @@ impl UserStates {
             }
             cache.len -= 1;
         }
+    }
+
+    /// Forgets every user: called when the store may have missed changes.
+    pub fn invalidate_all(&self) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        cache.apps.clear();
+        cache.len = 0;
     }
 
     /// Users cached now.
@@ -270,6 +283,71 @@ mod tests {
         states.invalidate(&app, &user.id);
         states.insert(generation, &app, &user.id, before);
         assert_eq!(states.len(), 0, "the state read before the change is not cached");
+    }
+
+    #[tokio::test]
+    async fn everything_drops_every_entry() {
+        let (store, app, user) = store_with_user().await;
+        let states = UserStates::new(store.clone());
+        assert!(states.check(&app, &token(&user)).await.is_ok());
+        let generation = states.generation.load(Ordering::Acquire);
+        states.insert(generation, "other", "someone", SignIn::Gone);
+        assert_eq!(states.len(), 2);
+        states.invalidate_all();
+        assert_eq!(states.len(), 0);
+        assert!(states.cached(&app, &user.id, &token(&user)).is_none());
+        states.insert(generation, &app, &user.id, SignIn::of(Some(&user)));
+        assert_eq!(states.len(), 0, "a load from before is not kept");
+        assert!(states.check(&app, &token(&user)).await.is_ok(), "loaded again");
+        assert_eq!(states.len(), 1);
+    }
+
+    /// With PostgreSQL, a node's cached states follow the changes another node commits, and are
+    /// all dropped when the node's `LISTEN` connection was lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn states_follow_the_changes_of_other_nodes() {
+        let schema = homebase_store::pg_testing::TestSchema::new().await;
+        let key = homebase_store::MasterKey::generate();
+        let one = Store::open_postgres_with_key(&schema.url, key.clone()).await.unwrap();
+        let two = Store::open_postgres_with_key(&schema.url, key).await.unwrap();
+        let states = UserStates::new(one.clone());
+        // Registered after the states' listener, so called after it: the signal that node one
+        // has handled a notice.
+        let (sender, mut handled) = tokio::sync::mpsc::unbounded_channel();
+        one.on_user_change(move |change| {
+            let _ = sender.send(matches!(change, UserChange::Everything));
+        });
+        let mut next_notice = async || {
+            tokio::time::timeout(Duration::from_secs(10), handled.recv()).await.expect("a notice within 10 s").unwrap()
+        };
+        let app = two.create_app("Shop").await.unwrap().id;
+        let new = NewUser {
+            email: "ann@example.test".into(),
+            password: Some("pw-123456".into()),
+            full_name: None,
+            role: UserRole::User,
+            is_verified: true,
+        };
+        let user = two.create_user(&app, new).await.unwrap();
+        let old = token(&user);
+        assert!(states.check(&app, &old).await.is_ok());
+        assert_eq!(states.len(), 1);
+
+        two.set_password(&app, &user.id, "pw-new-1234").await.unwrap();
+        assert!(!next_notice().await, "the change of node two, not everything");
+        assert_eq!(states.len(), 0, "node two's change dropped node one's entry");
+        assert_eq!(states.check(&app, &old).await.unwrap_err().status(), 401, "a token from before the change");
+        let fresh = token(&two.user(&app, &user.id).await.unwrap().unwrap());
+        assert!(states.check(&app, &fresh).await.is_ok());
+
+        two.update_user(&app, &user.id, UserUpdate { disabled: Some(true), ..Default::default() }).await.unwrap();
+        assert!(!next_notice().await);
+        assert_eq!(states.check(&app, &fresh).await.unwrap_err().status(), 401, "disabled on node two");
+        assert_eq!(states.len(), 1, "the disabled state is cached");
+
+        assert!(schema.terminate_connections().await >= 2);
+        assert!(next_notice().await, "everything, once node one listens again");
+        assert_eq!(states.len(), 0, "every entry dropped");
     }
 
     #[tokio::test]

@@ -33,14 +33,15 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use homebase_catalog::Catalog;
 use homebase_store::{CodeCheck, CodePurpose, NewUser, Store, User, UserRole, UserUpdate};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{
     self, Attempt, Identity, Limit, Limiter, LoginLimits, Refused, Reservation, Subject, TokenUser, Unauthorized,
 };
-use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::mail::{Mail, Mailer};
 use crate::manage::store_error;
@@ -67,6 +68,8 @@ pub struct Auth {
     /// Whether e-mail verification is required in apps that never set it (serve: yes, dev: no).
     pub verification_default: bool,
     pub user_token_ttl: Duration,
+    /// The server's tasks: mail is sent on them, so that stopping waits for it.
+    pub tasks: TaskTracker,
 }
 
 impl Auth {
@@ -76,8 +79,10 @@ impl Auth {
         catalog: Arc<dyn Catalog>,
         mailer: Mailer,
         verification_default: bool,
+        tasks: TaskTracker,
     ) -> Auth {
         Auth {
+            tasks,
             users: UserStates::new(store.clone()),
             store,
             tokens,
@@ -112,7 +117,7 @@ impl Auth {
     }
 
     fn send_code(&self, user: &User, code: &str) {
-        self.mailer.send(Mail {
+        self.mailer.send(&self.tasks, Mail {
             to: user.email.clone(),
             subject: "Your verification code".into(),
             body: format!(
@@ -128,11 +133,14 @@ impl Auth {
         } else {
             ("Reset your password", "Someone asked to reset your password. If it was you, use this token:")
         };
-        self.mailer.send(Mail {
-            to: user.email.clone(),
-            subject: subject.into(),
-            body: format!("{intro}\n\n{token}\n\nIt expires in {} minutes.", RESET_TTL.as_secs() / 60),
-        });
+        self.mailer.send(
+            &self.tasks,
+            Mail {
+                to: user.email.clone(),
+                subject: subject.into(),
+                body: format!("{intro}\n\n{token}\n\nIt expires in {} minutes.", RESET_TTL.as_secs() / 60),
+            },
+        );
     }
 
     /// A new verification code for `user`, stored hashed and mailed.

@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use homebase_runtime::{Level, RuntimeConfig};
+use homebase_runtime::Level;
+use homebase_server::config::Config;
 use homebase_testkit::{TestServer, eventually, fixture, json_of, process_alive};
 use serde_json::json;
 
@@ -388,7 +389,7 @@ async fn an_uncaught_exception_is_a_500_with_its_message() {
 #[tokio::test]
 async fn a_request_past_the_timeout_is_a_504_and_the_worker_is_replaced() {
     let project = fixture("functions");
-    let config = RuntimeConfig { function_timeout: Duration::from_secs(2), ..RuntimeConfig::default() };
+    let config = Config { function_timeout: Duration::from_secs(2), ..TestServer::config() };
     let server = TestServer::start_with(project.path(), config).await;
     let client = server.client();
     assert_eq!(client.get(server.at("/functions/slow/fast")).send().await.unwrap().status(), 200);
@@ -462,7 +463,7 @@ async fn concurrent_first_requests_share_one_worker() {
 #[tokio::test]
 async fn idle_workers_stop() {
     let project = fixture("functions");
-    let config = RuntimeConfig { idle_timeout: Duration::from_millis(300), ..RuntimeConfig::default() };
+    let config = Config { idle_timeout: Duration::from_millis(300), ..TestServer::config() };
     let server = TestServer::start_with(project.path(), config).await;
     assert_eq!(server.client().get(server.at("/functions/modern")).send().await.unwrap().status(), 200);
     let pids = pids_of(&server, "modern");

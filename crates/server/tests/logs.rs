@@ -597,7 +597,7 @@ async fn ids_keep_growing_across_restarts_and_resuming_clients_see_new_lines() {
     server.hub.writer().unwrap().flush().await;
     server.stop().await;
     let store = LogStore::open(data.path().join("logs.db")).await.unwrap();
-    let far_future = homebase_server::logs::micros(SystemTime::now()) + 30 * 24 * 3600 * 1_000_000;
+    let far_future = homebase_logs::micros(SystemTime::now()) + 30 * 24 * 3600 * 1_000_000;
     store.prune(Retention::default(), far_future).await.unwrap(); // what 7 idle days do
     assert_eq!(store.count(None, None).await.unwrap(), 0);
     drop(store);

@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use homebase_runtime::{NetAllow, RuntimeConfig};
+use homebase_runtime::NetAllow;
+use homebase_server::config::Config;
 use homebase_testkit::{ADMIN_KEY, PlatformOptions, TestPlatform, TestServer, fixture, json_of};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -376,8 +377,8 @@ async fn dev_is_open_by_default_and_can_be_restricted_like_serve() {
         let project = fixture("functions");
         project.write("base44/functions/probe/entry.ts", PROBE);
         let config = match restricted {
-            true => RuntimeConfig { net_allow: NetAllow::none(), ..RuntimeConfig::default() },
-            false => RuntimeConfig::default(),
+            true => Config { function_net_allow: Vec::new(), ..TestServer::config() },
+            false => TestServer::config(),
         };
         let server = TestServer::start_with(project.path(), config).await;
         let response = server.client().post(server.at("/functions/probe")).json(&reach).send().await.unwrap();

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use homebase_runtime::RuntimeConfig;
 use homebase_server::mail::{Mailer, SmtpConfig};
 use homebase_testkit::{TestServer, fixture, official_sdk, smtp_sink};
 
@@ -14,7 +13,7 @@ async fn the_official_sdk_registers_signs_in_and_calls_functions_as_each_caller(
     let (port, mut mails) = smtp_sink().await;
     let smtp = SmtpConfig::parse(&format!("smtp://127.0.0.1:{port}"), "no-reply@homebase.test").unwrap();
     let project = fixture("functions");
-    let server = TestServer::start_with_mail(project.path(), RuntimeConfig::default(), Mailer::Smtp(smtp)).await;
+    let server = TestServer::start_with_mail(project.path(), TestServer::config(), Mailer::Smtp(smtp)).await;
     let app = server.app.app_id().to_string();
     server.auth.store.set_require_verification(&app, true).await.unwrap();
 

@@ -18,7 +18,10 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::{App, DeployFile, DeployStatus, Deployment, KeyScope, RETAINED_DEPLOYMENTS, Store, StoreError, StoreStats};
+use crate::{
+    App, Change, ChangeKind, DeployFile, DeployStatus, Deployment, KeyScope, RETAINED_DEPLOYMENTS, Store, StoreError,
+    StoreStats,
+};
 
 /// Runs every conformance case as its own `#[tokio::test]`. The argument is a closure returning
 /// a future of `(Store, guard)`: a fresh empty store and anything that must outlive it (a temp
@@ -71,6 +74,10 @@ macro_rules! conformance_tests {
             disabling_a_user_changes_its_stamp_for_good,
             deleting_a_user_removes_it_and_its_codes,
             sign_in_changes_are_announced,
+            the_function_limit_is_checked_by_the_deploy,
+            concurrent_deploys_cannot_pass_the_function_limit,
+            concurrent_deploys_of_one_function_all_land_in_order,
+            committed_changes_are_announced,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -1062,7 +1069,11 @@ pub async fn sign_in_changes_are_announced(store: Store) {
     let heard: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let sink = heard.clone();
     store.on_user_change(move |change| {
-        sink.lock().unwrap().push((change.app_id.to_string(), change.user_id.to_string()));
+        let heard = match change {
+            crate::UserChange::User { app_id, user_id } => (app_id.to_string(), user_id.to_string()),
+            crate::UserChange::Everything => ("everything".to_string(), String::new()),
+        };
+        sink.lock().unwrap().push(heard);
     });
     let take = || std::mem::take(&mut *heard.lock().unwrap());
     let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
@@ -1083,4 +1094,141 @@ pub async fn sign_in_changes_are_announced(store: Store) {
     assert_eq!(take(), [], "a failed write is not announced");
     assert!(store.delete_user(&app.id, &ann.id).await.unwrap());
     assert_eq!(take(), me(), "deleted");
+}
+
+// ---- cross-node primitives ----
+
+pub async fn the_function_limit_is_checked_by_the_deploy(store: Store) {
+    let app = app(&store).await;
+    for name in ["a", "b", "c"] {
+        store.deploy_with_limit(&app.id, name, version(name), 3).await.unwrap();
+    }
+    let before = stats(&store).await;
+    let err = store.deploy_with_limit(&app.id, "d", version("d"), 3).await.unwrap_err();
+    assert_eq!(err, StoreError::TooManyFunctions { count: 3, limit: 3 });
+    assert_eq!((err.status(), err.code()), (422, "too_many_functions"));
+    assert_eq!(stats(&store).await, before, "nothing of the refused deploy is stored");
+    // Existing functions still deploy and roll back at the limit.
+    assert_eq!(store.deploy_with_limit(&app.id, "a", version("a2"), 3).await.unwrap().status, DeployStatus::Deployed);
+    assert_eq!(store.deploy_with_limit(&app.id, "b", version("b"), 3).await.unwrap().status, DeployStatus::Unchanged);
+    // The limit is per app, and a deleted function frees its place.
+    let other = app_named(&store, "other").await;
+    store.deploy_with_limit(&other.id, "d", version("d"), 3).await.unwrap();
+    assert!(store.delete_function(&app.id, "c").await.unwrap());
+    store.deploy_with_limit(&app.id, "d", version("d"), 3).await.unwrap();
+    assert_eq!(store.function_count(&app.id).await.unwrap(), 3);
+    // `deploy` itself sets no limit.
+    store.deploy(&app.id, "e", version("e")).await.unwrap();
+}
+
+pub async fn concurrent_deploys_cannot_pass_the_function_limit(store: Store) {
+    let app = app(&store).await;
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (store, app_id) = (store.clone(), app.id.clone());
+            tokio::spawn(
+                async move { store.deploy_with_limit(&app_id, &format!("f{i}"), version(&i.to_string()), 5).await },
+            )
+        })
+        .collect();
+    let mut passed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => passed += 1,
+            Err(StoreError::TooManyFunctions { limit: 5, .. }) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(passed, 5);
+    assert_eq!(store.function_count(&app.id).await.unwrap(), 5);
+}
+
+pub async fn concurrent_deploys_of_one_function_all_land_in_order(store: Store) {
+    let app = app(&store).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, app_id) = (store.clone(), app.id.clone());
+            tokio::spawn(async move { store.deploy(&app_id, "f", version(&i.to_string())).await })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for task in tasks {
+        ids.insert(task.await.unwrap().unwrap().deployment_id);
+    }
+    let history = store.history(&app.id, "f").await.unwrap();
+    let sequences: Vec<i64> = history.iter().map(|h| h.sequence).collect();
+    assert_eq!(sequences, (1..=8).rev().collect::<Vec<_>>(), "one activation each, numbered in order");
+    let listed: HashSet<String> = history.iter().map(|h| h.deployment_id.clone()).collect();
+    assert_eq!(listed, ids);
+    let active = store.function(&app.id, "f").await.unwrap().unwrap();
+    assert_eq!(active.deployment_id, history[0].deployment_id, "the last activation is the active one");
+}
+
+/// The next change, waiting at most 10 seconds.
+async fn next_change(changes: &mut crate::Changes) -> Change {
+    tokio::time::timeout(std::time::Duration::from_secs(10), changes.recv())
+        .await
+        .expect("a change is announced within 10 s")
+        .expect("the store is open")
+}
+
+pub async fn committed_changes_are_announced(store: Store) {
+    let mut changes = store.subscribe_changes().await.unwrap();
+    let app = app(&store).await;
+    let change = |kind| Change { app_id: app.id.clone(), kind, function: None, user: None };
+    let function = |kind| Change { function: Some("email/send".into()), ..change(kind) };
+    assert_eq!(next_change(&mut changes).await, change(ChangeKind::App));
+    store.deploy(&app.id, "email/send", version("1")).await.unwrap();
+    assert_eq!(next_change(&mut changes).await, function(ChangeKind::Deploy));
+    // Nothing changes, nothing is announced: an unchanged deploy, failed writes.
+    store.deploy(&app.id, "email/send", version("1")).await.unwrap();
+    store.set_before_commit_hook(|_: &str| Err("injected failure".into()));
+    assert!(store.deploy(&app.id, "email/send", version("2")).await.is_err());
+    assert!(store.set_secrets(&app.id, secret_map(&[("A", "1")])).await.is_err());
+    store.clear_before_commit_hook();
+    store.deploy(&app.id, "email/send", version("2")).await.unwrap();
+    assert_eq!(next_change(&mut changes).await, function(ChangeKind::Deploy), "the first deploy of version 2");
+    store.rollback(&app.id, "email/send", None).await.unwrap();
+    assert_eq!(next_change(&mut changes).await, function(ChangeKind::Rollback));
+    store.set_secrets(&app.id, secret_map(&[("A", "1")])).await.unwrap();
+    assert_eq!(next_change(&mut changes).await, change(ChangeKind::Secrets));
+    assert!(store.delete_secret(&app.id, "A").await.unwrap());
+    assert_eq!(next_change(&mut changes).await, change(ChangeKind::Secrets));
+    let ann = store.create_user(&app.id, new_user("ann@example.test", Some("password-1"))).await.unwrap();
+    let user = |kind| Change { user: Some(ann.id.clone()), ..change(kind) };
+    assert_eq!(next_change(&mut changes).await, user(ChangeKind::Users));
+    store.set_password(&app.id, &ann.id, "password-2").await.unwrap();
+    assert_eq!(next_change(&mut changes).await, user(ChangeKind::SignIn));
+    let profile = crate::UserUpdate { full_name: Some(Some("Ann".into())), ..Default::default() };
+    store.update_user(&app.id, &ann.id, profile).await.unwrap();
+    assert_eq!(next_change(&mut changes).await, user(ChangeKind::Users), "a profile change");
+    store
+        .update_user(&app.id, &ann.id, crate::UserUpdate { disabled: Some(true), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(next_change(&mut changes).await, user(ChangeKind::SignIn), "disabled");
+    store.set_require_verification(&app.id, true).await.unwrap();
+    assert_eq!(next_change(&mut changes).await, change(ChangeKind::Users), "auth settings: no user");
+    assert!(!store.delete_user(&app.id, "000000000000000000000000").await.unwrap());
+    assert!(store.delete_user(&app.id, &ann.id).await.unwrap());
+    assert_eq!(next_change(&mut changes).await, user(ChangeKind::SignIn), "deleted; nothing for a no-op delete");
+    store.set_function_net_allow(&app.id, vec!["10.0.0.5".into()]).await.unwrap();
+    assert_eq!(next_change(&mut changes).await, change(ChangeKind::NetAllow));
+    let (key, _) = store.create_key(KeyScope::App(app.id.clone()), "ci").await.unwrap();
+    assert_eq!(next_change(&mut changes).await, change(ChangeKind::Keys));
+    assert!(store.revoke_key(&key.id).await.unwrap());
+    assert_eq!(next_change(&mut changes).await, change(ChangeKind::Keys));
+    assert!(!store.delete_secret(&app.id, "A").await.unwrap());
+    assert!(store.delete_function(&app.id, "email/send").await.unwrap());
+    assert_eq!(next_change(&mut changes).await, function(ChangeKind::DeleteFunction), "no event for a no-op delete");
+    // Another app's changes carry its own id; a second subscriber sees them too.
+    let mut second = store.subscribe_changes().await.unwrap();
+    let other = app_named(&store, "other").await;
+    for stream in [&mut changes, &mut second] {
+        assert_eq!(
+            next_change(stream).await,
+            Change { app_id: other.id.clone(), kind: ChangeKind::App, function: None, user: None }
+        );
+    }
+    assert_eq!(changes.try_recv(), None, "nothing else was announced");
 }

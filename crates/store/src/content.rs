@@ -285,6 +285,17 @@ pub(crate) fn entries_to_prune(history: &[(i64, String)]) -> Vec<i64> {
     prune
 }
 
+/// Checks the per-app function limit for a deploy that adds a new function to an app that has
+/// `count` functions: [`StoreError::TooManyFunctions`] when `max` of them are already there.
+/// Backends call it inside the deploy's transaction, under the lock that keeps the count
+/// from changing until the commit.
+pub(crate) fn check_function_limit(count: u64, max: Option<u64>) -> Result<()> {
+    match max {
+        Some(limit) if count >= limit => Err(StoreError::TooManyFunctions { count, limit }),
+        _ => Ok(()),
+    }
+}
+
 /// What a rollback does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RollbackTarget {

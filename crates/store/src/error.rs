@@ -20,9 +20,17 @@ pub enum StoreError {
          {supported}; upgrade Homebase or point it at another data folder"
     )]
     SchemaTooNew { location: String, found: i64, supported: i64 },
+    /// A deploy would add a function to an app that already has `limit` of them.
+    #[error("The app has {count} functions; at most {limit} are allowed")]
+    TooManyFunctions { count: u64, limit: u64 },
     /// The database stayed locked by another writer for longer than the busy timeout.
     #[error("The database is busy; retry the request")]
     Busy,
+    /// The database server cannot be reached, or the connection to it was lost (PostgreSQL).
+    /// The pool reconnects by itself once the server is back; a write that failed this way
+    /// was not committed unless the message says its outcome is unknown.
+    #[error("The database is unavailable: {0}")]
+    Unavailable(String),
     /// The database failed (corruption, disk full, a bug in a query).
     #[error("Database error: {0}")]
     Database(String),
@@ -53,7 +61,8 @@ impl StoreError {
             StoreError::NotFound { .. } => 404,
             StoreError::Conflict { .. } => 409,
             StoreError::Invalid { .. } => 400,
-            StoreError::Busy => 503,
+            StoreError::TooManyFunctions { .. } => 422,
+            StoreError::Busy | StoreError::Unavailable(_) => 503,
             StoreError::SchemaTooNew { .. } | StoreError::Database(_) | StoreError::Io(_) => 500,
         }
     }
@@ -65,7 +74,9 @@ impl StoreError {
             StoreError::Conflict { .. } => "conflict",
             StoreError::Invalid { .. } => "invalid",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
+            StoreError::TooManyFunctions { .. } => "too_many_functions",
             StoreError::Busy => "database_busy",
+            StoreError::Unavailable(_) => "database_unavailable",
             StoreError::Database(_) => "database",
             StoreError::Io(_) => "io",
         }
@@ -92,11 +103,26 @@ mod tests {
             StoreError::Busy,
             StoreError::Database("d".into()),
             StoreError::Io("o".into()),
+            StoreError::TooManyFunctions { count: 50, limit: 50 },
+            StoreError::Unavailable("u".into()),
         ];
         let codes: Vec<_> = all.iter().map(StoreError::code).collect();
-        assert_eq!(codes, ["not_found", "conflict", "invalid", "schema_too_new", "database_busy", "database", "io"]);
+        assert_eq!(
+            codes,
+            [
+                "not_found",
+                "conflict",
+                "invalid",
+                "schema_too_new",
+                "database_busy",
+                "database",
+                "io",
+                "too_many_functions",
+                "database_unavailable"
+            ]
+        );
         let statuses: Vec<_> = all.iter().map(StoreError::status).collect();
-        assert_eq!(statuses, [404, 409, 400, 500, 503, 500, 500]);
+        assert_eq!(statuses, [404, 409, 400, 500, 503, 500, 500, 422, 503]);
         assert_eq!(all[0].to_string(), "App 'x' was not found");
         assert!(all[3].to_string().contains("schema version 9"), "{}", all[3]);
     }

@@ -6,12 +6,19 @@
 //! [`logs`]). It does not speak HTTP and does not spawn processes; the server calls it and
 //! maps its [`StoreError`]s to responses.
 //!
-//! * **Backends.** SQLite now ([`Store::open_sqlite`], [`Store::open_sqlite_in_memory`]:
-//!   bundled, WAL, versioned migrations), PostgreSQL next behind the same handle. Every decision
-//!   (validation, content addressing, layout, history retention, the rollback target) is made in
+//! * **Backends.** SQLite ([`Store::open_sqlite`], [`Store::open_sqlite_in_memory`]: bundled,
+//!   WAL, versioned migrations) for one node, and PostgreSQL ([`Store::open_postgres`], see the
+//!   `postgres` module: a `deadpool-postgres` pool, the same schema versions) for several
+//!   nodes sharing one database, behind the same handle. Every decision (validation, content
+//!   addressing, layout, history retention, the rollback target, the function limit) is made in
 //!   backend-independent code; a backend only moves rows, each operation in one transaction.
 //!   The behaviour suite is written once against a `Store` (the `conformance` module behind the
 //!   `testing` feature, run with `conformance_tests!`) so that every backend runs it unchanged.
+//! * **Changes** (deploys, rollbacks, deletes, secrets, users, net-allow lists, keys) are
+//!   announced to [`Store::subscribe_changes`] subscribers: in-process on SQLite, through
+//!   `LISTEN/NOTIFY` to every node on PostgreSQL (see [`changes`]). Changes of users' sign-in
+//!   states also reach the [`Store::on_user_change`] listeners, on PostgreSQL whichever node
+//!   made them.
 //! * **Deployments** are immutable and content-addressed: the id is a hash of the entry, the
 //!   files (sorted by path) and the automations (canonical JSON), so the same content always has
 //!   the same id. File contents are stored once per distinct content. Per function `(app, name)`
@@ -28,6 +35,18 @@
 //! The API is async; SQLite work runs on tokio's blocking threads. Times are milliseconds since
 //! the Unix epoch.
 
+/// Runs `$call` with `$db` bound to the store's backend, whichever it is: both backends have
+/// the same row-moving operations.
+macro_rules! on_backend {
+    ($store:expr, $db:ident => $call:expr) => {
+        match &$store.inner.backend {
+            $crate::Backend::Sqlite($db) => $call,
+            $crate::Backend::Postgres($db) => $call,
+        }
+    };
+}
+
+pub mod changes;
 mod content;
 mod error;
 mod ids;
@@ -35,18 +54,22 @@ pub mod logs;
 mod materialize;
 mod model;
 mod netallow;
+mod postgres;
 mod secrets;
 mod sqlite;
 mod users;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+#[cfg(any(test, feature = "testing"))]
+pub mod pg_testing;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+pub use changes::{CHANGE_BUFFER, Change, ChangeKind, Changes};
 pub use content::{MAX_HISTORY_ENTRIES, MAX_PATH_CLIMB, RETAINED_DEPLOYMENTS};
 pub use error::{Result, StoreError};
 pub use ids::KEY_PREFIX;
@@ -74,13 +97,16 @@ struct Inner {
     /// What secrets are encrypted under; `None` until [`Store::set_master_key`] for a file
     /// database (secret operations then fail), random for an in-memory one.
     master_key: RwLock<Option<MasterKey>>,
+    /// Where committed changes go to the subscribers.
+    changes: changes::ChangeHub,
     /// Told after every committed change of a user's sign-in state (see [`Store::on_user_change`]).
-    user_listeners: RwLock<Vec<users::UserListener>>,
+    user_listeners: Arc<users::UserListeners>,
 }
 
-/// The database behind the handle. A PostgreSQL variant lands next with the same operations.
+/// The database behind the handle; both variants have the same operations.
 enum Backend {
     Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
 }
 
 /// The content address [`Store::deploy`] gives `deployment`, after the same checks; pure.
@@ -130,9 +156,60 @@ impl Store {
         Ok(store)
     }
 
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host:5432/db`;
+    /// `?options=-csearch_path%3Dname` picks the schema, which must exist; Homebase's own
+    /// `pool_size=N` caps the pool, 16 by default) and migrates its schema. Everything lives
+    /// there: apps, keys, deployments and their files, secrets, users, the shared server
+    /// secrets. The store listens for the changes of every node from here on (one more
+    /// connection, kept open). A server that cannot be reached is [`StoreError::Unavailable`]
+    /// naming the URL without its password; a schema from a newer Homebase is
+    /// [`StoreError::SchemaTooNew`].
+    pub async fn open_postgres(url: &str) -> Result<Store> {
+        let (hub, users) = (changes::ChangeHub::new(), Arc::new(users::UserListeners::default()));
+        let backend = postgres::Postgres::open(url, hub.clone(), users.clone()).await?;
+        Ok(Store::with_notices(Backend::Postgres(backend), hub, users))
+    }
+
+    /// [`open_postgres`](Store::open_postgres) with the master key secrets are encrypted under.
+    pub async fn open_postgres_with_key(url: &str, key: MasterKey) -> Result<Store> {
+        let store = Store::open_postgres(url).await?;
+        store.set_master_key(key);
+        Ok(store)
+    }
+
+    /// [`open_postgres`](Store::open_postgres) for a `postgres://` or `postgresql://` URL,
+    /// [`open_sqlite`](Store::open_sqlite) for anything else (a file path).
+    pub async fn open(url_or_path: &str) -> Result<Store> {
+        if is_postgres_url(url_or_path) {
+            Store::open_postgres(url_or_path).await
+        } else {
+            Store::open_sqlite(url_or_path).await
+        }
+    }
+
     fn from_backend(backend: Backend) -> Store {
-        Store {
-            inner: Arc::new(Inner { backend, master_key: RwLock::new(None), user_listeners: RwLock::new(Vec::new()) }),
+        Store::with_notices(backend, changes::ChangeHub::new(), Arc::default())
+    }
+
+    fn with_notices(backend: Backend, changes: changes::ChangeHub, user_listeners: Arc<users::UserListeners>) -> Store {
+        Store { inner: Arc::new(Inner { backend, master_key: RwLock::new(None), changes, user_listeners }) }
+    }
+
+    /// Committed changes from now on (see [`changes`]). On PostgreSQL the store listens from
+    /// the moment it is opened (on a dedicated `LISTEN` connection), so every change committed
+    /// after this returns (by any node) is delivered; losses of that connection are repaired in
+    /// the background and reported to subscribers as [`ChangeKind::Resync`]. Notifications
+    /// arrive asynchronously there, so a change committed just before this call may be
+    /// delivered too (a subscriber that reloads on a change only reloads once more). Never
+    /// fails today; the `Result` leaves room for a backend that connects here.
+    pub async fn subscribe_changes(&self) -> Result<Changes> {
+        Ok(self.inner.changes.subscribe())
+    }
+
+    /// Announces a committed change on SQLite (PostgreSQL announces it inside the transaction).
+    fn announce(&self, change: Change) {
+        if let Backend::Sqlite(_) = &self.inner.backend {
+            self.inner.changes.send(change);
         }
     }
 
@@ -150,23 +227,57 @@ impl Store {
         })
     }
 
-    /// `"sqlite"` (later also `"postgres"`).
+    /// `"sqlite"` or `"postgres"`.
     pub fn backend_name(&self) -> &'static str {
         match &self.inner.backend {
             Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
     }
 
-    /// Where the data lives: the database file, or `:memory:`.
+    /// Where the data lives: the database file, `:memory:`, or the PostgreSQL URL without its
+    /// password (`postgres://user@host:port/db`).
     pub fn location(&self) -> &str {
-        match &self.inner.backend {
-            Backend::Sqlite(db) => db.location(),
-        }
+        on_backend!(self, db => db.location())
     }
 
-    fn db(&self) -> &sqlite::Sqlite {
+    #[cfg(test)]
+    fn sqlite(&self) -> &sqlite::Sqlite {
         match &self.inner.backend {
             Backend::Sqlite(db) => db,
+            Backend::Postgres(_) => panic!("not a SQLite store"),
+        }
+    }
+
+    /// Inserts an app and announces it.
+    async fn insert_app(&self, app: App) -> Result<App> {
+        let app = on_backend!(self, db => db.insert_app(app).await)?;
+        self.announce(Change::app(&app.id, ChangeKind::App));
+        Ok(app)
+    }
+
+    // ---- server secrets ----
+
+    /// The server secret `name` (the token signing key, say): `len` random bytes made and
+    /// stored by whichever node asks first, the stored bytes for everyone after. Race-free
+    /// across processes: nodes that ask at once all get the one value that was stored.
+    /// PostgreSQL only: with SQLite (one node) the server keeps such keys in files in its data
+    /// folder, and this is [`StoreError::Invalid`].
+    pub async fn server_secret(&self, name: &str, len: usize) -> Result<Vec<u8>> {
+        if name.is_empty() || name.len() > 200 || len == 0 || len > 4096 {
+            return Err(StoreError::invalid(format!(
+                "A server secret needs a name of 1 to 200 bytes and 1 to 4096 bytes of value (got '{name}', {len})"
+            )));
+        }
+        match &self.inner.backend {
+            Backend::Postgres(db) => {
+                let mut value = vec![0u8; len];
+                rand::Rng::fill(&mut rand::rng(), value.as_mut_slice());
+                db.server_secret(name.to_string(), value, ids::now_ms()).await
+            }
+            Backend::Sqlite(_) => Err(StoreError::invalid(
+                "Server secrets are shared through PostgreSQL; with SQLite the server keeps its keys in files",
+            )),
         }
     }
 
@@ -177,17 +288,17 @@ impl Store {
     pub async fn create_app(&self, name: &str) -> Result<App> {
         let name = content::validate_app_name(name)?;
         let app = App { id: ids::new_app_id(), name, created_at: ids::now_ms() };
-        self.db().insert_app(app).await
+        self.insert_app(app).await
     }
 
     /// The app with this id.
     pub async fn get_app(&self, id: &str) -> Result<Option<App>> {
-        self.db().get_app(id.to_string()).await
+        on_backend!(self, db => db.get_app(id.to_string()).await)
     }
 
     /// Every app, newest first.
     pub async fn list_apps(&self) -> Result<Vec<App>> {
-        self.db().list_apps().await
+        on_backend!(self, db => db.list_apps().await)
     }
 
     // ---- API keys ----
@@ -196,7 +307,9 @@ impl Store {
     /// secret is returned only here: the store keeps its SHA-256 and a short prefix.
     pub async fn create_key(&self, scope: KeyScope, name: &str) -> Result<(ApiKey, String)> {
         let secret = ids::new_key_secret();
-        let key = self.db().insert_key(new_key(&secret, scope, name)?, ids::key_hash(&secret), false).await?;
+        let key = new_key(&secret, scope, name)?;
+        let key = on_backend!(self, db => db.insert_key(key, ids::key_hash(&secret), false).await)?;
+        self.announce(Change::app(key.scope.app_id().unwrap_or(""), ChangeKind::Keys));
         Ok((key, secret))
     }
 
@@ -207,7 +320,9 @@ impl Store {
     pub async fn import_key(&self, secret: &str, scope: KeyScope, name: &str) -> Result<ApiKey> {
         ids::validate_key_secret(secret)?;
         let wanted = scope.clone();
-        let key = self.db().insert_key(new_key(secret, scope, name)?, ids::key_hash(secret), true).await?;
+        let key = new_key(secret, scope, name)?;
+        let key = on_backend!(self, db => db.insert_key(key, ids::key_hash(secret), true).await)?;
+        self.announce(Change::app(key.scope.app_id().unwrap_or(""), ChangeKind::Keys));
         if key.scope != wanted {
             return Err(StoreError::conflict(format!(
                 "This key is already registered as '{}' with another scope; create a new key instead",
@@ -222,17 +337,21 @@ impl Store {
         if !secret.starts_with(KEY_PREFIX) {
             return Ok(None);
         }
-        self.db().verify_key(ids::key_hash(secret), ids::now_ms()).await
+        on_backend!(self, db => db.verify_key(ids::key_hash(secret), ids::now_ms()).await)
     }
 
     /// Keys, newest first: every key with `None`, the keys scoped to one app with `Some(app)`.
     pub async fn list_keys(&self, app_id: Option<&str>) -> Result<Vec<ApiKey>> {
-        self.db().list_keys(app_id.map(str::to_string)).await
+        on_backend!(self, db => db.list_keys(app_id.map(str::to_string)).await)
     }
 
     /// Deletes a key; `false` when there was none with this id.
     pub async fn revoke_key(&self, id: &str) -> Result<bool> {
-        self.db().delete_key(id.to_string()).await
+        let revoked = on_backend!(self, db => db.delete_key(id.to_string()).await)?;
+        if let Some(app_id) = revoked.as_ref() {
+            self.announce(Change::app(app_id, ChangeKind::Keys));
+        }
+        Ok(revoked.is_some())
     }
 
     // ---- functions and deployments ----
@@ -244,39 +363,75 @@ impl Store {
     /// Checked here: the app exists; the name is non-empty; every path is relative and
     /// normalised, listed once, and has a place in the layout; the entry is among the files;
     /// `automations` is an array. The project rules (names, the function limit, sizes, the shape
-    /// of automations) are the caller's.
+    /// of automations) are the caller's; [`deploy_with_limit`](Store::deploy_with_limit) checks
+    /// the function limit too.
     pub async fn deploy(&self, app_id: &str, name: &str, deployment: Deployment) -> Result<DeployOutcome> {
+        self.deploy_within(app_id, name, deployment, None).await
+    }
+
+    /// [`deploy`](Store::deploy), refusing with [`StoreError::TooManyFunctions`] a deploy that
+    /// would add a function to an app that already has `max_functions`. Checked inside the
+    /// deploy's transaction, under a lock (SQLite's write lock; on PostgreSQL the app's
+    /// function-count lock), so concurrent deploys on any number of handles or nodes cannot
+    /// together pass the limit. Deploys of one function are one at a time in any case.
+    pub async fn deploy_with_limit(
+        &self,
+        app_id: &str,
+        name: &str,
+        deployment: Deployment,
+        max_functions: u64,
+    ) -> Result<DeployOutcome> {
+        self.deploy_within(app_id, name, deployment, Some(max_functions)).await
+    }
+
+    async fn deploy_within(
+        &self,
+        app_id: &str,
+        name: &str,
+        deployment: Deployment,
+        max_functions: Option<u64>,
+    ) -> Result<DeployOutcome> {
         content::validate_function_name(name)?;
         let prepared = content::prepare(deployment)?;
-        self.db().deploy(app_id.to_string(), name.to_string(), prepared, ids::now_ms()).await
+        let (app, function, now) = (app_id.to_string(), name.to_string(), ids::now_ms());
+        let outcome = on_backend!(self, db => db.deploy(app, function, prepared, now, max_functions).await)?;
+        if outcome.status == DeployStatus::Deployed {
+            self.announce(Change::function(app_id, ChangeKind::Deploy, name));
+        }
+        Ok(outcome)
     }
 
     /// The app's functions with their active deployments, sorted by name (bytewise).
     pub async fn functions(&self, app_id: &str) -> Result<Vec<ActiveFunction>> {
-        self.db().functions(app_id.to_string(), None).await
+        on_backend!(self, db => db.functions(app_id.to_string(), None).await)
     }
 
     /// One function with its active deployment.
     pub async fn function(&self, app_id: &str, name: &str) -> Result<Option<ActiveFunction>> {
-        Ok(self.db().functions(app_id.to_string(), Some(name.to_string())).await?.into_iter().next())
+        let functions = on_backend!(self, db => db.functions(app_id.to_string(), Some(name.to_string())).await)?;
+        Ok(functions.into_iter().next())
     }
 
     /// How many functions the app has (the caller enforces the limit).
     pub async fn function_count(&self, app_id: &str) -> Result<u64> {
-        self.db().function_count(app_id.to_string()).await
+        on_backend!(self, db => db.function_count(app_id.to_string()).await)
     }
 
     /// Deletes a function: its active pointer and its history (a later deploy of the same name
     /// starts a fresh history); deployments and contents nothing else refers to are deleted too.
     /// `false` when there was no such function.
     pub async fn delete_function(&self, app_id: &str, name: &str) -> Result<bool> {
-        self.db().delete_function(app_id.to_string(), name.to_string()).await
+        let deleted = on_backend!(self, db => db.delete_function(app_id.to_string(), name.to_string()).await)?;
+        if deleted {
+            self.announce(Change::function(app_id, ChangeKind::DeleteFunction, name));
+        }
+        Ok(deleted)
     }
 
     /// The function's activations, newest first; the first is the active one. Empty for an
     /// unknown function.
     pub async fn history(&self, app_id: &str, name: &str) -> Result<Vec<HistoryEntry>> {
-        self.db().history(app_id.to_string(), name.to_string()).await
+        on_backend!(self, db => db.history(app_id.to_string(), name.to_string()).await)
     }
 
     /// Activates an earlier deployment of the function and records that as an activation.
@@ -285,12 +440,17 @@ impl Store {
     /// back ([`StoreError::Conflict`] when there is none). Asking for the active deployment
     /// changes nothing. Returns the now active deployment id.
     pub async fn rollback(&self, app_id: &str, name: &str, to: Option<&str>) -> Result<String> {
-        self.db().rollback(app_id.to_string(), name.to_string(), to.map(str::to_string), ids::now_ms()).await
+        let (app, function, to, now) = (app_id.to_string(), name.to_string(), to.map(str::to_string), ids::now_ms());
+        let (id, changed) = on_backend!(self, db => db.rollback(app, function, to, now).await)?;
+        if changed {
+            self.announce(Change::function(app_id, ChangeKind::Rollback, name));
+        }
+        Ok(id)
     }
 
     /// A stored deployment's content, files sorted by path.
     pub async fn deployment(&self, id: &str) -> Result<Option<Deployment>> {
-        self.db().deployment(id.to_string()).await
+        on_backend!(self, db => db.deployment(id.to_string()).await)
     }
 
     /// Writes the deployment's files under `root/<deployment_id>/` and returns the absolute
@@ -316,7 +476,7 @@ impl Store {
     /// content no deployment refers to. Deploys, rollbacks and deletes already collect what
     /// they release; this sweeps whatever is left.
     pub async fn gc(&self) -> Result<GcReport> {
-        self.db().gc().await
+        on_backend!(self, db => db.gc().await)
     }
 
     // ---- secrets ----
@@ -335,17 +495,22 @@ impl Store {
             let (nonce, ciphertext) = key.seal(app_id, name, value)?;
             sealed.push((name.clone(), nonce, ciphertext));
         }
-        self.db().set_secrets(app_id.to_string(), sealed, ids::now_ms()).await
+        let changed = !sealed.is_empty();
+        on_backend!(self, db => db.set_secrets(app_id.to_string(), sealed, ids::now_ms()).await)?;
+        if changed {
+            self.announce(Change::app(app_id, ChangeKind::Secrets));
+        }
+        Ok(())
     }
 
     /// The names of the app's secrets, sorted (bytewise); empty for an unknown app.
     pub async fn secret_names(&self, app_id: &str) -> Result<Vec<String>> {
-        self.db().secret_names(app_id.to_string()).await
+        on_backend!(self, db => db.secret_names(app_id.to_string()).await)
     }
 
     /// The app's secrets, decrypted: for handing to the app's functions only.
     pub async fn secrets(&self, app_id: &str) -> Result<BTreeMap<String, String>> {
-        let rows = self.db().sealed_secrets(app_id.to_string()).await?;
+        let rows = on_backend!(self, db => db.sealed_secrets(app_id.to_string()).await)?;
         if rows.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -360,12 +525,16 @@ impl Store {
 
     /// Deletes one secret; `false` when the app had none by this name.
     pub async fn delete_secret(&self, app_id: &str, name: &str) -> Result<bool> {
-        self.db().delete_secret(app_id.to_string(), name.to_string()).await
+        let deleted = on_backend!(self, db => db.delete_secret(app_id.to_string(), name.to_string()).await)?;
+        if deleted {
+            self.announce(Change::app(app_id, ChangeKind::Secrets));
+        }
+        Ok(deleted)
     }
 
     /// Row counts.
     pub async fn stats(&self) -> Result<StoreStats> {
-        self.db().stats().await
+        on_backend!(self, db => db.stats().await)
     }
 
     /// Test hook: `hook(op)` runs inside every write transaction (`op` is `"deploy"`,
@@ -377,18 +546,20 @@ impl Store {
     where
         F: Fn(&str) -> std::result::Result<(), String> + Send + Sync + 'static,
     {
-        match &self.inner.backend {
-            Backend::Sqlite(db) => db.set_before_commit_hook(Some(Arc::new(hook))),
-        }
+        on_backend!(self, db => db.set_before_commit_hook(Some(Arc::new(hook))))
     }
 
     /// Removes the hook set by [`set_before_commit_hook`](Store::set_before_commit_hook).
     #[cfg(any(test, feature = "testing"))]
     pub fn clear_before_commit_hook(&self) {
-        match &self.inner.backend {
-            Backend::Sqlite(db) => db.set_before_commit_hook(None),
-        }
+        on_backend!(self, db => db.set_before_commit_hook(None))
     }
+}
+
+/// Whether `text` is a PostgreSQL URL rather than a file path.
+pub fn is_postgres_url(text: &str) -> bool {
+    let lower = text.trim_start().to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
 fn new_key(secret: &str, scope: KeyScope, name: &str) -> Result<ApiKey> {

@@ -1,5 +1,15 @@
 //! The log store: every line functions print, in its own SQLite database file.
 //!
+//! On PostgreSQL ([`LogStore::open_postgres`]) the lines live in a `logs` table of their own
+//! with the same interface and retention (see the `postgres::logs` module); the rest of this
+//! page describes the SQLite log file.
+//!
+//! **Following lines** that other writers stored: [`LogStore::watch`] follows the newest
+//! [`LogStore::cursor`], and [`LogStore::tail`] reads the lines after a cursor in the order
+//! they were committed. On SQLite (one node, one writer) the cursor is the line id; on
+//! PostgreSQL it is a commit-ordered sequence number every node's inserts take, announced to
+//! every node with `NOTIFY`.
+//!
 //! Logs live apart from the main database (`logs.db` beside `homebase.db`) so that their volume
 //! never waits on, or holds up, the main store's writes, and so that their schema is versioned on
 //! its own. The file runs in WAL mode with `synchronous = NORMAL` and incremental auto-vacuum,
@@ -24,8 +34,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
+use tokio::sync::watch;
 
 use crate::error::{Result, StoreError};
+use crate::postgres::logs::PgLogs;
 
 /// The log database's schema, one migration per version, as in the main store.
 const LOG_MIGRATIONS: &[&str] = &[
@@ -117,15 +129,22 @@ pub struct LogStore {
     inner: Arc<LogInner>,
 }
 
-struct LogInner {
+enum LogInner {
+    Sqlite(SqliteLogs),
+    Postgres(PgLogs),
+}
+
+struct SqliteLogs {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
     location: String,
+    /// The largest id stored (the cursor), for [`LogStore::watch`].
+    newest: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogStore").field("location", &self.inner.location).finish()
+        f.debug_struct("LogStore").field("location", &self.location()).finish()
     }
 }
 
@@ -161,12 +180,33 @@ impl LogStore {
         writer.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&mut writer, &location)?;
         let reader = open()?;
-        Ok(LogStore { inner: Arc::new(LogInner { writer: Mutex::new(writer), reader: Mutex::new(reader), location }) })
+        let newest: Option<i64> = writer.query_row("SELECT max(id) FROM logs", [], |r| r.get(0))?;
+        let (newest, _) = watch::channel(newest.unwrap_or(0) as u64);
+        let logs = SqliteLogs { writer: Mutex::new(writer), reader: Mutex::new(reader), location, newest };
+        Ok(LogStore { inner: Arc::new(LogInner::Sqlite(logs)) })
     }
 
-    /// The database file.
+    /// Connects to the PostgreSQL database at `url` (as [`Store::open_postgres`] does) and
+    /// migrates its `logs` table, which is versioned apart from the main tables.
+    ///
+    /// [`Store::open_postgres`]: crate::Store::open_postgres
+    pub async fn open_postgres(url: &str) -> Result<LogStore> {
+        Ok(LogStore { inner: Arc::new(LogInner::Postgres(PgLogs::open(url).await?)) })
+    }
+
+    /// The database file, or the PostgreSQL URL without its password.
     pub fn location(&self) -> &str {
-        &self.inner.location
+        match &*self.inner {
+            LogInner::Sqlite(db) => &db.location,
+            LogInner::Postgres(db) => &db.location,
+        }
+    }
+
+    fn postgres(&self) -> Option<&PgLogs> {
+        match &*self.inner {
+            LogInner::Sqlite(_) => None,
+            LogInner::Postgres(db) => Some(db),
+        }
     }
 
     async fn with<R, F>(&self, write: bool, f: F) -> Result<R>
@@ -176,7 +216,10 @@ impl LogStore {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = if write { &inner.writer } else { &inner.reader };
+            let LogInner::Sqlite(db) = &*inner else {
+                return Err(StoreError::Database("not a SQLite log store".into()));
+            };
+            let conn = if write { &db.writer } else { &db.reader };
             let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut conn)
         })
@@ -184,8 +227,54 @@ impl LogStore {
         .map_err(|e| StoreError::Database(format!("A log database task failed: {e}")))?
     }
 
+    /// The newest cursor: the position after which [`tail`](LogStore::tail) finds nothing now.
+    pub async fn cursor(&self) -> Result<u64> {
+        if let Some(db) = self.postgres() {
+            return db.cursor().await;
+        }
+        Ok(self.next_id().await? - 1)
+    }
+
+    /// Up to `limit` (at most [`MAX_LOG_QUERY`]) lines stored after cursor `after`, in the
+    /// order they were committed, whoever wrote them, and the cursor to continue from.
+    pub async fn tail(&self, after: u64, limit: usize) -> Result<(Vec<LogRecord>, u64)> {
+        if let Some(db) = self.postgres() {
+            return db.tail(after, limit).await;
+        }
+        let lines = self.query_after_id_any_app(after, limit).await?;
+        let next = lines.last().map_or(after, |l| l.id);
+        Ok((lines, next))
+    }
+
+    async fn query_after_id_any_app(&self, after: u64, limit: usize) -> Result<Vec<LogRecord>> {
+        let (after, limit) = (after.min(i64::MAX as u64) as i64, limit.min(MAX_LOG_QUERY) as i64);
+        self.with(false, move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, time, app_id, function, version, level, request_id, system, message FROM logs
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = statement.query_map([after, limit], record_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The newest cursor as it changes: lines this store inserted (SQLite), or that any node
+    /// inserted (PostgreSQL, announced with `NOTIFY` on a connection that reconnects by itself
+    /// and then looks at the table again). Fails with [`StoreError::Unavailable`] when
+    /// PostgreSQL cannot be reached now.
+    pub async fn watch(&self) -> Result<watch::Receiver<u64>> {
+        match &*self.inner {
+            LogInner::Sqlite(db) => Ok(db.newest.subscribe()),
+            LogInner::Postgres(db) => db.watch().await,
+        }
+    }
+
     /// The id after the largest stored one (1 for an empty store).
     pub async fn next_id(&self) -> Result<u64> {
+        if let Some(db) = self.postgres() {
+            return db.next_id().await;
+        }
         self.with(false, |conn| {
             let max: Option<i64> = conn.query_row("SELECT max(id) FROM logs", [], |r| r.get(0))?;
             Ok(max.map_or(1, |m| m as u64 + 1))
@@ -198,6 +287,10 @@ impl LogStore {
         if records.is_empty() {
             return Ok(());
         }
+        if let Some(db) = self.postgres() {
+            return db.insert(records).await;
+        }
+        let newest = records.iter().map(|r| r.id).max().unwrap_or(0);
         self.with(true, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
@@ -222,27 +315,22 @@ impl LogStore {
             tx.commit()?;
             Ok(())
         })
-        .await
+        .await?;
+        if let LogInner::Sqlite(db) = &*self.inner {
+            db.newest.send_if_modified(|n| std::mem::replace(n, newest.max(*n)) != newest.max(*n));
+        }
+        Ok(())
     }
 
     /// The lines `query` asks for: by time (then id), or after an id in id order.
     pub async fn query(&self, query: LogQuery) -> Result<Vec<LogRecord>> {
+        if let Some(db) = self.postgres() {
+            return db.query(query).await;
+        }
         self.with(false, move |conn| {
             let (sql, args) = query_sql(&query);
             let mut statement = conn.prepare_cached(&sql)?;
-            let rows = statement.query_map(params_from_iter(args), |r| {
-                Ok(LogRecord {
-                    id: r.get::<_, i64>(0)? as u64,
-                    time_us: r.get(1)?,
-                    app_id: r.get(2)?,
-                    function: r.get(3)?,
-                    version: r.get(4)?,
-                    level: r.get(5)?,
-                    request_id: r.get(6)?,
-                    system: r.get(7)?,
-                    message: r.get(8)?,
-                })
-            })?;
+            let rows = statement.query_map(params_from_iter(args), record_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -250,6 +338,9 @@ impl LogStore {
 
     /// Whether any line of this function is stored.
     pub async fn has_function(&self, app_id: &str, function: &str) -> Result<bool> {
+        if let Some(db) = self.postgres() {
+            return db.has_function(app_id, function).await;
+        }
         let (app_id, function) = (app_id.to_string(), function.to_string());
         self.with(false, move |conn| {
             let found = conn
@@ -266,6 +357,9 @@ impl LogStore {
 
     /// How many lines are stored: all, one app's (`function` `None`) or one function's.
     pub async fn count(&self, app_id: Option<&str>, function: Option<&str>) -> Result<u64> {
+        if let Some(db) = self.postgres() {
+            return db.count(app_id, function).await;
+        }
         let (app_id, function) = (app_id.map(str::to_string), function.map(str::to_string));
         self.with(false, move |conn| {
             let n: i64 = match (app_id, function) {
@@ -286,6 +380,9 @@ impl LogStore {
 
     /// How many lines `function` printed itself (Homebase's own lines about it left out).
     pub async fn count_printed(&self, app_id: &str, function: &str) -> Result<u64> {
+        if let Some(db) = self.postgres() {
+            return db.count_printed(app_id, function).await;
+        }
         let (app_id, function) = (app_id.to_string(), function.to_string());
         self.with(false, move |conn| {
             let n: i64 = conn.query_row(
@@ -302,6 +399,9 @@ impl LogStore {
     /// lines while they take more than `retention.max_bytes`, and gives freed pages back to the
     /// file system.
     pub async fn prune(&self, retention: Retention, now_us: i64) -> Result<PruneReport> {
+        if let Some(db) = self.postgres() {
+            return db.prune(retention, now_us).await;
+        }
         self.with(true, move |conn| {
             let mut report = PruneReport::default();
             let cutoff = now_us.saturating_sub(retention.max_age.as_micros().min(i64::MAX as u128) as i64);
@@ -351,6 +451,20 @@ impl LogStore {
         })
         .await
     }
+}
+
+fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogRecord> {
+    Ok(LogRecord {
+        id: r.get::<_, i64>(0)? as u64,
+        time_us: r.get(1)?,
+        app_id: r.get(2)?,
+        function: r.get(3)?,
+        version: r.get(4)?,
+        level: r.get(5)?,
+        request_id: r.get(6)?,
+        system: r.get(7)?,
+        message: r.get(8)?,
+    })
 }
 
 /// The statement and arguments for `query`.
@@ -565,6 +679,26 @@ mod tests {
         assert_eq!(newest[0].id, 1_000 + 19 * 1000 + 999);
         let file = std::fs::metadata(&path).unwrap().len();
         assert!(file <= 4 * 1024 * 1024, "freed pages go back to the file system: {file} bytes");
+    }
+
+    #[tokio::test]
+    async fn lines_are_followed_by_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogStore::open(dir.path().join("logs.db")).await.unwrap();
+        assert_eq!(logs.cursor().await.unwrap(), 0);
+        let mut newest = logs.watch().await.unwrap();
+        logs.insert((1..=5).map(|i| record(i, i as i64, "f", 1, "x")).collect()).await.unwrap();
+        assert!(newest.has_changed().unwrap());
+        assert_eq!(*newest.borrow_and_update(), 5);
+        let (lines, cursor) = logs.tail(2, 2).await.unwrap();
+        assert_eq!((lines.iter().map(|l| l.id).collect::<Vec<_>>(), cursor), (vec![3, 4], 4));
+        let (lines, cursor) = logs.tail(cursor, 100).await.unwrap();
+        assert_eq!((lines.len(), cursor), (1, 5));
+        assert_eq!(logs.tail(5, 100).await.unwrap(), (vec![], 5));
+        logs.insert(vec![record(3, 3, "f", 1, "again")]).await.unwrap();
+        assert!(!newest.has_changed().unwrap(), "a batch of stored ids moves nothing");
+        drop(logs);
+        assert_eq!(LogStore::open(dir.path().join("logs.db")).await.unwrap().cursor().await.unwrap(), 5);
     }
 
     #[tokio::test]

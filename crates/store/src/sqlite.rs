@@ -1,4 +1,8 @@
-//! The SQLite backend: one connection behind a mutex, used on tokio's blocking threads.
+//! The SQLite backend: one writing connection behind a mutex and, for a file database, a few
+//! read-only connections beside it, used on tokio's blocking threads. Reads run on the readers
+//! (each in one transaction, so a multi-statement read sees one snapshot), so they never queue
+//! behind a write: WAL lets them read the last committed state while a write is in progress. A
+//! private in-memory database has only the one connection.
 //!
 //! A file database runs in WAL mode with foreign keys on, `synchronous = NORMAL` (a commit
 //! survives a crash of the process; an OS crash may lose the last commits but never leaves a
@@ -10,6 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -148,6 +153,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 
 /// How long a statement waits for another process's write lock before failing with `Busy`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-only connections of a file database.
+const READERS: usize = 4;
 
 /// Called inside a write transaction, after every row is written and before the commit; an
 /// error aborts the transaction. Tests use it to fail or freeze a deploy halfway.
@@ -155,6 +162,10 @@ pub(crate) type BeforeCommitHook = Arc<dyn Fn(&str) -> std::result::Result<(), S
 
 pub(crate) struct Sqlite {
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections (empty for an in-memory database: reads use `conn`).
+    readers: Arc<Vec<Mutex<Connection>>>,
+    /// Where the next read starts looking for a free reader.
+    next_reader: Arc<AtomicUsize>,
     /// The file, or `:memory:`.
     location: String,
     hook: Arc<Mutex<Option<BeforeCommitHook>>>,
@@ -201,7 +212,17 @@ impl Sqlite {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         Self::setup(&mut conn, &location)?;
-        Ok(Sqlite::new(conn, location))
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open(path)
+                .map_err(|e| StoreError::Database(format!("Could not open the database {location}: {e}")))?;
+            reader.busy_timeout(BUSY_TIMEOUT)?;
+            reader.pragma_update(None, "query_only", "ON")?;
+            readers.push(Mutex::new(reader));
+        }
+        let mut db = Sqlite::new(conn, location);
+        db.readers = Arc::new(readers);
+        Ok(db)
     }
 
     /// A private in-memory database, gone when the store is dropped.
@@ -213,7 +234,13 @@ impl Sqlite {
     }
 
     fn new(conn: Connection, location: String) -> Sqlite {
-        Sqlite { conn: Arc::new(Mutex::new(conn)), location, hook: Arc::new(Mutex::new(None)) }
+        Sqlite {
+            conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Vec::new()),
+            next_reader: Arc::new(AtomicUsize::new(0)),
+            location,
+            hook: Arc::new(Mutex::new(None)),
+        }
     }
 
     fn setup(conn: &mut Connection, location: &str) -> Result<()> {
@@ -240,6 +267,34 @@ impl Sqlite {
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("A database task failed: {e}")))?
+    }
+
+    /// Runs `f` on a read-only connection (the writer for an in-memory database), in one
+    /// deferred transaction so that all its statements read one snapshot.
+    pub(crate) async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        if self.readers.is_empty() {
+            return self.call(move |conn| f(conn)).await;
+        }
+        let (readers, next) = (Arc::clone(&self.readers), Arc::clone(&self.next_reader));
+        tokio::task::spawn_blocking(move || {
+            // The first free reader from a rotating start, else wait for that start's.
+            let start = next.fetch_add(1, Ordering::Relaxed);
+            let free = (0..readers.len()).find_map(|i| readers[(start + i) % readers.len()].try_lock().ok());
+            let mut conn = match free {
+                Some(conn) => conn,
+                None => readers[start % readers.len()].lock().unwrap_or_else(|e| e.into_inner()),
+            };
+            let tx = conn.transaction()?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
         })
         .await
         .map_err(|e| StoreError::Database(format!("A database task failed: {e}")))?
@@ -282,7 +337,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn get_app(&self, id: String) -> Result<Option<App>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .query_row("SELECT id, name, created_at FROM apps WHERE id = ?1", [id], |r| {
                     Ok(App { id: r.get(0)?, name: r.get(1)?, created_at: r.get(2)? })
@@ -293,7 +348,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn list_apps(&self) -> Result<Vec<App>> {
-        self.call(|conn| {
+        self.read(|conn| {
             let mut stmt =
                 conn.prepare("SELECT id, name, created_at FROM apps ORDER BY created_at DESC, rowid DESC")?;
             let rows = stmt.query_map([], |r| Ok(App { id: r.get(0)?, name: r.get(1)?, created_at: r.get(2)? }))?;
@@ -326,25 +381,29 @@ impl Sqlite {
 
     /// The key with this hash, marking it used (at most once a minute).
     pub(crate) async fn verify_key(&self, hash: String, now: i64) -> Result<Option<ApiKey>> {
-        self.call(move |conn| {
-            let Some(mut key) =
-                conn.query_row(&format!("{KEY_COLUMNS} WHERE hash = ?1"), [&hash], key_from_row).optional()?
-            else {
-                return Ok(None);
-            };
+        let found = self
+            .read(move |conn| {
+                Ok(conn.query_row(&format!("{KEY_COLUMNS} WHERE hash = ?1"), [&hash], key_from_row).optional()?)
+            })
+            .await?;
+        let Some(mut key) = found else { return Ok(None) };
+        if key.last_used_at.is_none_or(|t| now - t >= 60_000) {
+            let id = key.id.clone();
             // Best effort: a busy database must not fail an otherwise valid key.
-            if key.last_used_at.is_none_or(|t| now - t >= 60_000)
-                && conn.execute("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2", params![now, key.id]).is_ok()
-            {
+            let marked = self
+                .call(move |conn| {
+                    Ok(conn.execute("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2", params![now, id]))
+                })
+                .await?;
+            if marked.is_ok() {
                 key.last_used_at = Some(now);
             }
-            Ok(Some(key))
-        })
-        .await
+        }
+        Ok(Some(key))
     }
 
     pub(crate) async fn list_keys(&self, app_id: Option<String>) -> Result<Vec<ApiKey>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let order = "ORDER BY created_at DESC, rowid DESC";
             let keys = match app_id {
                 Some(app_id) => {
@@ -361,10 +420,17 @@ impl Sqlite {
         .await
     }
 
-    pub(crate) async fn delete_key(&self, id: String) -> Result<bool> {
+    /// Deletes a key; the app it was scoped to (empty for an admin key) if there was one.
+    pub(crate) async fn delete_key(&self, id: String) -> Result<Option<String>> {
         self.write("revoke_key", move |tx| {
-            let deleted = tx.execute("DELETE FROM api_keys WHERE id = ?1", [id])? > 0;
-            Ok((deleted, deleted))
+            let deleted = tx
+                .query_row("DELETE FROM api_keys WHERE id = ?1 RETURNING app_id", [id], |r| {
+                    r.get::<_, Option<String>>(0)
+                })
+                .optional()?
+                .map(Option::unwrap_or_default);
+            let wrote = deleted.is_some();
+            Ok((deleted, wrote))
         })
         .await
     }
@@ -377,12 +443,19 @@ impl Sqlite {
         name: String,
         deployment: PreparedDeployment,
         now: i64,
+        max_functions: Option<u64>,
     ) -> Result<DeployOutcome> {
         self.write("deploy", move |tx| {
             ensure_app(tx, &app_id)?;
             let id = deployment.id.clone();
-            if active_deployment(tx, &app_id, &name)?.as_deref() == Some(id.as_str()) {
+            let active = active_deployment(tx, &app_id, &name)?;
+            if active.as_deref() == Some(id.as_str()) {
                 return Ok((DeployOutcome { deployment_id: id, status: DeployStatus::Unchanged }, false));
+            }
+            if active.is_none() && max_functions.is_some() {
+                // The write lock (BEGIN IMMEDIATE) keeps the count until the commit.
+                let count = count(tx, "SELECT COUNT(*) FROM functions WHERE app_id = ?1", [&app_id])?;
+                content::check_function_limit(count, max_functions)?;
             }
             let inserted = tx.execute(
                 "INSERT INTO deployments (id, entry, automations, created_at) VALUES (?1, ?2, ?3, ?4)
@@ -408,7 +481,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn functions(&self, app_id: String, name: Option<String>) -> Result<Vec<ActiveFunction>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let filter = if name.is_some() { "AND f.name = ?2" } else { "" };
             let args: Vec<&dyn rusqlite::ToSql> = match &name {
                 Some(name) => vec![&app_id, name],
@@ -463,7 +536,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn function_count(&self, app_id: String) -> Result<u64> {
-        self.call(move |conn| count(conn, "SELECT COUNT(*) FROM functions WHERE app_id = ?1", [app_id])).await
+        self.read(move |conn| count(conn, "SELECT COUNT(*) FROM functions WHERE app_id = ?1", [app_id])).await
     }
 
     pub(crate) async fn delete_function(&self, app_id: String, name: String) -> Result<bool> {
@@ -482,7 +555,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn history(&self, app_id: String, name: String) -> Result<Vec<HistoryEntry>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare(
                 "SELECT sequence, deployment_id, activated_at FROM function_history
                  WHERE app_id = ?1 AND name = ?2 ORDER BY sequence DESC",
@@ -504,17 +577,24 @@ impl Sqlite {
         .await
     }
 
-    pub(crate) async fn rollback(&self, app_id: String, name: String, to: Option<String>, now: i64) -> Result<String> {
+    /// The now active deployment, and whether the rollback changed it.
+    pub(crate) async fn rollback(
+        &self,
+        app_id: String,
+        name: String,
+        to: Option<String>,
+        now: i64,
+    ) -> Result<(String, bool)> {
         self.write("rollback", move |tx| {
             let Some(active) = active_deployment(tx, &app_id, &name)? else {
                 return Err(StoreError::not_found(format!("Function '{name}'")));
             };
             let ids: Vec<String> = history(tx, &app_id, &name)?.into_iter().map(|(_, id)| id).collect();
             match content::rollback_target(&name, &active, &ids, to.as_deref())? {
-                RollbackTarget::AlreadyActive(id) => Ok((id, false)),
+                RollbackTarget::AlreadyActive(id) => Ok(((id, false), false)),
                 RollbackTarget::Activate(id) => {
                     activate(tx, &app_id, &name, &id, now)?;
-                    Ok((id, true))
+                    Ok(((id, true), true))
                 }
             }
         })
@@ -522,7 +602,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn deployment(&self, id: String) -> Result<Option<Deployment>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let Some((entry, automations)) = conn
                 .query_row("SELECT entry, automations FROM deployments WHERE id = ?1", [&id], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
@@ -560,7 +640,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn stats(&self) -> Result<StoreStats> {
-        self.call(|conn| {
+        self.read(|conn| {
             let n = |table: &str| count(conn, &format!("SELECT COUNT(*) FROM {table}"), []);
             Ok(StoreStats {
                 apps: n("apps")?,
@@ -601,7 +681,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn secret_names(&self, app_id: String) -> Result<Vec<String>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached("SELECT name FROM secrets WHERE app_id = ?1 ORDER BY name")?;
             let rows = stmt.query_map([app_id], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -611,7 +691,7 @@ impl Sqlite {
 
     /// `(name, nonce, ciphertext)` of the app's secrets, by name.
     pub(crate) async fn sealed_secrets(&self, app_id: String) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let mut stmt =
                 conn.prepare_cached("SELECT name, nonce, ciphertext FROM secrets WHERE app_id = ?1 ORDER BY name")?;
             let rows = stmt.query_map([app_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -834,7 +914,7 @@ mod tests {
     }
 
     fn with_conn<R>(store: &Store, f: impl FnOnce(&Connection) -> R) -> R {
-        f(&store.db().conn.lock().unwrap())
+        f(&store.sqlite().conn.lock().unwrap())
     }
 
     fn deployment(tag: &str, files: usize) -> Deployment {
@@ -1137,6 +1217,65 @@ mod tests {
         }
         assert!(!dir.path().join("tmp").exists());
         assert_eq!(std::fs::read_dir(&root).map(|d| d.count()).unwrap_or(0), 0, "nothing was written");
+    }
+
+    /// A deploy that holds the write lock (frozen before its commit) does not hold up reads:
+    /// they answer from the last committed state, on the reader connections.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn reads_do_not_queue_behind_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open_sqlite_with_key(dir.path().join("homebase.db"), crate::MasterKey::generate()).await.unwrap();
+        let app = store.create_app("A").await.unwrap();
+        let (_, secret) = store.create_key(KeyScope::App(app.id.clone()), "ci").await.unwrap();
+        let v1 = store.deploy(&app.id, "f", deployment("1", 2)).await.unwrap();
+        let (entered, in_write) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (entered, released) = (Mutex::new(entered), Mutex::new(released));
+        store.set_before_commit_hook(move |op| {
+            if op == "deploy" {
+                entered.lock().unwrap().send(()).unwrap();
+                released.lock().unwrap().recv_timeout(Duration::from_secs(60)).unwrap();
+            }
+            Ok(())
+        });
+        let writer = {
+            let (store, app_id) = (store.clone(), app.id.clone());
+            tokio::spawn(async move { store.deploy(&app_id, "f", deployment("2", 2)).await })
+        };
+        tokio::task::spawn_blocking(move || in_write.recv_timeout(Duration::from_secs(30)).unwrap()).await.unwrap();
+        // The write lock is held now; every read still answers at once.
+        let reads = async {
+            assert_eq!(store.function(&app.id, "f").await.unwrap().unwrap().deployment_id, v1.deployment_id);
+            assert_eq!(store.history(&app.id, "f").await.unwrap().len(), 1);
+            assert_eq!(store.list_apps().await.unwrap().len(), 1);
+            assert_eq!(store.function_count(&app.id).await.unwrap(), 1);
+            assert!(store.deployment(&v1.deployment_id).await.unwrap().is_some());
+            assert!(store.secret_names(&app.id).await.unwrap().is_empty());
+            assert!(store.list_users(&app.id).await.unwrap().is_empty());
+            assert_eq!(store.stats().await.unwrap().history_entries, 1);
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (store, app_id) = (store.clone(), app.id.clone());
+                    tokio::spawn(async move { store.functions(&app_id).await.unwrap().len() })
+                })
+                .collect();
+            for task in tasks {
+                assert_eq!(task.await.unwrap(), 1);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), reads).await.expect("reads do not wait for the write");
+        release.send(()).unwrap();
+        writer.await.unwrap().unwrap();
+        store.clear_before_commit_hook();
+        assert_ne!(store.function(&app.id, "f").await.unwrap().unwrap().deployment_id, v1.deployment_id);
+        // A key verifies (and its use is recorded) as before.
+        assert!(store.verify_key(&secret).await.unwrap().unwrap().last_used_at.is_some());
+        assert!(store.list_keys(None).await.unwrap()[0].last_used_at.is_some());
+        // The reader connections cannot write.
+        let reader = store.sqlite().readers[0].lock().unwrap();
+        let err = reader.execute("DELETE FROM apps", []).unwrap_err().to_string();
+        assert!(err.contains("readonly"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -23,7 +23,7 @@
 //!   flag, deletion) is announced to the listeners of [`Store::on_user_change`], which is how a
 //!   server drops what it cached about the user.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::Semaphore;
 
@@ -37,7 +37,7 @@ use serde_json::{Map, Value};
 use crate::error::{Result, StoreError};
 use crate::ids;
 use crate::sqlite::Sqlite;
-use crate::{App, Store};
+use crate::{App, Change, ChangeKind, Store};
 
 /// Wrong guesses of a verification code before the code is void.
 pub const MAX_CODE_ATTEMPTS: i64 = 5;
@@ -96,16 +96,45 @@ pub struct User {
     pub password_stamp: String,
 }
 
-/// A committed change of a user's sign-in state: its password (and with it its stamp), its
-/// disabled flag, or its existence.
+/// A committed change of sign-in states, as told to the listeners of [`Store::on_user_change`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserChange<'a> {
-    pub app_id: &'a str,
-    pub user_id: &'a str,
+pub enum UserChange<'a> {
+    /// This user's password was set (and with it its stamp), its disabled flag was set either
+    /// way, or it was deleted.
+    User { app_id: &'a str, user_id: &'a str },
+    /// Changes may have been missed (PostgreSQL: the `LISTEN` connection was lost and is back,
+    /// or a notice could not be read): forget what is known about every user.
+    Everything,
 }
 
 /// A listener of [`Store::on_user_change`].
-pub(crate) type UserListener = Arc<dyn Fn(UserChange<'_>) + Send + Sync>;
+type UserListener = Arc<dyn Fn(UserChange<'_>) + Send + Sync>;
+
+/// The listeners of [`Store::on_user_change`], shared by the handle and (on PostgreSQL) the
+/// `LISTEN` connection that hears the other nodes' changes.
+#[derive(Default)]
+pub(crate) struct UserListeners {
+    listeners: RwLock<Vec<UserListener>>,
+}
+
+impl UserListeners {
+    fn add(&self, listener: UserListener) {
+        self.listeners.write().unwrap_or_else(|e| e.into_inner()).push(listener);
+    }
+
+    /// Tells every listener about `change`.
+    pub(crate) fn announce(&self, change: UserChange<'_>) {
+        let listeners = self.listeners.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for listener in listeners {
+            listener(change);
+        }
+    }
+}
+
+/// The kind of change `update` makes: a sign-in change when it sets the disabled flag.
+pub(crate) fn update_kind(update: &UserUpdate) -> ChangeKind {
+    if update.disabled.is_some() { ChangeKind::SignIn } else { ChangeKind::Users }
+}
 
 /// What [`Store::create_user`] takes.
 #[derive(Debug, Clone)]
@@ -139,7 +168,7 @@ pub enum CodePurpose {
 }
 
 impl CodePurpose {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CodePurpose::Verify => "verify",
             CodePurpose::Reset => "reset",
@@ -228,7 +257,7 @@ async fn hashing<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R
 /// The [`User::password_stamp`] of a stored password hash (`None`: no password) and session
 /// epoch. Epoch 0 (every user before migration 5, and every user never disabled) gives the
 /// stamp of earlier versions, so their tokens stay valid across the upgrade.
-fn password_stamp(user_id: &str, hash: Option<&str>, epoch: i64) -> String {
+pub(crate) fn password_stamp(user_id: &str, hash: Option<&str>, epoch: i64) -> String {
     let mut input = Vec::with_capacity(96 + user_id.len());
     input.extend_from_slice(b"homebase password stamp\0");
     input.extend_from_slice(user_id.as_bytes());
@@ -293,7 +322,7 @@ impl Store {
             )));
         }
         let name = crate::content::validate_app_name(name)?;
-        self.db().insert_app(App { id: id.to_string(), name, created_at: ids::now_ms() }).await
+        self.insert_app(App { id: id.to_string(), name, created_at: ids::now_ms() }).await
     }
 
     /// Creates a user. [`StoreError::Conflict`] when the app already has a user with this
@@ -323,30 +352,34 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        self.db().insert_user(user, hash).await
+        let user = on_backend!(self, db => db.insert_user(user, hash).await)?;
+        self.announce(Change::user(app_id, ChangeKind::Users, &user.id));
+        Ok(user)
     }
 
     /// The app's user with this id.
     pub async fn user(&self, app_id: &str, id: &str) -> Result<Option<User>> {
-        self.db().find_user(app_id.to_string(), "id", id.to_string()).await.map(|u| u.map(|(user, _)| user))
+        let found = on_backend!(self, db => db.find_user(app_id.to_string(), "id", id.to_string()).await)?;
+        Ok(found.map(|(user, _)| user))
     }
 
     /// The app's user with this e-mail (any case); `None` also for a malformed address.
     pub async fn user_by_email(&self, app_id: &str, email: &str) -> Result<Option<User>> {
         let Ok(email) = normalize_email(email) else { return Ok(None) };
-        self.db().find_user(app_id.to_string(), "email", email).await.map(|u| u.map(|(user, _)| user))
+        let found = on_backend!(self, db => db.find_user(app_id.to_string(), "email", email).await)?;
+        Ok(found.map(|(user, _)| user))
     }
 
     /// The app's users, oldest first.
     pub async fn list_users(&self, app_id: &str) -> Result<Vec<User>> {
-        self.db().list_users(app_id.to_string()).await
+        on_backend!(self, db => db.list_users(app_id.to_string()).await)
     }
 
     /// The user with this e-mail and password, or `None` when the account is unknown, has no
     /// password or the password is wrong. An unknown account costs one Argon2 hash too.
     pub async fn check_password(&self, app_id: &str, email: &str, password: &str) -> Result<Option<User>> {
         let found = match normalize_email(email) {
-            Ok(email) => self.db().find_user(app_id.to_string(), "email", email).await?,
+            Ok(email) => on_backend!(self, db => db.find_user(app_id.to_string(), "email", email).await)?,
             Err(_) => None,
         };
         let password = password.to_string();
@@ -369,7 +402,9 @@ impl Store {
         let hash = hashing(move || hash_password(&password)).await??;
         let (app_id, user_id) = (app_id.to_string(), user_id.to_string());
         self.changing_user(app_id.clone(), user_id.clone(), move |store| async move {
-            store.db().set_password(app_id, user_id, hash, ids::now_ms()).await
+            on_backend!(store, db => db.set_password(app_id.clone(), user_id.clone(), hash, ids::now_ms()).await)?;
+            store.announce(Change::user(&app_id, ChangeKind::SignIn, &user_id));
+            Ok(())
         })
         .await
     }
@@ -380,12 +415,21 @@ impl Store {
     pub async fn update_user(&self, app_id: &str, user_id: &str, update: UserUpdate) -> Result<User> {
         let (app_id, user_id) = (app_id.to_string(), user_id.to_string());
         if update.disabled.is_none() {
-            return self.db().update_user(app_id, user_id, update, ids::now_ms()).await;
+            return self.write_user(app_id, user_id, update).await;
         }
         self.changing_user(app_id.clone(), user_id.clone(), move |store| async move {
-            store.db().update_user(app_id, user_id, update, ids::now_ms()).await
+            store.write_user(app_id, user_id, update).await
         })
         .await
+    }
+
+    /// Applies `update` and announces the change.
+    async fn write_user(&self, app_id: String, user_id: String, update: UserUpdate) -> Result<User> {
+        let kind = update_kind(&update);
+        let (app, id, now) = (app_id.clone(), user_id.clone(), ids::now_ms());
+        let user = on_backend!(self, db => db.update_user(app, id, update, now).await)?;
+        self.announce(Change::user(&app_id, kind, &user_id));
+        Ok(user)
     }
 
     /// Deletes a user (and its codes); `false` when there was none. Announced to the
@@ -393,31 +437,32 @@ impl Store {
     pub async fn delete_user(&self, app_id: &str, user_id: &str) -> Result<bool> {
         let (app_id, user_id) = (app_id.to_string(), user_id.to_string());
         self.changing_user(app_id.clone(), user_id.clone(), move |store| async move {
-            store.db().delete_user(app_id, user_id).await
+            let deleted = on_backend!(store, db => db.delete_user(app_id.clone(), user_id.clone()).await)?;
+            if deleted {
+                store.announce(Change::user(&app_id, ChangeKind::SignIn, &user_id));
+            }
+            Ok(deleted)
         })
         .await
     }
 
     /// Calls `listener` after every committed change of a user's sign-in state: a new password
-    /// (reset, change, invitation accepted), the disabled flag set either way, a deletion. It
-    /// runs on the writer's task, before the write returns, so it must be quick (drop a cache
-    /// entry, say). A backend shared by several nodes will also call it for the changes other
-    /// nodes make (PostgreSQL: a `NOTIFY` in the writing transaction, `LISTEN` on every node).
+    /// (reset, change, invitation accepted), the disabled flag set either way, a deletion
+    /// ([`UserChange::User`]). A change this handle makes is told on the writer's task, before
+    /// the write returns, so the listener must be quick (drop a cache entry, say).
+    ///
+    /// On PostgreSQL it also hears the changes other nodes (other handles) commit, from the
+    /// store's `LISTEN` connection (the [`ChangeKind::SignIn`] changes), shortly after they
+    /// commit; and when that connection was lost and is back, or a notice could not be read,
+    /// it is told [`UserChange::Everything`]: changes may have been missed.
     pub fn on_user_change(&self, listener: impl Fn(UserChange<'_>) + Send + Sync + 'static) {
-        self.inner.user_listeners.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(listener));
+        self.inner.user_listeners.add(Arc::new(listener));
     }
 
-    /// Tells every listener of [`on_user_change`](Store::on_user_change) about `change`.
-    pub(crate) fn announce_user_change(&self, change: UserChange<'_>) {
-        let listeners = self.inner.user_listeners.read().unwrap_or_else(|e| e.into_inner()).clone();
-        for listener in listeners {
-            listener(change);
-        }
-    }
-
-    /// Runs `write` on a task of its own and announces the change once it succeeded. The task
-    /// finishes even when the caller stops waiting (a client that hung up), so a committed
-    /// change is always announced.
+    /// Runs `write` on a task of its own and announces the change once it succeeded, or once
+    /// its outcome is unknown (the connection to PostgreSQL was lost: it may have committed,
+    /// and dropping what a listener cached is harmless). The task finishes even when the caller
+    /// stops waiting (a client that hung up), so a committed change is always announced.
     async fn changing_user<R, F, Fut>(&self, app_id: String, user_id: String, write: F) -> Result<R>
     where
         R: Send + 'static,
@@ -427,8 +472,8 @@ impl Store {
         let store = self.clone();
         tokio::spawn(async move {
             let result = write(store.clone()).await;
-            if result.is_ok() {
-                store.announce_user_change(UserChange { app_id: &app_id, user_id: &user_id });
+            if matches!(result, Ok(_) | Err(StoreError::Unavailable(_))) {
+                store.inner.user_listeners.announce(UserChange::User { app_id: &app_id, user_id: &user_id });
             }
             result
         })
@@ -449,7 +494,8 @@ impl Store {
     ) -> Result<()> {
         let hash = code_hash(app_id, user_id, purpose, code);
         let now = ids::now_ms();
-        self.db().put_code(user_id.to_string(), purpose, hash, now, now.saturating_add(ttl_ms)).await
+        let expires_at = now.saturating_add(ttl_ms);
+        on_backend!(self, db => db.put_code(user_id.to_string(), purpose, hash, now, expires_at).await)
     }
 
     /// Checks `code` for the user and purpose. A match deletes it (single use); a wrong guess
@@ -457,7 +503,7 @@ impl Store {
     /// code is kept (void) until it expires, so that a new code does not bring the guesses back.
     pub async fn take_code(&self, app_id: &str, user_id: &str, purpose: CodePurpose, code: &str) -> Result<CodeCheck> {
         let hash = code_hash(app_id, user_id, purpose, code);
-        self.db().take_code(user_id.to_string(), purpose, hash, ids::now_ms()).await
+        on_backend!(self, db => db.take_code(user_id.to_string(), purpose, hash, ids::now_ms()).await)
     }
 
     /// A new password reset token for the user (replacing an earlier one), valid for `ttl_ms`:
@@ -481,12 +527,14 @@ impl Store {
 
     /// Whether the app requires e-mail verification before login; `None` when never set.
     pub async fn require_verification(&self, app_id: &str) -> Result<Option<bool>> {
-        self.db().require_verification(app_id.to_string()).await
+        on_backend!(self, db => db.require_verification(app_id.to_string()).await)
     }
 
     /// Switches e-mail verification on or off for the app.
     pub async fn set_require_verification(&self, app_id: &str, required: bool) -> Result<()> {
-        self.db().set_require_verification(app_id.to_string(), required).await
+        on_backend!(self, db => db.set_require_verification(app_id.to_string(), required).await)?;
+        self.announce(Change::app(app_id, ChangeKind::Users));
+        Ok(())
     }
 }
 
@@ -521,7 +569,7 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, Option<String>, i6
     Ok((user, hash, epoch))
 }
 
-fn not_found(user_id: &str) -> StoreError {
+pub(crate) fn not_found(user_id: &str) -> StoreError {
     StoreError::not_found(format!("User '{user_id}'"))
 }
 
@@ -568,7 +616,7 @@ impl Sqlite {
         column: &'static str,
         value: String,
     ) -> Result<Option<(User, Option<String>)>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let sql = format!("{USER_COLUMNS} WHERE app_id = ?1 AND {column} = ?2");
             Ok(conn.prepare_cached(&sql)?.query_row([app_id, value], user_from_row).optional()?)
         })
@@ -576,7 +624,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn list_users(&self, app_id: String) -> Result<Vec<User>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let sql = format!("{USER_COLUMNS} WHERE app_id = ?1 ORDER BY created_at, rowid");
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map([app_id], |r| user_from_row(r).map(|(u, _)| u))?;
@@ -735,7 +783,7 @@ impl Sqlite {
     }
 
     pub(crate) async fn require_verification(&self, app_id: String) -> Result<Option<bool>> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .query_row("SELECT require_verification FROM auth_settings WHERE app_id = ?1", [app_id], |r| r.get(0))
                 .optional()?)
@@ -757,7 +805,7 @@ impl Sqlite {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -2,28 +2,25 @@
 //!
 //! - [`fixture`] copies a fixture project from `fixtures/` into a temp folder.
 //! - [`deno`] finds (or installs, once per process) the Deno the tests run.
-//! - [`TestServer`] runs the dev server in-process on 127.0.0.1:0 with a real runtime, and
-//!   collects every log event.
-//! - [`TestPlatform`] runs the `serve` router (function routes and the management API) the same
-//!   way, over a SQLite store in a data folder, with [`ADMIN_KEY`] as its admin key, and with
-//!   the network of `serve`'s functions restricted.
+//! - [`TestServer`] runs `homebase dev` in-process on 127.0.0.1:0, started by the same
+//!   `homebase_server::dev::start` as the command, and collects every log event.
+//! - [`TestPlatform`] runs `homebase serve` the same way (`homebase_server::serve::start`),
+//!   over a data folder, with [`ADMIN_KEY`] as its admin key, and with the network of `serve`'s
+//!   functions restricted.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use homebase_runtime::{Isolation, LogEvent, LogSink, NetAllow, Runtime, RuntimeConfig, SandboxMode};
+use homebase_logs::Sink;
+use homebase_runtime::{LogEvent, LogSink, NetAllow};
+use homebase_server::ConnectionLimits;
 use homebase_server::auth::LoginLimits;
-use homebase_server::auth_manage::{self, AuthManage};
-use homebase_server::cors::CorsPolicy;
-use homebase_server::dev::{DevApp, DevEvent};
-use homebase_server::logs::{LogHub, LogWriter};
-use homebase_server::logs_api::LogService;
+use homebase_server::config::Config;
+use homebase_server::dev::{DevConfig, DevData, DevEvent};
 use homebase_server::mail::Mailer;
-use homebase_server::platform::Platform;
-use homebase_server::users_api::Auth;
-use homebase_server::{AppState, ConnectionLimits, TokenMinter};
-use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store};
+use homebase_server::serve::ServeConfig;
+use homebase_store::MasterKey;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -105,46 +102,74 @@ impl LogSink for CollectedLogs {
     }
 }
 
-/// A router served in-process on 127.0.0.1:0, with the runtime behind it, and to the workers on
-/// the runtime's API socket (as `dev` and `serve` do).
-pub struct Serving {
-    pub url: String,
-    pub runtime: Runtime,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
-    workers_done: CancellationToken,
-    api: tokio::task::JoinHandle<()>,
+impl Sink for CollectedLogs {}
+
+/// The settings every in-process server of the tests starts from: the defaults of `dev`, on
+/// 127.0.0.1:0, with a 5-second `shutdown-timeout`.
+fn test_config() -> Config {
+    Config {
+        host: std::net::IpAddr::from([127, 0, 0, 1]),
+        port: 0,
+        shutdown_timeout: Duration::from_secs(5),
+        ..Config::default()
+    }
 }
 
-impl Serving {
-    /// Serves `router` on an ephemeral port; `shutdown` also stops whatever else the caller tied
-    /// to it (the dev watcher).
-    pub async fn start(router: axum::Router, runtime: Runtime, shutdown: CancellationToken) -> Serving {
-        Serving::start_with(router, runtime, shutdown, ConnectionLimits::default(), None).await
+/// `homebase dev`, in-process, started by the same [`homebase_server::dev::start`] as the
+/// command: on 127.0.0.1:0, app users in memory, every log event and [`DevEvent`] collected.
+/// Its URL, runtime, app, auth, hub and store come from the running server
+/// ([`homebase_server::dev::Running`]).
+pub struct TestServer {
+    pub logs: Arc<CollectedLogs>,
+    pub events: Arc<Mutex<Vec<DevEvent>>>,
+    running: homebase_server::dev::Running,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = homebase_server::dev::Running;
+    fn deref(&self) -> &homebase_server::dev::Running {
+        &self.running
+    }
+}
+
+impl TestServer {
+    /// The settings [`start`](TestServer::start) uses; change some and pass them to
+    /// [`start_with`](TestServer::start_with). Host and port are always 127.0.0.1:0.
+    pub fn config() -> Config {
+        test_config()
     }
 
-    /// [`start`](Serving::start) with the limits on client connections and the server's
-    /// `public-url` given.
-    pub async fn start_with(
-        router: axum::Router,
-        runtime: Runtime,
-        shutdown: CancellationToken,
-        limits: ConnectionLimits,
-        public_url: Option<&str>,
-    ) -> Serving {
-        let (listener, addr) = homebase_server::bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
-        let workers_done = CancellationToken::new();
-        let api =
-            homebase_server::serve_workers(&runtime, router.clone(), addr, public_url, limits, workers_done.clone())
-                .expect("the functions' API socket opens");
-        let server = tokio::spawn(homebase_server::serve_with(
-            listener,
-            router,
-            limits,
-            shutdown.clone(),
-            Duration::from_secs(5),
-        ));
-        Serving { url: format!("http://{addr}"), runtime, shutdown, server, workers_done, api }
+    /// Serves `project` with the default settings.
+    pub async fn start(project: &Path) -> TestServer {
+        TestServer::start_with(project, TestServer::config()).await
+    }
+
+    /// Serves `project` with `config`.
+    pub async fn start_with(project: &Path, config: Config) -> TestServer {
+        TestServer::start_dev(project, config, None).await
+    }
+
+    /// Serves `project` with `config`, app-user mail going to `mailer`.
+    pub async fn start_with_mail(project: &Path, config: Config, mailer: Mailer) -> TestServer {
+        TestServer::start_dev(project, config, Some(mailer)).await
+    }
+
+    async fn start_dev(project: &Path, config: Config, mailer: Option<Mailer>) -> TestServer {
+        let logs = Arc::new(CollectedLogs::default());
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let project = homebase_project::Project::find(project).expect("fixture project loads");
+        let dev = DevConfig {
+            port_fallback: false,
+            data: DevData::InMemory,
+            log_sinks: vec![logs.clone() as Arc<dyn Sink>],
+            on_event: Arc::new(move |e: &DevEvent| sink.lock().unwrap().push(e.clone())),
+            deno: Some(deno().await),
+            mailer,
+            ..DevConfig::new(Config { host: std::net::IpAddr::from([127, 0, 0, 1]), port: 0, ..config }, project)
+        };
+        let running = homebase_server::dev::start(dev, CancellationToken::new()).await.expect("dev starts");
+        TestServer { logs, events, running }
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -153,79 +178,13 @@ impl Serving {
 
     /// `{url}{path}`.
     pub fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
+        format!("{}{path}", self.running.url)
     }
 
-    /// Stops accepting, drains, and stops every worker.
+    /// Stops the server as `homebase dev` stops: drains requests, stops every worker and every
+    /// background task.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.server.await;
-        self.runtime.shutdown(Duration::from_secs(2)).await;
-        self.workers_done.cancel();
-        let _ = self.api.await;
-    }
-}
-
-/// The dev server, in-process, on an ephemeral port.
-/// Its URL, runtime, `at`, `client` come from [`Serving`].
-pub struct TestServer {
-    pub app: Arc<DevApp>,
-    /// App users, in memory; verification is off as in `homebase dev`.
-    pub auth: Arc<Auth>,
-    pub logs: Arc<CollectedLogs>,
-    pub hub: Arc<LogHub>,
-    pub events: Arc<Mutex<Vec<DevEvent>>>,
-    serving: Serving,
-}
-
-impl std::ops::Deref for TestServer {
-    type Target = Serving;
-    fn deref(&self) -> &Serving {
-        &self.serving
-    }
-}
-
-impl TestServer {
-    /// Serves `project` with default limits.
-    pub async fn start(project: &Path) -> TestServer {
-        TestServer::start_with(project, RuntimeConfig::default()).await
-    }
-
-    /// Serves `project` with `config` (its `deno` is filled in).
-    pub async fn start_with(project: &Path, config: RuntimeConfig) -> TestServer {
-        TestServer::start_with_mail(project, config, Mailer::Log).await
-    }
-
-    /// Serves `project` with `config`, app-user mail going to `mailer`.
-    pub async fn start_with_mail(project: &Path, mut config: RuntimeConfig, mailer: Mailer) -> TestServer {
-        config.deno = Some(deno().await);
-        let logs = Arc::new(CollectedLogs::default());
-        let hub = LogHub::new(100_000, vec![logs.clone() as Arc<dyn LogSink>]);
-        let runtime = Runtime::new(config, hub.clone()).expect("runtime starts");
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
-        let app = DevApp::load(
-            project,
-            runtime.clone(),
-            hub.clone(),
-            Arc::new(move |e: &DevEvent| sink.lock().unwrap().push(e.clone())),
-        )
-        .expect("fixture project loads");
-        let shutdown = CancellationToken::new();
-        app.watch(shutdown.clone()).expect("the project can be watched");
-        let state = AppState::new(app.clone(), runtime.clone(), TokenMinter::random(Duration::from_secs(600)), None)
-            .with_cors(CorsPolicy::dev(Vec::new()));
-        let store = Store::open_sqlite_in_memory().await.expect("the store opens");
-        store.ensure_app(app.app_id(), "dev").await.expect("the dev app is stored");
-        let auth = Arc::new(Auth::new(store, state.tokens.clone(), app.clone(), mailer, false));
-        let router = homebase_server::router(state, auth.clone());
-        let serving = Serving::start(router, runtime.clone(), shutdown).await;
-        TestServer { app, auth, logs, hub, events, serving }
-    }
-
-    /// Stops accepting, drains, and stops every worker.
-    pub async fn stop(self) {
-        self.serving.stop().await
+        self.running.drain().await
     }
 }
 
@@ -235,24 +194,20 @@ pub const TEST_MASTER_KEY: [u8; 32] = [0x42; 32];
 /// The admin key of every [`TestPlatform`].
 pub const ADMIN_KEY: &str = "b44k_testplatformadmin000000000000000";
 
-/// `homebase serve`, in-process, on an ephemeral port: the store in `<data dir>/homebase.db`,
-/// a real runtime that does not inherit the environment, and the router `serve` builds.
-/// Its URL, runtime, `at`, `client` come from [`Serving`].
+/// `homebase serve`, in-process, started by the same [`homebase_server::serve::start`] as the
+/// command: on 127.0.0.1:0, the data folder given, [`ADMIN_KEY`] as its admin key (as
+/// `HOMEBASE_ADMIN_KEY` gives one), [`TEST_MASTER_KEY`] as its master key, every log event
+/// collected. Its URL, runtime, store, platform, auth, hub and log store come from the running
+/// server ([`homebase_server::serve::Running`]).
 pub struct TestPlatform {
-    pub store: Store,
-    pub platform: Arc<Platform>,
-    pub auth: Arc<Auth>,
     pub logs: Arc<CollectedLogs>,
-    /// The log database (`<data dir>/logs.db`) and the hub that feeds it.
-    pub log_store: LogStore,
-    pub hub: Arc<LogHub>,
-    serving: Serving,
+    running: homebase_server::serve::Running,
 }
 
 impl std::ops::Deref for TestPlatform {
-    type Target = Serving;
-    fn deref(&self) -> &Serving {
-        &self.serving
+    type Target = homebase_server::serve::Running;
+    fn deref(&self) -> &homebase_server::serve::Running {
+        &self.running
     }
 }
 
@@ -298,64 +253,48 @@ impl TestPlatform {
         TestPlatform::start_with(data_dir, PlatformOptions::default()).await
     }
 
-    /// [`start`](TestPlatform::start) with its mail, login limits and log keep-alive given.
-    /// Tokens are signed with `<data dir>/auth.key`, as `homebase serve` does.
+    /// [`start`](TestPlatform::start) with `options`. Tokens are signed with
+    /// `<data dir>/auth.key`, as `homebase serve` does.
     pub async fn start_with(data_dir: &Path, options: PlatformOptions) -> TestPlatform {
-        std::fs::create_dir_all(data_dir).unwrap();
-        let store = Store::open_sqlite_with_key(data_dir.join("homebase.db"), MasterKey::from_bytes(TEST_MASTER_KEY))
-            .await
-            .expect("the store opens");
-        store.import_key(ADMIN_KEY, KeyScope::Admin, "admin").await.expect("the admin key imports");
-        let config = RuntimeConfig {
-            deno: Some(deno().await),
-            inherit_env: false,
-            // As `serve` runs: sandboxed, Deno's caches in the data folder.
-            isolation: Some(Isolation { cache_dir: data_dir.join("deno"), mode: SandboxMode::Required }),
-            private_dirs: vec![data_dir.to_path_buf()],
-            check_timeout: options.check_timeout,
-            max_checks: options.max_checks,
-            error_details: false,
-            net_allow: options.net_allow.clone(),
-            ..RuntimeConfig::default()
-        };
         let logs = Arc::new(CollectedLogs::default());
-        let log_store = LogStore::open(data_dir.join("logs.db")).await.expect("the log store opens");
-        let (writer, _) = LogWriter::spawn(log_store.clone(), Retention::default());
-        let next_id = log_store.next_id().await.unwrap();
-        let hub = LogHub::with_store(0, vec![logs.clone() as Arc<dyn LogSink>], writer, next_id);
-        let runtime = Runtime::new(config, hub.clone()).expect("runtime starts");
-        let shutdown = CancellationToken::new();
-        let service = LogService {
-            store: log_store.clone(),
-            hub: hub.clone(),
-            shutdown: shutdown.clone(),
-            keepalive: options.keepalive,
+        let config = Config {
+            function_net_allow: options.net_allow.entries(),
+            deploy_check_timeout: options.check_timeout,
+            max_deploy_checks: options.max_checks,
+            max_connections: options.connections.max_connections,
+            header_read_timeout: options.connections.header_read_timeout,
+            keep_alive_timeout: options.connections.keep_alive_timeout,
+            public_url: options.public_url,
+            cors_origins: options.cors_origins,
+            ..test_config()
         };
-        let platform = Platform::open_with_logs(store.clone(), runtime.clone(), data_dir, Some(service))
-            .await
-            .expect("the platform opens");
-        let tokens = TokenMinter::from_key_file(&data_dir.join("auth.key"), Duration::from_secs(600)).unwrap();
-        let state = AppState::new(platform.clone(), runtime.clone(), tokens, options.public_url.clone())
-            .with_cors(CorsPolicy::serve(options.cors_origins));
-        let auth = Arc::new(
-            Auth::new(store.clone(), state.tokens.clone(), platform.clone(), options.mailer, true)
-                .with_limits(options.limits),
-        );
-        let router = homebase_server::platform::router(platform.clone(), state.clone(), auth.clone()).merge(
-            auth_manage::router(AuthManage {
-                keys: auth_manage::Keys::Stored(platform.clone()),
-                auth: auth.clone(),
-                state,
-            }),
-        );
-        let serving =
-            Serving::start_with(router, runtime, shutdown, options.connections, options.public_url.as_deref()).await;
-        TestPlatform { store, platform, auth, logs, log_store, hub, serving }
+        let serve = ServeConfig {
+            master_key: Some(MasterKey::from_bytes(TEST_MASTER_KEY)),
+            admin_key: Some(ADMIN_KEY.to_string()),
+            log_sinks: vec![logs.clone() as Arc<dyn Sink>],
+            deno: Some(deno().await),
+            log_keepalive: options.keepalive,
+            mailer: Some(options.mailer),
+            login_limits: options.limits,
+            ..ServeConfig::new(config, data_dir.to_path_buf())
+        };
+        let running = homebase_server::serve::start(serve, CancellationToken::new()).await.expect("serve starts");
+        TestPlatform { logs, running }
     }
 
-    /// Stops accepting, drains, and stops every worker.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    /// `{url}{path}`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.running.url)
+    }
+
+    /// Stops the server as `homebase serve` stops: drains requests, stops every worker, stores
+    /// the last log lines and stops every background task.
     pub async fn stop(self) {
-        self.serving.stop().await
+        self.running.drain().await
     }
 }
 

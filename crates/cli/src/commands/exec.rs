@@ -20,10 +20,11 @@ use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use homebase_server::dev::DevFile;
 
 use crate::api::{Api, ApiError};
 use crate::cli::GlobalArgs;
-use crate::commands::dev::DevFile;
+use crate::commands::dev::read_dev_file;
 use crate::target::{Source, TargetArgs, encode_segment};
 
 /// The wrapper that builds the client and imports the script.
@@ -54,7 +55,7 @@ pub async fn run(args: ExecArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let script = script_url(args.script.as_deref(), work.path())?;
     let (api, app_id) = if args.local {
         let project = crate::target::project(&args.target)?;
-        let dev = DevFile::read(&project)?;
+        let dev = read_dev_file(&project)?;
         (Api::with_key(&dev.url, &dev.key, Source::AppFile(DevFile::path(&project)))?, dev.app_id)
     } else {
         Api::for_app(&args.target)?

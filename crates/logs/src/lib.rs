@@ -1,5 +1,14 @@
-//! Where worker log events go inside the server: secret masking, numbering, a bounded buffer of
-//! recent lines, live subscribers, the log store (in `serve`) and any extra sinks (the terminal).
+//! The log pipeline of Homebase: where the lines a function prints go once the runtime has
+//! turned them into [`LogEvent`]s.
+//!
+//! It owns [`LogHub`] (numbering, secret masking per app, a bounded buffer of recent lines, the
+//! live feed for followers, the fan-out), the masking of secret values ([`mask_values`], the
+//! per-app matchers behind [`LogHub::mask_text`]), [`LogWriter`] (the batching writer to the
+//! log store, with retention sweeps), the [`Sink`] interface of the other consumers (the
+//! terminal of `dev` and `serve`, a test's capture), and the conversions between a line and its
+//! stored row ([`first_id`], [`micros`], [`level_number`], [`level_of`]). It knows nothing of
+//! HTTP: the logs API and its live stream are the server's (`homebase_server::logs_api`), the
+//! storage is `homebase_store::LogStore`, the events come from `homebase_runtime`.
 //!
 //! [`LogHub::emit`] is called from the tasks that read worker output and from the request path
 //! (the invocation line), so it never waits: it masks the app's secret values in the message,
@@ -30,6 +39,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use homebase_runtime::{FunctionSpec, Level, LogEvent, LogSink};
 use homebase_store::{LogRecord, LogStore, Retention};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::task::TaskTracker;
 
 /// What a secret value is replaced with in log lines.
 pub const MASK: &str = "********";
@@ -48,12 +58,20 @@ pub const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// The longest pause between two attempts to store a batch.
 pub const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
+/// Where the hub hands every line besides the store and live subscribers: the terminal of
+/// `dev` and `serve`, a test's capture. `emit` must not wait (see [`LogSink`]); `flush` may.
+pub trait Sink: LogSink {
+    /// Returns once every line emitted so far is out (written to the terminal, say). Blocking:
+    /// call it off the async threads. The default has nothing to wait for.
+    fn flush(&self) {}
+}
+
 /// Keeps the most recent events and fans every event out to subscribers, the store and sinks.
 pub struct LogHub {
     state: Mutex<HubState>,
     capacity: usize,
     live: broadcast::Sender<Arc<LogEvent>>,
-    sinks: Vec<Arc<dyn LogSink>>,
+    sinks: Vec<Arc<dyn Sink>>,
     writer: Option<LogWriter>,
     /// App id → the values masked in its lines.
     masks: RwLock<HashMap<String, AppMasks>>,
@@ -65,18 +83,18 @@ struct HubState {
 }
 
 impl LogHub {
-    pub fn new(capacity: usize, sinks: Vec<Arc<dyn LogSink>>) -> Arc<LogHub> {
+    pub fn new(capacity: usize, sinks: Vec<Arc<dyn Sink>>) -> Arc<LogHub> {
         LogHub::build(capacity, sinks, None, 1)
     }
 
     /// A hub that also stores every line through `writer`, numbering lines from `next_id` (see
     /// [`LogStore::next_id`]) or from the current time in microseconds since the Unix epoch,
     /// whichever is larger (see [`first_id`]).
-    pub fn with_store(capacity: usize, sinks: Vec<Arc<dyn LogSink>>, writer: LogWriter, next_id: u64) -> Arc<LogHub> {
+    pub fn with_store(capacity: usize, sinks: Vec<Arc<dyn Sink>>, writer: LogWriter, next_id: u64) -> Arc<LogHub> {
         LogHub::build(capacity, sinks, Some(writer), first_id(next_id, SystemTime::now()))
     }
 
-    fn build(capacity: usize, sinks: Vec<Arc<dyn LogSink>>, writer: Option<LogWriter>, next_id: u64) -> Arc<LogHub> {
+    fn build(capacity: usize, sinks: Vec<Arc<dyn Sink>>, writer: Option<LogWriter>, next_id: u64) -> Arc<LogHub> {
         let (live, _) = broadcast::channel(4096);
         Arc::new(LogHub {
             state: Mutex::new(HubState {
@@ -118,6 +136,14 @@ impl LogHub {
     /// The store writer, in `serve`.
     pub fn writer(&self) -> Option<&LogWriter> {
         self.writer.as_ref()
+    }
+
+    /// Returns once every sink has put out the lines emitted so far (see [`Sink::flush`]).
+    /// Blocking.
+    pub fn flush_sinks(&self) {
+        for sink in &self.sinks {
+            sink.flush();
+        }
     }
 
     /// From now on, these values are masked in the lines of `app_id`'s functions (values
@@ -322,6 +348,8 @@ pub fn micros(time: SystemTime) -> i64 {
 enum WriterMessage {
     Line(Arc<LogEvent>),
     Flush(oneshot::Sender<()>),
+    /// Store what came before, then end.
+    Close,
 }
 
 /// The queue to the task that writes lines to the log store (see the module docs).
@@ -333,15 +361,25 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Starts the writer task over `store`, applying `retention` at start and every
-    /// [`PRUNE_EVERY`]. The task ends when every `LogWriter` clone is dropped, after writing
-    /// what was queued.
-    pub fn spawn(store: LogStore, retention: Retention) -> (LogWriter, tokio::task::JoinHandle<()>) {
+    /// Starts the writer task over `store` on `tasks`, applying `retention` at start and every
+    /// [`PRUNE_EVERY`]. The task ends after [`close`](LogWriter::close), or when every
+    /// `LogWriter` clone is dropped, once it has written what was queued.
+    pub fn spawn(
+        tasks: &TaskTracker,
+        store: LogStore,
+        retention: Retention,
+    ) -> (LogWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let (failed, failures) = watch::channel(0);
-        let task = tokio::spawn(write_lines(store, retention, rx, queued.clone(), failed));
+        let task = tasks.spawn(write_lines(store, retention, rx, queued.clone(), failed));
         (LogWriter { tx, queued, failures }, task)
+    }
+
+    /// Asks the writer task to store every line queued so far and end (no more retention
+    /// sweeps). Lines pushed afterwards are not stored, and say so in the server log.
+    pub fn close(&self) {
+        let _ = self.tx.send(WriterMessage::Close);
     }
 
     fn push(&self, event: &Arc<LogEvent>) {
@@ -393,10 +431,12 @@ async fn write_lines(
         };
         let mut lines = Vec::with_capacity(received);
         let mut flushes = Vec::new();
+        let mut closing = false;
         for message in messages.drain(..) {
             match message {
                 WriterMessage::Line(event) => lines.push(record_of(&event)),
                 WriterMessage::Flush(done) => flushes.push(done),
+                WriterMessage::Close => closing = true,
             }
         }
         let count = lines.len();
@@ -405,6 +445,9 @@ async fn write_lines(
         // Only now: a flush is answered once the lines queued before it are stored.
         for done in flushes {
             let _ = done.send(());
+        }
+        if closing {
+            break;
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             prune(&store, retention).await;
@@ -579,7 +622,7 @@ mod tests {
     async fn the_writer_stores_every_line_in_batches_and_flush_waits_for_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path().join("logs.db")).await.unwrap();
-        let (writer, task) = LogWriter::spawn(store.clone(), Retention::default());
+        let (writer, task) = LogWriter::spawn(&TaskTracker::new(), store.clone(), Retention::default());
         let hub = LogHub::with_store(0, vec![], writer.clone(), store.next_id().await.unwrap());
         let first = hub.next_id();
         for i in 0..20_000 {
@@ -592,6 +635,24 @@ mod tests {
         drop((hub, writer));
         task.await.unwrap();
         assert_eq!(store.next_id().await.unwrap(), first + 20_000);
+    }
+
+    #[tokio::test]
+    async fn closing_the_writer_stores_what_was_queued_and_ends_its_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path().join("logs.db")).await.unwrap();
+        let tasks = TaskTracker::new();
+        let (writer, task) = LogWriter::spawn(&tasks, store.clone(), Retention::default());
+        let hub = LogHub::with_store(0, vec![], writer.clone(), store.next_id().await.unwrap());
+        for i in 0..1000 {
+            hub.emit(event("a", &format!("line {i}")));
+        }
+        writer.close();
+        tokio::time::timeout(Duration::from_secs(30), task).await.expect("the writer ends once closed").unwrap();
+        tasks.close();
+        assert!(tasks.is_empty(), "the writer's task was tracked and is done");
+        assert_eq!(store.count(Some("a"), None).await.unwrap(), 1000, "every queued line was stored first");
+        drop(hub);
     }
 
     #[test]
@@ -617,7 +678,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logs.db");
         let store = LogStore::open(&path).await.unwrap();
-        let (writer, task) = LogWriter::spawn(store.clone(), Retention::default());
+        let (writer, task) = LogWriter::spawn(&TaskTracker::new(), store.clone(), Retention::default());
         let hub = LogHub::with_store(0, vec![], writer.clone(), store.next_id().await.unwrap());
         hub.emit(event("a", "before"));
         writer.flush().await;

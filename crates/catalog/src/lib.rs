@@ -1,11 +1,26 @@
-//! Which functions an app has: the server's view of what it may route to.
+//! Which apps and functions exist, and what runs them: the [`Catalog`] that the server's
+//! function routes resolve requests against.
+//!
+//! It owns the snapshot of an app's functions ([`AppFunctions`], replaced whole on every change,
+//! with longest-name resolution) and the two catalogs: [`dev::DevApp`], one project folder read
+//! into [`FunctionSpec`]s with local `.env` secrets and reloaded by a watcher, and
+//! [`platform::Platform`], the apps of `serve` from the store, each active deployment
+//! materialised on disk by its content address, with the app's secrets and network list in the
+//! worker's version. Both retire outdated workers after a change and hand the apps' secret
+//! values to the log hub for masking. It knows nothing of HTTP: routes, keys and error bodies
+//! are the server's.
+
+pub mod dev;
+pub mod platform;
+
+pub use dev::{DevApp, DevEvent, DevListener};
+pub use platform::Platform;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use homebase_runtime::FunctionSpec;
-use http::HeaderMap;
 
 /// The functions of one app at one moment. Replaced whole when the app changes (a reload in dev,
 /// a deploy in serve), so a request sees one consistent set.
@@ -67,16 +82,7 @@ pub trait Catalog: Send + Sync + 'static {
         let _ = app_id;
         Cow::Borrowed(text)
     }
-    /// Whether the sender of `headers` may learn the names of `app_id`'s functions (a 404 for an
-    /// unknown function lists them). Dev: anyone, it is the developer's own machine.
-    fn may_list_functions<'a>(&'a self, app_id: &'a str, headers: &'a HeaderMap) -> BoxFuture<'a, bool> {
-        let _ = (app_id, headers);
-        Box::pin(std::future::ready(true))
-    }
 }
-
-/// A boxed future, for the async methods of [`Catalog`] (a trait object).
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 #[cfg(test)]
 mod tests {

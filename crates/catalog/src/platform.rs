@@ -1,4 +1,4 @@
-//! `homebase serve`: apps and their deployed functions, from the store.
+//! The catalog of `homebase serve`: apps and their deployed functions, from the store.
 //!
 //! The catalog the function routes read is an in-memory snapshot per app, rebuilt from the store
 //! after every change (deploy, delete, rollback) and at start. Each active deployment is
@@ -16,36 +16,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use axum::Router;
-use axum::routing::get;
+use homebase_logs::LogHub;
 use homebase_runtime::{FunctionSpec, NetAllow, Runtime};
 use homebase_store::{ActiveFunction, Store, StoreError};
-use http::StatusCode;
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
-use crate::catalog::{AppFunctions, BoxFuture, Catalog};
-
-/// The router of `homebase serve`: the SDK surface (functions and app users, under CORS), the
-/// management API, the `501`s of the CLI's routes Homebase lacks ([`crate::unsupported`]),
-/// `/healthz`, `/readyz` (the database answers) and the JSON 404.
-pub fn router(platform: Arc<Platform>, state: AppState, auth: Arc<crate::users_api::Auth>) -> Router {
-    let store = platform.store.clone();
-    crate::sdk::router(state, auth)
-        .route("/healthz", get(|| async { "ok" }))
-        .merge(crate::manage::router(platform.clone()))
-        .merge(crate::logs_api::router(platform))
-        .merge(crate::unsupported::management_routes())
-        .route("/readyz", get(move || ready(store.clone())))
-        .fallback(crate::unknown_route)
-}
-
-async fn ready(store: Store) -> (StatusCode, &'static str) {
-    match store.list_apps().await {
-        Ok(_) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the database is not reachable"),
-    }
-}
+use crate::{AppFunctions, Catalog};
 
 pub struct Platform {
     pub store: Store,
@@ -57,16 +33,15 @@ pub struct Platform {
     apps: RwLock<HashMap<String, Arc<AppFunctions>>>,
     /// Held from the function-limit check to the store write of a deploy, so that concurrent
     /// deploys of new names cannot pass the limit together.
-    pub(crate) deploy_lock: tokio::sync::Mutex<()>,
+    pub deploy_lock: tokio::sync::Mutex<()>,
     /// Held across a whole refresh: two overlapping refreshes could otherwise finish in the wrong
     /// order and leave the older snapshot (and retire the newer worker).
     refresh_lock: tokio::sync::Mutex<()>,
     /// Random per process: keys the hash of the secrets in worker versions, so that a version
     /// seen in a log says nothing about the values.
     secrets_salt: [u8; 32],
-    /// The log store, the hub and shutdown, for the logs API; the hub also masks each app's
-    /// secret values in its lines.
-    logs: Option<crate::logs_api::LogService>,
+    /// The log hub, which masks each app's secret values in its lines.
+    logs: Option<Arc<LogHub>>,
     /// `(app, secret name)` already logged as withheld from workers.
     withheld: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
@@ -77,13 +52,13 @@ impl Platform {
         Platform::open_with_logs(store, runtime, data_dir, None).await
     }
 
-    /// [`open`](Platform::open), with the logs API served from `logs` and each app's secret
-    /// values masked in its log lines.
+    /// [`open`](Platform::open), with each app's secret values masked in the log lines of
+    /// `logs`.
     pub async fn open_with_logs(
         store: Store,
         runtime: Runtime,
         data_dir: &Path,
-        logs: Option<crate::logs_api::LogService>,
+        logs: Option<Arc<LogHub>>,
     ) -> Result<Arc<Platform>, StoreError> {
         let scratch_dir = data_dir.join("scratch");
         // Checks interrupted by a crash leave folders here; none is needed after a restart.
@@ -116,7 +91,7 @@ impl Platform {
         let secrets = if functions.is_empty() { BTreeMap::new() } else { self.store.secrets(app_id).await? };
         let secrets_tag = secrets_fingerprint(&self.secrets_salt, app_id, &secrets);
         if let Some(logs) = &self.logs {
-            logs.hub.set_secrets(app_id, secrets.values());
+            logs.set_secrets(app_id, secrets.values());
         }
         let env = self.worker_secrets(app_id, secrets);
         let net_allow = if functions.is_empty() { NetAllow::none() } else { self.net_allow(app_id).await? };
@@ -152,11 +127,6 @@ impl Platform {
             }
         }
         env
-    }
-
-    /// The logs API's service, when this platform keeps logs.
-    pub fn logs(&self) -> Option<&crate::logs_api::LogService> {
-        self.logs.as_ref()
     }
 
     pub fn scratch_dir(&self) -> &Path {
@@ -245,19 +215,8 @@ impl Catalog for Platform {
 
     fn mask_text<'a>(&self, app_id: &str, text: &'a str) -> Cow<'a, str> {
         match &self.logs {
-            Some(logs) => logs.hub.mask_text(app_id, text),
+            Some(logs) => logs.mask_text(app_id, text),
             None => Cow::Borrowed(text),
         }
-    }
-
-    /// Only a holder of a key for the app (or of an admin key), sent as the management API takes
-    /// it (`api_key`, or `Authorization: Bearer b44k_…`).
-    fn may_list_functions<'a>(&'a self, app_id: &'a str, headers: &'a http::HeaderMap) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            match crate::manage::Caller::authenticate(self, headers).await {
-                Ok(caller) => caller.require_app(app_id).is_ok(),
-                Err(_) => false,
-            }
-        })
     }
 }
