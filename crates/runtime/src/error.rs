@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// How long a caller refused with [`RuntimeError::Overloaded`] is asked to wait (`Retry-After`).
+pub const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// Failures of the runtime. Each maps to an HTTP status and a stable code; the message is a
 /// sentence that the server sends to the caller as it is.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -33,6 +36,11 @@ pub enum RuntimeError {
     /// Functions cannot be confined as `serve` requires.
     #[error("Functions cannot be sandboxed on this system: {message}")]
     Sandbox { message: String },
+    /// The function's worker, or all workers together, hold as many connections as allowed
+    /// (`limit`, see [`Runtime::limit_worker_connections`](crate::Runtime::limit_worker_connections)):
+    /// the request was refused at once. Retry after [`OVERLOADED_RETRY_AFTER`].
+    #[error("{}", if *all_workers { "The server is handling too many function requests".to_string() } else { format!("Function '{function}' is handling too many requests") })]
+    Overloaded { function: String, limit: usize, all_workers: bool },
     /// The runtime is shutting down and takes no new requests.
     #[error("The server is shutting down")]
     ShuttingDown,
@@ -52,7 +60,7 @@ impl RuntimeError {
         match self {
             RuntimeError::BootFailed { .. } | RuntimeError::Crashed { .. } => 502,
             RuntimeError::Timeout { .. } => 504,
-            RuntimeError::ShuttingDown => 503,
+            RuntimeError::ShuttingDown | RuntimeError::Overloaded { .. } => 503,
             RuntimeError::ModuleInvalid { .. } => 422,
             RuntimeError::CheckTimeout { .. } => 504,
             RuntimeError::Busy { .. } => 429,
@@ -67,11 +75,22 @@ impl RuntimeError {
             RuntimeError::Crashed { .. } => "function_crashed",
             RuntimeError::Timeout { .. } => "function_timeout",
             RuntimeError::ShuttingDown => "shutting_down",
+            RuntimeError::Overloaded { all_workers: false, .. } => "function_busy",
+            RuntimeError::Overloaded { all_workers: true, .. } => "server_busy",
             RuntimeError::ModuleInvalid { .. } => "module_invalid",
             RuntimeError::CheckTimeout { .. } => "check_timeout",
             RuntimeError::Busy { .. } => "too_many_checks",
             RuntimeError::Sandbox { .. } => "sandbox_unavailable",
             RuntimeError::Io { .. } => "internal",
+        }
+    }
+
+    /// How long a caller should wait before retrying, for the errors that say to retry.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RuntimeError::Overloaded { .. } => Some(OVERLOADED_RETRY_AFTER),
+            RuntimeError::Busy { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 
@@ -103,6 +122,15 @@ impl RuntimeError {
             ),
             RuntimeError::Busy { detail, .. } | RuntimeError::Sandbox { message: detail } => detail.clone(),
             RuntimeError::ShuttingDown => "Retry against another node or after the restart.".into(),
+            RuntimeError::Overloaded { limit, all_workers: false, .. } => format!(
+                "It has {limit} requests in flight, the most one function may have at once (a quarter of what the \
+                 server allows for all functions, which follows max-connections and the open-file limit). Retry in \
+                 a moment."
+            ),
+            RuntimeError::Overloaded { limit, all_workers: true, .. } => format!(
+                "Functions have {limit} requests in flight together, the most this server allows at once (it \
+                 follows max-connections and the open-file limit). Retry in a moment."
+            ),
             RuntimeError::Io { message } => message.clone(),
         }
     }

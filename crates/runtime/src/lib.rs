@@ -14,6 +14,7 @@ mod error;
 pub mod logs;
 pub mod netpolicy;
 mod pool;
+mod public;
 pub mod sandbox;
 mod worker;
 
@@ -24,7 +25,7 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
 pub use check::CHECK_RETRY_AFTER;
-pub use error::RuntimeError;
+pub use error::{OVERLOADED_RETRY_AFTER, RuntimeError};
 pub use logs::{Level, LogEvent, LogSink};
 pub use netpolicy::NetAllow;
 pub use pool::{ResponseBody, Runtime, WorkerInfo};
@@ -84,6 +85,10 @@ pub struct RuntimeConfig {
     /// What every worker may reach on the network besides the public internet
     /// (`function-net-allow`, see [`netpolicy`]); `*` (the default, for dev) is everything.
     pub net_allow: NetAllow,
+    /// Folders whose paths error answers never show when `error_details` is off (`serve`: the
+    /// data folder), besides the ones the runtime knows: each path under them is shown as
+    /// `<data>/…` (see the `public` module).
+    pub private_dirs: Vec<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -101,6 +106,7 @@ impl Default for RuntimeConfig {
             max_checks: default_max_checks(),
             error_details: true,
             net_allow: NetAllow::any(),
+            private_dirs: Vec::new(),
         }
     }
 }

@@ -21,10 +21,11 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::check::{self, Checks, Listing};
-use crate::conn::{ConnError, WorkerConn};
+use crate::conn::{ConnBudget, ConnError, Full, IDLE_CONN_TIMEOUT, WorkerConn};
 use crate::deno::{self, DenoInstall};
 use crate::logs::{Level, LogSink};
 use crate::netpolicy::ApiRoute;
+use crate::public;
 use crate::sandbox::{Caches, SandboxMode, Support, WorkerIsolation};
 use crate::worker::{Lease, Worker, WorkerContext};
 use crate::{BoxError, FunctionSpec, RequestBody, RuntimeConfig, RuntimeError};
@@ -58,6 +59,8 @@ struct Inner {
     deno: OnceCell<DenoInstall>,
     /// app id → function name → slot.
     slots: Mutex<HashMap<String, HashMap<String, Arc<Slot>>>>,
+    /// How many connections to workers may be open ([`Runtime::limit_worker_connections`]).
+    conn_budget: Arc<ConnBudget>,
     next_worker: AtomicU64,
     shutdown: CancellationToken,
     epoch: Instant,
@@ -92,6 +95,8 @@ pub struct WorkerInfo {
     pub in_flight: usize,
     /// Connections opened to the worker so far (reuse keeps this low).
     pub connections: u64,
+    /// Connections open to the worker now, busy or idle.
+    pub open_connections: usize,
 }
 
 impl Runtime {
@@ -153,6 +158,7 @@ impl Runtime {
             context: OnceCell::new(),
             deno: OnceCell::new(),
             slots: Mutex::new(HashMap::new()),
+            conn_budget: Arc::new(ConnBudget::new()),
             next_worker: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             epoch: Instant::now(),
@@ -163,6 +169,26 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// Allows at most `max` connections to workers at once (10,000 until called), and a quarter
+    /// of that to any one worker. Every function request in flight holds one, so this bounds
+    /// them too: a request past either limit is answered [`RuntimeError::Overloaded`] at once.
+    /// The server sets it from its file-descriptor budget, which counts one worker connection per
+    /// client connection it serves, so that HTTP/2 streams by the thousand cannot run this
+    /// process out of descriptors.
+    pub fn limit_worker_connections(&self, max: usize) {
+        self.inner.conn_budget.set(max);
+    }
+
+    /// `(all workers, one worker)`: the most connections to workers open at once.
+    pub fn worker_connection_limits(&self) -> (usize, usize) {
+        (self.inner.conn_budget.max(), self.inner.conn_budget.per_worker())
+    }
+
+    /// Connections open to workers now, busy or idle.
+    pub fn worker_connections(&self) -> usize {
+        self.inner.conn_budget.open()
     }
 
     /// `serve`: what confines its Deno processes (`None` without isolation, as in dev).
@@ -204,6 +230,8 @@ impl Runtime {
                     error_details: inner.config.error_details,
                     net_allow: inner.config.net_allow.clone(),
                     api: inner.api.clone(),
+                    conn_budget: inner.conn_budget.clone(),
+                    private_dirs: inner.config.private_dirs.clone(),
                     boot_timeout: inner.config.boot_timeout,
                     stop_grace: inner.config.stop_grace,
                     logs: inner.logs.clone(),
@@ -288,14 +316,45 @@ impl Runtime {
         match tokio::time::timeout_at(deadline, exchange).await {
             Ok(Ok((conn, response))) => {
                 let status = response.status().as_u16();
-                Ok(response.map(|body| ResponseBody {
-                    inner: body,
-                    conn: Some(conn),
+                let (mut parts, incoming) = response.into_parts();
+                // An error answer of the host: `serve` shows it without this machine's paths.
+                let host_failure = parts.headers.remove(public::FAILURE_HEADER).is_some_and(|mark| {
+                    !self.inner.config.error_details && mark.as_bytes() == worker.failure_mark.as_bytes()
+                });
+                let (inner, conn) = if host_failure {
+                    let mut conn = conn;
+                    let read = tokio::time::timeout_at(deadline, read_failure(&mut conn, incoming)).await;
+                    let read = read.ok().flatten();
+                    if read.is_some() {
+                        worker.conns.checkin(conn);
+                    }
+                    let text = public::rewrite_failure(read.as_deref(), &worker.paths, request_id.as_deref());
+                    parts.headers.remove(http::header::TRANSFER_ENCODING);
+                    parts.headers.insert(http::header::CONTENT_LENGTH, text.len().into());
+                    parts
+                        .headers
+                        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                    (Payload::Ready(Some(text)), None)
+                } else {
+                    (Payload::Worker(incoming), Some(conn))
+                };
+                let body = ResponseBody {
+                    inner,
+                    conn,
                     lease: Some(lease),
                     deadline: Box::pin(tokio::time::sleep_until(deadline)),
                     timeout,
                     invocation: Some(Invocation { started, status, request_id }),
-                }))
+                };
+                Ok(Response::from_parts(parts, body))
+            }
+            Ok(Err(ConnError::Full(full))) => {
+                worker.note_refused(full);
+                let (limit, all_workers) = match full {
+                    Full::Worker(limit) => (limit, false),
+                    Full::Server(limit) => (limit, true),
+                };
+                Err(RuntimeError::Overloaded { function: spec.name.clone(), limit, all_workers })
             }
             Ok(Err(error)) => {
                 // The worker dropped the connection: it crashed (Deno.exit, out of memory) or
@@ -449,6 +508,7 @@ impl Runtime {
                 pid: w.pid,
                 in_flight: w.in_flight(),
                 connections: w.conns.opened(),
+                open_connections: w.conns.open(),
             })
             .collect()
     }
@@ -510,13 +570,14 @@ async fn evict_idle(inner: Weak<Inner>) {
         let slots = inner.slots.lock().unwrap();
         for slot in slots.values().flat_map(|app| app.values()) {
             let mut state = slot.state.lock().unwrap();
-            if let SlotState::Ready(worker) = &*state
-                && worker.in_flight() == 0
-                && worker.idle_for() >= idle
-            {
-                worker.system_log(Level::Info, format!("worker stopped after {}s idle", idle.as_secs_f64()));
-                worker.retire();
-                *state = SlotState::Empty;
+            if let SlotState::Ready(worker) = &*state {
+                if worker.in_flight() == 0 && worker.idle_for() >= idle {
+                    worker.system_log(Level::Info, format!("worker stopped after {}s idle", idle.as_secs_f64()));
+                    worker.retire();
+                    *state = SlotState::Empty;
+                } else {
+                    worker.conns.trim(IDLE_CONN_TIMEOUT.min(idle));
+                }
             }
         }
     }
@@ -526,13 +587,48 @@ async fn evict_idle(inner: Weak<Inner>) {
 /// arrives on, holds the worker's lease until the body ends, returns the connection to the pool
 /// after a complete exchange, and cuts the stream (replacing the worker) at the function timeout.
 pub struct ResponseBody {
-    inner: Incoming,
+    inner: Payload,
     conn: Option<WorkerConn>,
     lease: Option<Lease>,
     deadline: Pin<Box<Sleep>>,
     timeout: Duration,
     /// What the invocation line says when the exchange ends; taken when it is written.
     invocation: Option<Invocation>,
+}
+
+/// What a [`ResponseBody`] streams: the worker's body, or one Homebase has read and rewritten.
+enum Payload {
+    Worker(Incoming),
+    Ready(Option<Bytes>),
+}
+
+impl Payload {
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Payload::Worker(incoming) => incoming.is_end_stream(),
+            Payload::Ready(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Payload::Worker(incoming) => incoming.size_hint(),
+            Payload::Ready(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+/// Reads the (small) body of a host's error answer, driving its connection meanwhile; `None`
+/// when it is longer than [`public::MAX_FAILURE_BODY`] or cannot be read.
+async fn read_failure(conn: &mut WorkerConn, incoming: Incoming) -> Option<Bytes> {
+    use http_body_util::{BodyExt, Limited};
+    let mut collect = std::pin::pin!(Limited::new(incoming, public::MAX_FAILURE_BODY).collect());
+    let collected = std::future::poll_fn(|cx| {
+        let _ = conn.poll_io(cx);
+        collect.as_mut().poll(cx)
+    })
+    .await;
+    collected.ok().map(|c| c.to_bytes())
 }
 
 /// One request, for the line Homebase writes when it ends: `invocation: 200 in 3.1 ms (warm)`,
@@ -581,7 +677,7 @@ impl ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         // An empty body is never polled; a fully read one may not be polled to its end.
-        let complete = self.inner.is_end_stream();
+        let complete = self.inner.is_end_stream() || matches!(self.inner, Payload::Ready(_));
         self.finish(complete);
     }
 }
@@ -592,10 +688,22 @@ impl Body for ResponseBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        let inner = match &mut this.inner {
+            Payload::Worker(incoming) => incoming,
+            Payload::Ready(bytes) => {
+                return match bytes.take() {
+                    Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                    None => {
+                        this.finish(true);
+                        Poll::Ready(None)
+                    }
+                };
+            }
+        };
         if let Some(conn) = this.conn.as_mut() {
             let _ = conn.poll_io(cx); // reads the body into `inner`; an end shows up there
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(None) => {
                 this.finish(true);
                 Poll::Ready(None)

@@ -400,10 +400,11 @@ pub(crate) struct Rules {
     write: Vec<PathBuf>,
 }
 
-/// System files a Deno process reads: its libraries, the loader's cache, DNS and TLS
-/// configuration, time zones, and the few `/proc` and `/sys` files V8 and Deno ask about (memory,
-/// CPUs, the kernel release). No process's own `/proc/<pid>` folder: Deno runs without it.
-const SYSTEM_READ: [&str; 36] = [
+/// System files a Deno process reads: its libraries, the loader's cache, DNS configuration, CA
+/// certificates ([`CA_CERTIFICATES`]), time zones, and the few `/proc` and `/sys` files V8 and Deno
+/// ask about (memory, CPUs, the kernel release). No process's own `/proc/<pid>` folder: Deno runs
+/// without it.
+const SYSTEM_READ: [&str; 30] = [
     "/lib",
     "/lib64",
     "/lib32",
@@ -411,15 +412,9 @@ const SYSTEM_READ: [&str; 36] = [
     "/usr/lib64",
     "/usr/lib32",
     "/usr/share/zoneinfo",
-    "/usr/share/ca-certificates",
-    "/usr/local/share/ca-certificates",
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",
-    "/etc/ssl",
-    "/etc/pki",
-    "/etc/ca-certificates",
-    "/etc/ca-certificates.conf",
     "/etc/resolv.conf",
     "/etc/hosts",
     "/etc/host.conf",
@@ -442,12 +437,32 @@ const SYSTEM_READ: [&str; 36] = [
     "/sys/devices/system/cpu",
 ];
 
+/// Where the systems Deno runs on keep CA certificates, for `npm:` and `https:` imports and
+/// `fetch` over TLS (Deno's own roots need none; `DENO_TLS_CA_STORE=system` and
+/// `NODE_EXTRA_CA_CERTS` read these): the certificate folders and bundle files of Debian and
+/// Ubuntu, Fedora and RHEL, SUSE, Arch and Alpine, and where their links lead. Never their parents:
+/// `/etc/ssl/private` and `/etc/pki/tls/private` hold the host's TLS private keys.
+pub(crate) const CA_CERTIFICATES: [&str; 12] = [
+    "/etc/ssl/certs",
+    "/etc/ssl/cert.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/certs",
+    "/etc/pki/tls/cert.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/pki/ca-trust/extracted",
+    "/etc/ca-certificates",
+    "/etc/ca-certificates.conf",
+    "/usr/share/ca-certificates",
+    "/usr/local/share/ca-certificates",
+    "/var/lib/ca-certificates",
+];
+
 impl Rules {
     /// The Deno executable and the system files it needs, and `/dev/null` to write.
     pub fn for_deno(deno: &Path) -> Rules {
         let mut rules = Rules::default();
         rules.read(deno.canonicalize().unwrap_or_else(|_| deno.to_path_buf()));
-        for path in SYSTEM_READ {
+        for path in SYSTEM_READ.iter().chain(CA_CERTIFICATES.iter()) {
             rules.read(PathBuf::from(path));
         }
         for file in ca_files() {
@@ -575,6 +590,71 @@ mod tests {
         }
         assert!(env.contains(&("HOME".into(), "/t".into())));
         assert!(env.contains(&("DENO_DIR".into(), "/d".into())));
+    }
+
+    /// Workers and deploy checks read CA certificates, never the host's TLS private keys: no
+    /// rule grants `/etc/ssl/private`, `/etc/pki/tls/private` or a folder above them.
+    #[test]
+    fn tls_private_keys_are_not_among_the_readable_files() {
+        let rules = Rules::for_deno(Path::new("/nonexistent/deno"));
+        for private in
+            ["/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/pki/tls/private/localhost.key", "/etc/ssl/x.key"]
+        {
+            for granted in rules.read.iter().chain(&rules.write) {
+                assert!(!Path::new(private).starts_with(granted), "{} opens {private}", granted.display());
+            }
+        }
+        for certificates in ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"] {
+            assert!(rules.read.iter().any(|granted| Path::new(certificates).starts_with(granted)), "{certificates}");
+        }
+    }
+
+    /// The rules at work: a Deno with every permission of its own (`deno eval`), confined as
+    /// workers and deploy checks are, reads the CA bundle and not a TLS private key. The key is
+    /// made for the test in `/etc/ssl/private` (the tests run as root) and removed after; without
+    /// root, the host's snakeoil key is tried if it exists.
+    #[tokio::test]
+    async fn a_confined_deno_reads_ca_certificates_but_never_tls_private_keys() {
+        if !Support::probe().available() {
+            eprintln!("skipped: this kernel has no Landlock");
+            return;
+        }
+        struct Made(PathBuf);
+        impl Drop for Made {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let made = PathBuf::from(format!("/etc/ssl/private/homebase-runtime-test-{}.key", std::process::id()));
+        let made = std::fs::write(&made, "-----BEGIN PRIVATE KEY-----\nmade-by-a-test\n").ok().map(|()| Made(made));
+        let key = match &made {
+            Some(made) => made.0.clone(),
+            None => PathBuf::from("/etc/ssl/private/ssl-cert-snakeoil.key"),
+        };
+        let bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let Some(bundle) = bundle.filter(|_| key.exists()) else {
+            eprintln!("skipped: no TLS private key or CA bundle to try on this machine");
+            return;
+        };
+        let deno = crate::deno::locate_or_install(&|line| eprintln!("{line}")).await.unwrap().path;
+        let home = tempfile::tempdir().unwrap();
+        let code = format!(
+            "for (const path of [{:?}, {bundle:?}]) {{ try {{ console.log(path, 'read', Deno.readTextFileSync(path).length); }} \
+             catch (e) {{ console.log(path, 'refused', e.name); }} }}",
+            key.display().to_string(),
+        );
+        let mut cmd = tokio::process::Command::new(&deno);
+        cmd.args(["eval", "--no-config", &code]).env_clear().envs(base_env(home.path(), home.path()));
+        let mut rules = Rules::for_deno(&deno);
+        rules.write(home.path());
+        rules.apply(&mut cmd).unwrap();
+        let output = cmd.output().await.unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(text.contains(&format!("{} refused PermissionDenied", key.display())), "{text}");
+        assert!(text.contains(&format!("{bundle} read ")), "{text}");
     }
 
     #[test]

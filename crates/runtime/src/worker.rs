@@ -19,9 +19,10 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::ConnPool;
+use crate::conn::{ConnBudget, ConnPool, Full};
 use crate::logs::{Level, LogEvent, LogSink};
 use crate::netpolicy::{self, ApiRoute, NetAllow, WorkerNet};
+use crate::public::{PathMask, Places};
 use crate::{FunctionSpec, RuntimeError};
 
 /// How many stderr lines a worker keeps to explain a crash.
@@ -44,6 +45,10 @@ pub(crate) struct WorkerContext {
     pub error_details: bool,
     pub net_allow: NetAllow,
     pub api: Arc<ApiRoute>,
+    /// How many connections to workers may be open (shared by all workers).
+    pub conn_budget: Arc<ConnBudget>,
+    /// Folders whose paths error answers never show (`RuntimeConfig::private_dirs`).
+    pub private_dirs: Vec<PathBuf>,
     pub boot_timeout: Duration,
     pub stop_grace: Duration,
     pub logs: Arc<dyn LogSink>,
@@ -71,6 +76,15 @@ pub(crate) struct Worker {
     boot_us: AtomicU64,
     /// Leases taken so far: the first request of a worker is its cold start.
     leases: AtomicU64,
+    /// The token with which the host marks the error answers it writes itself
+    /// ([`crate::public::FAILURE_HEADER`]).
+    pub failure_mark: String,
+    /// What callers of `serve` may see of this worker's paths.
+    pub paths: PathMask,
+    /// Requests refused because no connection could be opened, since the last note in the log.
+    refused: AtomicU64,
+    /// Milliseconds since the epoch of the last such note, plus one; 0 before the first.
+    refused_noted: AtomicU64,
 }
 
 impl Worker {
@@ -88,6 +102,20 @@ impl Worker {
             Some(isolation) => isolation.caches.app_dir(&spec.app_id)?,
             None => ctx.deno_dir.clone(),
         };
+        let packages: Vec<PathBuf> = ctx.isolation.iter().flat_map(|i| i.caches.packages()).collect();
+        let mut homebase = vec![ctx.host_dir.clone(), ctx.sockets_dir.clone(), ctx.tmp_dir.clone()];
+        homebase.extend(ctx.sockets_dir.parent().map(Path::to_path_buf));
+        homebase.extend(crate::deno::cache_dir().parent().map(Path::to_path_buf));
+        let paths = PathMask::new(&Places {
+            entry: Some(&spec.entry),
+            root: spec.read_paths.first().map(PathBuf::as_path).filter(|root| spec.entry.starts_with(root)),
+            tmp: Some(&tmp),
+            deno_dir: Some(&deno_dir),
+            packages: &packages,
+            homebase: &homebase,
+            private: &ctx.private_dirs,
+        });
+        let failure_mark = random_token();
 
         let mut code = vec![ctx.host_dir.clone()];
         code.extend(ctx.isolation.iter().flat_map(|i| i.caches.packages()));
@@ -146,6 +174,7 @@ impl Worker {
             .env("HOMEBASE_SOCKET", &socket)
             .env("HOMEBASE_FUNCTION", &spec.name)
             .env("HOMEBASE_ERROR_DETAILS", if ctx.error_details { "1" } else { "0" })
+            .env("HOMEBASE_FAILURE_MARK", &failure_mark)
             .env("HOMEBASE_SECRET_NAMES", secrets.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(","))
             .envs(api.iter().flat_map(|origins| {
                 [
@@ -178,7 +207,7 @@ impl Worker {
         let worker = Arc::new(Worker {
             spec,
             pid,
-            conns: ConnPool::new(socket.clone()),
+            conns: ConnPool::new(socket.clone(), ctx.conn_budget.clone()),
             in_flight: AtomicUsize::new(0),
             last_used: AtomicU64::new(0),
             retired: AtomicBool::new(false),
@@ -190,6 +219,10 @@ impl Worker {
             epoch: ctx.epoch,
             boot_us: AtomicU64::new(0),
             leases: AtomicU64::new(0),
+            failure_mark,
+            paths,
+            refused: AtomicU64::new(0),
+            refused_noted: AtomicU64::new(0),
         });
         worker.touch();
         tokio::spawn(own_process(worker.clone(), child, stdin, pumps, ctx.stop_grace, socket_dir, tmp));
@@ -205,7 +238,7 @@ impl Worker {
                 return Ok(worker);
             }
             Ok(Ok(Err(load_error))) => {
-                let reason = format!("its module did not load: {}", first_line_without_paths(&load_error));
+                let reason = format!("its module did not load: {}", worker.paths.line(&load_error));
                 (load_error, reason)
             }
             Ok(Err(_)) => {
@@ -301,6 +334,26 @@ impl Worker {
     fn stderr_text(&self) -> String {
         let tail = self.stderr_tail.lock().unwrap();
         tail.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Counts a request refused because no connection to the worker could be opened, and says so
+    /// in the function's log at most every [`REFUSED_NOTE_EVERY`], with how many were refused.
+    pub fn note_refused(&self, full: Full) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let noted = self.refused_noted.load(Ordering::Relaxed);
+        let due = noted == 0 || now.saturating_sub(noted) >= REFUSED_NOTE_EVERY.as_millis() as u64;
+        if !due || self.refused_noted.compare_exchange(noted, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return;
+        }
+        let refused = self.refused.swap(0, Ordering::Relaxed).max(1);
+        let why = match full {
+            Full::Worker(max) => format!("this function has {max} requests in flight, the most one function may have"),
+            Full::Server(max) => {
+                format!("functions have {max} requests in flight together, the most the server allows")
+            }
+        };
+        self.system_log(Level::Warning, format!("{refused} request(s) refused with 503: {why}"));
     }
 
     /// A line Homebase writes about this worker (start, stop, crash).
@@ -527,6 +580,15 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             }
         }
     }
+}
+
+/// How often at most a worker's log says that requests were refused ([`Worker::note_refused`]).
+const REFUSED_NOTE_EVERY: Duration = Duration::from_secs(10);
+
+/// 32 random hex digits.
+fn random_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The first line of `text` with every `file://` URL cut to its file name: what `serve` may

@@ -7,6 +7,9 @@
 //! - Anything that does not verify (forged, expired, malformed, another app's) is a 401, never
 //!   silently treated as anonymous.
 //! - [`LoginLimiter`] counts failed logins per account and per client address in a fixed window.
+//!   An account past its limit is refused; an address past its limit is not refused a right
+//!   password or code (many people share an address: behind a proxy, or functions signing users
+//!   in through the API socket), only told to slow down when it is wrong ([`Reservation::address_limited`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -227,6 +230,12 @@ type Key = [u8; 16];
 /// work it guards ([`Limiter::reserve`]), under one lock, so concurrent attempts cannot all pass
 /// the check; a successful login or code gives its reservation back ([`Limiter::refund`]).
 ///
+/// The per-address limit refuses outright only the attempts that are never refunded
+/// ([`Attempt::Mail`]). Past it, a login or a code is still checked, and counted (a failure stays
+/// counted): a right one passes, a wrong one is answered as over the limit. Otherwise anyone could
+/// lock everyone behind a shared address out of an app with a few wrong guesses (the per-account
+/// limit still stops guessing at one account; the Argon2 work is bounded by the store).
+///
 /// The map holds at most [`MAX_ENTRIES`] buckets; expired ones are swept on a schedule (every
 /// [`SWEEP_EVERY`] at most once), and when it is full. When it is still full after that, new
 /// buckets are refused (the request answers 429) rather than letting the limits lapse.
@@ -256,6 +265,34 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 #[must_use]
 pub struct Reservation {
     keys: [Option<Key>; 2],
+    /// The address was past its limit when this was reserved: how long until its window ends.
+    address_limited: Option<Duration>,
+}
+
+impl Reservation {
+    /// `Some(retry after)` when the client address was past its limit: a right password or code
+    /// still passes, a wrong one is answered [`Limit::Address`].
+    pub fn address_limited(&self) -> Option<Duration> {
+        self.address_limited
+    }
+}
+
+/// Which limit refused an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The account's (or caller's): a completed password reset lifts a login lock.
+    Account,
+    /// The client address's.
+    Address,
+    /// The limiter cannot track a new caller now (it is full).
+    Full,
+}
+
+/// An attempt refused: which limit, and how long until it may be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub limit: Limit,
+    pub retry_after: Duration,
 }
 
 /// The per-address part of a client address: the address itself for IPv4 (and IPv4-mapped
@@ -312,9 +349,11 @@ impl Limiter {
         ]
     }
 
-    /// Counts one `attempt` for the subject's account and address, or `Err(retry after)` when
-    /// either is at its limit (then nothing is counted). Check and count happen under one lock.
-    pub fn reserve(&self, attempt: Attempt, app_id: &str, subject: Subject<'_>) -> Result<Reservation, Duration> {
+    /// Counts one `attempt` for the subject's account and address, or refuses it (then nothing
+    /// is counted) when the account is at its limit, or the address is and the attempt is
+    /// [`Attempt::Mail`]. A login or code past the address's limit is counted and reserved with
+    /// [`Reservation::address_limited`] set. Check and count happen under one lock.
+    pub fn reserve(&self, attempt: Attempt, app_id: &str, subject: Subject<'_>) -> Result<Reservation, Refused> {
         let (per_account, per_address) = self.limits.limits(attempt);
         let window = self.limits.window;
         let keys = Self::keys(attempt, app_id, subject);
@@ -330,21 +369,30 @@ impl Limiter {
             state.last_sweep = now;
             state.next_sweep = now + SWEEP_EVERY;
         }
+        let mut address_limited = None;
         for (key, kind) in keys.iter().flatten() {
-            let limit = if *kind == 0 { per_account } else { per_address };
-            match state.counts.get(key) {
+            let (limit, which) = if *kind == 0 { (per_account, Limit::Account) } else { (per_address, Limit::Address) };
+            let over = match state.counts.get(key) {
                 Some((start, n)) if now.duration_since(*start) < window && *n >= limit => {
-                    return Err(window.saturating_sub(now.duration_since(*start)));
+                    Some(window.saturating_sub(now.duration_since(*start)))
                 }
-                _ if limit == 0 => return Err(window),
-                Some(_) => {}
+                _ if limit == 0 => Some(window),
+                Some(_) => None,
                 None if state.counts.len() >= MAX_ENTRIES => {
                     tracing::warn!(
                         entries = MAX_ENTRIES,
                         "the rate limiter is full; refusing new callers until it drains"
                     );
-                    return Err(window);
+                    return Err(Refused { limit: Limit::Full, retry_after: window });
                 }
+                None => None,
+            };
+            match over {
+                // Right passwords and codes still pass an address's limit (see the type's doc).
+                Some(retry_after) if which == Limit::Address && attempt != Attempt::Mail => {
+                    address_limited = Some(retry_after);
+                }
+                Some(retry_after) => return Err(Refused { limit: which, retry_after }),
                 None => {}
             }
         }
@@ -353,9 +401,9 @@ impl Limiter {
             if now.duration_since(entry.0) >= window {
                 *entry = (now, 0);
             }
-            entry.1 += 1;
+            entry.1 = entry.1.saturating_add(1);
         }
-        Ok(Reservation { keys: keys.map(|k| k.map(|(key, _)| key)) })
+        Ok(Reservation { keys: keys.map(|k| k.map(|(key, _)| key)), address_limited })
     }
 
     /// Gives a reservation back after a success: the account's count is cleared (a right
@@ -451,10 +499,28 @@ mod tests {
         assert!(limiter.reserve(Attempt::Login, "a", login("ann@x", ip)).is_err(), "the account is blocked");
         assert!(limiter.reserve(Attempt::Login, "b", login("ann@x", [10, 0, 0, 2])).is_ok(), "per app");
         assert!(limiter.reserve(Attempt::Otp, "a", login("ann@x", [10, 0, 0, 2])).is_ok(), "per kind of attempt");
-        let _ = limiter.reserve(Attempt::Login, "a", login("bob@x", ip)).unwrap();
-        assert!(limiter.reserve(Attempt::Login, "a", login("carl@x", ip)).is_err(), "the address is blocked");
-        let retry = limiter.reserve(Attempt::Login, "a", login("carl@x", ip)).unwrap_err();
+        let bob = limiter.reserve(Attempt::Login, "a", login("bob@x", ip)).unwrap();
+        assert_eq!(bob.address_limited(), None, "the address's third failure is within its limit");
+        // Past the address's limit a login is still reserved (a right password passes), marked.
+        let carl = limiter.reserve(Attempt::Login, "a", login("carl@x", ip)).unwrap();
+        let retry = carl.address_limited().expect("the address is past its limit");
         assert!(retry <= Duration::from_secs(60) && retry > Duration::ZERO, "{retry:?}");
+        // The account's limit still refuses, and names itself.
+        let refused = limiter.reserve(Attempt::Login, "a", login("ann@x", [10, 0, 0, 9])).unwrap_err();
+        assert_eq!(refused.limit, Limit::Account);
+    }
+
+    /// Mail is never refunded: past the address's limit it is refused outright.
+    #[test]
+    fn mail_past_the_address_limit_is_refused() {
+        let limiter = Limiter::new(LoginLimits { mail_per_address: 2, ..limits(100, 100) });
+        let ip = [10, 0, 0, 1];
+        for account in ["a@x", "b@x"] {
+            let _ = limiter.reserve(Attempt::Mail, "a", login(account, ip)).unwrap();
+        }
+        let refused = limiter.reserve(Attempt::Mail, "a", login("c@x", ip)).unwrap_err();
+        assert_eq!(refused.limit, Limit::Address);
+        assert!(limiter.reserve(Attempt::Login, "a", login("c@x", ip)).unwrap().address_limited().is_none());
     }
 
     /// The check and the count are one step: of many attempts, exactly the limit get through.
@@ -484,7 +550,8 @@ mod tests {
         limiter.refund(good);
         // The account starts afresh and the address has one attempt back.
         let _ = limiter.reserve(Attempt::Login, "a", login("ann@x", [10, 0, 0, 1])).unwrap();
-        assert!(limiter.reserve(Attempt::Login, "a", login("bob@x", [10, 0, 0, 1])).is_err(), "the address is used up");
+        let bob = limiter.reserve(Attempt::Login, "a", login("bob@x", [10, 0, 0, 1])).unwrap();
+        assert!(bob.address_limited().is_some(), "the address is used up");
     }
 
     #[test]
@@ -500,7 +567,8 @@ mod tests {
         limiter.clear_account(Attempt::Login, "a", "ann@x");
         let _ = limiter.reserve(Attempt::Login, "a", login("ann@x", ip)).unwrap();
         // The address keeps its count: two failures and this one are its three.
-        assert!(limiter.reserve(Attempt::Login, "a", login("bob@x", ip)).is_err(), "the address is used up");
+        let bob = limiter.reserve(Attempt::Login, "a", login("bob@x", ip)).unwrap();
+        assert!(bob.address_limited().is_some(), "the address is used up");
     }
 
     #[test]
@@ -509,8 +577,10 @@ mod tests {
         let v6 = |s: &str| Subject { account: None, address: Some(s.parse().unwrap()) };
         let _ = limiter.reserve(Attempt::Login, "a", v6("2001:db8:1:2::1")).unwrap();
         let _ = limiter.reserve(Attempt::Login, "a", v6("2001:db8:1:2:ffff::9")).unwrap();
-        assert!(limiter.reserve(Attempt::Login, "a", v6("2001:db8:1:2:abcd::1")).is_err(), "one /64");
-        assert!(limiter.reserve(Attempt::Login, "a", v6("2001:db8:1:3::1")).is_ok(), "another /64");
+        let same = limiter.reserve(Attempt::Login, "a", v6("2001:db8:1:2:abcd::1")).unwrap();
+        assert!(same.address_limited().is_some(), "one /64");
+        let other = limiter.reserve(Attempt::Login, "a", v6("2001:db8:1:3::1")).unwrap();
+        assert!(other.address_limited().is_none(), "another /64");
         assert_eq!(address_prefix("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 

@@ -9,10 +9,15 @@
 //!   first byte of its next request. Otherwise it is closed without an answer (slowloris).
 //! - **Keep-alive timeout.** A connection with no request in flight and no bytes of a new one is
 //!   closed after [`ConnectionLimits::keep_alive_timeout`] (HTTP/2: GOAWAY first).
+//! - **HTTP/2 streams.** One HTTP/2 connection carries at most [`MAX_STREAMS`] requests at once
+//!   (hyper's default is 200); a client opens more only as earlier ones end.
 //! - **File descriptors.** [`raise_open_file_limit`] lifts the soft `RLIMIT_NOFILE` to the hard
 //!   limit, and the cap is lowered to leave half the descriptors (and at least
 //!   [`FD_RESERVE`]) for workers, their sockets and pipes, and the databases, so that a flood of
-//!   connections cannot make a worker start or a deploy fail. An accept error such as `EMFILE` pauses the accept
+//!   connections cannot make a worker start or a deploy fail. The connections to workers are
+//!   held to the same number ([`worker_socket_budget`], enforced by the runtime): a client
+//!   connection may carry many requests in flight (HTTP/2), but all of them together hold no more
+//!   worker sockets than the budget counts. An accept error such as `EMFILE` pauses the accept
 //!   loop briefly (growing to one second) instead of spinning or ending it.
 //!
 //! The same loop serves two kinds of [`Listener`]: the server's TCP port ([`serve`]) and the Unix
@@ -69,6 +74,8 @@ pub const FD_RESERVE: u64 = 512;
 const REJECT_TIME: Duration = Duration::from_secs(2);
 /// How long an idle connection asked to close (HTTP/2 GOAWAY) gets before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// The most requests one HTTP/2 connection carries at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+pub const MAX_STREAMS: u32 = 32;
 
 /// The limits on client connections. `Default` is what `serve` and `dev` use unless configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,9 +117,10 @@ pub fn raise_open_file_limit() -> Option<u64> {
 }
 
 /// The cap that fits `open_files` (the soft `RLIMIT_NOFILE`): a connection that calls a function
-/// holds two descriptors (the client's and the worker's socket), the functions' API socket may
-/// hold a quarter as many again ([`worker_max_connections`]), and [`FD_RESERVE`] more stay free
-/// for workers, the databases and the [`REJECTING`] answers of both listeners. At least 1.
+/// holds two descriptors (the client's and the worker's socket; the sockets to workers are held
+/// to the cap as well, see [`worker_socket_budget`]), the functions' API socket may hold a quarter
+/// as many again ([`worker_max_connections`]), and [`FD_RESERVE`] more stay free for workers, the
+/// databases and the [`REJECTING`] answers of both listeners. At least 1.
 pub fn effective_max_connections(configured: usize, open_files: Option<u64>) -> usize {
     let Some(open_files) = open_files else { return configured.max(1) };
     let share = WORKER_SHARE as u128;
@@ -128,6 +136,15 @@ pub fn effective_max_connections(configured: usize, open_files: Option<u64>) -> 
 /// clients a server serves at once.
 pub fn worker_max_connections(tcp_max: usize) -> usize {
     (tcp_max / WORKER_SHARE).max(MIN_WORKER_CONNECTIONS)
+}
+
+/// How many connections to function workers the server may hold at once, all workers together,
+/// for `max_connections` (configured): the TCP cap as [`effective_max_connections`] fits it to the
+/// open-file limit, which counts one worker socket per client connection. The runtime enforces
+/// it (`Runtime::limit_worker_connections`), and a quarter of it per worker: requests past it get
+/// `503` at once, however many HTTP/2 streams the clients open.
+pub fn worker_socket_budget(max_connections: usize) -> usize {
+    effective_max_connections(max_connections, raise_open_file_limit())
 }
 
 /// Where connections come from: the server's TCP port, or the functions' API socket.
@@ -266,6 +283,7 @@ async fn accept_loop<L: Listener>(
     let rejecting = Arc::new(Semaphore::new(REJECTING));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().header_read_timeout(None); // ours, below, also covers HTTP/2
+    builder.http2().max_concurrent_streams(MAX_STREAMS);
     let builder = Arc::new(builder);
     let mut refuser = auto::Builder::new(TokioExecutor::new());
     refuser.http1().keep_alive(false).timer(TokioTimer::new()).header_read_timeout(REJECT_TIME);

@@ -162,6 +162,8 @@ pub struct Peer {
 /// header-read and keep-alive timeouts of `limits`, and its own cap, a quarter of
 /// `limits.max_connections` ([`connections::worker_max_connections`]), so that functions
 /// opening connections by the thousand get a JSON `503` instead of the server's descriptors.
+/// It also holds the runtime's connections to workers to the same descriptor budget
+/// ([`connections::worker_socket_budget`]): function requests past it are answered `503`.
 /// `stop` should outlive the workers: their requests in flight during a drain still call the API.
 /// The accept loop is spawned on `tasks`.
 pub fn serve_workers(
@@ -179,6 +181,7 @@ pub fn serve_workers(
         origins.push(origin);
     }
     let listener = runtime.bind_api_socket(&origins)?;
+    runtime.limit_worker_connections(connections::worker_socket_budget(limits.max_connections));
     let router = router.layer(axum::middleware::map_request(restore_host));
     let socket = connections::UnixSocket { listener, addr };
     Ok(tasks.spawn(connections::serve_workers(socket, router, limits, stop)))

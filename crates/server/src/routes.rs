@@ -179,12 +179,21 @@ async fn call_function(
             parts.extensions.insert(FromFunction);
             Response::from_parts(parts, Body::new(body))
         }
-        Err(error) if state.runtime.config().error_details => {
-            let mut error = ApiError::from(error);
-            error.detail = mask_detail(state, &spec, &error.detail);
-            error.into_response()
+        Err(error) => {
+            let retry_after = error.retry_after();
+            let mut response = if state.runtime.config().error_details {
+                let mut error = ApiError::from(error);
+                error.detail = mask_detail(state, &spec, &error.detail);
+                error.into_response()
+            } else {
+                public_error(&error, &request_id, |reason| mask_detail(state, &spec, reason)).into_response()
+            };
+            // Overloaded: the caller may retry in a moment.
+            if let Some(retry) = retry_after {
+                response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(retry.as_secs().max(1)));
+            }
+            response
         }
-        Err(error) => public_error(&error, &request_id, |reason| mask_detail(state, &spec, reason)).into_response(),
     }
 }
 

@@ -151,6 +151,9 @@ pub struct Running {
     pub data_dir: PathBuf,
     /// The admin key this start created, to show once.
     pub created_admin_key: Option<CreatedKey>,
+    /// What this start tightened in a data folder other users could read (one sentence each),
+    /// to show as a warning.
+    pub tightened_data_dir: Vec<String>,
     pub store: Store,
     pub platform: Arc<Platform>,
     pub auth: Arc<Auth>,
@@ -189,6 +192,7 @@ struct Parts {
     addr: SocketAddr,
     data_dir: PathBuf,
     created_admin_key: Option<CreatedKey>,
+    tightened_data_dir: Vec<String>,
     store: Store,
     platform: Arc<Platform>,
     auth: Arc<Auth>,
@@ -204,6 +208,7 @@ impl Parts {
             addr: self.addr,
             data_dir: self.data_dir,
             created_admin_key: self.created_admin_key,
+            tightened_data_dir: self.tightened_data_dir,
             store: self.store,
             platform: self.platform,
             auth: self.auth,
@@ -228,7 +233,12 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
         mailer,
         login_limits,
     } = serve;
-    std::fs::create_dir_all(&data_dir).map_err(StartError::io(format!("could not create {}", data_dir.display())))?;
+    // Private to this user: keys, databases, every app's code (see crate::files).
+    let tightened_data_dir = crate::files::make_private_dir(&data_dir)
+        .map_err(StartError::io(format!("could not create or secure {}", data_dir.display())))?;
+    if !tightened_data_dir.is_empty() {
+        tracing::warn!("the data folder was readable by other users; tightened: {}", tightened_data_dir.join("; "));
+    }
     let master_key = match master_key {
         Some(key) => key,
         None => master_key_file(&data_dir)?,
@@ -252,6 +262,7 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
         deno,
         error_details: false,
         isolation: Some(Isolation { cache_dir: data_dir.join("deno"), mode: config.sandbox }),
+        private_dirs: vec![data_dir.clone()],
         ..runtime_config(&config, false)
     };
     let runtime = Runtime::new(runtime_config, hub.clone())?;
@@ -297,6 +308,7 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
         addr,
         data_dir,
         created_admin_key,
+        tightened_data_dir,
         store,
         platform,
         auth,

@@ -10,7 +10,8 @@
 //! the same Argon2 work. The [`Limiter`] counts, per account and per client address, login
 //! attempts and verification code guesses (each reserved before the check, given back on
 //! success) and the requests that send mail or hash a new password (`register`, `resend-otp`,
-//! `reset-password-request`, `invite-user`). Codes are e-mailed ([`Mailer`]); `resend-otp` and
+//! `reset-password-request`, `invite-user`). A right password or code is never refused for its
+//! address's failures, only for its account's (see [`Limiter`]). Codes are e-mailed ([`Mailer`]); `resend-otp` and
 //! `reset-password-request` answer alike whether or not the account exists.
 //!
 //! A user token is resolved to its user on every user route: the account must exist, not be
@@ -38,7 +39,9 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{self, Attempt, Identity, Limiter, LoginLimits, Reservation, Subject, TokenUser, Unauthorized};
+use crate::auth::{
+    self, Attempt, Identity, Limit, Limiter, LoginLimits, Refused, Reservation, Subject, TokenUser, Unauthorized,
+};
 use crate::error::ApiError;
 use crate::mail::{Mail, Mailer};
 use crate::manage::store_error;
@@ -250,7 +253,15 @@ fn reserve(
     account: Option<&str>,
     address: Option<IpAddr>,
 ) -> Result<Reservation, Response> {
-    auth.limiter.reserve(attempt, app_id, Subject { account, address }).map_err(|retry| too_many(attempt, retry))
+    auth.limiter.reserve(attempt, app_id, Subject { account, address }).map_err(|refused| too_many(attempt, refused))
+}
+
+/// The answer to a wrong password or code: `wrong`, or a 429 when its address is past its limit.
+fn failed(attempt: Attempt, reservation: &Reservation, wrong: Response) -> Response {
+    match reservation.address_limited() {
+        Some(retry_after) => too_many(attempt, Refused { limit: Limit::Address, retry_after }),
+        None => wrong,
+    }
 }
 
 fn optional_text<'a>(map: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Response> {
@@ -386,15 +397,15 @@ async fn verify_otp(
     // Every guess counts against the account and the address, across resent codes.
     let reservation = tri!(reserve(&auth, Attempt::Otp, &app_id, Some(&email), address));
     let Some(user) = tri!(auth.store.user_by_email(&app_id, &email).await.map_err(store_response)) else {
-        return invalid_code();
+        return failed(Attempt::Otp, &reservation, invalid_code());
     };
     // An invited account has no password yet and is never sent a code: it sets up with the
     // invitation's reset token.
     if !user.has_password {
-        return invalid_code();
+        return failed(Attempt::Otp, &reservation, invalid_code());
     }
     match tri!(auth.store.take_code(&app_id, &user.id, CodePurpose::Verify, code).await.map_err(store_response)) {
-        CodeCheck::Invalid => invalid_code(),
+        CodeCheck::Invalid => failed(Attempt::Otp, &reservation, invalid_code()),
         CodeCheck::Valid => {
             auth.limiter.refund(reservation);
             if user.disabled {
@@ -447,18 +458,40 @@ fn user_disabled() -> Response {
         .into_response()
 }
 
-fn too_many(attempt: Attempt, retry: Duration) -> Response {
-    let secs = retry.as_secs().max(1);
-    let (message, detail) = match attempt {
-        Attempt::Login => (
-            "Too many failed sign-in attempts",
-            format!("Wait {secs} seconds before trying again, or reset the password."),
+/// The 429 of a refused attempt, saying what the caller can do about that limit.
+fn too_many(attempt: Attempt, refused: Refused) -> Response {
+    let secs = refused.retry_after.as_secs().max(1);
+    let (message, detail) = match (attempt, refused.limit) {
+        (_, Limit::Full) => (
+            "Too many attempts right now",
+            format!("The server is tracking too many failed attempts; wait {secs} seconds before trying again."),
         ),
-        Attempt::Otp => (
+        (Attempt::Login, Limit::Account) => (
+            "Too many failed sign-in attempts for this account",
+            format!(
+                "The account is locked for {secs} seconds. Wait, or reset the password with \
+                 auth/reset-password-request: a completed reset lifts the lock."
+            ),
+        ),
+        (Attempt::Login, Limit::Address) => (
+            "Too many failed sign-in attempts from this address",
+            format!(
+                "The e-mail or the password is wrong, and so were many sign-ins from this network address. Wait \
+                 {secs} seconds before trying again; the right password is still accepted meanwhile."
+            ),
+        ),
+        (Attempt::Otp, Limit::Account) => (
             "Too many wrong verification codes",
             format!("Wait {secs} seconds, then ask for a new code with auth/resend-otp."),
         ),
-        Attempt::Mail => ("Too many requests that send mail", format!("Wait {secs} seconds before asking again.")),
+        (Attempt::Otp, Limit::Address) => (
+            "Too many wrong verification codes from this address",
+            format!(
+                "The code is wrong or has expired, and so were many from this network address. Wait {secs} seconds \
+                 before trying again; the right code is still accepted meanwhile."
+            ),
+        ),
+        (Attempt::Mail, _) => ("Too many requests that send mail", format!("Wait {secs} seconds before asking again.")),
     };
     let mut response =
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message, detail).into_response();
@@ -488,9 +521,11 @@ async fn login(
     let password = tri!(text(&map, "password"));
     // Counted before the password is checked, so concurrent guesses cannot all get through;
     // given back when it was right.
+    // Past the address's limit the password is still checked: a right one passes (many people
+    // may share the address), a wrong one gets a 429.
     let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&email), address));
     let Some(user) = tri!(auth.store.check_password(&app_id, &email, password).await.map_err(store_response)) else {
-        return invalid_credentials();
+        return failed(Attempt::Login, &reservation, invalid_credentials());
     };
     auth.limiter.refund(reservation);
     if user.disabled {
@@ -541,11 +576,9 @@ async fn change_password(
     let user = tri!(token_user(&auth, &app_id, token).await);
     let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&user.email), address));
     if tri!(auth.store.check_password(&app_id, &user.email, current).await.map_err(store_response)).is_none() {
-        return bad_request(
-            "invalid_credentials",
-            "The current password is wrong",
-            "Enter the password you sign in with.",
-        );
+        let wrong =
+            bad_request("invalid_credentials", "The current password is wrong", "Enter the password you sign in with.");
+        return failed(Attempt::Login, &reservation, wrong);
     }
     auth.limiter.refund(reservation);
     tri!(auth.store.set_password(&app_id, &user.id, new).await.map_err(store_response));

@@ -478,6 +478,62 @@ async fn concurrent_wrong_logins_cannot_exceed_the_account_limit() {
     platform.stop().await;
 }
 
+/// The review's lockout (issue 9): anonymous failed logins for made-up accounts from one address
+/// (a proxy in front of Homebase, or functions signing users in through the API socket: everyone
+/// shares it) made every sign-in of the app answer 429, the right password and a fresh reset
+/// included, with a hint to reset the password that did not help. Now a right password passes
+/// the address's limit; a wrong one is told to wait; the account's own limit still locks it, and
+/// a completed reset lifts that lock.
+#[tokio::test]
+async fn failures_from_a_shared_address_never_refuse_the_right_password() {
+    let limits =
+        LoginLimits { per_account: 3, per_address: 5, window: Duration::from_secs(600), ..LoginLimits::default() };
+    let (platform, mut mails, _dir) = platform_with_limits(limits).await;
+    let app = create_app(&platform, "Shop").await;
+    let base = format!("/api/apps/{app}");
+    let login = format!("{base}/auth/login");
+    platform.store.create_user(&app, new_user("ann@example.test")).await.unwrap();
+    let sign_in = |password: &str| json!({"email": "ann@example.test", "password": password});
+
+    // The attack: failures for made-up accounts, from the one address everyone shares.
+    for i in 0..5 {
+        let (status, body) =
+            post(&platform, &login, json!({"email": format!("x{i}@example.test"), "password": "guess-123"})).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, body) = post(&platform, &login, json!({"email": "x9@example.test", "password": "guess-123"})).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("too_many_attempts")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("from this address"), "{body}");
+
+    // The real user still signs in.
+    let (status, body) = post(&platform, &login, sign_in("pw-123456")).await;
+    assert_eq!(status, 200, "the right password passes the address's limit: {body}");
+    assert!(body["access_token"].is_string(), "{body}");
+    // A wrong password is told to wait, truthfully: the right one is still accepted.
+    let (status, body) = post(&platform, &login, sign_in("typo-typo")).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("right password is still accepted"), "{body}");
+
+    // The account's limit is unchanged: two more failures lock it, the right password too…
+    for _ in 0..2 {
+        assert_eq!(post(&platform, &login, sign_in("typo-typo")).await.0, 429);
+    }
+    let (status, body) = post(&platform, &login, sign_in("pw-123456")).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("for this account"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("reset"), "{body}");
+    // …and a completed reset lifts that lock, whatever the address's count.
+    let (status, _) =
+        post(&platform, &format!("{base}/auth/reset-password-request"), json!({"email": "ann@example.test"})).await;
+    assert_eq!(status, 200);
+    let token = next_reset_token(&mut mails, "ann@example.test").await;
+    let reset = json!({"reset_token": token, "new_password": "pw-new-1234"});
+    assert_eq!(post(&platform, &format!("{base}/auth/reset-password"), reset).await.0, 200);
+    let (status, body) = post(&platform, &login, sign_in("pw-new-1234")).await;
+    assert_eq!(status, 200, "{body}");
+    platform.stop().await;
+}
+
 /// Resending a code brings no new guesses, and verification is limited per account.
 #[tokio::test]
 async fn verification_guesses_survive_resends_and_are_limited() {

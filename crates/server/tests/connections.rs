@@ -182,3 +182,106 @@ async fn http2_is_served_and_functions_see_the_connections_own_address() {
     assert_eq!(seen["api"], server.url, "{seen}");
     server.stop().await;
 }
+
+/// Creates an app with the admin key and deploys `code` as its function `name`; returns the app id.
+async fn app_with_function(server: &TestPlatform, app_name: &str, name: &str, code: &str) -> String {
+    let client = reqwest::Client::new();
+    let created = client.post(server.at("/api/apps")).header("api_key", ADMIN_KEY).json(&json!({ "name": app_name }));
+    let app = json_of(created.send().await.unwrap()).await["id"].as_str().unwrap().to_string();
+    let body = json!({ "entry": "entry.ts", "files": [{ "path": "entry.ts", "content": code }], "automations": [] });
+    let deploy =
+        client.put(server.at(&format!("/api/apps/{app}/backend-functions/{name}"))).header("api_key", ADMIN_KEY);
+    let response = deploy.json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    app
+}
+
+/// The review's attack (issue 9): unauthenticated HTTP/2 clients, each with many streams, to a
+/// slow function. Every request in flight held a connection to the worker, so the server ran out
+/// of descriptors (`502 Too many open files`, `/healthz` timing out). Now each HTTP/2 connection
+/// carries at most 32 requests at once, and the runtime holds at most a quarter of the worker
+/// socket budget (the connection cap, here 64) to one worker: the excess is answered `503` at
+/// once, while `/healthz` and another app's function keep answering.
+#[tokio::test]
+async fn http2_streams_to_a_slow_function_cannot_exhaust_descriptors_or_starve_other_functions() {
+    let limits = ConnectionLimits { max_connections: 64, ..Default::default() };
+    let (server, _dir) = platform(limits).await;
+    assert_eq!(server.runtime.worker_connection_limits(), (64, 16), "the budget follows the connection cap");
+    let slow = "Deno.serve(async () => { await new Promise((r) => setTimeout(r, 90_000)); return new Response(\"late\"); });\n";
+    let victim = app_with_function(&server, "victim", "slow", slow).await;
+    let other = app_with_function(&server, "other", "hello", "Deno.serve(() => new Response(\"hello\"));\n").await;
+    let hello = server.at(&format!("/api/apps/{other}/functions/hello"));
+    assert_eq!(reqwest::get(&hello).await.unwrap().text().await.unwrap(), "hello");
+
+    // 4 HTTP/2 connections, 24 streams each, all to the slow function.
+    let slow_url = server.at(&format!("/api/apps/{victim}/functions/slow"));
+    let (tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let mut flood = Vec::new();
+    for _ in 0..4 {
+        let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+        for _ in 0..24 {
+            let (client, url, tx) = (client.clone(), slow_url.clone(), tx.clone());
+            flood.push(tokio::spawn(async move {
+                let response = client.post(url).body("x").send().await.unwrap();
+                assert_eq!(response.version(), reqwest::Version::HTTP_2);
+                let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                let _ = tx.send((response.status().as_u16(), retry, json_of(response).await));
+            }));
+        }
+    }
+    // 16 are held by the worker; the other 80 are refused at once.
+    for _ in 0..80 {
+        let (status, retry, body) =
+            tokio::time::timeout(Duration::from_secs(60), answers.recv()).await.expect("refused at once").unwrap();
+        assert_eq!((status, retry.as_deref()), (503, Some("1")), "{body}");
+        assert_eq!(body["code"], "function_busy", "{body}");
+        assert!(body["message"].as_str().unwrap().contains("slow"), "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("16"), "{body}");
+    }
+    let worker = server.runtime.workers().into_iter().find(|w| w.function == "slow").unwrap();
+    assert_eq!((worker.in_flight, worker.open_connections), (16, 16), "{worker:?}");
+    assert!(server.runtime.worker_connections() <= 64);
+
+    // The server and the other app's function still answer, over HTTP/1 and HTTP/2.
+    let fresh = reqwest::Client::new();
+    assert_eq!(fresh.get(server.at("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(fresh.get(&hello).send().await.unwrap().text().await.unwrap(), "hello");
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    assert_eq!(h2.get(&hello).send().await.unwrap().text().await.unwrap(), "hello");
+    // The function's log says why, once, not once per request.
+    let refusals = server
+        .logs
+        .events()
+        .into_iter()
+        .filter(|e| e.function == "slow" && e.message.contains("refused with 503"))
+        .count();
+    assert_eq!(refusals, 1);
+    assert!(answers.try_recv().is_err(), "the 16 held requests are still in flight");
+    for task in flood {
+        task.abort();
+    }
+    server.stop().await;
+}
+
+/// One HTTP/2 connection carries at most 32 requests at once: the server says so in its first
+/// SETTINGS frame (hyper's default was 200).
+#[tokio::test]
+async fn http2_connections_are_limited_to_32_concurrent_streams() {
+    let (server, _dir) = platform(ConnectionLimits::default()).await;
+    let mut stream = TcpStream::connect(addr(&server)).await.unwrap();
+    // The client preface and an empty SETTINGS frame.
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+    let mut header = [0u8; 9];
+    stream.read_exact(&mut header).await.unwrap();
+    assert_eq!(header[3], 4, "the server starts with SETTINGS");
+    let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).await.unwrap();
+    let settings: Vec<(u16, u32)> = payload
+        .chunks(6)
+        .map(|s| (u16::from_be_bytes([s[0], s[1]]), u32::from_be_bytes([s[2], s[3], s[4], s[5]])))
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS is 0x3.
+    assert!(settings.contains(&(3, 32)), "{settings:?}");
+    server.stop().await;
+}

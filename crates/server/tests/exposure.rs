@@ -128,6 +128,62 @@ async fn uncaught_exceptions_crashes_and_failed_starts_answer_a_reason_and_the_r
     server.stop().await;
 }
 
+/// The review's finding (issue 9): an uncaught error about a file answered the file's absolute
+/// path (`readfile '/…/data/deployments/d_…/functions/_/x.html'`), because only `file://` URLs were
+/// stripped. Now the deployment's paths are shown relative to the function, as its author wrote
+/// them, and the machine's folders by the names the function knows them by.
+#[tokio::test]
+async fn file_errors_show_paths_relative_to_the_function_and_name_the_machines_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(dir.path()).await;
+    let deno_path = deno().await;
+    let app = create_app(&server, "paths").await;
+    let reads = |path: &str| format!("Deno.serve(async () => new Response(await Deno.readTextFile({path})));\n");
+    let cases = [
+        ("template", reads("new URL(\"./template.html\", import.meta.url)"), "readfile 'template.html'"),
+        ("shared", reads("new URL(\"../../shared/x.ts\", import.meta.url)"), "readfile '../../shared/x.ts'"),
+        ("tmp", reads("Deno.env.get(\"TMPDIR\") + \"/nope.txt\""), "readfile '$TMPDIR/nope.txt'"),
+        ("cache", reads("Deno.env.get(\"DENO_DIR\") + \"/nope.txt\""), "readfile '$DENO_DIR/nope.txt'"),
+        ("data", reads("new URL(\"../../../../homebase.db\", import.meta.url)"), "\"<data>/homebase.db\""),
+        (
+            "plugin",
+            "Deno.serve(async () => { await import(\"./plugins/\" + \"missing.ts\"); return new Response(\"x\"); });\n"
+                .to_string(),
+            "plugins/missing.ts",
+        ),
+    ];
+    for (name, entry, shown) in &cases {
+        deployed(&server, &app, name, entry).await;
+        let url = server.at(&format!("/api/apps/{app}/functions/{name}"));
+        let response = server.client().post(url).header("x-request-id", format!("req-{name}")).send().await.unwrap();
+        assert!(response.headers().get("x-homebase-failure").is_none(), "the host's mark stays inside");
+        let (status, body) = answer(response).await;
+        assert_eq!((status, body["code"].as_str()), (500, Some("function_error")), "{name}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(shown), "{name}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains(&format!("req-{name}")), "{name}: {body}");
+        assert_nothing_internal(&body, dir.path(), &deno_path);
+    }
+
+    // A failed start quotes its file the same way.
+    let at_load = "const settings = Deno.readTextFileSync(new URL(\"./settings.json\", import.meta.url));\n\
+                   Deno.serve(() => new Response(settings));\n";
+    deployed(&server, &app, "settings", at_load).await;
+    let (status, body) = call(&server, &app, "settings", "req-settings").await;
+    assert_eq!((status, body["code"].as_str()), (502, Some("function_boot_failed")), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("readfile 'settings.json'"), "{body}");
+    assert_nothing_internal(&body, dir.path(), &deno_path);
+
+    // A function's own answer is its own, even if it imitates the host's mark.
+    let imitates = "Deno.serve(() => new Response(JSON.stringify({ message: \"/srv/mine\" }), \
+                    { status: 500, headers: { \"x-homebase-failure\": \"guess\" } }));\n";
+    deployed(&server, &app, "imitates", imitates).await;
+    let url = server.at(&format!("/api/apps/{app}/functions/imitates"));
+    let response = server.client().post(url).send().await.unwrap();
+    assert!(response.headers().get("x-homebase-failure").is_none());
+    assert_eq!(response.text().await.unwrap(), "{\"message\":\"/srv/mine\"}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn dev_keeps_showing_stacks_and_names() {
     let project = fixture("functions");

@@ -447,3 +447,69 @@ async fn dev_skips_reserved_dotenv_names_with_a_warning_and_gives_the_app_id() {
     }
     server.stop().await;
 }
+
+/// A key-like file in `/etc/ssl/private`, removed on drop (the tests run as root; elsewhere
+/// there is none, and the host's own snakeoil key, when it exists, is the target).
+struct TemporaryKey(Option<PathBuf>);
+
+impl TemporaryKey {
+    fn create() -> TemporaryKey {
+        let path = PathBuf::from(format!("/etc/ssl/private/homebase-test-{}.key", std::process::id()));
+        match std::fs::write(&path, "-----BEGIN PRIVATE KEY-----\nhomebase-test-key-material\n") {
+            Ok(()) => TemporaryKey(Some(path)),
+            Err(error) => {
+                eprintln!("could not create a key in /etc/ssl/private ({error}); only existing keys are tried");
+                TemporaryKey(None)
+            }
+        }
+    }
+}
+
+impl Drop for TemporaryKey {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The review's finding (issue 9): Landlock granted all of `/etc/ssl` and `/etc/pki`, so the
+/// host's TLS private keys in `/etc/ssl/private` were readable to a worker's process (to the
+/// server's user, root here). Deno's own permissions refuse the ways a function has today; that
+/// Landlock refuses them too, whatever Deno allows, is checked in the runtime's
+/// `a_confined_deno_reads_ca_certificates_but_never_tls_private_keys`. Here: through every way a
+/// function has, in `serve`, a key stays unreadable.
+#[tokio::test]
+async fn functions_cannot_read_tls_private_keys() {
+    let key = TemporaryKey::create();
+    let mut keys: Vec<String> = key.0.iter().map(|p| p.display().to_string()).collect();
+    let snakeoil = "/etc/ssl/private/ssl-cert-snakeoil.key";
+    if Path::new(snakeoil).exists() {
+        keys.push(snakeoil.to_string());
+    }
+    if keys.is_empty() {
+        eprintln!("no TLS private key to try on this machine");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let server = TestPlatform::start(data.path()).await;
+    let app = create_app(&server, "keys").await;
+    let mut paths = keys.clone();
+    paths.push("/etc/ssl/private".to_string());
+    // Stored as it is: a deploy check would refuse the literal imports outside the deployment.
+    let files = vec![homebase_store::DeployFile { path: "entry.ts".into(), content: probe(&paths) }];
+    let deployment = homebase_store::Deployment { entry: "entry.ts".into(), files, automations: json!([]) };
+    server.store.deploy(&app, "probe", deployment).await.unwrap();
+    server.platform.refresh(&app).await.unwrap();
+    let (status, results) = invoke(&server, &app, "probe", &json!({})).await;
+    assert_eq!(status, 200, "{results}");
+    for path in keys.iter().map(String::as_str).chain(["/etc/ssl/private"]) {
+        for way in ["read", "list", "json", "module"] {
+            let outcome = &results[path][way];
+            assert!(outcome.as_str().is_some_and(|o| o.starts_with("error: ")), "{way} of {path}: {}", results[path]);
+        }
+    }
+    assert!(!results.to_string().contains("PRIVATE KEY"), "{results}");
+    assert!(!results.to_string().contains("homebase-test-key-material"), "{results}");
+    server.stop().await;
+}

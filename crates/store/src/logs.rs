@@ -163,6 +163,7 @@ impl LogStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Io(format!("Could not create the folder {}: {e}", parent.display())))?;
         }
+        crate::sqlite::create_private_file(path)?;
         let open = || -> Result<Connection> {
             let conn = Connection::open(path)
                 .map_err(|e| StoreError::Database(format!("Could not open the log database {location}: {e}")))?;

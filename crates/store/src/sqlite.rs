@@ -180,14 +180,27 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Creates the database file `path` readable and writable by its owner only (`0600`), unless it
+/// exists. SQLite opens an empty file as an empty database, and gives the `-wal` and `-shm`
+/// files it makes beside it the same mode.
+pub(crate) fn create_private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Io(format!("Could not create the database {}: {e}", path.display()))),
+    }
+}
+
 impl Sqlite {
-    /// Opens (creating if needed) the database file at `path` and migrates it. Blocking.
+    /// Opens (creating if needed, `0600`) the database file at `path` and migrates it. Blocking.
     pub(crate) fn open(path: &Path) -> Result<Sqlite> {
         let location = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Io(format!("Could not create the folder {}: {e}", parent.display())))?;
         }
+        create_private_file(path)?;
         let mut conn = Connection::open(path)
             .map_err(|e| StoreError::Database(format!("Could not open the database {location}: {e}")))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -828,6 +841,26 @@ mod tests {
 
     use super::*;
     use crate::{DeployStatus, Store};
+
+    /// The databases hold the apps' secrets, users and logs: new files are the owner's only,
+    /// and so are SQLite's files beside them.
+    #[test]
+    fn new_database_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("homebase.db");
+        let db = Sqlite::open(&path).unwrap();
+        let logs = tokio::runtime::Runtime::new().unwrap().block_on(crate::LogStore::open(dir.path().join("logs.db")));
+        logs.unwrap();
+        let mut seen = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            seen.push((entry.file_name().to_string_lossy().into_owned(), mode));
+        }
+        assert!(seen.iter().any(|(name, _)| name == "homebase.db-wal"), "{seen:?}");
+        assert!(seen.iter().all(|(_, mode)| *mode == 0o600), "{seen:?}");
+        drop(db);
+    }
 
     mod file {
         crate::conformance_tests!(|| async {

@@ -117,6 +117,13 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             &format!("Created an admin API key (shown once; also in {}): {}", created.file.display(), created.secret),
         );
     }
+    if !running.tightened_data_dir.is_empty() {
+        let text = format!(
+            "The data folder was readable by other users; tightened: {}.",
+            running.tightened_data_dir.join("; ")
+        );
+        output::note(global.json, "data_dir_tightened", &text);
+    }
     announce_sandbox(global.json, &running.runtime);
     output::wait_for_signal().await;
     output::note(global.json, "shutting_down", "Shutting down: finishing in-flight requests… (again to stop now)");

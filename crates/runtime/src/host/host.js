@@ -25,8 +25,12 @@ function hideSecrets(text) {
   for (const value of SECRET_VALUES) text = text.split(value).join("********");
   return text;
 }
-// "0" in `serve`: an uncaught error answers its message's first line, never its stack (paths).
+// "0" in `serve`: an uncaught error answers its message's first line, never its stack. Homebase
+// rewrites the paths in that line (the runtime's `public` module): the answers written here carry
+// FAILURE_MARK in x-homebase-failure, a token the function cannot read, so that Homebase knows them
+// from the function's own.
 const ERROR_DETAILS = Deno.env.get("HOMEBASE_ERROR_DETAILS") !== "0";
+const FAILURE_MARK = Deno.env.get("HOMEBASE_FAILURE_MARK") ?? "";
 const API_SOCKET = Deno.env.get("HOMEBASE_API_SOCKET");
 const API_ORIGINS = Deno.env.get("HOMEBASE_API_ORIGINS") ?? "";
 const API_NODE = Deno.env.get("HOMEBASE_API_NODE") === "1";
@@ -35,6 +39,7 @@ for (const name of [
   "HOMEBASE_SOCKET",
   "HOMEBASE_FUNCTION",
   "HOMEBASE_ERROR_DETAILS",
+  "HOMEBASE_FAILURE_MARK",
   "HOMEBASE_API_SOCKET",
   "HOMEBASE_API_ORIGINS",
   "HOMEBASE_API_NODE",
@@ -253,7 +258,8 @@ try {
 }
 
 function failure(status, code, message, detail) {
-  return Response.json({ message: hideSecrets(message), detail: hideSecrets(detail), code }, { status });
+  const headers = FAILURE_MARK ? { "x-homebase-failure": FAILURE_MARK } : {};
+  return Response.json({ message: hideSecrets(message), detail: hideSecrets(detail), code }, { status, headers });
 }
 
 // The supervisor holds the other end of stdin and closes it to stop us: we finish the
@@ -291,7 +297,7 @@ realServe({ path: SOCKET, onListen() { emit({ t: "ready" }); } }, async (request
     emit({ t: "log", l: "error", m: "Uncaught error in handler: " + text, r: id });
     const message = error instanceof Error ? error.message : inspect(error);
     if (!ERROR_DETAILS) {
-      const line = String(message).split("\n")[0].replace(/file:\/\/\S*\//g, "");
+      const line = String(message).split("\n")[0];
       const detail = `The function threw an uncaught error; its logs have the stack trace (request ${id}).`;
       return failure(500, "function_error", line || "The function threw an error", detail);
     }
