@@ -124,10 +124,8 @@ impl Property {
             Some(_) => return Err(bad(format!("`enum` of property '{at}' must be a list of values"))),
         }
         property.default = map.get("default").cloned();
-        if let Some(items) = map.get("items") {
-            if items.is_object() {
-                property.items = Some(Box::new(Property::parse(entity, &format!("{at}[]"), items)?));
-            }
+        if let Some(items) = map.get("items").filter(|items| items.is_object()) {
+            property.items = Some(Box::new(Property::parse(entity, &format!("{at}[]"), items)?));
         }
         if let Some(props) = map.get("properties") {
             let Value::Object(props) = props else {
