@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use serde_json::json;
+use serde_json::{Map, json};
 
 use crate::{
     App, Change, ChangeKind, DeployFile, DeployStatus, Deployment, KeyScope, RETAINED_DEPLOYMENTS, Store, StoreError,
@@ -78,6 +78,13 @@ macro_rules! conformance_tests {
             concurrent_deploys_cannot_pass_the_function_limit,
             concurrent_deploys_of_one_function_all_land_in_order,
             committed_changes_are_announced,
+            entity_schemas_are_replaced_whole,
+            records_are_created_read_counted_and_deleted,
+            record_queries_filter_sort_and_page_in_the_database,
+            record_updates_merge_under_their_filter,
+            every_record_write_appends_one_change,
+            a_failed_record_write_leaves_no_record_and_no_change,
+            concurrent_record_writers_never_lose_or_duplicate_a_change,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -1231,4 +1238,396 @@ pub async fn committed_changes_are_announced(store: Store) {
         );
     }
     assert_eq!(changes.try_recv(), None, "nothing else was announced");
+}
+
+// ---- app data (entities) ----
+
+fn schemas(list: &[(&str, serde_json::Value)]) -> homebase_entities::Schemas {
+    homebase_entities::Schemas::parse(list.iter().map(|(n, v)| (*n, v))).unwrap()
+}
+
+fn task_schema() -> homebase_entities::Schemas {
+    schemas(&[(
+        "Task",
+        json!({"properties": {"title": {"type": "string"}, "n": {"type": "number"}, "tags": {"type": "array"}}}),
+    )])
+}
+
+fn new_record(data: serde_json::Value, by: Option<&str>) -> crate::NewRecord {
+    crate::NewRecord {
+        data: data.as_object().unwrap().clone(),
+        created_by: by.map(String::from),
+        created_by_id: by.map(|b| format!("id-{b}")),
+        is_sample: false,
+    }
+}
+
+fn filter(query: serde_json::Value) -> homebase_entities::Filter {
+    homebase_entities::Filter::parse(&query).unwrap()
+}
+
+/// Every change from the start.
+async fn all_changes(store: &Store) -> Vec<crate::EntityChange> {
+    store.entity_changes(crate::ChangeCursor::default(), 10_000).await.unwrap()
+}
+
+pub async fn entity_schemas_are_replaced_whole(store: Store) {
+    let app = app(&store).await;
+    let first = schemas(&[("Task", json!({"properties": {"a": {"type": "string"}}})), ("Note", json!({}))]);
+    let changes = store.set_entity_schemas(&app.id, &first).await.unwrap();
+    assert_eq!(
+        (changes.created, changes.updated, changes.deleted),
+        (vec!["Note".into(), "Task".into()], vec![], vec![])
+    );
+    let second =
+        schemas(&[("task", json!({"properties": {"a": {"type": "number"}}})), ("Note", json!({})), ("Tag", json!({}))]);
+    let changes = store.set_entity_schemas(&app.id, &second).await.unwrap();
+    assert_eq!(changes.created, ["Tag"]);
+    assert_eq!(changes.updated, ["task"], "a new name's case or schema is an update");
+    assert!(changes.deleted.is_empty());
+    let changes = store.set_entity_schemas(&app.id, &schemas(&[("Tag", json!({}))])).await.unwrap();
+    assert_eq!((changes.created.len(), changes.updated.len()), (0, 0));
+    let mut deleted = changes.deleted.clone();
+    deleted.sort();
+    assert_eq!(deleted, ["Note", "task"]);
+    let stored = store.entity_schemas(&app.id).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(stored.get("TAG").is_some());
+    assert!(store.entity_schemas("other").await.unwrap().is_empty());
+    assert!(matches!(store.set_entity_schemas("nope", &first).await, Err(StoreError::NotFound { .. })));
+}
+
+pub async fn records_are_created_read_counted_and_deleted(store: Store) {
+    let app = app(&store).await;
+    let other = app_named(&store, "Other").await;
+    let set = task_schema();
+    store.set_entity_schemas(&app.id, &set).await.unwrap();
+    let task = set.get("task").unwrap();
+    let made = store
+        .create_records(
+            &app.id,
+            task,
+            vec![
+                new_record(json!({"title": "a", "n": 1}), Some("ann@x.test")),
+                new_record(json!({"title": "b"}), None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.len(), 2);
+    assert_eq!(made[0].id.len(), 24);
+    assert_ne!(made[0].id, made[1].id);
+    assert!(made[0].created_date.ends_with('Z') && made[0].created_date == made[0].updated_date);
+    let got = store.get_record(&app.id, task, &made[0].id, &homebase_entities::Filter::True).await.unwrap().unwrap();
+    assert_eq!(got, made[0]);
+    assert!(
+        store.get_record(&other.id, task, &made[0].id, &homebase_entities::Filter::True).await.unwrap().is_none(),
+        "apps are apart"
+    );
+    let hidden = filter(json!({"created_by": "bob@x.test"}));
+    assert!(
+        store.get_record(&app.id, task, &made[0].id, &hidden).await.unwrap().is_none(),
+        "a record the filter refuses is missing"
+    );
+    assert_eq!(store.count_records(&app.id, task, &homebase_entities::Filter::True).await.unwrap(), 2);
+    assert_eq!(store.count_records(&app.id, task, &filter(json!({"created_by": null}))).await.unwrap(), 1);
+    assert!(store.delete_record(&app.id, task, &made[0].id, &hidden).await.unwrap().is_none());
+    assert_eq!(
+        store.delete_record(&app.id, task, &made[0].id, &homebase_entities::Filter::True).await.unwrap().unwrap().id,
+        made[0].id
+    );
+    assert!(store.delete_record(&app.id, task, &made[0].id, &homebase_entities::Filter::True).await.unwrap().is_none());
+    let gone = store.delete_records(&app.id, task, &homebase_entities::Filter::True).await.unwrap();
+    assert_eq!(gone.len(), 1);
+    assert_eq!(store.count_records(&app.id, task, &homebase_entities::Filter::True).await.unwrap(), 0);
+}
+
+pub async fn record_queries_filter_sort_and_page_in_the_database(store: Store) {
+    let app = app(&store).await;
+    let set = task_schema();
+    store.set_entity_schemas(&app.id, &set).await.unwrap();
+    let task = set.get("Task").unwrap();
+    let mut new = Vec::new();
+    for i in 0..20 {
+        new.push(new_record(json!({"title": format!("t{i:02}"), "n": i % 5, "tags": if i % 2 == 0 { json!(["even"]) } else { json!(["odd"]) }}), None));
+    }
+    store.create_records(&app.id, task, new).await.unwrap();
+    let list = |q: serde_json::Value, sort: &str, limit: u64, skip: u64| {
+        let store = store.clone();
+        let app = app.id.clone();
+        let task = task.clone();
+        let sort = sort.to_string();
+        async move {
+            let query = homebase_entities::ListQuery {
+                filter: filter(q),
+                sort: homebase_entities::Sort::parse(&sort).unwrap(),
+                limit: Some(limit),
+                skip,
+            };
+            store
+                .list_records(&app, &task, &query)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.data["title"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(json!({"n": {"$gte": 3}, "tags": "even"}), "title", 10, 0).await, ["t04", "t08", "t14", "t18"]);
+    assert_eq!(list(json!({}), "-n,title", 3, 1).await, ["t09", "t14", "t19"]);
+    assert_eq!(list(json!({"title": {"$regex": "^t1[0-2]$"}}), "-title", 10, 0).await, ["t12", "t11", "t10"]);
+    assert_eq!(
+        list(json!({"$or": [{"n": 0}, {"title": "t01"}]}), "title", 10, 0).await,
+        ["t00", "t01", "t05", "t10", "t15"]
+    );
+    assert_eq!(store.count_records(&app.id, task, &filter(json!({"tags": {"$ne": "even"}}))).await.unwrap(), 10);
+}
+
+pub async fn record_updates_merge_under_their_filter(store: Store) {
+    let app = app(&store).await;
+    let set = task_schema();
+    store.set_entity_schemas(&app.id, &set).await.unwrap();
+    let task = set.get("Task").unwrap();
+    let made = store
+        .create_records(&app.id, task, vec![new_record(json!({"title": "a", "n": 1}), Some("ann@x.test"))])
+        .await
+        .unwrap();
+    let id = made[0].id.clone();
+    let merged = store
+        .update_record::<String, _>(&app.id, task, &id, &homebase_entities::Filter::True, |r| {
+            let mut data = r.data.clone();
+            data.insert("n".into(), json!(2));
+            Ok(data)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(merged.data, *json!({"title": "a", "n": 2}).as_object().unwrap());
+    assert_eq!(
+        (merged.created_date.as_str(), merged.created_by.as_deref()),
+        (made[0].created_date.as_str(), Some("ann@x.test"))
+    );
+    assert!(merged.updated_date >= made[0].updated_date);
+    let refused =
+        store
+            .update_record::<String, _>(&app.id, task, &id, &filter(json!({"created_by": "bob@x.test"})), |_| {
+                Ok(Map::new())
+            })
+            .await;
+    assert_eq!(refused, Ok(None));
+    let rejected =
+        store.update_record(&app.id, task, &id, &homebase_entities::Filter::True, |_| Err("no".to_string())).await;
+    assert_eq!(rejected, Err(crate::WriteError::Rejected("no".to_string())));
+    assert_eq!(
+        store.get_record(&app.id, task, &id, &homebase_entities::Filter::True).await.unwrap().unwrap().data["n"],
+        2
+    );
+    // Concurrent merges of different fields of one record all land.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (store, app, task, id) = (store.clone(), app.id.clone(), task.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .update_record::<String, _>(&app, &task, &id, &homebase_entities::Filter::True, move |r| {
+                    let mut data = r.data.clone();
+                    data.insert(format!("f{i}"), json!(i));
+                    Ok(data)
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let last = store.get_record(&app.id, task, &id, &homebase_entities::Filter::True).await.unwrap().unwrap();
+    for i in 0..8 {
+        assert_eq!(last.data[&format!("f{i}")], i, "{:?}", last.data);
+    }
+}
+
+pub async fn every_record_write_appends_one_change(store: Store) {
+    let app = app(&store).await;
+    let set = task_schema();
+    store.set_entity_schemas(&app.id, &set).await.unwrap();
+    let task = set.get("task").unwrap();
+    let made = store
+        .create_records(
+            &app.id,
+            task,
+            vec![new_record(json!({"title": "a"}), None), new_record(json!({"title": "b"}), None)],
+        )
+        .await
+        .unwrap();
+    store
+        .update_record::<String, _>(&app.id, task, &made[0].id, &homebase_entities::Filter::True, |r| {
+            let mut d = r.data.clone();
+            d.insert("n".into(), json!(5));
+            Ok(d)
+        })
+        .await
+        .unwrap();
+    store.delete_records(&app.id, task, &homebase_entities::Filter::True).await.unwrap();
+    let changes = all_changes(&store).await;
+    let ops: Vec<(crate::ChangeOp, &str)> = changes.iter().map(|c| (c.operation, c.record_id.as_str())).collect();
+    use crate::ChangeOp::*;
+    assert_eq!(
+        &ops[..3],
+        &[(Create, made[0].id.as_str()), (Create, made[1].id.as_str()), (Update, made[0].id.as_str())]
+    );
+    let mut deletes: Vec<&str> = ops[3..]
+        .iter()
+        .map(|(op, id)| {
+            assert_eq!(*op, Delete);
+            *id
+        })
+        .collect();
+    deletes.sort();
+    let mut ids = vec![made[0].id.as_str(), made[1].id.as_str()];
+    ids.sort();
+    assert_eq!(deletes, ids);
+    assert!(changes.iter().all(|c| c.app_id == app.id && c.entity == "Task"), "the declared name");
+    assert_eq!(changes[0].after.as_ref().unwrap()["title"], "a");
+    assert!(changes[0].before.is_none());
+    assert_eq!(changes[2].before.as_ref().unwrap()["n"], serde_json::Value::Null);
+    assert_eq!(changes[2].after.as_ref().unwrap()["n"], 5);
+    assert!(changes[3].after.is_none() && changes[3].before.is_some());
+    assert!(changes.windows(2).all(|w| w[0].cursor < w[1].cursor));
+    let rest = store.entity_changes(changes[1].cursor, 100).await.unwrap();
+    assert_eq!(rest, changes[2..].to_vec(), "reading on from a cursor");
+}
+
+pub async fn a_failed_record_write_leaves_no_record_and_no_change(store: Store) {
+    let app = app(&store).await;
+    let set = task_schema();
+    store.set_entity_schemas(&app.id, &set).await.unwrap();
+    let task = set.get("task").unwrap();
+    let kept = store.create_records(&app.id, task, vec![new_record(json!({"title": "keep"}), None)]).await.unwrap();
+    let before = all_changes(&store).await.len();
+    store.set_before_commit_hook(|op: &str| {
+        if op.ends_with("_record") || op.ends_with("_records") { Err("injected failure".into()) } else { Ok(()) }
+    });
+    assert!(store.create_records(&app.id, task, vec![new_record(json!({"title": "x"}), None)]).await.is_err());
+    let update = store
+        .update_record::<String, _>(&app.id, task, &kept[0].id, &homebase_entities::Filter::True, |_| Ok(Map::new()))
+        .await;
+    assert!(matches!(update, Err(crate::WriteError::Store(_))), "{update:?}");
+    assert!(store.delete_records(&app.id, task, &homebase_entities::Filter::True).await.is_err());
+    store.clear_before_commit_hook();
+    assert_eq!(all_changes(&store).await.len(), before);
+    let left = store
+        .list_records(
+            &app.id,
+            task,
+            &homebase_entities::ListQuery {
+                filter: homebase_entities::Filter::True,
+                sort: homebase_entities::Sort::newest_first(),
+                limit: None,
+                skip: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(left, kept);
+}
+
+pub async fn concurrent_record_writers_never_lose_or_duplicate_a_change(store: Store) {
+    const WRITERS: usize = 6;
+    const ROUNDS: usize = 12;
+    let app = app(&store).await;
+    let set = task_schema();
+    store.set_entity_schemas(&app.id, &set).await.unwrap();
+    let task = set.get("task").unwrap().clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A reader follows the outbox while the writers write, keeping its cursor.
+    let reader = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::spawn(async move {
+            let (mut cursor, mut seen) = (crate::ChangeCursor::default(), Vec::new());
+            let mut quiet_after_done = 0;
+            loop {
+                let batch = store.entity_changes(cursor, 7).await.unwrap();
+                if let Some(last) = batch.last() {
+                    cursor = last.cursor;
+                }
+                let empty = batch.is_empty();
+                seen.extend(batch);
+                if empty {
+                    if done.load(std::sync::atomic::Ordering::SeqCst) {
+                        quiet_after_done += 1;
+                        if quiet_after_done > 50 {
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+            seen
+        })
+    };
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (store, app, task) = (store.clone(), app.id.clone(), task.clone());
+        writers.push(tokio::spawn(async move {
+            let mut writes = 0;
+            for round in 0..ROUNDS {
+                let made = store
+                    .create_records(
+                        &app,
+                        &task,
+                        vec![
+                            new_record(json!({"title": format!("w{w}r{round}a")}), None),
+                            new_record(json!({"title": format!("w{w}r{round}b")}), None),
+                        ],
+                    )
+                    .await
+                    .unwrap();
+                writes += 2;
+                store
+                    .update_record::<String, _>(&app, &task, &made[0].id, &homebase_entities::Filter::True, |r| {
+                        let mut d = r.data.clone();
+                        d.insert("n".into(), json!(1));
+                        Ok(d)
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                writes += 1;
+                if round % 3 == 0 {
+                    writes += store
+                        .delete_records(&app, &task, &filter(json!({"title": format!("w{w}r{round}b")})))
+                        .await
+                        .unwrap()
+                        .len();
+                }
+            }
+            writes
+        }));
+    }
+    let mut total = 0;
+    for w in writers {
+        total += w.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    let stored = all_changes(&store).await;
+    assert_eq!(stored.len(), total, "one change per write");
+    assert_eq!(seen.len(), total, "the follower saw every change");
+    let mut cursors: Vec<_> = seen.iter().map(|c| c.cursor).collect();
+    cursors.dedup();
+    assert_eq!(cursors.len(), total, "no change twice");
+    let mut as_stored: Vec<_> = stored.iter().map(|c| c.cursor).collect();
+    as_stored.sort();
+    let mut as_seen = cursors.clone();
+    as_seen.sort();
+    assert_eq!(as_seen, as_stored);
+    // Each record's changes come in the order they were made: create, update, delete.
+    let mut per_record: BTreeMap<&str, Vec<crate::ChangeOp>> = BTreeMap::new();
+    for change in &seen {
+        per_record.entry(change.record_id.as_str()).or_default().push(change.operation);
+    }
+    use crate::ChangeOp::*;
+    for (id, ops) in per_record {
+        assert!(matches!(ops.as_slice(), [Create] | [Create, Update] | [Create, Delete]), "{id}: {ops:?}");
+    }
 }

@@ -48,6 +48,7 @@ macro_rules! on_backend {
 
 pub mod changes;
 mod content;
+pub mod entities;
 mod error;
 mod ids;
 pub mod logs;
@@ -71,6 +72,7 @@ use std::sync::{Arc, RwLock};
 
 pub use changes::{CHANGE_BUFFER, Change, ChangeKind, Changes};
 pub use content::{MAX_HISTORY_ENTRIES, MAX_PATH_CLIMB, RETAINED_DEPLOYMENTS};
+pub use entities::{ChangeCursor, ChangeOp, EntityChange, NewRecord, SchemaChanges, WriteError};
 pub use error::{Result, StoreError};
 pub use ids::KEY_PREFIX;
 pub use logs::{LogQuery, LogRecord, LogStore, MAX_LOG_QUERY, PruneReport, Retention};

@@ -153,6 +153,54 @@ pub(crate) const MAIN: Component = Component {
         r#"
         ALTER TABLE users ADD COLUMN session_epoch BIGINT NOT NULL DEFAULT 0;
         "#,
+        // 6: reserved for the rate limits (branch `nodes`); replaced by that migration when the
+        // branches meet.
+        "",
+        // 7: app data (entities): schemas, records (declared fields as jsonb), the change outbox.
+        // `tx` is the writing transaction's id: a reader takes only rows whose transaction is
+        // older than every transaction still running (`pg_snapshot_xmin`), in (tx, seq) order,
+        // so it never passes a change that commits later (see store/src/entities.rs).
+        r#"
+        CREATE TABLE entity_schemas (
+            app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+            entity      TEXT COLLATE "C" NOT NULL,
+            name        TEXT COLLATE "C" NOT NULL,
+            schema      TEXT NOT NULL,
+            updated_at  BIGINT NOT NULL,
+            PRIMARY KEY (app_id, entity)
+        );
+
+        CREATE TABLE entity_records (
+            app_id         TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+            entity         TEXT COLLATE "C" NOT NULL,
+            id             TEXT COLLATE "C" NOT NULL,
+            created_date   TEXT COLLATE "C" NOT NULL,
+            updated_date   TEXT COLLATE "C" NOT NULL,
+            created_by     TEXT COLLATE "C",
+            created_by_id  TEXT COLLATE "C",
+            is_sample      BOOLEAN NOT NULL DEFAULT FALSE,
+            data           JSONB NOT NULL,
+            PRIMARY KEY (app_id, entity, id)
+        );
+        CREATE INDEX entity_records_created ON entity_records(app_id, entity, created_date, id);
+        CREATE INDEX entity_records_updated ON entity_records(app_id, entity, updated_date, id);
+        CREATE INDEX entity_records_created_by ON entity_records(app_id, entity, created_by);
+        CREATE INDEX entity_records_created_by_id ON entity_records(app_id, entity, created_by_id);
+
+        CREATE TABLE entity_changes (
+            seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tx          XID8 NOT NULL DEFAULT pg_current_xact_id(),
+            app_id      TEXT NOT NULL,
+            entity      TEXT COLLATE "C" NOT NULL,
+            record_id   TEXT COLLATE "C" NOT NULL,
+            operation   TEXT NOT NULL CHECK (operation IN ('create', 'update', 'delete')),
+            after       JSONB,
+            before      JSONB,
+            created_at  BIGINT NOT NULL
+        );
+        CREATE INDEX entity_changes_order ON entity_changes(tx, seq);
+        CREATE INDEX entity_changes_app ON entity_changes(app_id, seq);
+        "#,
     ],
 };
 

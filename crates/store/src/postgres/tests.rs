@@ -588,3 +588,63 @@ async fn every_node_follows_the_lines_all_nodes_write_in_commit_order() {
     assert_eq!(one.tail(after_first, 100).await.unwrap().0.iter().map(|l| l.id).collect::<Vec<_>>(), [11, 12]);
     tokio::time::timeout(Duration::from_secs(10), newest.wait_for(|seq| *seq >= cursor)).await.unwrap().unwrap();
 }
+
+/// A change whose transaction took its `seq` first but commits after a later one's is not
+/// passed over: the reader does not see the later change until the earlier transaction ends,
+/// then sees both, in an order its cursor follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn the_outbox_reader_never_passes_a_change_that_commits_later() {
+    let schema = TestSchema::new().await;
+    let store = open(&schema).await;
+    let app = store.create_app("a").await.unwrap();
+    let set = homebase_entities::Schemas::parse([("Task", &serde_json::json!({}))]).unwrap();
+    store.set_entity_schemas(&app.id, &set).await.unwrap();
+    let task = set.get("Task").unwrap().clone();
+    let record = |title: &str| crate::NewRecord {
+        data: serde_json::json!({"title": title}).as_object().unwrap().clone(),
+        ..Default::default()
+    };
+    // The first create, by another node (a store on a runtime of its own, whose thread the
+    // hook may block), stops before its commit until released.
+    let (arrived_tx, arrived) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let first = {
+        let (url, app, task) = (schema.url.clone(), app.id.clone(), task.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let node = Store::open_postgres_with_key(&url, MasterKey::from_bytes([7; 32])).await.unwrap();
+                let released = std::sync::Mutex::new(Some(released));
+                node.set_before_commit_hook(move |op: &str| {
+                    if op == "create_records"
+                        && let Some(released) = released.lock().unwrap().take()
+                    {
+                        arrived_tx.send(()).unwrap();
+                        // Bounded, so that a failing test ends.
+                        let _ = released.recv_timeout(Duration::from_secs(20));
+                    }
+                    Ok(())
+                });
+                node.create_records(&app, &task, vec![record("first")]).await.unwrap()
+            })
+        })
+    };
+    tokio::task::spawn_blocking(move || arrived.recv_timeout(Duration::from_secs(20)).unwrap()).await.unwrap();
+    let second = store.create_records(&app.id, &task, vec![record("second")]).await.unwrap();
+    let early = store.entity_changes(crate::ChangeCursor::default(), 10).await.unwrap();
+    release.send(()).unwrap();
+    assert!(early.is_empty(), "a change behind a running transaction waits for it: {early:?}");
+    let first = tokio::task::spawn_blocking(move || first.join().unwrap()).await.unwrap();
+    let (mut cursor, mut seen) = (crate::ChangeCursor::default(), Vec::new());
+    for _ in 0..500 {
+        for change in store.entity_changes(cursor, 1).await.unwrap() {
+            cursor = change.cursor;
+            seen.push(change.record_id);
+        }
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, [first[0].id.clone(), second[0].id.clone()]);
+}
