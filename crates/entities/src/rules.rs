@@ -20,7 +20,7 @@
 //!
 //! The service role and admin users bypass every rule ([`Principal::bypass`]). Entity rules:
 //! `read` for reading, `create`/`update`/`delete` for writing, each falling back to `write`,
-//! everything allowed when absent. Field rules: `read` hides the field (and a query on it sees
+//! everything allowed when absent; updating or deleting a record needs its `read` rule too. Field rules: `read` hides the field (and a query on it sees
 //! it as missing), `create`/`update` (falling back to `write`) guard setting it.
 
 use serde_json::{Map, Value};
@@ -322,9 +322,14 @@ impl<'a> Access<'a> {
         }
     }
 
-    /// What a record must pass to be read (`None`) or written by this caller.
+    /// What a record must pass to be read (`None`) or written by this caller. Updating or
+    /// deleting a record also needs reading it: a caller cannot change what it cannot see.
     pub fn records(&self, write: Option<Write>) -> Result<Filter, QueryError> {
-        self.entity_rule(write).map_or(Ok(Filter::True), |rule| rule.resolve(self.who))
+        let own = self.entity_rule(write).map_or(Ok(Filter::True), |rule| rule.resolve(self.who))?;
+        match write {
+            Some(Write::Update | Write::Delete) => Ok(self.records(None)?.and(own)),
+            _ => Ok(own),
+        }
     }
 
     /// `query` as this caller may run it: every test of a field it may not read sees the field

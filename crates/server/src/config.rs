@@ -64,6 +64,9 @@ pub struct Config {
     /// blocks, or `*` for everything (the default of `dev`; `serve` starts from none). Canonical
     /// entries (see `homebase_runtime::netpolicy`).
     pub function_net_allow: Vec<String>,
+    /// The most records one list or filter call answers (Base44 cuts pages at 5,000 silently;
+    /// Homebase logs a warning whenever it cuts one).
+    pub entity_page_cap: usize,
 }
 
 fn display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
@@ -92,6 +95,7 @@ impl Default for Config {
             header_read_timeout: ConnectionLimits::default().header_read_timeout,
             keep_alive_timeout: ConnectionLimits::default().keep_alive_timeout,
             function_net_allow: vec!["*".into()],
+            entity_page_cap: 5000,
         }
     }
 }
@@ -120,6 +124,7 @@ pub struct ConfigLayer {
     pub header_read_timeout: Option<DurationValue>,
     pub keep_alive_timeout: Option<DurationValue>,
     pub function_net_allow: Option<Vec<String>>,
+    pub entity_page_cap: Option<usize>,
 }
 
 /// A size as written: `"512MB"`, `"1GiB"`, `"800k"`, or a number of bytes.
@@ -226,7 +231,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 19] = [
+const ENV_KEYS: [&str; 20] = [
     "function-net-allow",
     "sandbox",
     "deploy-check-timeout",
@@ -246,6 +251,7 @@ const ENV_KEYS: [&str; 19] = [
     "max-connections",
     "header-read-timeout",
     "keep-alive-timeout",
+    "entity-page-cap",
 ];
 
 impl ConfigLayer {
@@ -291,6 +297,10 @@ impl ConfigLayer {
                     layer.max_connections = Some(
                         value.trim().parse().map_err(|_| bad(format!("'{value}' is not a number of connections")))?,
                     )
+                }
+                "entity-page-cap" => {
+                    layer.entity_page_cap =
+                        Some(value.trim().parse().map_err(|_| bad(format!("'{value}' is not a number of records")))?)
                 }
                 "header-read-timeout" => layer.header_read_timeout = Some(value.into()),
                 "keep-alive-timeout" => layer.keep_alive_timeout = Some(value.into()),
@@ -340,6 +350,7 @@ impl Config {
             config.keep_alive_timeout =
                 duration(&layer.keep_alive_timeout, config.keep_alive_timeout, "keep-alive-timeout")?;
             config.max_connections = layer.max_connections.unwrap_or(config.max_connections);
+            config.entity_page_cap = layer.entity_page_cap.unwrap_or(config.entity_page_cap);
             if let Some(size) = &layer.log_max_size {
                 config.log_max_size = size
                     .parse()
@@ -389,6 +400,9 @@ impl Config {
         }
         if self.log_max_size < 1024 * 1024 {
             return Err(invalid("log-max-size", "must be at least 1MB, e.g. \"512MB\" or \"2GB\""));
+        }
+        if self.entity_page_cap == 0 {
+            return Err(invalid("entity-page-cap", "must be at least 1, e.g. 5000"));
         }
         if self.max_connections == 0 {
             return Err(invalid("max-connections", "must be at least 1, e.g. 10000"));

@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use homebase_catalog::dev::{DevApp, DevEvent, DevListener, LOCAL_APP_ID};
 use homebase_logs::{LogHub, Sink};
@@ -160,6 +160,25 @@ async fn assemble(dev: DevConfig, lifecycle: &mut Lifecycle) -> Result<Parts, St
     lifecycle.set_hub(hub.clone());
     let runtime = Runtime::new(RuntimeConfig { deno, ..runtime_config(&config, true) }, hub.clone())?;
     lifecycle.set_runtime(runtime.clone());
+    // Entity schemas are loaded into the store again after every change of the project (the
+    // store is opened below; reloads before that have nothing to update).
+    let entity_store: Arc<OnceLock<Store>> = Arc::new(OnceLock::new());
+    let on_event: DevListener = {
+        let (store, root, tasks) = (entity_store.clone(), project.root.clone(), lifecycle.tasks.clone());
+        let handle = tokio::runtime::Handle::current();
+        Arc::new(move |event: &DevEvent| {
+            if let DevEvent::Loaded { reload: true, app_id, .. } = event
+                && let Some(store) = store.get()
+            {
+                let (store, root, app_id) = (store.clone(), root.clone(), app_id.clone());
+                tasks.spawn_on(
+                    async move { crate::entities_api::load_project_schemas(&store, &root, &app_id).await },
+                    &handle,
+                );
+            }
+            on_event(event)
+        })
+    };
     let app = DevApp::load(&project.root, runtime.clone(), hub.clone(), on_event)
         .map_err(|e| StartError::Project(e.to_string()))?;
 
@@ -194,9 +213,12 @@ async fn assemble(dev: DevConfig, lifecycle: &mut Lifecycle) -> Result<Parts, St
     };
     let name = Some(project.config.name.trim()).filter(|n| !n.is_empty()).unwrap_or("dev");
     store.ensure_app(app.app_id(), name).await?;
+    crate::entities_api::load_project_schemas(&store, &project.root, app.app_id()).await;
+    let _ = entity_store.set(store.clone());
     // It is the developer's own machine: a 404 lists the project's functions to anyone.
     let state = AppState::new(app.clone(), runtime.clone(), tokens, config.public_url.clone(), FunctionListing::Anyone)
-        .with_cors(cors);
+        .with_cors(cors)
+        .with_entity_page_cap(config.entity_page_cap);
     let mailer = match mailer {
         Some(mailer) => mailer,
         None => config.mailer().map_err(StartError::Mail)?,

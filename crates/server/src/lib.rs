@@ -6,7 +6,7 @@
 //! with `message` and `detail`, the layered [`config::Config`], app users and their tokens (the
 //! §4 routes in [`users_api`], bearer checks in [`auth`], the signing key in [`token`], mail in
 //! [`mail`], their management routes in [`auth_manage`]), the `501 not_implemented` answers of
-//! the Base44 routes Homebase lacks ([`unsupported`]), the accept loops of the TCP port and of
+//! the Base44 routes Homebase lacks ([`unsupported`]), app data (entities) in [`entities_api`], the accept loops of the TCP port and of
 //! the functions' API socket ([`connections`], [`serve_workers`]), and the two composition
 //! roots: [`serve::start`] and [`dev::start`], which turn a config and a shutdown token into a
 //! running server whose `drain()` finishes every task it started. The `homebase` commands and
@@ -19,6 +19,7 @@ pub mod config;
 pub mod connections;
 pub mod cors;
 pub mod dev;
+pub mod entities_api;
 mod error;
 pub mod files;
 pub mod headers;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub users: Option<Arc<user_states::UserStates>>,
     /// Who may learn the names of an app's functions.
     pub listing: FunctionListing,
+    /// The most records one entity list call answers (`entity-page-cap`).
+    pub entity_page_cap: usize,
     request_ids: Arc<RequestIds>,
 }
 
@@ -102,12 +105,18 @@ impl AppState {
             public_url: public_url.map(Arc::from),
             cors: Arc::new(cors::CorsPolicy::default()),
             users: None,
+            entity_page_cap: entities_api::DEFAULT_PAGE_CAP,
             request_ids: Arc::new(RequestIds { prefix: rand::random(), next: AtomicU64::new(1) }),
         }
     }
 
     pub fn with_cors(mut self, cors: cors::CorsPolicy) -> Self {
         self.cors = Arc::new(cors);
+        self
+    }
+
+    pub fn with_entity_page_cap(mut self, cap: usize) -> Self {
+        self.entity_page_cap = cap.max(1);
         self
     }
 

@@ -1,6 +1,6 @@
 //! The SDK surface: every route the official SDK calls from a browser app, under one CORS layer
 //! ([`crate::cors`]). Today that is the function routes ([`crate::routes`]), the app-user
-//! routes ([`crate::users_api`]) and the `501 not_implemented` answers of the SDK's routes that
+//! routes ([`crate::users_api`]), app data ([`crate::entities_api`]) and the `501 not_implemented` answers of the SDK's routes that
 //! Homebase lacks yet ([`crate::unsupported`]: entities, realtime, integrations, connectors,
 //! files…); their real routes belong here too, so that they inherit the same policy. The
 //! management API (key holders, the CLI) stays outside.
@@ -25,8 +25,10 @@ use crate::users_api::Auth;
 pub fn router(mut state: AppState, auth: Arc<Auth>) -> Router {
     state.users = Some(auth.users.clone());
     let cors = state.cors.clone();
+    let entities = Arc::new(crate::entities_api::EntitiesApi { auth: auth.clone(), page_cap: state.entity_page_cap });
     crate::routes::function_routes(state)
         .merge(crate::users_api::router(auth))
+        .merge(crate::entities_api::router(entities))
         .merge(crate::unsupported::sdk_routes())
         .method_not_allowed_fallback(wrong_method)
         .layer(crate::cors::CorsLayer::new(cors))

@@ -283,8 +283,9 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
     let cors = CorsPolicy::serve(config.cors_origins.clone());
     // The names of an app's functions are for the holders of its keys.
     let listing = FunctionListing::KeyHolders(store.clone());
-    let state =
-        AppState::new(platform.clone(), runtime.clone(), tokens, config.public_url.clone(), listing).with_cors(cors);
+    let state = AppState::new(platform.clone(), runtime.clone(), tokens, config.public_url.clone(), listing)
+        .with_cors(cors)
+        .with_entity_page_cap(config.entity_page_cap);
     let mailer = match mailer {
         Some(mailer) => mailer,
         None => config.mailer().map_err(StartError::Mail)?,
@@ -318,8 +319,8 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
     })
 }
 
-/// The router of `homebase serve`: the SDK surface (functions and app users, under CORS), the
-/// management API, the logs API, the `501`s of the CLI's routes Homebase lacks
+/// The router of `homebase serve`: the SDK surface (functions, app users and app data, under
+/// CORS), the management API, the entity schemas' push, the logs API, the `501`s of the CLI's routes Homebase lacks
 /// ([`crate::unsupported`]), `/healthz`, `/readyz` (the database answers) and the JSON 404.
 fn router(platform: Arc<Platform>, state: AppState, auth: Arc<Auth>, logs: LogService) -> Router {
     let store = platform.store.clone();
@@ -327,6 +328,7 @@ fn router(platform: Arc<Platform>, state: AppState, auth: Arc<Auth>, logs: LogSe
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::manage::router(platform.clone()))
         .merge(crate::logs_api::router(platform, logs))
+        .merge(crate::entities_api::schemas_router(store.clone()))
         .merge(crate::unsupported::management_routes())
         .route("/readyz", get(move || ready(store.clone())))
         .fallback(crate::unknown_route)

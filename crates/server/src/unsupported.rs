@@ -6,7 +6,7 @@
 //! browser, under the CORS layer of [`crate::sdk`], or from a function), and
 //! [`management_routes`], what the official CLI calls (merged into `serve`'s router with the
 //! management API). They never shadow a route Homebase serves: static segments win over
-//! parameters (`/entities/User/me` is the users API, `/entities/Task/…` lands here), and no path
+//! parameters (`/entities/User/me` is the users API, `/entities/Task/aggregate` lands here), and no path
 //! here is one of Homebase's own. `OPTIONS` is left out of the SDK set so that preflights are
 //! answered as on every other SDK route (allowed origins by the CORS layer, others
 //! `403 origin_not_allowed`). The answers need no key: they say only what this build lacks.
@@ -37,19 +37,40 @@ impl Feature {
     }
 }
 
-pub const ENTITIES: Feature = Feature {
-    message: "Entities are not supported by Homebase yet",
-    detail: "Only the built-in User entity is served: GET /api/apps/{app_id}/entities/User, GET and PUT \
-             …/entities/User/me, GET …/entities/User/{id}. Entities of your own (list, filter, get, create, \
-             update, delete, bulk, count, aggregate, import) are planned; until then keep such data in a \
-             database your functions reach (see function-net-allow).",
+/// What the entity routes serve, for the details of the entity methods Homebase lacks.
+const ENTITY_ALTERNATIVES: &str = "Served: list and filter (q, sort, limit, skip, fields), get, create, update, \
+     delete, bulkCreate, deleteMany and count under /api/apps/{app_id}/entities/{Entity}; the missing methods are \
+     planned.";
+
+pub const ENTITY_CURSOR_PAGES: Feature = Feature {
+    message: "Cursor pages of entities (v2/list: list with a cursor, or distinct) are not supported by Homebase yet",
+    detail: "Page with limit and skip on the list route meanwhile. Served: list and filter (q, sort, limit, skip, \
+             fields), get, create, update, delete, bulkCreate, deleteMany and count; the missing methods are planned.",
 };
 
-pub const ENTITY_SCHEMAS: Feature = Feature {
-    message: "Entities are not supported by Homebase yet",
-    detail: "Homebase does not store entity schemas yet, so `base44 entities push` and the entities step of \
-             `base44 deploy` cannot be served; entities are planned. Deploy functions with \
-             `base44 functions deploy` or `homebase functions deploy`.",
+pub const ENTITY_AGGREGATE: Feature = Feature {
+    message: "Aggregating entities (aggregate) is not supported by Homebase yet",
+    detail: ENTITY_ALTERNATIVES,
+};
+
+pub const ENTITY_UPDATE_MANY: Feature = Feature {
+    message: "Updating many entity records with operators (updateMany) is not supported by Homebase yet",
+    detail: ENTITY_ALTERNATIVES,
+};
+
+pub const ENTITY_BULK_UPDATE: Feature = Feature {
+    message: "Updating entity records in bulk (bulkUpdate) is not supported by Homebase yet",
+    detail: ENTITY_ALTERNATIVES,
+};
+
+pub const ENTITY_UPSERT: Feature = Feature {
+    message: "Upserting entity records (upsert) is not supported by Homebase yet",
+    detail: ENTITY_ALTERNATIVES,
+};
+
+pub const ENTITY_IMPORT: Feature = Feature {
+    message: "Importing entity records from a file (importEntities) is not supported by Homebase yet",
+    detail: ENTITY_ALTERNATIVES,
 };
 
 pub const REALTIME: Feature = Feature {
@@ -157,8 +178,11 @@ pub const APP_MANAGEMENT: Feature = Feature {
 
 /// The SDK's paths, under CORS.
 const SDK: &[(&str, Feature)] = &[
-    ("/api/apps/{app_id}/entities/{entity}", ENTITIES),
-    ("/api/apps/{app_id}/entities/{entity}/{*rest}", ENTITIES),
+    ("/api/apps/{app_id}/entities/{entity}/v2/list", ENTITY_CURSOR_PAGES),
+    ("/api/apps/{app_id}/entities/{entity}/aggregate", ENTITY_AGGREGATE),
+    ("/api/apps/{app_id}/entities/{entity}/update-many", ENTITY_UPDATE_MANY),
+    ("/api/apps/{app_id}/entities/{entity}/upsert", ENTITY_UPSERT),
+    ("/api/apps/{app_id}/entities/{entity}/import", ENTITY_IMPORT),
     ("/ws-user-apps/{*rest}", REALTIME),
     ("/api/apps/{app_id}/integration-endpoints/{*rest}", INTEGRATIONS),
     ("/api/apps/{app_id}/integrations/{*rest}", INTEGRATIONS),
@@ -175,7 +199,6 @@ const SDK: &[(&str, Feature)] = &[
 
 /// The CLI's paths (reference §5), outside CORS.
 const MANAGEMENT: &[(&str, Feature)] = &[
-    ("/api/apps/{app_id}/entity-schemas", ENTITY_SCHEMAS),
     ("/api/apps/{app_id}/agent-configs", AGENTS),
     ("/api/apps/{app_id}/agent-configs/{*rest}", AGENTS),
     ("/api/apps/{app_id}/agent-skills", AGENTS),
@@ -209,6 +232,11 @@ fn sdk_methods() -> MethodFilter {
 /// How much of a request's body is read (and dropped) before the answer: the body limit of the
 /// other API routes.
 const DRAIN_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The handler of `feature`'s routes, for a router that serves other methods of the same path.
+pub fn handler(feature: Feature) -> impl Fn(Request) -> BoxFuture<Response> + Clone + Send + Sync + 'static {
+    answer(feature)
+}
 
 /// The handler of `feature`'s routes. It reads the request's body first: answering before a
 /// client has sent it makes the connection close under the client, which then sees a write

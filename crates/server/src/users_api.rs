@@ -197,7 +197,7 @@ fn require_identity(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Id
 
 /// The user a token names; 401 when the account is gone or disabled, or its password changed
 /// (or it was disabled) since the token was issued: the same rule as on the function routes.
-async fn token_user(auth: &Auth, app_id: &str, token: &TokenUser) -> Result<User, Response> {
+pub(crate) async fn token_user(auth: &Auth, app_id: &str, token: &TokenUser) -> Result<User, Response> {
     let user = auth.store.user(app_id, &token.id).await.map_err(|e| store_error(e).into_response())?;
     SignIn::of(user.as_ref()).admits(token).map_err(IntoResponse::into_response)?;
     user.ok_or_else(|| Unauthorized::new("The token's user does not exist", "Sign in again.").into_response())

@@ -41,22 +41,13 @@ fn table(app: &str) -> Vec<(Method, String, &'static str)> {
     use unsupported::*;
     let a = |path: &str| path.replace("{app}", app);
     vec![
-        // Entities (§3.1): every SDK method.
-        (Method::GET, a("/api/apps/{app}/entities/Task?sort=-created_date&limit=5"), ENTITIES.message),
-        (Method::GET, a("/api/apps/{app}/entities/Task?q=%7B%22done%22%3Atrue%7D"), ENTITIES.message),
-        (Method::GET, a("/api/apps/{app}/entities/Task/v2/list?limit=10"), ENTITIES.message),
-        (Method::GET, a("/api/apps/{app}/entities/Task/abc123"), ENTITIES.message),
-        (Method::POST, a("/api/apps/{app}/entities/Task"), ENTITIES.message),
-        (Method::PUT, a("/api/apps/{app}/entities/Task/abc123"), ENTITIES.message),
-        (Method::DELETE, a("/api/apps/{app}/entities/Task/abc123"), ENTITIES.message),
-        (Method::DELETE, a("/api/apps/{app}/entities/Task"), ENTITIES.message),
-        (Method::POST, a("/api/apps/{app}/entities/Task/bulk"), ENTITIES.message),
-        (Method::PUT, a("/api/apps/{app}/entities/Task/bulk"), ENTITIES.message),
-        (Method::PATCH, a("/api/apps/{app}/entities/Task/update-many"), ENTITIES.message),
-        (Method::GET, a("/api/apps/{app}/entities/Task/count"), ENTITIES.message),
-        (Method::POST, a("/api/apps/{app}/entities/Task/aggregate"), ENTITIES.message),
-        (Method::POST, a("/api/apps/{app}/entities/Task/upsert"), ENTITIES.message),
-        (Method::POST, a("/api/apps/{app}/entities/Task/import"), ENTITIES.message),
+        // Entities (§3.1): the SDK methods not served yet.
+        (Method::GET, a("/api/apps/{app}/entities/Task/v2/list?limit=10"), ENTITY_CURSOR_PAGES.message),
+        (Method::PUT, a("/api/apps/{app}/entities/Task/bulk"), ENTITY_BULK_UPDATE.message),
+        (Method::PATCH, a("/api/apps/{app}/entities/Task/update-many"), ENTITY_UPDATE_MANY.message),
+        (Method::POST, a("/api/apps/{app}/entities/Task/aggregate"), ENTITY_AGGREGATE.message),
+        (Method::POST, a("/api/apps/{app}/entities/Task/upsert"), ENTITY_UPSERT.message),
+        (Method::POST, a("/api/apps/{app}/entities/Task/import"), ENTITY_IMPORT.message),
         // Realtime (§3.5).
         (Method::GET, "/ws-user-apps/socket.io/?EIO=4&transport=websocket".to_string(), REALTIME.message),
         // Integrations, connectors, files (§4).
@@ -81,7 +72,6 @@ fn table(app: &str) -> Vec<(Method, String, &'static str)> {
         (Method::POST, a("/api/app-logs/{app}/log-user-in-app/home"), ANALYTICS.message),
         (Method::POST, a("/api/apps/{app}/ai/openai/v1/chat/completions"), AI_GATEWAY.message),
         // The CLI (§5).
-        (Method::PUT, a("/api/apps/{app}/entity-schemas"), ENTITY_SCHEMAS.message),
         (Method::GET, a("/api/apps/{app}/agent-configs"), AGENTS.message),
         (Method::PUT, a("/api/apps/{app}/agent-configs"), AGENTS.message),
         (Method::DELETE, a("/api/apps/{app}/agent-skills/triage"), AGENTS.message),
@@ -143,8 +133,13 @@ async fn homebases_own_routes_are_not_shadowed() {
         let (status, body) = send(&client, Method::GET, a(path)).await;
         assert_eq!(status, 200, "GET {path}: {body}");
     }
-    // The User entity and the app-user routes: their own answers, not a 501.
+    // The User entity, the records API, the schemas' push and the app-user routes: their own
+    // answers, not a 501.
     for (method, path, expected) in [
+        (Method::GET, "/api/apps/{app}/entities/Task", 404),
+        (Method::GET, "/api/apps/{app}/entities/Task/count", 404),
+        (Method::POST, "/api/apps/{app}/entities/Task/bulk", 404),
+        (Method::PUT, "/api/apps/{app}/entity-schemas", 401),
         (Method::GET, "/api/apps/{app}/entities/User/me", 401),
         (Method::PUT, "/api/apps/{app}/entities/User/me", 401),
         (Method::GET, "/api/apps/{app}/entities/User", 401),
@@ -166,7 +161,7 @@ async fn homebases_own_routes_are_not_shadowed() {
 async fn the_sdks_501s_are_under_the_cors_policy_and_the_clis_are_not() {
     let (server, _data, app) = platform().await;
     let client = server.client();
-    let entities = server.at(&format!("/api/apps/{app}/entities/Task"));
+    let entities = server.at(&format!("/api/apps/{app}/entities/Task/aggregate"));
     // An allowed origin reads the 501 and its preflight is answered by the CORS layer.
     let response = client.get(&entities).header("origin", ALLOWED).send().await.unwrap();
     assert_eq!(response.status(), 501);
@@ -190,7 +185,7 @@ async fn the_sdks_501s_are_under_the_cors_policy_and_the_clis_are_not() {
     assert_eq!(preflight.status(), 403);
     assert_eq!(json_of(preflight).await["code"], "origin_not_allowed");
     // The management API's 501s carry no CORS headers.
-    let schemas = server.at(&format!("/api/apps/{app}/entity-schemas"));
+    let schemas = server.at(&format!("/api/apps/{app}/agent-configs"));
     let response = client.put(&schemas).header("origin", ALLOWED).send().await.unwrap();
     assert_eq!(response.status(), 501);
     assert!(response.headers().get("access-control-allow-origin").is_none());
@@ -204,7 +199,7 @@ async fn dev_answers_the_sdks_501s_too() {
     let app = server.app.app_id().to_string();
     let client = server.client();
     for (method, path, message) in [
-        (Method::GET, format!("/api/apps/{app}/entities/Task"), unsupported::ENTITIES.message),
+        (Method::GET, format!("/api/apps/{app}/entities/Task/v2/list"), unsupported::ENTITY_CURSOR_PAGES.message),
         (
             Method::POST,
             format!("/api/apps/{app}/integration-endpoints/Core/InvokeLLM"),
@@ -228,7 +223,7 @@ Deno.serve(async (req) => {
   const base44 = createClientFromRequest(req);
   const out: Record<string, unknown> = {};
   const attempts: [string, () => Promise<unknown>][] = [
-    ["entities", () => base44.asServiceRole.entities.Task.list()],
+    ["entities", () => base44.asServiceRole.entities.Task.aggregate({ groupBy: "status" })],
     ["integrations", () => base44.asServiceRole.integrations.Core.InvokeLLM({ prompt: "hi" })],
   ];
   for (const [name, attempt] of attempts) {
@@ -260,7 +255,7 @@ async fn the_official_sdk_in_a_function_reports_the_missing_feature() {
     let response = server.client().post(server.at(&format!("/api/apps/{app}/functions/gaps"))).json(&json!({}));
     let out = json_of(response.send().await.unwrap()).await;
     for (name, message) in
-        [("entities", unsupported::ENTITIES.message), ("integrations", unsupported::INTEGRATIONS.message)]
+        [("entities", unsupported::ENTITY_AGGREGATE.message), ("integrations", unsupported::INTEGRATIONS.message)]
     {
         assert_eq!(out[name]["status"], 501, "{out}");
         assert_eq!(out[name]["code"], "not_implemented", "{out}");
