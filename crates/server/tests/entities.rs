@@ -356,3 +356,36 @@ async fn the_official_sdk_uses_entities_from_node_and_from_a_function() {
     assert!(stdout.contains(r#""ok":true"#), "{stdout}");
     s.server.stop().await;
 }
+
+/// `homebase dev` serves the project's `base44/entities` and loads them again when they change,
+/// keeping the records.
+#[tokio::test]
+async fn dev_serves_the_projects_entities_and_reloads_them() {
+    let project = homebase_testkit::fixture("functions");
+    let server = homebase_testkit::TestServer::start(project.path()).await;
+    let app = server.app.app_id().to_string();
+    let client = server.client();
+    let tasks = server.at(&format!("/api/apps/{app}/entities/task"));
+    let created = client.post(&tasks).json(&json!({"title": "a", "priority": 1})).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let created = json_of(created).await;
+    assert!(created.get("priority").is_none(), "not declared yet: {created}");
+    project.write(
+        "base44/entities/task.jsonc",
+        r#"{"name": "Task", "properties": {"title": {"type": "string"}, "priority": {"type": "number"}}, "required": ["title"]}"#,
+    );
+    let mut reloaded = false;
+    for _ in 0..750 {
+        let response = client.post(&tasks).json(&json!({"title": "b", "priority": 2})).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        if json_of(response).await["priority"] == 2 {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(reloaded, "the new schema was loaded");
+    let listed = json_of(client.get(format!("{tasks}?sort=created_date&limit=1")).send().await.unwrap()).await;
+    assert_eq!(listed[0]["id"], created["id"], "the records made before are kept");
+    server.stop().await;
+}
