@@ -69,7 +69,8 @@ pub fn order_by(dialect: Dialect, sort: &Sort, schema: Option<&EntitySchema>) ->
     for key in &sort.keys {
         let dir = if key.descending { Dir::Desc } else { Dir::Asc };
         if let Some(built_in) = key.path.built_in() {
-            keys.push(dir.apply(dialect, &format!("{ALIAS}.{}", built_in.column())));
+            let column = format!("{ALIAS}.{}", built_in.column());
+            keys.push(if built_in.nullable() { dir.apply(dialect, &column) } else { dir.plain(&column) });
             continue;
         }
         if key.path.under_built_in() {
@@ -115,14 +116,15 @@ pub fn order_by(dialect: Dialect, sort: &Sort, schema: Option<&EntitySchema>) ->
         }
     }
     let last = if sort.last_descending() { Dir::Desc } else { Dir::Asc };
-    keys.push(last.apply(dialect, &format!("{ALIAS}.id")));
+    keys.push(last.plain(&format!("{ALIAS}.id")));
     keys.join(", ")
 }
 
 /// The expression an index on the declared scalar field `path` should be built on (without
-/// the alias: for `CREATE INDEX … ON <table> (app_id, entity, <this>)`), matching what
-/// [`where_clause`] and [`order_by`] emit for it. `None` for fields that are not declared
-/// strings, numbers or booleans.
+/// the alias), matching what [`where_clause`] and [`order_by`] emit for it: build it as
+/// `(app_id, entity, <this>, id)` on SQLite and `(app_id, entity, (<this>) NULLS FIRST, id)` on
+/// PostgreSQL, so that sorts by the field (with the `id` tie-break, in either direction) read
+/// the index. `None` for fields that are not declared strings, numbers or booleans.
 pub fn index_expression(dialect: Dialect, schema: &EntitySchema, path: &FieldPath) -> Option<String> {
     let kind = schema.kind(path);
     if !matches!(kind, Kind::Text | Kind::Number | Kind::Bool) || path.built_in().is_some() {
@@ -141,6 +143,15 @@ enum Dir {
 }
 
 impl Dir {
+    /// `expr` (never NULL) in this direction. PostgreSQL can only read an index backwards for
+    /// the order it was built in, reversed, so columns that are never NULL get no `NULLS` clause.
+    fn plain(self, expr: &str) -> String {
+        match self {
+            Dir::Asc => format!("{expr} ASC"),
+            Dir::Desc => format!("{expr} DESC"),
+        }
+    }
+
     /// `expr` in this direction, nulls (missing values) first when ascending, as SQLite does.
     fn apply(self, dialect: Dialect, expr: &str) -> String {
         match (self, dialect) {
@@ -539,6 +550,8 @@ mod tests {
     fn sorts_end_with_the_id_in_the_last_direction() {
         let sort = Sort::parse("-created_date").unwrap();
         assert_eq!(order_by(Dialect::Sqlite, &sort, None), "r.created_date DESC, r.id DESC");
-        assert_eq!(order_by(Dialect::Postgres, &sort, None), "r.created_date DESC NULLS LAST, r.id DESC NULLS LAST");
+        assert_eq!(order_by(Dialect::Postgres, &sort, None), "r.created_date DESC, r.id DESC");
+        let sort = Sort::parse("created_by").unwrap();
+        assert_eq!(order_by(Dialect::Postgres, &sort, None), "r.created_by ASC NULLS FIRST, r.id ASC");
     }
 }

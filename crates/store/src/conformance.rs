@@ -1266,9 +1266,18 @@ fn filter(query: serde_json::Value) -> homebase_entities::Filter {
     homebase_entities::Filter::parse(&query).unwrap()
 }
 
-/// Every change from the start.
-async fn all_changes(store: &Store) -> Vec<crate::EntityChange> {
-    store.entity_changes(crate::ChangeCursor::default(), 10_000).await.unwrap()
+/// Every change from the start, once at least `n` are readable. On PostgreSQL a committed
+/// change becomes readable when every transaction older than it has ended (other tests' ones
+/// included), which takes a moment on a busy server.
+async fn changes_at_least(store: &Store, n: usize) -> Vec<crate::EntityChange> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let changes = store.entity_changes(crate::ChangeCursor::default(), 10_000).await.unwrap();
+        if changes.len() >= n || std::time::Instant::now() > deadline {
+            return changes;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 pub async fn entity_schemas_are_replaced_whole(store: Store) {
@@ -1468,7 +1477,8 @@ pub async fn every_record_write_appends_one_change(store: Store) {
         .await
         .unwrap();
     store.delete_records(&app.id, task, &homebase_entities::Filter::True).await.unwrap();
-    let changes = all_changes(&store).await;
+    let changes = changes_at_least(&store, 5).await;
+    assert_eq!(changes.len(), 5);
     let ops: Vec<(crate::ChangeOp, &str)> = changes.iter().map(|c| (c.operation, c.record_id.as_str())).collect();
     use crate::ChangeOp::*;
     assert_eq!(
@@ -1503,7 +1513,7 @@ pub async fn a_failed_record_write_leaves_no_record_and_no_change(store: Store) 
     store.set_entity_schemas(&app.id, &set).await.unwrap();
     let task = set.get("task").unwrap();
     let kept = store.create_records(&app.id, task, vec![new_record(json!({"title": "keep"}), None)]).await.unwrap();
-    let before = all_changes(&store).await.len();
+    assert_eq!(changes_at_least(&store, 1).await.len(), 1);
     store.set_before_commit_hook(|op: &str| {
         if op.ends_with("_record") || op.ends_with("_records") { Err("injected failure".into()) } else { Ok(()) }
     });
@@ -1514,7 +1524,14 @@ pub async fn a_failed_record_write_leaves_no_record_and_no_change(store: Store) 
     assert!(matches!(update, Err(crate::WriteError::Store(_))), "{update:?}");
     assert!(store.delete_records(&app.id, task, &homebase_entities::Filter::True).await.is_err());
     store.clear_before_commit_hook();
-    assert_eq!(all_changes(&store).await.len(), before);
+    // A write after the failed ones: once its change is readable, any of theirs would be too.
+    let other = set.get("task").unwrap();
+    let marker =
+        store.create_records(&app.id, other, vec![new_record(json!({"title": "marker"}), None)]).await.unwrap();
+    let changes = changes_at_least(&store, 2).await;
+    let ids: Vec<&str> = changes.iter().map(|c| c.record_id.as_str()).collect();
+    assert_eq!(ids, [kept[0].id.as_str(), marker[0].id.as_str()], "no change of a failed write");
+    store.delete_record(&app.id, other, &marker[0].id, &homebase_entities::Filter::True).await.unwrap();
     let left = store
         .list_records(
             &app.id,
@@ -1538,13 +1555,15 @@ pub async fn concurrent_record_writers_never_lose_or_duplicate_a_change(store: S
     let set = task_schema();
     store.set_entity_schemas(&app.id, &set).await.unwrap();
     let task = set.get("task").unwrap().clone();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // A reader follows the outbox while the writers write, keeping its cursor.
+    // How many changes the writers made, once they are done (0 until then).
+    let target = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // A reader follows the outbox while the writers write, keeping its cursor, until it has
+    // seen as many changes as were made (or for at most 30 s).
     let reader = {
-        let (store, done) = (store.clone(), done.clone());
+        let (store, target) = (store.clone(), target.clone());
         tokio::spawn(async move {
             let (mut cursor, mut seen) = (crate::ChangeCursor::default(), Vec::new());
-            let mut quiet_after_done = 0;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             loop {
                 let batch = store.entity_changes(cursor, 7).await.unwrap();
                 if let Some(last) = batch.last() {
@@ -1552,13 +1571,13 @@ pub async fn concurrent_record_writers_never_lose_or_duplicate_a_change(store: S
                 }
                 let empty = batch.is_empty();
                 seen.extend(batch);
+                let wanted = target.load(std::sync::atomic::Ordering::SeqCst);
+                if (wanted > 0 && seen.len() >= wanted) || std::time::Instant::now() > deadline {
+                    // Anything more would be a duplicate: one last look.
+                    seen.extend(store.entity_changes(cursor, 100).await.unwrap());
+                    break;
+                }
                 if empty {
-                    if done.load(std::sync::atomic::Ordering::SeqCst) {
-                        quiet_after_done += 1;
-                        if quiet_after_done > 50 {
-                            break;
-                        }
-                    }
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
             }
@@ -1608,9 +1627,9 @@ pub async fn concurrent_record_writers_never_lose_or_duplicate_a_change(store: S
     for w in writers {
         total += w.await.unwrap();
     }
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    target.store(total, std::sync::atomic::Ordering::SeqCst);
     let seen = reader.await.unwrap();
-    let stored = all_changes(&store).await;
+    let stored = changes_at_least(&store, total).await;
     assert_eq!(stored.len(), total, "one change per write");
     assert_eq!(seen.len(), total, "the follower saw every change");
     let mut cursors: Vec<_> = seen.iter().map(|c| c.cursor).collect();

@@ -438,7 +438,7 @@ impl Sqlite {
             }
             for (index, expr) in &indexes {
                 tx.execute_batch(&format!(
-                    "CREATE INDEX IF NOT EXISTS {index} ON entity_records (app_id, entity, {expr})"
+                    "CREATE INDEX IF NOT EXISTS {index} ON entity_records (app_id, entity, {expr}, id)"
                 ))?;
             }
             Ok((changes, true))

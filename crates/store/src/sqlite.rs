@@ -179,8 +179,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX entity_records_created ON entity_records(app_id, entity, created_date, id);
     CREATE INDEX entity_records_updated ON entity_records(app_id, entity, updated_date, id);
-    CREATE INDEX entity_records_created_by ON entity_records(app_id, entity, created_by);
-    CREATE INDEX entity_records_created_by_id ON entity_records(app_id, entity, created_by_id);
+    CREATE INDEX entity_records_created_by ON entity_records(app_id, entity, created_by, id);
+    CREATE INDEX entity_records_created_by_id ON entity_records(app_id, entity, created_by_id, id);
 
     -- `seq` follows commit order (one writer at a time), so a reader past `seq` misses nothing.
     CREATE TABLE entity_changes (
@@ -1048,7 +1048,8 @@ mod tests {
         // Back to schema 3, as an older Homebase left it.
         let conn = raw(&path);
         conn.execute_batch(
-            "ALTER TABLE users DROP COLUMN session_epoch; DROP TABLE app_net_allow; PRAGMA user_version = 3;",
+            "ALTER TABLE users DROP COLUMN session_epoch; DROP TABLE app_net_allow; DROP TABLE entity_schemas;
+             DROP TABLE entity_records; DROP TABLE entity_changes; PRAGMA user_version = 3;",
         )
         .unwrap();
         let hash: String =

@@ -115,7 +115,7 @@ impl Postgres {
         for (index, expr) in &indexes {
             lock(&tx, &self.schema, &["entity-index", index]).await?;
             tx.batch_execute(&format!(
-                "CREATE INDEX IF NOT EXISTS {index} ON entity_records (app_id, entity, ({expr}))"
+                "CREATE INDEX IF NOT EXISTS {index} ON entity_records (app_id, entity, ({expr}) NULLS FIRST, id)"
             ))
             .await
             .map_err(pg)?;
@@ -142,26 +142,36 @@ impl Postgres {
         let tx = client.transaction().await.map_err(pg)?;
         ensure_app(&tx, &app_id).await?;
         let key = entity_key(&entity);
-        for r in &records {
-            execute(
-                &tx,
-                "INSERT INTO entity_records (app_id, entity, id, created_date, updated_date, created_by, created_by_id,
-                 is_sample, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)",
-                &[
-                    &app_id,
-                    &key,
-                    &r.id,
-                    &r.created_date,
-                    &r.updated_date,
-                    &r.created_by,
-                    &r.created_by_id,
-                    &r.is_sample,
-                    &Value::Object(r.data.clone()).to_string(),
-                ],
-            )
-            .await?;
-            insert_change(&tx, &app_id, &entity, &r.id, ChangeOp::Create, Some(r), None).await?;
-        }
+        // One statement for the records and one for their changes, whatever their number.
+        let column = |f: fn(&Record) -> String| records.iter().map(f).collect::<Vec<String>>();
+        let ids = column(|r| r.id.clone());
+        let created = column(|r| r.created_date.clone());
+        let updated = column(|r| r.updated_date.clone());
+        let by: Vec<Option<String>> = records.iter().map(|r| r.created_by.clone()).collect();
+        let by_id: Vec<Option<String>> = records.iter().map(|r| r.created_by_id.clone()).collect();
+        let sample: Vec<bool> = records.iter().map(|r| r.is_sample).collect();
+        let data = column(|r| Value::Object(r.data.clone()).to_string());
+        execute(
+            &tx,
+            "INSERT INTO entity_records (app_id, entity, id, created_date, updated_date, created_by, created_by_id,
+             is_sample, data)
+             SELECT $1, $2, u.id, u.created, u.updated, u.by, u.by_id, u.sample, u.data::jsonb
+             FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bool[], $9::text[])
+               WITH ORDINALITY AS u(id, created, updated, by, by_id, sample, data, n)
+             ORDER BY u.n",
+            &[&app_id, &key, &ids, &created, &updated, &by, &by_id, &sample, &data],
+        )
+        .await?;
+        let after = column(|r| r.to_json().to_string());
+        execute(
+            &tx,
+            "INSERT INTO entity_changes (app_id, entity, record_id, operation, after, created_at)
+             SELECT $1, $2, u.id, 'create', u.after::jsonb, $5
+             FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS u(id, after, n)
+             ORDER BY u.n",
+            &[&app_id, &entity, &ids, &after, &crate::ids::now_ms()],
+        )
+        .await?;
         self.finish(tx, "create_records", true, None).await?;
         Ok(records)
     }

@@ -184,8 +184,9 @@ pub(crate) const MAIN: Component = Component {
         );
         CREATE INDEX entity_records_created ON entity_records(app_id, entity, created_date, id);
         CREATE INDEX entity_records_updated ON entity_records(app_id, entity, updated_date, id);
-        CREATE INDEX entity_records_created_by ON entity_records(app_id, entity, created_by);
-        CREATE INDEX entity_records_created_by_id ON entity_records(app_id, entity, created_by_id);
+        -- NULLS FIRST: the order sorts use (missing values first, as on SQLite).
+        CREATE INDEX entity_records_created_by ON entity_records(app_id, entity, created_by NULLS FIRST, id);
+        CREATE INDEX entity_records_created_by_id ON entity_records(app_id, entity, created_by_id NULLS FIRST, id);
 
         CREATE TABLE entity_changes (
             seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -414,6 +414,7 @@ async fn session_epochs_keep_the_stamps_of_before() {
     admin
         .batch_execute(&format!(
             "SET search_path = {0}; ALTER TABLE users DROP COLUMN session_epoch; DROP TABLE app_net_allow;
+             DROP TABLE entity_schemas; DROP TABLE entity_records; DROP TABLE entity_changes;
              UPDATE homebase_schema SET version = 3 WHERE component = 'main';",
             schema.name
         ))
