@@ -225,13 +225,18 @@ async fn the_official_cli_reads_function_logs() {
 }
 
 #[tokio::test]
-async fn the_official_cli_names_the_features_homebase_does_not_serve() {
+async fn the_official_cli_pushes_entity_schemas() {
     let data = tempfile::tempdir().unwrap();
     let server = Running::serve(data.path(), ADMIN_KEY).await;
-    let app_id = server.create_app(ADMIN_KEY, "gaps").await;
+    let app_id = server.create_app(ADMIN_KEY, "data").await;
     let project = quickstart_for(&app_id);
-    // The quickstart has an entity: pushing it gets the 501's message, not "not found".
+    // The quickstart has an entity, Order: the push stores it and the records API serves it.
     let (out, text) = base44(project.path(), &server.url, &["entities", "push", "--yes"]).await;
-    assert!(!out.status.success(), "{text}");
-    assert!(text.contains("Entities are not supported by Homebase yet"), "{text}");
+    assert!(out.status.success(), "{text}");
+    let http = reqwest::Client::new();
+    let orders = server.at(&format!("/api/apps/{app_id}/entities/Order"));
+    let created = http.post(&orders).json(&serde_json::json!({"customer": "Ada", "total": 1200})).send().await.unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let invalid = http.post(&orders).json(&serde_json::json!({"customer": "Ada"})).send().await.unwrap();
+    assert_eq!(invalid.status(), 422, "the pushed schema is enforced");
 }
