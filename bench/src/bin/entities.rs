@@ -92,10 +92,11 @@ async fn measure(store: &Store, args: &Args) -> anyhow::Result<Vec<(&'static str
     store.set_entity_schemas(&app.id, &schemas).await?;
     let task = schemas.get("Task").context("the schema")?.clone();
     let record = |i: usize| NewRecord {
-        data: json!({"title": format!("t{i:06}"), "status": format!("s{}", i % 50), "n": i, "done": i % 2 == 0})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        data:
+            json!({"title": format!("t{i:06}"), "status": format!("s{}", i % 50), "n": i, "done": i.is_multiple_of(2)})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         created_by: Some(format!("user{}@example.test", i % 100)),
         ..Default::default()
     };
