@@ -1,7 +1,8 @@
 //! App data over HTTP (reference §3.1), as the SDK's `entities` module calls it, under
 //! `/api/apps/{app_id}/entities/{Entity}`: list and filter (`q`, `sort`, `limit`, `skip`,
-//! `fields`, and any other parameter as an equality filter), get, create (201), update (a merge
-//! of the top-level fields), delete, bulk create, delete-many (the query in the body) and count.
+//! `fields`, and any other parameter as an equality filter), cursor pages (`v2/list`), get,
+//! create (201), update (a merge of the top-level fields), delete, bulk create, delete-many (the
+//! query in the body) and count.
 //! The other methods of §3.1 answer `501 not_implemented` naming the method
 //! ([`crate::unsupported`]). `User` has routes of its own ([`crate::users_api`]).
 //!
@@ -58,6 +59,7 @@ pub fn router(api: Arc<EntitiesApi>) -> Router {
     Router::new()
         .route("/api/apps/{app_id}/entities/{entity}", get(list).post(create).delete(delete_many))
         .route("/api/apps/{app_id}/entities/{entity}/count", get(count))
+        .route("/api/apps/{app_id}/entities/{entity}/v2/list", get(cursor_page))
         .route(
             "/api/apps/{app_id}/entities/{entity}/bulk",
             post(bulk_create).put(unsupported::handler(unsupported::ENTITY_BULK_UPDATE)),
@@ -170,7 +172,7 @@ fn shown(access: &Access<'_>, record: &Record, fields: Option<&[String]>) -> Res
 }
 
 /// The parameters the list route reads itself; any other is an equality filter.
-const LIST_PARAMS: [&str; 5] = ["q", "sort", "limit", "skip", "fields"];
+const LIST_PARAMS: [&str; 6] = ["q", "sort", "limit", "skip", "fields", "cursor"];
 
 fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Response> {
     match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
@@ -243,6 +245,103 @@ async fn list(
         out.push(tri!(shown(&access, record, fields.as_deref())));
     }
     Json(out).into_response()
+}
+
+/// The most records one cursor page holds, and the default (reference §3.1).
+pub const MAX_CURSOR_PAGE: u64 = 5000;
+const DEFAULT_CURSOR_PAGE: u64 = 100;
+
+/// What a cursor is bound to: the app, the entity, the caller and the query, sort and fields
+/// (a hash of them).
+fn cursor_binding(app_id: &str, entity: &str, who: &Caller, params: &HashMap<String, String>) -> String {
+    use sha2::{Digest, Sha256};
+    let caller =
+        who.by.as_ref().map(|(_, id)| id.as_str()).unwrap_or(if who.principal.bypass { "service" } else { "" });
+    let mut hash = Sha256::new();
+    for part in [app_id, &entity.to_ascii_lowercase(), caller] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let mut keys: Vec<(&String, &String)> =
+        params.iter().filter(|(k, _)| !["limit", "cursor"].contains(&k.as_str())).collect();
+    keys.sort();
+    for (key, value) in keys {
+        hash.update(key.as_bytes());
+        hash.update([0]);
+        hash.update(value.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize()[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `base64url(JSON {o: offset, b: binding})`.
+fn encode_cursor(offset: u64, binding: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!({ "o": offset, "b": binding }).to_string())
+}
+
+fn decode_cursor(cursor: &str, binding: &str) -> Result<u64, Response> {
+    use base64::Engine;
+    let bad = |why: &str| {
+        bad_request(
+            format!("The cursor is not valid: {why}"),
+            "Pass back the next_cursor of the previous page, with the same q, sort and fields; start again without a \
+             cursor to change them.",
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| bad("it is not one this server made"))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad("it is not one this server made"))?;
+    if value["b"].as_str() != Some(binding) {
+        return Err(bad("it belongs to another query, caller or entity"));
+    }
+    value["o"].as_u64().ok_or_else(|| bad("it is not one this server made"))
+}
+
+/// `GET …/v2/list`: one page of records and the cursor of the next, `{items, next_cursor,
+/// has_more}`. The cursor is bound to the query, sort, fields, caller and entity; a changed
+/// query with an old cursor is a 400. `distinct` is not served yet (501).
+async fn cursor_page(
+    State(api): State<Arc<EntitiesApi>>,
+    Path((app, name)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if params.contains_key("distinct") {
+        return unsupported::ENTITY_DISTINCT.error().into_response();
+    }
+    let (app_id, schema) = tri!(entity(&api, &app, &name).await);
+    let who = tri!(caller(&api.auth, &headers, &app_id).await);
+    let access = Access::new(&schema, &who.principal);
+    let query_params: HashMap<String, String> =
+        params.iter().filter(|(k, _)| k.as_str() != "cursor").map(|(k, v)| (k.clone(), v.clone())).collect();
+    let filter = tri!(access.readable(tri!(request_filter(&query_params))).map_err(query_error));
+    let sort = match params.get("sort") {
+        Some(text) => tri!(Sort::parse(text).map_err(query_error)),
+        None => Sort::newest_first(),
+    };
+    let limit = tri!(number(&params, "limit")).filter(|l| *l > 0).unwrap_or(DEFAULT_CURSOR_PAGE).min(MAX_CURSOR_PAGE);
+    let binding = cursor_binding(&app_id, &schema.name, &who, &params);
+    let offset = match params.get("cursor").filter(|c| !c.is_empty()) {
+        Some(cursor) => tri!(decode_cursor(cursor, &binding)),
+        None => 0,
+    };
+    let fields: Option<Vec<String>> = params
+        .get("fields")
+        .map(|f| f.split(',').map(str::trim).filter(|f| !f.is_empty()).map(String::from).collect())
+        .filter(|f: &Vec<String>| !f.is_empty());
+    let query = ListQuery { filter, sort, limit: Some(limit + 1), skip: offset };
+    let mut records =
+        tri!(api.auth.store.list_records(&app_id, &schema, &query).await.map_err(|e| store_error(e).into_response()));
+    let has_more = records.len() as u64 > limit;
+    records.truncate(limit as usize);
+    let mut items = Vec::with_capacity(records.len());
+    for record in &records {
+        items.push(tri!(shown(&access, record, fields.as_deref())));
+    }
+    let next_cursor = has_more.then(|| encode_cursor(offset + limit, &binding));
+    Json(json!({ "items": items, "next_cursor": next_cursor, "has_more": has_more })).into_response()
 }
 
 async fn count(

@@ -38,14 +38,14 @@ impl Feature {
 }
 
 /// What the entity routes serve, for the details of the entity methods Homebase lacks.
-const ENTITY_ALTERNATIVES: &str = "Served: list and filter (q, sort, limit, skip, fields), get, create, update, \
-     delete, bulkCreate, deleteMany and count under /api/apps/{app_id}/entities/{Entity}; the missing methods are \
-     planned.";
+const ENTITY_ALTERNATIVES: &str = "Served: list and filter (q, sort, limit, skip, fields), cursor pages, get, \
+     create, update, delete, bulkCreate, deleteMany and count under /api/apps/{app_id}/entities/{Entity}; the \
+     missing methods are planned.";
 
-pub const ENTITY_CURSOR_PAGES: Feature = Feature {
-    message: "Cursor pages of entities (v2/list: list with a cursor, or distinct) are not supported by Homebase yet",
-    detail: "Page with limit and skip on the list route meanwhile. Served: list and filter (q, sort, limit, skip, \
-             fields), get, create, update, delete, bulkCreate, deleteMany and count; the missing methods are planned.",
+pub const ENTITY_DISTINCT: Feature = Feature {
+    message: "Distinct values of an entity field (list with distinct) are not supported by Homebase yet",
+    detail: "List the records (with fields=<field> to fetch only that field) and take the distinct values from \
+             them; distinct is planned.",
 };
 
 pub const ENTITY_AGGREGATE: Feature = Feature {
@@ -178,7 +178,6 @@ pub const APP_MANAGEMENT: Feature = Feature {
 
 /// The SDK's paths, under CORS.
 const SDK: &[(&str, Feature)] = &[
-    ("/api/apps/{app_id}/entities/{entity}/v2/list", ENTITY_CURSOR_PAGES),
     ("/api/apps/{app_id}/entities/{entity}/aggregate", ENTITY_AGGREGATE),
     ("/api/apps/{app_id}/entities/{entity}/update-many", ENTITY_UPDATE_MANY),
     ("/api/apps/{app_id}/entities/{entity}/upsert", ENTITY_UPSERT),

@@ -279,6 +279,22 @@ async fn the_records_api_validates_queries_sorts_and_pages() {
     let (_, count) = s.call(&anon, Method::GET, "Task/count", None).await;
     assert_eq!(count["count"], 6);
 
+    // Cursor pages: a cursor is bound to its query.
+    let (_, first) = s.call(&anon, Method::GET, "Task/v2/list?sort=n&limit=4", None).await;
+    assert_eq!(
+        (titles(&first["items"]), &first["has_more"]),
+        (vec!["t0".into(), "t1".into(), "t2".into(), "t3".into()], &json!(true))
+    );
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    let (_, second) = s.call(&anon, Method::GET, &format!("Task/v2/list?sort=n&limit=4&cursor={cursor}"), None).await;
+    assert_eq!(titles(&second["items"]), ["t4", "t5"]);
+    assert_eq!((&second["has_more"], &second["next_cursor"]), (&json!(false), &Value::Null));
+    let (status, body) =
+        s.call(&anon, Method::GET, &format!("Task/v2/list?sort=-n&limit=4&cursor={cursor}"), None).await;
+    assert_eq!(status, 400, "another sort with the cursor: {body}");
+    let (status, body) = s.call(&anon, Method::GET, "Task/v2/list?distinct=status", None).await;
+    assert_eq!((status, body["code"].as_str()), (501, Some("not_implemented")));
+
     // Queries that cannot be expressed: 400 naming the operator.
     let (status, body) = s.call(&anon, Method::GET, "Task?q=%7B%22%24where%22%3A%221%22%7D", None).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_query")), "{body}");

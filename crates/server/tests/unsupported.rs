@@ -42,7 +42,6 @@ fn table(app: &str) -> Vec<(Method, String, &'static str)> {
     let a = |path: &str| path.replace("{app}", app);
     vec![
         // Entities (§3.1): the SDK methods not served yet.
-        (Method::GET, a("/api/apps/{app}/entities/Task/v2/list?limit=10"), ENTITY_CURSOR_PAGES.message),
         (Method::PUT, a("/api/apps/{app}/entities/Task/bulk"), ENTITY_BULK_UPDATE.message),
         (Method::PATCH, a("/api/apps/{app}/entities/Task/update-many"), ENTITY_UPDATE_MANY.message),
         (Method::POST, a("/api/apps/{app}/entities/Task/aggregate"), ENTITY_AGGREGATE.message),
@@ -199,7 +198,7 @@ async fn dev_answers_the_sdks_501s_too() {
     let app = server.app.app_id().to_string();
     let client = server.client();
     for (method, path, message) in [
-        (Method::GET, format!("/api/apps/{app}/entities/Task/v2/list"), unsupported::ENTITY_CURSOR_PAGES.message),
+        (Method::POST, format!("/api/apps/{app}/entities/Task/aggregate"), unsupported::ENTITY_AGGREGATE.message),
         (
             Method::POST,
             format!("/api/apps/{app}/integration-endpoints/Core/InvokeLLM"),

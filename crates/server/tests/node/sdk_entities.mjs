@@ -34,6 +34,16 @@ assert.deepEqual(Object.keys(projected[0]).sort(), ["id", "title"]);
 assert.equal(await Task.count({ n: { $gte: 3 } }), 2);
 assert.equal(await Task.count(), 3);
 
+// Cursor pages: list(options) and filter(query, options).
+const page = await Task.list({ sort: "n", limit: 2 });
+assert.deepEqual(page.items.map((t) => t.title), ["first", "b"]);
+assert.equal(page.has_more, true);
+const next = await Task.list({ sort: "n", limit: 2, cursor: page.next_cursor });
+assert.deepEqual(next.items.map((t) => t.title), ["c"]);
+assert.equal(next.has_more, false);
+const filtered = await Task.filter({ tags: "a" }, { sort: "-n", limit: 10 });
+assert.deepEqual(filtered.items.map((t) => t.title), ["c", "first"]);
+
 // Another user sees none of them (Task is readable by its creator), and cannot touch them.
 assert.deepEqual(await other.entities.Task.list(), []);
 await assert.rejects(other.entities.Task.get(first.id), (e) => e.status === 404);
