@@ -26,6 +26,7 @@ pub mod regex;
 pub mod rules;
 pub mod schema;
 pub mod sql;
+pub mod update;
 pub mod validate;
 
 pub use error::{EntityError, QueryError, ValidationError};
@@ -34,3 +35,4 @@ pub use record::{BUILT_IN_FIELDS, BuiltIn, Record};
 pub use rules::{Access, Principal, Rule};
 pub use schema::{EntitySchema, FieldType, Property, Schemas};
 pub use sql::{Dialect, Fragment, SqlParam};
+pub use update::Update;

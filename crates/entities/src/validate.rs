@@ -55,6 +55,23 @@ pub fn update(
     Ok(data)
 }
 
+/// A record's whole new data (after update operators) checked: undeclared fields dropped (unless
+/// the schema declares none), `required` and every declared field.
+pub fn replace(schema: &EntitySchema, data: Map<String, Value>) -> Result<Map<String, Value>, ValidationError> {
+    let data = declared(schema, &Value::Object(data))?;
+    for name in &schema.required {
+        if data.get(name).is_none_or(Value::is_null) {
+            return Err(ValidationError::new(name, "is required"));
+        }
+    }
+    for (name, value) in &data {
+        if let Some(property) = schema.properties.get(name) {
+            check(property, value, name)?;
+        }
+    }
+    Ok(data)
+}
+
 /// The `is_sample` flag a create asks for (default false).
 pub fn is_sample(input: &Value) -> bool {
     input.get("is_sample").and_then(Value::as_bool).unwrap_or(false)
