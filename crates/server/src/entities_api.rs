@@ -1,8 +1,9 @@
 //! App data over HTTP (reference §3.1), as the SDK's `entities` module calls it, under
 //! `/api/apps/{app_id}/entities/{Entity}`: list and filter (`q`, `sort`, `limit`, `skip`,
 //! `fields`, and any other parameter as an equality filter), cursor pages (`v2/list`), get,
-//! create (201), update (a merge of the top-level fields), delete, bulk create, delete-many (the
-//! query in the body) and count.
+//! create (201), update (a merge of the top-level fields), update-many (the update operators of
+//! §3.2, up to [`MAX_BULK`] records per call), delete, bulk create, delete-many (the query in the
+//! body) and count.
 //! The other methods of §3.1 answer `501 not_implemented` naming the method
 //! ([`crate::unsupported`]). `User` has routes of its own ([`crate::users_api`]).
 //!
@@ -60,6 +61,7 @@ pub fn router(api: Arc<EntitiesApi>) -> Router {
         .route("/api/apps/{app_id}/entities/{entity}", get(list).post(create).delete(delete_many))
         .route("/api/apps/{app_id}/entities/{entity}/count", get(count))
         .route("/api/apps/{app_id}/entities/{entity}/v2/list", get(cursor_page))
+        .route("/api/apps/{app_id}/entities/{entity}/update-many", axum::routing::patch(update_many))
         .route(
             "/api/apps/{app_id}/entities/{entity}/bulk",
             post(bulk_create).put(unsupported::handler(unsupported::ENTITY_BULK_UPDATE)),
@@ -503,6 +505,54 @@ async fn update(
     match api.auth.store.update_record(&app_id, &schema, &id, &filter, change).await {
         Ok(Some(record)) => Json(tri!(shown(&Access::new(&schema, &who.principal), &record, None))).into_response(),
         Ok(None) => not_found(&schema.name, &id),
+        Err(WriteError::Store(e)) => store_error(e).into_response(),
+        Err(WriteError::Rejected(Refusal::Invalid(e))) => invalid_record(e),
+        Err(WriteError::Rejected(Refusal::Rules(e))) => query_error(e),
+        Err(WriteError::Rejected(Refusal::Forbidden(field))) => {
+            permission_denied(format!("The access rules of {} do not let you change '{field}'.", schema.name))
+        }
+    }
+}
+
+/// `PATCH …/update-many` with `{query, data}`: `data` in the update operators of reference §3.2
+/// (a plain object is a `$set`), applied to up to [`MAX_BULK`] records the query and the update
+/// rule select, in one transaction. `{success, updated, has_more}`: call again while `has_more`.
+async fn update_many(
+    State(api): State<Arc<EntitiesApi>>,
+    Path((app, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (app_id, schema) = tri!(entity(&api, &app, &name).await);
+    let who = tri!(caller(&api.auth, &headers, &app_id).await);
+    let body = tri!(json_body(&body));
+    let query = body.get("query").cloned().unwrap_or(Value::Null);
+    let Some(data) = body.get("data") else {
+        return bad_request("updateMany needs data", "Send {\"query\": {…}, \"data\": {\"$set\": {…}}}.");
+    };
+    let update = tri!(homebase_entities::Update::parse(data).map_err(query_error));
+    let access = Access::new(&schema, &who.principal);
+    let filter = tri!(access.guard_fields(tri!(Filter::parse(&query).map_err(query_error))).map_err(query_error));
+    let filter = filter.and(tri!(access.records(Some(Write::Update)).map_err(query_error)));
+    let (rules_schema, principal) = (schema.clone(), who.principal.clone());
+    let now = homebase_entities::record::iso_millis(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+    );
+    let fields = update.fields();
+    let change = move |before: &Record| -> Result<Map<String, Value>, Refusal> {
+        let access = Access::new(&rules_schema, &principal);
+        let data = update.apply(&before.data, &now).map_err(Refusal::Invalid)?;
+        let data = homebase_entities::validate::replace(&rules_schema, data).map_err(Refusal::Invalid)?;
+        match access.forbidden_field(Write::Update, fields.iter().map(String::as_str), &before.to_json()) {
+            Ok(None) => Ok(data),
+            Ok(Some(field)) => Err(Refusal::Forbidden(field.to_string())),
+            Err(e) => Err(Refusal::Rules(e)),
+        }
+    };
+    match api.auth.store.update_records(&app_id, &schema, &filter, MAX_BULK as u64, change).await {
+        Ok((updated, has_more)) => {
+            Json(json!({ "success": true, "updated": updated.len(), "has_more": has_more })).into_response()
+        }
         Err(WriteError::Store(e)) => store_error(e).into_response(),
         Err(WriteError::Rejected(Refusal::Invalid(e))) => invalid_record(e),
         Err(WriteError::Rejected(Refusal::Rules(e))) => query_error(e),

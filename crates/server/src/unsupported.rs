@@ -39,8 +39,8 @@ impl Feature {
 
 /// What the entity routes serve, for the details of the entity methods Homebase lacks.
 const ENTITY_ALTERNATIVES: &str = "Served: list and filter (q, sort, limit, skip, fields), cursor pages, get, \
-     create, update, delete, bulkCreate, deleteMany and count under /api/apps/{app_id}/entities/{Entity}; the \
-     missing methods are planned.";
+     create, update, updateMany, delete, bulkCreate, deleteMany and count under \
+     /api/apps/{app_id}/entities/{Entity}; the missing methods are planned.";
 
 pub const ENTITY_DISTINCT: Feature = Feature {
     message: "Distinct values of an entity field (list with distinct) are not supported by Homebase yet",
@@ -50,11 +50,6 @@ pub const ENTITY_DISTINCT: Feature = Feature {
 
 pub const ENTITY_AGGREGATE: Feature = Feature {
     message: "Aggregating entities (aggregate) is not supported by Homebase yet",
-    detail: ENTITY_ALTERNATIVES,
-};
-
-pub const ENTITY_UPDATE_MANY: Feature = Feature {
-    message: "Updating many entity records with operators (updateMany) is not supported by Homebase yet",
     detail: ENTITY_ALTERNATIVES,
 };
 
@@ -179,7 +174,6 @@ pub const APP_MANAGEMENT: Feature = Feature {
 /// The SDK's paths, under CORS.
 const SDK: &[(&str, Feature)] = &[
     ("/api/apps/{app_id}/entities/{entity}/aggregate", ENTITY_AGGREGATE),
-    ("/api/apps/{app_id}/entities/{entity}/update-many", ENTITY_UPDATE_MANY),
     ("/api/apps/{app_id}/entities/{entity}/upsert", ENTITY_UPSERT),
     ("/api/apps/{app_id}/entities/{entity}/import", ENTITY_IMPORT),
     ("/ws-user-apps/{*rest}", REALTIME),

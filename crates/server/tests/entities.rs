@@ -279,6 +279,42 @@ async fn the_records_api_validates_queries_sorts_and_pages() {
     let (_, count) = s.call(&anon, Method::GET, "Task/count", None).await;
     assert_eq!(count["count"], 6);
 
+    // updateMany: operators, validated per record, rules applied.
+    let (status, body) = s
+        .call(
+            &anon,
+            Method::PATCH,
+            "Task/update-many",
+            Some(json!({"query": {"n": {"$lt": 2}}, "data": {"$set": {"status": "done"}, "$inc": {"n": 100}}})),
+        )
+        .await;
+    assert_eq!((status, &body), (200, &json!({"success": true, "updated": 2, "has_more": false})));
+    let (status, body) = s
+        .call(
+            &anon,
+            Method::PATCH,
+            "Task/update-many",
+            Some(json!({"query": {}, "data": {"$set": {"status": "later"}}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = s
+        .call(
+            &anon,
+            Method::PATCH,
+            "Task/update-many",
+            Some(json!({"query": {}, "data": {"$set": {"n": 1}, "$inc": {"n": 1}}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    s.call(
+        &anon,
+        Method::PATCH,
+        "Task/update-many",
+        Some(json!({"query": {"n": {"$gte": 100}}, "data": {"$inc": {"n": -100}}})),
+    )
+    .await;
+
     // Cursor pages: a cursor is bound to its query.
     let (_, first) = s.call(&anon, Method::GET, "Task/v2/list?sort=n&limit=4", None).await;
     assert_eq!(

@@ -43,7 +43,6 @@ fn table(app: &str) -> Vec<(Method, String, &'static str)> {
     vec![
         // Entities (§3.1): the SDK methods not served yet.
         (Method::PUT, a("/api/apps/{app}/entities/Task/bulk"), ENTITY_BULK_UPDATE.message),
-        (Method::PATCH, a("/api/apps/{app}/entities/Task/update-many"), ENTITY_UPDATE_MANY.message),
         (Method::POST, a("/api/apps/{app}/entities/Task/aggregate"), ENTITY_AGGREGATE.message),
         (Method::POST, a("/api/apps/{app}/entities/Task/upsert"), ENTITY_UPSERT.message),
         (Method::POST, a("/api/apps/{app}/entities/Task/import"), ENTITY_IMPORT.message),

@@ -82,6 +82,7 @@ macro_rules! conformance_tests {
             records_are_created_read_counted_and_deleted,
             record_queries_filter_sort_and_page_in_the_database,
             record_updates_merge_under_their_filter,
+            many_records_update_in_one_batch,
             every_record_write_appends_one_change,
             a_failed_record_write_leaves_no_record_and_no_change,
             concurrent_record_writers_never_lose_or_duplicate_a_change,
@@ -1649,4 +1650,32 @@ pub async fn concurrent_record_writers_never_lose_or_duplicate_a_change(store: S
     for (id, ops) in per_record {
         assert!(matches!(ops.as_slice(), [Create] | [Create, Update] | [Create, Delete]), "{id}: {ops:?}");
     }
+}
+
+pub async fn many_records_update_in_one_batch(store: Store) {
+    let app = app(&store).await;
+    let set = task_schema();
+    store.set_entity_schemas(&app.id, &set).await.unwrap();
+    let task = set.get("task").unwrap();
+    let new = (0..5).map(|i| new_record(json!({"title": format!("t{i}"), "n": i}), None)).collect();
+    store.create_records(&app.id, task, new).await.unwrap();
+    let bump = |r: &homebase_entities::Record| -> Result<Map<String, serde_json::Value>, String> {
+        let mut d = r.data.clone();
+        d.insert("n".into(), json!(d["n"].as_i64().unwrap() + 10));
+        Ok(d)
+    };
+    let (updated, more) =
+        store.update_records(&app.id, task, &filter(json!({"n": {"$lt": 3}})), 2, bump).await.unwrap();
+    assert_eq!((updated.len(), more), (2, true));
+    let (updated, more) =
+        store.update_records(&app.id, task, &filter(json!({"n": {"$lt": 3}})), 2, bump).await.unwrap();
+    assert_eq!((updated.len(), more), (1, false));
+    assert_eq!(store.count_records(&app.id, task, &filter(json!({"n": {"$gte": 10}}))).await.unwrap(), 3);
+    // A refusal of one record writes nothing.
+    let refuse =
+        |r: &homebase_entities::Record| if r.data["n"] == 12 { Err("no".to_string()) } else { Ok(r.data.clone()) };
+    let refused = store.update_records(&app.id, task, &homebase_entities::Filter::True, 10, refuse).await;
+    assert_eq!(refused, Err(crate::WriteError::Rejected("no".to_string())));
+    let changes = changes_at_least(&store, 8).await;
+    assert_eq!(changes.iter().filter(|c| c.operation == crate::ChangeOp::Update).count(), 3);
 }

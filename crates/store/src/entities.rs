@@ -262,6 +262,27 @@ impl Store {
         on_backend!(self, db => db.update_record(app, schema, by_id, now, change).await)
     }
 
+    /// Updates up to `limit` records that pass `filter` (in `id` order), all in one transaction:
+    /// `change` gets each stored record and returns its new data, or refuses (and nothing is
+    /// written). Sets `updated_date` and appends an `update` change each. Returns the updated
+    /// records and whether more records passed the filter.
+    pub async fn update_records<E, F>(
+        &self,
+        app_id: &str,
+        schema: &EntitySchema,
+        filter: &Filter,
+        limit: u64,
+        change: F,
+    ) -> std::result::Result<(Vec<Record>, bool), WriteError<E>>
+    where
+        E: Send + 'static,
+        F: FnMut(&Record) -> std::result::Result<Map<String, Value>, E> + Send + 'static,
+    {
+        let now = homebase_entities::record::iso_millis(ids::now_ms());
+        let (app, schema, filter) = (app_id.to_string(), schema.clone(), filter.clone());
+        on_backend!(self, db => db.update_records(app, schema, filter, limit.max(1), now, change).await)
+    }
+
     /// Deletes the record `id` if it exists and passes `filter`, with its `delete` change;
     /// returns it.
     pub async fn delete_record(
@@ -552,6 +573,51 @@ impl Sqlite {
                 .execute(params![app_id, key, after.id, Value::Object(after.data.clone()).to_string(), after.updated_date])?;
                 insert_change(tx, &app_id, &schema.name, &after.id, ChangeOp::Update, Some(&after), Some(&before))?;
                 Ok((Ok(Some(after)), true))
+            })
+            .await?;
+        outcome.map_err(WriteError::Rejected)
+    }
+
+    pub(crate) async fn update_records<E, F>(
+        &self,
+        app_id: String,
+        schema: EntitySchema,
+        filter: Filter,
+        limit: u64,
+        now: String,
+        mut change: F,
+    ) -> std::result::Result<(Vec<Record>, bool), WriteError<E>>
+    where
+        E: Send + 'static,
+        F: FnMut(&Record) -> std::result::Result<Map<String, Value>, E> + Send + 'static,
+    {
+        let outcome = self
+            .write("update_records", move |tx| {
+                let key = entity_key(&schema.name);
+                let base = select(Dialect::Sqlite, RECORD_COLUMNS, &schema, &filter);
+                let n = base.params.len() + 2;
+                let statement = format!("{} ORDER BY r.id LIMIT ?{}", base.sql, n + 1);
+                let mut params = sqlite_params(&app_id, &key, base.params);
+                params.push(rusqlite::types::Value::Integer(limit.saturating_add(1).min(i64::MAX as u64) as i64));
+                let mut found = query_records(tx, &statement, params)?;
+                let more = found.len() as u64 > limit;
+                found.truncate(limit as usize);
+                let mut updated = Vec::with_capacity(found.len());
+                for before in &found {
+                    let data = match change(before) {
+                        Ok(data) => data,
+                        Err(e) => return Ok((Err(e), false)),
+                    };
+                    let after = Record { data, updated_date: now.clone(), ..before.clone() };
+                    tx.prepare_cached(
+                        "UPDATE entity_records SET data = ?4, updated_date = ?5 WHERE app_id = ?1 AND entity = ?2 AND id = ?3",
+                    )?
+                    .execute(params![app_id, key, after.id, Value::Object(after.data.clone()).to_string(), after.updated_date])?;
+                    insert_change(tx, &app_id, &schema.name, &after.id, ChangeOp::Update, Some(&after), Some(before))?;
+                    updated.push(after);
+                }
+                let wrote = !updated.is_empty();
+                Ok((Ok((updated, more)), wrote))
             })
             .await?;
         outcome.map_err(WriteError::Rejected)

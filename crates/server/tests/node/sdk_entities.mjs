@@ -44,6 +44,16 @@ assert.equal(next.has_more, false);
 const filtered = await Task.filter({ tags: "a" }, { sort: "-n", limit: 10 });
 assert.deepEqual(filtered.items.map((t) => t.title), ["c", "first"]);
 
+// updateMany with operators.
+assert.deepEqual(await Task.updateMany({ n: { $gte: 3 } }, { $inc: { n: 10 }, $addToSet: { tags: "many" } }), {
+  success: true,
+  updated: 2,
+  has_more: false,
+});
+assert.deepEqual((await Task.filter({ tags: "many" }, "n")).map((t) => t.n), [13, 14]);
+await Task.updateMany({ tags: "many" }, { $inc: { n: -10 }, $pull: { tags: "many" } });
+assert.equal(await Task.count({ tags: "many" }), 0);
+
 // Another user sees none of them (Task is readable by its creator), and cannot touch them.
 assert.deepEqual(await other.entities.Task.list(), []);
 await assert.rejects(other.entities.Task.get(first.id), (e) => e.status === 404);

@@ -247,6 +247,53 @@ impl Postgres {
         Ok(Some(after))
     }
 
+    pub(crate) async fn update_records<E, F>(
+        &self,
+        app_id: String,
+        schema: EntitySchema,
+        filter: Filter,
+        limit: u64,
+        now: String,
+        mut change: F,
+    ) -> std::result::Result<(Vec<Record>, bool), WriteError<E>>
+    where
+        E: Send + 'static,
+        F: FnMut(&Record) -> std::result::Result<Map<String, Value>, E> + Send + 'static,
+    {
+        let key = entity_key(&schema.name);
+        let base = select(Dialect::Postgres, COLUMNS, &schema, &filter);
+        let n = base.params.len() + 2;
+        let statement = format!("{} ORDER BY r.id LIMIT ${}::bigint FOR UPDATE", base.sql, n + 1);
+        let mut all = params(&app_id, &key, base.params);
+        all.push(Box::new(limit.saturating_add(1).min(i64::MAX as u64) as i64));
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let mut found = records(&tx, &statement, &all).await?;
+        let more = found.len() as u64 > limit;
+        found.truncate(limit as usize);
+        let mut updated = Vec::with_capacity(found.len());
+        for before in &found {
+            let data = match change(before) {
+                Ok(data) => data,
+                Err(e) => {
+                    tx.rollback().await.map_err(pg)?;
+                    return Err(WriteError::Rejected(e));
+                }
+            };
+            let after = Record { data, updated_date: now.clone(), ..before.clone() };
+            execute(
+                &tx,
+                "UPDATE entity_records SET data = $4::text::jsonb, updated_date = $5 WHERE app_id = $1 AND entity = $2 AND id = $3",
+                &[&app_id, &key, &after.id, &Value::Object(after.data.clone()).to_string(), &after.updated_date],
+            )
+            .await?;
+            insert_change(&tx, &app_id, &schema.name, &after.id, ChangeOp::Update, Some(&after), Some(before)).await?;
+            updated.push(after);
+        }
+        self.finish(tx, "update_records", !updated.is_empty(), None).await?;
+        Ok((updated, more))
+    }
+
     pub(crate) async fn delete_records(
         &self,
         app_id: String,
