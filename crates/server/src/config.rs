@@ -9,6 +9,7 @@ use homebase_runtime::SandboxMode;
 use serde::{Deserialize, Serialize};
 
 use crate::connections::ConnectionLimits;
+use crate::proxies::TrustedProxies;
 
 /// The resolved configuration, validated and printable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,6 +65,9 @@ pub struct Config {
     /// blocks, or `*` for everything (the default of `dev`; `serve` starts from none). Canonical
     /// entries (see `homebase_runtime::netpolicy`).
     pub function_net_allow: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` name the client the login and mail
+    /// limits count (addresses, CIDR blocks; canonical, see [`crate::proxies`]). Empty: none.
+    pub trusted_proxies: Vec<String>,
 }
 
 fn display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
@@ -92,6 +96,7 @@ impl Default for Config {
             header_read_timeout: ConnectionLimits::default().header_read_timeout,
             keep_alive_timeout: ConnectionLimits::default().keep_alive_timeout,
             function_net_allow: vec!["*".into()],
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -120,6 +125,7 @@ pub struct ConfigLayer {
     pub header_read_timeout: Option<DurationValue>,
     pub keep_alive_timeout: Option<DurationValue>,
     pub function_net_allow: Option<Vec<String>>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// A size as written: `"512MB"`, `"1GiB"`, `"800k"`, or a number of bytes.
@@ -226,7 +232,8 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 19] = [
+const ENV_KEYS: [&str; 20] = [
+    "trusted-proxies",
     "function-net-allow",
     "sandbox",
     "deploy-check-timeout",
@@ -296,6 +303,7 @@ impl ConfigLayer {
                 "keep-alive-timeout" => layer.keep_alive_timeout = Some(value.into()),
                 "cors-origins" => layer.cors_origins = Some(comma_list(&value)),
                 "function-net-allow" => layer.function_net_allow = Some(comma_list(&value)),
+                "trusted-proxies" => layer.trusted_proxies = Some(comma_list(&value)),
                 _ => layer.public_url = Some(value),
             }
         }
@@ -362,6 +370,11 @@ impl Config {
                     .map_err(|message| ConfigError { source_name: format!("{source} (function-net-allow)"), message })?
                     .entries();
             }
+            if let Some(entries) = &layer.trusted_proxies {
+                config.trusted_proxies = TrustedProxies::parse(entries)
+                    .map_err(|message| ConfigError { source_name: format!("{source} (trusted-proxies)"), message })?
+                    .entries();
+            }
         }
         config.validate()?;
         Ok(config)
@@ -420,6 +433,11 @@ impl Config {
     /// What functions may reach besides the public internet (`function-net-allow`).
     pub fn net_allow(&self) -> NetAllow {
         NetAllow::parse(&self.function_net_allow).expect("checked when resolved")
+    }
+
+    /// The proxies whose forwarding headers name the client (`trusted-proxies`).
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        TrustedProxies::parse(&self.trusted_proxies).expect("checked when resolved")
     }
 
     /// Where app-user mail goes: SMTP when `smtp-url` is set, else the server log.
@@ -622,6 +640,23 @@ mod tests {
         let named: ConfigLayer = toml::from_str("function-net-allow = [\"db.internal\"]").unwrap();
         let err = Config::resolve(&[("homebase.toml", named)]).unwrap_err();
         assert!(err.message.contains("host names are not accepted"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_every_layer_and_are_checked() {
+        assert!(Config::default().trusted_proxies().is_empty(), "no proxy is trusted by default");
+        let file: ConfigLayer = toml::from_str("trusted-proxies = [\"127.0.0.1\", \"10.1.2.3/16\"]").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!(config.trusted_proxies, ["127.0.0.1", "10.1.0.0/16"]);
+        assert!(config.trusted_proxies().trusts("10.1.9.9".parse().unwrap()));
+        let vars = env(&[("HOMEBASE_TRUSTED_PROXIES", "::1, fd00::/8")]);
+        let config = Config::resolve(&[("file", file.clone()), ("env", vars)]).unwrap();
+        assert_eq!(config.trusted_proxies, ["::1", "fd00::/8"], "a later layer replaces the list");
+        let flags = ConfigLayer { trusted_proxies: Some(Vec::new()), ..Default::default() };
+        assert!(Config::resolve(&[("file", file), ("flags", flags)]).unwrap().trusted_proxies.is_empty());
+        let err = Config::resolve(&[("env", env(&[("HOMEBASE_TRUSTED_PROXIES", "proxy.internal")]))]).unwrap_err();
+        assert_eq!(err.source_name, "env (trusted-proxies)");
+        assert!(err.message.contains("'proxy.internal' is not an IP address"), "{err}");
     }
 
     #[test]

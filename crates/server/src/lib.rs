@@ -26,6 +26,7 @@ mod lifecycle;
 pub mod logs_api;
 pub mod mail;
 pub mod manage;
+pub mod proxies;
 mod routes;
 pub mod sdk;
 pub mod serve;

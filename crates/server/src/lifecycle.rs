@@ -124,6 +124,9 @@ impl Lifecycle {
                 None
             }
         };
+        // Only clients on the TCP port may be behind a trusted proxy (see crate::proxies).
+        let trusted = config.trusted_proxies();
+        let router = if trusted.is_empty() { router } else { router.layer(axum::Extension(Arc::new(trusted))) };
         let server =
             self.tasks.spawn(crate::connections::serve(listener, router, limits, self.shutdown.clone(), self.grace));
         self.serving = Some(Serving { server, api, workers_done });

@@ -172,14 +172,20 @@ pub fn router(auth: Arc<Auth>) -> Router {
         .with_state(auth)
 }
 
-/// The client's address, when the server was started with connect info.
+/// The client's address, when the server was started with connect info: the connection's
+/// peer, or the client a trusted proxy names ([`crate::proxies`]).
 pub struct ClientAddr(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientAddr, Self::Rejection> {
-        Ok(ClientAddr(parts.extensions.get::<ConnectInfo<crate::Peer>>().map(|c| c.0.remote.ip())))
+        let peer = parts.extensions.get::<ConnectInfo<crate::Peer>>().map(|c| c.0.remote.ip());
+        let proxies = parts.extensions.get::<Arc<crate::proxies::TrustedProxies>>();
+        Ok(ClientAddr(match (peer, proxies) {
+            (Some(peer), Some(proxies)) => Some(proxies.client(peer, &parts.headers)),
+            (peer, _) => peer,
+        }))
     }
 }
 

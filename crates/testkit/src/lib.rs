@@ -229,6 +229,8 @@ pub struct PlatformOptions {
     pub public_url: Option<String>,
     /// The browser origins allowed (`cors-origins`; `serve` allows no loopback origin by itself).
     pub cors_origins: Vec<String>,
+    /// The server's `trusted-proxies` (canonical entries; none, as `serve` starts with).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for PlatformOptions {
@@ -243,6 +245,7 @@ impl Default for PlatformOptions {
             net_allow: NetAllow::none(),
             public_url: None,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -266,6 +269,7 @@ impl TestPlatform {
             keep_alive_timeout: options.connections.keep_alive_timeout,
             public_url: options.public_url,
             cors_origins: options.cors_origins,
+            trusted_proxies: options.trusted_proxies,
             ..test_config()
         };
         let serve = ServeConfig {

@@ -63,6 +63,11 @@ pub struct ServeArgs {
     /// 10.1.0.0/16; * for everything (repeatable or comma-separated; default: none).
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     function_net_allow: Option<Vec<String>>,
+    /// The address or CIDR block of a reverse proxy in front of this server, whose
+    /// X-Forwarded-For names the client the login limits count, e.g. 127.0.0.1 or 10.0.0.0/8
+    /// (repeatable or comma-separated; default: none).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    trusted_proxies: Option<Vec<String>>,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -87,6 +92,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         header_read_timeout: args.header_read_timeout.map(Into::into),
         keep_alive_timeout: args.keep_alive_timeout.map(Into::into),
         function_net_allow: args.function_net_allow,
+        trusted_proxies: args.trusted_proxies,
         ..Default::default()
     };
     let config = Config::resolve(&[
