@@ -29,6 +29,8 @@
 //!   distinct deployments of a function (so at least the last 10 deploys stay available for
 //!   rollback); deployments and contents nothing refers to any more are deleted in the same
 //!   transaction. [`Store::gc`] sweeps the whole database as well.
+//! * **Backups.** [`backup::copy_sqlite`] copies a SQLite database (the store's or the log
+//!   store's) as one consistent snapshot while a server writes to it, for `homebase backup`.
 //! * **Materialisation.** [`Store::materialize`] writes a deployment's files to the node's disk
 //!   under its content address, atomically, for the runtime to run.
 //!
@@ -46,6 +48,7 @@ macro_rules! on_backend {
     };
 }
 
+pub mod backup;
 pub mod changes;
 mod content;
 mod error;

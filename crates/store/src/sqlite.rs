@@ -192,6 +192,19 @@ pub(crate) fn create_private_file(path: &Path) -> Result<()> {
     }
 }
 
+/// Creates the new, empty file `path` readable and writable by its owner only (`0600`); an
+/// existing file is an error and is left alone.
+pub(crate) fn create_new_private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(StoreError::Io(format!("{} exists already; choose a new file", path.display())))
+        }
+        Err(e) => Err(StoreError::Io(format!("Could not create {}: {e}", path.display()))),
+    }
+}
+
 impl Sqlite {
     /// Opens (creating if needed, `0600`) the database file at `path` and migrates it. Blocking.
     pub(crate) fn open(path: &Path) -> Result<Sqlite> {
