@@ -29,6 +29,8 @@ pub enum Command {
     Dev(commands::dev::DevArgs),
     /// Run the production server: many apps, deploys through the management API.
     Serve(commands::serve::ServeArgs),
+    /// Copy a serve data folder (SQLite databases and keys) while it serves.
+    Backup(commands::backup::BackupArgs),
     /// Generate TypeScript types for entities and function names.
     Types(commands::types::TypesArgs),
     /// Check a server URL and API key and save them for the other commands.

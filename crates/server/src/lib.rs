@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod auth_manage;
+pub mod backup;
 pub mod config;
 pub mod connections;
 pub mod cors;

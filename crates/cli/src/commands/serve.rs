@@ -160,7 +160,7 @@ fn announce_sandbox(json: bool, runtime: &Runtime) {
     }
 }
 
-fn default_data_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn default_data_dir() -> anyhow::Result<PathBuf> {
     let base = dirs::data_dir().context("no data folder is known for this user; pass --data-dir")?;
     Ok(base.join("homebase"))
 }
