@@ -84,7 +84,7 @@ impl Shown {
                 if self.json {
                     output::json_line(&json!({ "event": "progress", "file": file, "copied": copied, "total": total }));
                 } else {
-                    let percent = if total == 0 { 100 } else { copied * 100 / total };
+                    let percent = (copied * 100).checked_div(total).unwrap_or(100);
                     let text = format!("Copying {file}: {percent}% ({} of {})", size(copied), size(total));
                     if self.terminal {
                         eprint!("\r{text}\x1b[K");
