@@ -7,7 +7,7 @@
 //! - `POST /api/apps/{app_id}/users` creates a user (the first admin, say); `GET` lists them.
 //! - `PATCH /api/apps/{app_id}/users/{user_id}` `{disabled?, role?, is_verified?, full_name?}`
 //!   changes one; `DELETE` deletes it. Disabling or deleting a user signs out its tokens at
-//!   once, on every route (the store announces the change; see [`crate::user_states`]).
+//!   once, on every route (the store announces the change; see [`homebase_identity::user_states`]).
 //! - `GET`/`PUT /api/apps/{app_id}/auth/settings`: `{require_verification}`.
 //!
 //! An app user's token is not an API key: these routes answer it with 401. On `serve` the keys

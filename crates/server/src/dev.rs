@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use homebase_catalog::dev::{DevApp, DevEvent, DevListener, LOCAL_APP_ID};
+use homebase_identity::mail::Mailer;
+use homebase_identity::{TokenMinter, token};
 use homebase_logs::{LogHub, Sink};
 use homebase_project::Project;
 use homebase_runtime::{Runtime, RuntimeConfig};
@@ -26,10 +28,9 @@ use crate::auth_manage::{self, AuthManage, Keys};
 use crate::config::Config;
 use crate::cors::CorsPolicy;
 use crate::lifecycle::{Lifecycle, runtime_config};
-use crate::mail::Mailer;
 use crate::serve::StartError;
 use crate::users_api::Auth;
-use crate::{AppState, FunctionListing, TokenMinter, token};
+use crate::{AppState, FunctionListing};
 
 /// Where `dev` keeps app users and the token signing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,9 +2,11 @@
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
+use homebase_identity::{IdentityError, Unauthorized};
 use homebase_runtime::RuntimeError;
 use http::StatusCode;
 use serde::Serialize;
+use serde_json::json;
 
 /// An error answered by Homebase itself (not by a function).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,26 @@ impl From<RuntimeError> for ApiError {
     fn from(error: RuntimeError) -> Self {
         let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError::new(status, error.code(), error.to_string(), error.detail())
+    }
+}
+
+/// A refused credential: a 401 with the body every Homebase error has (`message`, `detail`,
+/// `code`) plus the `error: "Unauthorized"` the Base44 dev server answers with.
+pub(crate) fn unauthorized(error: Unauthorized) -> Response {
+    let body = json!({
+        "message": error.message,
+        "detail": error.detail,
+        "code": "unauthorized",
+        "error": "Unauthorized",
+    });
+    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+}
+
+/// A refused credential (401), or the store failing while identity read a user.
+pub(crate) fn identity_error(error: IdentityError) -> Response {
+    match error {
+        IdentityError::Unauthorized(error) => unauthorized(error),
+        IdentityError::Store(error) => crate::manage::store_error(error).into_response(),
     }
 }
 

@@ -109,11 +109,13 @@ async fn call_function(
     // A bearer on an SDK route must be one this server issued for this app, and a user's must
     // still be good: the user exists, is enabled and has not changed its password since.
     if caller == Caller::Sdk {
-        match crate::auth::check_function_bearer(&state.tokens, request.headers(), &app.app_id) {
-            Err(unauthorized) => return unauthorized.into_response(),
+        let authorization = headers::credentials(request.headers()).authorization;
+        match homebase_identity::auth::check_function_bearer(&state.tokens, authorization, &app.app_id) {
+            Err(unauthorized) => return crate::error::unauthorized(unauthorized),
             Ok(Some(user)) => {
-                if let Err(refused) = crate::user_states::check(state.users.as_deref(), &app.app_id, &user).await {
-                    return refused;
+                let states = state.users.as_deref();
+                if let Err(refused) = homebase_identity::user_states::check(states, &app.app_id, &user).await {
+                    return crate::error::identity_error(refused);
                 }
             }
             Ok(None) => {}

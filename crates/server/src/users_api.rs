@@ -17,7 +17,7 @@
 //! A user token is resolved to its user on every user route: the account must exist, not be
 //! disabled, and still have the password stamp the token carries (a password change or reset,
 //! or disabling the user, signs old tokens out). The function routes apply the same rule from
-//! a cache ([`crate::user_states`]). A completed reset also lifts the account's login lock.
+//! a cache (`homebase_identity::user_states`). A completed reset also lifts the account's login lock.
 
 // The handlers' helpers fail with the `Response` to send, at most once per request; boxing it
 // would only add an allocation.
@@ -39,14 +39,15 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{
+use homebase_identity::auth::{
     self, Attempt, Identity, Limit, Limiter, LoginLimits, Refused, Reservation, Subject, TokenUser, Unauthorized,
 };
-use crate::error::ApiError;
-use crate::mail::{Mail, Mailer};
+use homebase_identity::mail::{Mail, Mailer};
+use homebase_identity::token::TokenMinter;
+use homebase_identity::user_states::{SignIn, UserStates};
+
+use crate::error::{ApiError, unauthorized};
 use crate::manage::store_error;
-use crate::token::TokenMinter;
-use crate::user_states::{SignIn, UserStates};
 
 /// How long a user access token lives.
 pub const USER_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -185,13 +186,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 
 /// The verified caller (or none) of an app's route.
 fn identify(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Option<Identity>, Response> {
-    auth::identify(&auth.tokens, headers, app_id).map_err(IntoResponse::into_response)
+    auth::identify(&auth.tokens, crate::headers::credentials(headers), app_id).map_err(unauthorized)
 }
 
 fn require_identity(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Identity, Response> {
     identify(auth, headers, app_id)?.ok_or_else(|| {
-        Unauthorized::new("You need to sign in", "Send Authorization: Bearer <access token> (from auth/login).")
-            .into_response()
+        unauthorized(Unauthorized::new(
+            "You need to sign in",
+            "Send Authorization: Bearer <access token> (from auth/login).",
+        ))
     })
 }
 
@@ -199,8 +202,8 @@ fn require_identity(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Id
 /// (or it was disabled) since the token was issued: the same rule as on the function routes.
 async fn token_user(auth: &Auth, app_id: &str, token: &TokenUser) -> Result<User, Response> {
     let user = auth.store.user(app_id, &token.id).await.map_err(|e| store_error(e).into_response())?;
-    SignIn::of(user.as_ref()).admits(token).map_err(IntoResponse::into_response)?;
-    user.ok_or_else(|| Unauthorized::new("The token's user does not exist", "Sign in again.").into_response())
+    SignIn::of(user.as_ref()).admits(token).map_err(unauthorized)?;
+    user.ok_or_else(|| unauthorized(Unauthorized::new("The token's user does not exist", "Sign in again.")))
 }
 
 /// The user the caller acts for, resolved with [`token_user`]; `None` for the service role
@@ -584,7 +587,7 @@ async fn change_password(
     tri!(auth.store.set_password(&app_id, &user.id, new).await.map_err(store_response));
     // Every earlier token of the user is void now, the caller's too: it gets a new one.
     let Some(user) = tri!(auth.store.user(&app_id, &user.id).await.map_err(store_response)) else {
-        return Unauthorized::new("The token's user does not exist", "Sign in again.").into_response();
+        return unauthorized(Unauthorized::new("The token's user does not exist", "Sign in again."));
     };
     Json(json!({
         "message": "The password was changed. Other sessions are signed out; this answer carries a new access token.",
