@@ -363,7 +363,7 @@ async fn validate_deploy(
             "Move large files out of the function's folder.",
         ));
     }
-    if let Err(error) = parse_automations(&deployment.automations) {
+    if let Err(error) = parse_automations(name, &deployment.automations) {
         return Err(unprocessable(
             "invalid_automation",
             format!("Function '{name}': {error}"),
