@@ -53,26 +53,67 @@ impl Identity {
     }
 }
 
-/// A credential refused: the caller is not let in (the server answers 401).
+/// Why a caller is not let in (the server answers 401 `unauthorized`). The message is the
+/// error's `Display`; [`detail`](Unauthorized::detail) says what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Unauthorized {
-    pub message: String,
-    pub detail: String,
+pub enum Unauthorized {
+    /// `Authorization` is present but not `Bearer <token>`.
+    #[error("The Authorization header is not a bearer token")]
+    NotBearer,
+    /// The bearer does not verify for the app.
+    #[error("The token is not valid: {0}")]
+    BadToken(TokenError),
+    /// `on-behalf-of` is present but not `Bearer <token>`.
+    #[error("The on-behalf-of header is not a bearer token")]
+    OnBehalfOfNotBearer,
+    /// The `on-behalf-of` bearer does not verify for the app.
+    #[error("The on-behalf-of token is not valid: {0}")]
+    BadOnBehalfOf(TokenError),
+    /// `on-behalf-of` carries a service token where a user's is needed.
+    #[error("The on-behalf-of token is a service token")]
+    OnBehalfOfService,
+    /// The route needs a signed-in caller and none was named.
+    #[error("You need to sign in")]
+    SignInRequired,
+    /// The token's user was deleted (or never was in this app).
+    #[error("The token's user does not exist")]
+    UserGone,
+    /// The token's user is disabled.
+    #[error("This account is disabled")]
+    UserDisabled,
+    /// The user's password changed (or the user was disabled) after the token was issued.
+    #[error(
+        "The token is no longer valid: the account's password changed, or the account was disabled, after it \
+         was issued"
+    )]
+    Stale,
+    /// A router that keeps no users was sent a user token.
+    #[error("This server does not accept user tokens here")]
+    UserTokensRefused,
 }
 
 impl Unauthorized {
-    pub fn new(message: impl Into<String>, detail: impl Into<String>) -> Self {
-        Unauthorized { message: message.into(), detail: detail.into() }
-    }
-
-    fn from_token(error: TokenError, what: &str) -> Self {
-        let detail = match error {
-            TokenError::Expired => "Sign in again to get a new token.",
-            TokenError::OtherApp => "Use a token issued by this app (the app id in the URL or X-App-Id).",
-            _ => "Send a token this server issued: Authorization: Bearer <token>.",
-        };
-        Unauthorized::new(format!("The {what} is not valid: {error}"), detail)
+    /// What the caller can do about it.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            Unauthorized::NotBearer => {
+                "Send Authorization: Bearer <token>, or no Authorization header to call anonymously."
+            }
+            Unauthorized::BadToken(error) | Unauthorized::BadOnBehalfOf(error) => match error {
+                TokenError::Expired => "Sign in again to get a new token.",
+                TokenError::OtherApp => "Use a token issued by this app (the app id in the URL or X-App-Id).",
+                _ => "Send a token this server issued: Authorization: Bearer <token>.",
+            },
+            Unauthorized::OnBehalfOfNotBearer => "Send on-behalf-of: Bearer <user token>.",
+            Unauthorized::OnBehalfOfService => "on-behalf-of names a user: send that user's token.",
+            Unauthorized::SignInRequired => "Send Authorization: Bearer <access token> (from auth/login).",
+            Unauthorized::UserGone => "Sign in again.",
+            Unauthorized::UserDisabled => "Ask an admin of the app.",
+            Unauthorized::Stale => "Sign in again with the current password.",
+            Unauthorized::UserTokensRefused => {
+                "Call without Authorization, or through a server that keeps the app's users."
+            }
+        }
     }
 }
 
@@ -97,13 +138,8 @@ pub fn identify(
     app_id: &str,
 ) -> Result<Option<Identity>, Unauthorized> {
     let Some(value) = credentials.authorization else { return Ok(None) };
-    let Some(token) = bearer_token(value) else {
-        return Err(Unauthorized::new(
-            "The Authorization header is not a bearer token",
-            "Send Authorization: Bearer <token>, or no Authorization header to call anonymously.",
-        ));
-    };
-    let claims = tokens.verify_for_app(token, app_id).map_err(|e| Unauthorized::from_token(e, "token"))?;
+    let Some(token) = bearer_token(value) else { return Err(Unauthorized::NotBearer) };
+    let claims = tokens.verify_for_app(token, app_id).map_err(Unauthorized::BadToken)?;
     Ok(Some(identity_of(tokens, credentials, app_id, &claims)?))
 }
 
@@ -119,19 +155,10 @@ fn identity_of(
     let on_behalf_of = match credentials.on_behalf_of {
         None => None,
         Some(value) => {
-            let token = bearer_token(value).ok_or_else(|| {
-                Unauthorized::new(
-                    "The on-behalf-of header is not a bearer token",
-                    "Send on-behalf-of: Bearer <user token>.",
-                )
-            })?;
-            let user =
-                tokens.verify_for_app(token, app_id).map_err(|e| Unauthorized::from_token(e, "on-behalf-of token"))?;
+            let token = bearer_token(value).ok_or(Unauthorized::OnBehalfOfNotBearer)?;
+            let user = tokens.verify_for_app(token, app_id).map_err(Unauthorized::BadOnBehalfOf)?;
             if user.role == ROLE_SERVICE {
-                return Err(Unauthorized::new(
-                    "The on-behalf-of token is a service token",
-                    "on-behalf-of names a user: send that user's token.",
-                ));
+                return Err(Unauthorized::OnBehalfOfService);
             }
             Some(TokenUser { id: user.sub, stamp: user.stamp })
         }
@@ -150,7 +177,7 @@ pub fn check_function_bearer(
     app_id: &str,
 ) -> Result<Option<TokenUser>, Unauthorized> {
     let Some(token) = authorization.and_then(bearer_token) else { return Ok(None) };
-    let claims = tokens.verify_for_app(token, app_id).map_err(|e| Unauthorized::from_token(e, "token"))?;
+    let claims = tokens.verify_for_app(token, app_id).map_err(Unauthorized::BadToken)?;
     Ok((claims.role != ROLE_SERVICE).then_some(TokenUser { id: claims.sub, stamp: claims.stamp }))
 }
 
@@ -470,7 +497,7 @@ mod tests {
             Duration::from_secs(60),
         ));
         let err = identify(&tokens, auth(&forged), "app1").unwrap_err();
-        assert!(err.message.contains("signature"), "{err:?}");
+        assert!(err.to_string().contains("signature"), "{err:?}");
         assert_eq!(check_function_bearer(&tokens, Some("Basic eDp5"), "app1"), Ok(None));
         assert!(check_function_bearer(&tokens, Some(&user), "app2").is_err());
         assert_eq!(check_function_bearer(&tokens, Some(&user), "app1"), Ok(Some(u1)), "a user to check next");

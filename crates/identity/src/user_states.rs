@@ -60,14 +60,10 @@ impl SignIn {
     /// Whether `token` may act for this user; why not if it may not.
     pub fn admits(&self, token: &TokenUser) -> Result<(), Unauthorized> {
         match self {
-            SignIn::Gone => Err(Unauthorized::new("The token's user does not exist", "Sign in again.")),
-            SignIn::Disabled => Err(Unauthorized::new("This account is disabled", "Ask an admin of the app.")),
+            SignIn::Gone => Err(Unauthorized::UserGone),
+            SignIn::Disabled => Err(Unauthorized::UserDisabled),
             SignIn::Active { stamp } if token.stamp.as_deref() == Some(&**stamp) => Ok(()),
-            SignIn::Active { .. } => Err(Unauthorized::new(
-                "The token is no longer valid: the account's password changed, or the account was disabled, \
-                 after it was issued",
-                "Sign in again with the current password.",
-            )),
+            SignIn::Active { .. } => Err(Unauthorized::Stale),
         }
     }
 }
@@ -215,11 +211,7 @@ impl UserStates {
 pub async fn check(states: Option<&UserStates>, app_id: &str, token: &TokenUser) -> Result<(), IdentityError> {
     match states {
         Some(states) => states.check(app_id, token).await,
-        None => Err(Unauthorized::new(
-            "This server does not accept user tokens here",
-            "Call without Authorization, or through a server that keeps the app's users.",
-        )
-        .into()),
+        None => Err(Unauthorized::UserTokensRefused.into()),
     }
 }
 
