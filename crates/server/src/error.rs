@@ -158,13 +158,14 @@ impl ApiError {
         ApiError::new(ErrorCode::InvalidName, problem, "Function names are folder paths like 'email/send'.")
     }
 
-    /// An automation of function `name`'s deploy that breaks the schema.
+    /// An automation of function `name`'s deploy that breaks the schema; the detail is the
+    /// error's hint, or where the schema is described.
     pub fn invalid_automation(name: &str, error: AutomationError) -> Self {
-        ApiError::new(
-            ErrorCode::InvalidAutomation,
-            format!("Function '{name}': {error}"),
-            error.hint.unwrap_or_default(),
-        )
+        let detail = error.hint.clone().unwrap_or_else(|| {
+            "Fix the field the message names; the automation schema is in docs/project-layout.md (Automations)."
+                .to_string()
+        });
+        ApiError::new(ErrorCode::InvalidAutomation, format!("Function '{name}': {error}"), detail)
     }
 }
 
