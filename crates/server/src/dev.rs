@@ -212,7 +212,7 @@ async fn assemble(dev: DevConfig, lifecycle: &mut Lifecycle) -> Result<Parts, St
     });
     let dev_file = DevFile { url: url.clone(), app_id: app.app_id().to_string(), key: key.clone() }.write(&project)?;
     let manage = AuthManage { keys: Keys::Dev(key.as_str().into()), auth: auth.clone(), state: state.clone() };
-    let router = crate::router(state, auth.clone()).merge(auth_manage::router(manage));
+    let router = router(state, auth.clone()).merge(auth_manage::router(manage));
     lifecycle.serve(listener, addr, router, &config);
     Ok(Parts { url, addr, wanted, app, auth, store, runtime, hub, key, dev_file })
 }
@@ -249,4 +249,11 @@ impl DevFile {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// The router of `dev`: the SDK surface ([`crate::sdk::router`]), `/healthz` and the JSON 404.
+fn router(state: AppState, auth: Arc<Auth>) -> axum::Router {
+    crate::sdk::router(state, auth)
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .fallback(crate::unknown_route)
 }

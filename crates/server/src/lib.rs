@@ -47,7 +47,7 @@ use tokio_util::task::TaskTracker;
 pub use connections::ConnectionLimits;
 pub use error::ApiError;
 pub use homebase_catalog::{AppFunctions, Catalog};
-pub use routes::{router, unknown_route};
+pub use routes::unknown_route;
 
 /// Shared state of the routers: a cheap clone over `Arc`s.
 #[derive(Clone)]

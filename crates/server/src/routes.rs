@@ -14,7 +14,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::any;
 use homebase_catalog::{AppFunctions, Resolved};
 use homebase_runtime::{FunctionSpec, RuntimeError};
 use http::header::{HOST, HeaderValue};
@@ -24,12 +24,6 @@ use http_body_util::BodyExt;
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode, FromFunction};
 use crate::headers::{self, Caller, Injected};
-use crate::users_api::Auth;
-
-/// The router of `dev`: the SDK surface ([`crate::sdk::router`]), `/healthz` and the fallback.
-pub fn router(state: AppState, auth: Arc<Auth>) -> Router {
-    crate::sdk::router(state, auth).route("/healthz", get(|| async { "ok" })).fallback(unknown_route)
-}
 
 /// The function routes alone; [`crate::sdk::router`] puts them with the other SDK routes.
 pub(crate) fn function_routes(state: AppState) -> Router {
