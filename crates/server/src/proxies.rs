@@ -1,6 +1,6 @@
 //! The client's address behind a reverse proxy (`trusted-proxies`).
 //!
-//! The login and mail limits count per client address ([`crate::auth::Limiter`]). Behind a
+//! The login and mail limits count per client address ([`homebase_identity::Limiter`]). Behind a
 //! proxy every request comes from the proxy's address, so one bucket would hold every client.
 //! When the connection comes from a [`TrustedProxies`] address, the client's address is read
 //! from the headers the proxy adds:

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use homebase_server::auth::LoginLimits;
+use homebase_identity::LoginLimits;
 use homebase_testkit::{ADMIN_KEY, PlatformOptions, TestPlatform, json_of};
 use reqwest::Method;
 use serde_json::{Value, json};
