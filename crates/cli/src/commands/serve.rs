@@ -63,6 +63,8 @@ pub struct ServeArgs {
     /// 10.1.0.0/16; * for everything (repeatable or comma-separated; default: none).
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     function_net_allow: Option<Vec<String>>,
+    #[command(flatten)]
+    limits: crate::cli::WorkerLimitArgs,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -73,7 +75,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let config_file = args.config.clone().unwrap_or_else(|| data_dir.join("homebase.toml"));
     // Functions reach the public internet only, unless function-net-allow opens more.
     let defaults = ConfigLayer { port: Some(8080), function_net_allow: Some(Vec::new()), ..Default::default() };
-    let flags = ConfigLayer {
+    let flags = args.limits.apply(ConfigLayer {
         host: args.listen.map(|a| Host(a.ip())),
         port: args.listen.map(|a| a.port()),
         function_timeout: args.function_timeout.map(Into::into),
@@ -88,7 +90,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         keep_alive_timeout: args.keep_alive_timeout.map(Into::into),
         function_net_allow: args.function_net_allow,
         ..Default::default()
-    };
+    });
     let config = Config::resolve(&[
         ("serve defaults", defaults),
         (&config_file.display().to_string(), ConfigLayer::from_file(&config_file, args.config.is_some())?),
