@@ -158,7 +158,7 @@ impl RuntimeError {
                 crate::limits::show_bytes(*limit)
             ),
             RuntimeError::ConcurrencyLimit { limit, waiting, .. } => format!(
-                "It is handling {limit} requests, the most function-concurrency allows, and {waiting} more wait for \
+                "function-concurrency allows {limit} at once; that many are in flight and {waiting} more wait for \
                  their turn. Retry in a moment; an operator can raise function-concurrency \
                  (HOMEBASE_FUNCTION_CONCURRENCY, --function-concurrency)."
             ),

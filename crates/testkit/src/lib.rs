@@ -229,6 +229,10 @@ pub struct PlatformOptions {
     pub public_url: Option<String>,
     /// The browser origins allowed (`cors-origins`; `serve` allows no loopback origin by itself).
     pub cors_origins: Vec<String>,
+    /// `function-memory`, `function-concurrency` and `max-workers` (the defaults of `serve`).
+    pub function_memory: u64,
+    pub function_concurrency: usize,
+    pub max_workers: usize,
 }
 
 impl Default for PlatformOptions {
@@ -243,6 +247,9 @@ impl Default for PlatformOptions {
             net_allow: NetAllow::none(),
             public_url: None,
             cors_origins: Vec::new(),
+            function_memory: Config::default().function_memory,
+            function_concurrency: Config::default().function_concurrency,
+            max_workers: Config::default().max_workers,
         }
     }
 }
@@ -266,6 +273,9 @@ impl TestPlatform {
             keep_alive_timeout: options.connections.keep_alive_timeout,
             public_url: options.public_url,
             cors_origins: options.cors_origins,
+            function_memory: options.function_memory,
+            function_concurrency: options.function_concurrency,
+            max_workers: options.max_workers,
             ..test_config()
         };
         let serve = ServeConfig {
