@@ -67,7 +67,7 @@ struct Inner {
     places: Arc<Places>,
     /// Every worker process started and not yet known to have exited, for the memory watch
     /// (retired ones finishing their `waitUntil` work included).
-    watched: Mutex<Vec<Weak<Worker>>>,
+    watched: Arc<Mutex<Vec<Weak<Worker>>>>,
     /// How many connections to workers may be open ([`Runtime::limit_worker_connections`]).
     conn_budget: Arc<ConnBudget>,
     next_worker: AtomicU64,
@@ -174,7 +174,7 @@ impl Runtime {
             deno: OnceCell::new(),
             slots: Mutex::new(HashMap::new()),
             places,
-            watched: Mutex::new(Vec::new()),
+            watched: Arc::default(),
             conn_budget: Arc::new(ConnBudget::new()),
             next_worker: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
@@ -262,6 +262,7 @@ impl Runtime {
                     boot_timeout: inner.config.boot_timeout,
                     stop_grace: inner.config.stop_grace,
                     function_memory: inner.config.function_memory,
+                    watched: inner.watched.clone(),
                     logs: inner.logs.clone(),
                     epoch: inner.epoch,
                 }))
@@ -483,11 +484,7 @@ impl Runtime {
             Ok(place) => match self.context().await {
                 Ok(context) => {
                     self.warm(&context, &spec).await;
-                    let worker = Worker::spawn(&context, id, spec.clone(), Some(place)).await;
-                    if let Ok(worker) = &worker {
-                        self.inner.watched.lock().unwrap().push(Arc::downgrade(worker));
-                    }
-                    worker
+                    Worker::spawn(&context, id, spec.clone(), Some(place)).await
                 }
                 Err(error) => Err(error),
             },

@@ -57,6 +57,9 @@ pub(crate) struct WorkerContext {
     pub stop_grace: Duration,
     /// The most memory a worker may use (`RuntimeConfig::function_memory`).
     pub function_memory: u64,
+    /// The workers whose memory the runtime watches; a new one is added as soon as its process
+    /// exists, so that a module allocating while it loads is watched too.
+    pub watched: Arc<Mutex<Vec<std::sync::Weak<Worker>>>>,
     pub logs: Arc<dyn LogSink>,
     pub epoch: Instant,
 }
@@ -271,6 +274,11 @@ impl Worker {
             refused_noted: AtomicU64::new(0),
         });
         worker.touch();
+        {
+            let mut watched = ctx.watched.lock().unwrap();
+            watched.retain(|w| w.strong_count() > 0);
+            watched.push(Arc::downgrade(&worker));
+        }
         tokio::spawn(own_process(worker.clone(), child, stdin, pumps, ctx.stop_grace, socket_dir, tmp));
 
         let boot = tokio::time::timeout(ctx.boot_timeout, ready_rx).await;

@@ -39,6 +39,12 @@ fn check_refusal(body: &Value, code: &str, setting: &str) {
 #[tokio::test]
 async fn a_worker_over_function_memory_is_stopped_and_the_next_call_gets_a_fresh_one() {
     let project = fixture("functions");
+    project.write(
+        "base44/functions/greedy-boot/entry.ts",
+        "const held: Uint8Array[] = [];\nfor (;;) {\n  try {\n    held.push(new Uint8Array(8 << 20).fill(1));\n  \
+         } catch {\n    // past the address-space cap: hold on and try again\n  }\n  \
+         await new Promise((resolve) => setTimeout(resolve, 1));\n}\n",
+    );
     let config = homebase_server::config::Config { function_memory: 128 << 20, ..TestServer::config() };
     let server = TestServer::start_with(project.path(), config).await;
     let client = server.client();
@@ -62,6 +68,11 @@ async fn a_worker_over_function_memory_is_stopped_and_the_next_call_gets_a_fresh
         .map(|e| e.message)
         .collect();
     assert!(stopped.len() >= 2, "one line per stopped worker: {stopped:?}");
+
+    // A module that outgrows the limit while it loads is stopped the same way.
+    let response = get(&client, server.at("/functions/greedy-boot")).await;
+    assert_eq!(response.0, 502, "{}", response.1);
+    check_refusal(&response.1, "out_of_memory", "function-memory");
 
     // A fresh worker answers; the other function's worker and the server were untouched.
     let (status, again) = get(&client, server.at("/functions/memory")).await;
