@@ -10,7 +10,7 @@
 //! - The resident set of every worker, read from `/proc/<pid>/statm` every
 //!   [`MEMORY_SAMPLE_EVERY`] by the runtime's watch task: a worker over the limit is killed
 //!   (SIGKILL). This catches what V8's heap does not count (typed arrays, buffers, WebAssembly).
-//! - `RLIMIT_DATA` at the limit plus [`DATA_HEADROOM`] (Deno reserves about 0.6 GB of writable
+//! - `RLIMIT_DATA` at the limit plus [`data_headroom`] (Deno reserves about 0.6 GB of writable
 //!   address space before it runs anything): an allocation past it fails in the worker
 //!   (`RangeError: Array buffer allocation failed`) instead of taking the machine's memory
 //!   between two samples.
@@ -30,9 +30,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) const MEMORY_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// The writable address space a worker may have beyond its memory limit (`RLIMIT_DATA`): what
-/// Deno reserves for its threads, heaps and allocator arenas before any function code runs
-/// (about 560 MB for Deno 2), with room to spare.
-pub(crate) const DATA_HEADROOM: u64 = 1 << 30;
+/// Deno reserves before any function code runs (about 560 MB for Deno 2 on 2 CPUs: a 512 MB
+/// region of its own and the stacks of its threads, whose number grows with the CPUs), with room
+/// to spare: 1 GiB and 16 MiB per CPU.
+pub(crate) fn data_headroom() -> u64 {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    (1 << 30) + cpus * (16 << 20)
+}
 
 /// The smallest memory limit that still runs a function with the SDK (Deno, its Node layer and
 /// the SDK take about 70 MB before a request).
@@ -92,7 +96,8 @@ pub fn show_bytes(bytes: u64) -> String {
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub(crate) fn confine_memory(cmd: &mut tokio::process::Command, limit: u64) {
-    let data = libc::rlimit { rlim_cur: limit + DATA_HEADROOM, rlim_max: limit + DATA_HEADROOM };
+    let cap = limit + data_headroom();
+    let data = libc::rlimit { rlim_cur: cap, rlim_max: cap };
     // SAFETY: between fork and exec only async-signal-safe calls run: open, write, close and
     // setrlimit on values prepared before the fork. A failure of the OOM score is ignored (it
     // only protects the host further); one of setrlimit fails the spawn.
