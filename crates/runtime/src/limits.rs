@@ -21,7 +21,7 @@
 //! service belongs to the service manager (`MemoryMax=` in systemd).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -207,6 +207,31 @@ impl Drop for Place {
     }
 }
 
+/// Counts the requests a limit refused and says so at most every [`NOTE_EVERY`]: `due` returns
+/// how many were refused since the last note when a note is due.
+#[derive(Default)]
+pub(crate) struct Refusals {
+    count: AtomicU64,
+    /// Milliseconds since `epoch` of the last note, plus one; 0 before the first.
+    noted: AtomicU64,
+}
+
+/// How often at most a function's log says that a limit refused its requests.
+pub(crate) const NOTE_EVERY: Duration = Duration::from_secs(10);
+
+impl Refusals {
+    pub fn due(&self, epoch: std::time::Instant) -> Option<u64> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let now = epoch.elapsed().as_millis() as u64 + 1;
+        let noted = self.noted.load(Ordering::Relaxed);
+        let due = noted == 0 || now.saturating_sub(noted) >= NOTE_EVERY.as_millis() as u64;
+        if !due || self.noted.compare_exchange(noted, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return None;
+        }
+        Some(self.count.swap(0, Ordering::Relaxed).max(1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +258,17 @@ mod tests {
             assert!(rss > 1 << 20, "{rss}");
         }
         assert_eq!(resident_bytes(u32::MAX), None);
+    }
+
+    #[test]
+    fn refusals_are_noted_once_per_period_with_their_count() {
+        let refusals = Refusals::default();
+        let epoch = std::time::Instant::now();
+        assert_eq!(refusals.due(epoch), Some(1), "the first is noted at once");
+        assert_eq!(refusals.due(epoch), None);
+        assert_eq!(refusals.due(epoch), None);
+        let later = epoch.checked_sub(NOTE_EVERY).unwrap(); // as if the period had passed
+        assert_eq!(refusals.due(later), Some(3), "the next note counts everything since");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::check::{self, Checks, Listing};
 use crate::conn::{ConnBudget, ConnError, Full, IDLE_CONN_TIMEOUT, WorkerConn};
 use crate::deno::{self, DenoInstall};
-use crate::limits::{self, Gate, Place, Places, Turn};
+use crate::limits::{self, Gate, Place, Places, Refusals, Turn};
 use crate::logs::{Level, LogSink};
 use crate::netpolicy::ApiRoute;
 use crate::public;
@@ -79,6 +79,8 @@ struct Slot {
     state: Mutex<SlotState>,
     /// `function_concurrency`: the requests in flight and waiting; `None` without a limit.
     gate: Option<Gate>,
+    /// Requests refused by `function_concurrency` or `max_workers`, for the function's log.
+    refused: Refusals,
 }
 
 type BootResult = Option<Result<Arc<Worker>, RuntimeError>>;
@@ -340,13 +342,20 @@ impl Runtime {
         // Its turn among the function's requests, held until the response ends.
         let turn = match &slot.gate {
             None => None,
-            Some(gate) => Some(gate.enter(timeout).await.map_err(|full| RuntimeError::ConcurrencyLimit {
-                function: spec.name.clone(),
-                limit: full.limit,
-                waiting: full.waiting,
+            Some(gate) => Some(gate.enter(timeout).await.map_err(|full| {
+                self.note_refused(&slot, spec, "function-concurrency", full.limit);
+                RuntimeError::ConcurrencyLimit { function: spec.name.clone(), limit: full.limit, waiting: full.waiting }
             })?),
         };
-        let lease = self.acquire(&slot, spec).await?;
+        let lease = match self.acquire(&slot, spec).await {
+            Ok(lease) => lease,
+            Err(error) => {
+                if let RuntimeError::TooManyWorkers { limit, .. } = &error {
+                    self.note_refused(&slot, spec, "max-workers", *limit);
+                }
+                return Err(error);
+            }
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         let worker = lease.worker.clone();
         let exchange = async {
@@ -430,6 +439,27 @@ impl Runtime {
                 Err(RuntimeError::Timeout { function: spec.name.clone(), timeout })
             }
         }
+    }
+
+    /// Counts a request that `setting` (at `limit`) refused, and says so in the function's log at
+    /// most every [`limits::NOTE_EVERY`], with how many were refused.
+    fn note_refused(&self, slot: &Slot, spec: &FunctionSpec, setting: &str, limit: usize) {
+        let Some(refused) = slot.refused.due(self.inner.epoch) else { return };
+        let why = match setting {
+            "max-workers" => format!("(too_many_workers): max-workers ({limit}) workers are running and none is idle"),
+            _ => format!("(concurrency_limit): {setting} allows {limit} in flight and as many waiting"),
+        };
+        self.inner.logs.emit(crate::LogEvent {
+            id: 0,
+            time: std::time::SystemTime::now(),
+            app_id: spec.app_id.clone(),
+            function: spec.name.clone(),
+            version: spec.version.clone(),
+            level: Level::Warning,
+            request_id: None,
+            message: format!("{refused} request(s) refused with 503 {why}"),
+            system: true,
+        });
     }
 
     /// A lease on a live worker running `spec.version`, starting one if needed.
@@ -595,6 +625,7 @@ impl Runtime {
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState::Empty),
             gate: (concurrency > 0).then(|| Gate::new(concurrency)),
+            refused: Refusals::default(),
         });
         slots.entry(app_id.to_string()).or_default().insert(name.to_string(), slot.clone());
         slot

@@ -167,6 +167,10 @@ async fn function_concurrency_queues_as_many_again_then_refuses_with_retry_after
     check_refusal(&refusal, "concurrency_limit", "function-concurrency");
     assert!(refusal["detail"].as_str().unwrap().contains("allows 1 at once"), "{refusal}");
     assert!(!queued.is_finished(), "the other waits for its turn");
+    let noted = server.logs.events().into_iter().any(|e| {
+        e.function == "duplex" && e.message == "1 request(s) refused with 503 (concurrency_limit): function-concurrency allows 1 in flight and as many waiting"
+    });
+    assert!(noted, "the function's log says what refused it");
 
     // The held request ends: the queued one gets its turn.
     drop(body);
@@ -215,6 +219,11 @@ async fn max_workers_stops_the_least_recently_used_idle_worker_and_refuses_when_
     let refusal = json_of(response).await;
     check_refusal(&refusal, "too_many_workers", "max-workers");
     assert!(refusal["detail"].as_str().unwrap().contains("'echo'"), "{refusal}");
+    let noted = server.logs.events().into_iter().any(|e| {
+        e.function == "echo"
+            && e.message.starts_with("1 request(s) refused with 503 (too_many_workers): max-workers (2)")
+    });
+    assert!(noted, "the function's log says what refused it");
 
     // One of them finishes: its worker is idle and makes room.
     let released = client.get(server.at("/functions/sse/release")).send().await.unwrap();
