@@ -50,3 +50,32 @@ pub enum Command {
     /// Show an app's function logs, or follow them live with --follow.
     Logs(commands::logs::LogsArgs),
 }
+
+/// The limits of function workers, flags of both `dev` and `serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WorkerLimitArgs {
+    /// The most memory one function worker may use, e.g. 512MB or 1GB (default 512MB); a worker
+    /// past it is stopped and its requests answered 502 out_of_memory.
+    #[arg(long, value_name = "SIZE")]
+    pub function_memory: Option<String>,
+    /// Requests one function handles at once; as many more wait, the rest get 503 (default 0: no
+    /// limit of its own).
+    #[arg(long, value_name = "N")]
+    pub function_concurrency: Option<usize>,
+    /// Function workers alive at once; the least recently used idle one is stopped to start
+    /// another (default 100).
+    #[arg(long, value_name = "N")]
+    pub max_workers: Option<usize>,
+}
+
+impl WorkerLimitArgs {
+    /// `layer` with these flags set in it.
+    pub fn apply(self, layer: homebase_server::config::ConfigLayer) -> homebase_server::config::ConfigLayer {
+        homebase_server::config::ConfigLayer {
+            function_memory: self.function_memory.map(Into::into),
+            function_concurrency: self.function_concurrency,
+            max_workers: self.max_workers,
+            ..layer
+        }
+    }
+}

@@ -68,6 +68,13 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` name the client the login and mail
     /// limits count (addresses, CIDR blocks; canonical, see [`crate::proxies`]). Empty: none.
     pub trusted_proxies: Vec<String>,
+    /// The most memory one function worker may use, in bytes; past it the worker is stopped and
+    /// its requests answered `502 out_of_memory`.
+    pub function_memory: u64,
+    /// Requests one function handles at once (as many more wait); 0: no limit of its own.
+    pub function_concurrency: usize,
+    /// Function workers alive at once; to start one more, the least recently used idle one stops.
+    pub max_workers: usize,
 }
 
 fn display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
@@ -97,6 +104,9 @@ impl Default for Config {
             keep_alive_timeout: ConnectionLimits::default().keep_alive_timeout,
             function_net_allow: vec!["*".into()],
             trusted_proxies: Vec::new(),
+            function_memory: homebase_runtime::DEFAULT_FUNCTION_MEMORY,
+            function_concurrency: 0,
+            max_workers: homebase_runtime::DEFAULT_MAX_WORKERS,
         }
     }
 }
@@ -126,6 +136,9 @@ pub struct ConfigLayer {
     pub keep_alive_timeout: Option<DurationValue>,
     pub function_net_allow: Option<Vec<String>>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub function_memory: Option<SizeValue>,
+    pub function_concurrency: Option<usize>,
+    pub max_workers: Option<usize>,
 }
 
 /// A size as written: `"512MB"`, `"1GiB"`, `"800k"`, or a number of bytes.
@@ -232,8 +245,11 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 20] = [
+const ENV_KEYS: [&str; 23] = [
     "trusted-proxies",
+    "function-memory",
+    "function-concurrency",
+    "max-workers",
     "function-net-allow",
     "sandbox",
     "deploy-check-timeout",
@@ -301,6 +317,14 @@ impl ConfigLayer {
                 }
                 "header-read-timeout" => layer.header_read_timeout = Some(value.into()),
                 "keep-alive-timeout" => layer.keep_alive_timeout = Some(value.into()),
+                "function-memory" => layer.function_memory = Some(value.into()),
+                "function-concurrency" | "max-workers" => {
+                    let number = Some(value.trim().parse().map_err(|_| bad(format!("'{value}' is not a number")))?);
+                    match name.as_str() {
+                        "max-workers" => layer.max_workers = number,
+                        _ => layer.function_concurrency = number,
+                    }
+                }
                 "cors-origins" => layer.cors_origins = Some(comma_list(&value)),
                 "function-net-allow" => layer.function_net_allow = Some(comma_list(&value)),
                 "trusted-proxies" => layer.trusted_proxies = Some(comma_list(&value)),
@@ -353,6 +377,13 @@ impl Config {
                     .parse()
                     .map_err(|message| ConfigError { source_name: format!("{source} (log-max-size)"), message })?;
             }
+            if let Some(size) = &layer.function_memory {
+                config.function_memory = size
+                    .parse()
+                    .map_err(|message| ConfigError { source_name: format!("{source} (function-memory)"), message })?;
+            }
+            config.function_concurrency = layer.function_concurrency.unwrap_or(config.function_concurrency);
+            config.max_workers = layer.max_workers.unwrap_or(config.max_workers);
             if let Some(url) = &layer.public_url {
                 config.public_url = Some(url.trim_end_matches('/').to_string());
             }
@@ -411,6 +442,15 @@ impl Config {
         }
         if self.keep_alive_timeout.is_zero() {
             return Err(invalid("keep-alive-timeout", "must be longer than zero, e.g. \"75s\""));
+        }
+        if self.function_memory < homebase_runtime::limits::MIN_FUNCTION_MEMORY {
+            return Err(invalid(
+                "function-memory",
+                "must be at least 128MB (Deno and the SDK take about 70MB), e.g. \"512MB\"",
+            ));
+        }
+        if self.max_workers == 0 {
+            return Err(invalid("max-workers", "must be at least 1, e.g. 100"));
         }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -658,6 +698,37 @@ mod tests {
         let err = Config::resolve(&[("env", env(&[("HOMEBASE_TRUSTED_PROXIES", "proxy.internal")]))]).unwrap_err();
         assert_eq!(err.source_name, "env (trusted-proxies)");
         assert!(err.message.contains("'proxy.internal' is not an IP address"), "{err}");
+    }
+
+    #[test]
+    fn worker_limits_come_from_every_layer_and_are_checked() {
+        let defaults = Config::default();
+        assert_eq!(
+            (defaults.function_memory, defaults.function_concurrency, defaults.max_workers),
+            (512 << 20, 0, 100)
+        );
+        let file: ConfigLayer =
+            toml::from_str("function-memory = \"1GB\"\nfunction-concurrency = 20\nmax-workers = 40").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!((config.function_memory, config.function_concurrency, config.max_workers), (1 << 30, 20, 40));
+        let vars = env(&[
+            ("HOMEBASE_FUNCTION_MEMORY", "256MiB"),
+            ("HOMEBASE_FUNCTION_CONCURRENCY", "5"),
+            ("HOMEBASE_MAX_WORKERS", "8"),
+        ]);
+        let flags = ConfigLayer { max_workers: Some(9), ..Default::default() };
+        let config = Config::resolve(&[("file", file), ("env", vars), ("flags", flags)]).unwrap();
+        assert_eq!((config.function_memory, config.function_concurrency, config.max_workers), (256 << 20, 5, 9));
+        let small = env(&[("HOMEBASE_FUNCTION_MEMORY", "64MB")]);
+        let err = Config::resolve(&[("env", small)]).unwrap_err();
+        assert_eq!(err.source_name, "function-memory");
+        assert!(err.message.contains("at least 128MB"), "{err}");
+        let err = Config::resolve(&[("env", env(&[("HOMEBASE_FUNCTION_MEMORY", "lots")]))]).unwrap_err();
+        assert_eq!(err.source_name, "env (function-memory)");
+        let none = ConfigLayer { max_workers: Some(0), ..Default::default() };
+        assert_eq!(Config::resolve(&[("flags", none)]).unwrap_err().source_name, "max-workers");
+        let err = ConfigLayer::from_env([("HOMEBASE_MAX_WORKERS".to_string(), "all".to_string())]).unwrap_err();
+        assert_eq!(err.to_string(), "HOMEBASE_MAX_WORKERS: 'all' is not a number");
     }
 
     #[test]

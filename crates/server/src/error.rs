@@ -90,6 +90,9 @@ error_codes! {
     FunctionCrashed = "function_crashed", BAD_GATEWAY, "The function's worker died while it handled the request.";
     FunctionBusy = "function_busy", SERVICE_UNAVAILABLE, "The function has as many requests in flight as one function may.";
     ServerBusy = "server_busy", SERVICE_UNAVAILABLE, "Functions have as many requests in flight together as the server allows.";
+    OutOfMemory = "out_of_memory", BAD_GATEWAY, "The function's worker used more memory than function-memory allows and was stopped.";
+    ConcurrencyLimit = "concurrency_limit", SERVICE_UNAVAILABLE, "The function has function-concurrency requests in flight and as many waiting.";
+    TooManyWorkers = "too_many_workers", SERVICE_UNAVAILABLE, "max-workers workers are running, none idle, and the function needed a new one.";
     FunctionTimeout = "function_timeout", GATEWAY_TIMEOUT, "The function did not answer within the function timeout.";
 
     // Management API: deploys, secrets, the network list.
@@ -191,6 +194,9 @@ fn runtime_code(error: &RuntimeError) -> ErrorCode {
         RuntimeError::CheckTimeout { .. } => ErrorCode::CheckTimeout,
         RuntimeError::Busy { .. } => ErrorCode::TooManyChecks,
         RuntimeError::Sandbox { .. } => ErrorCode::SandboxUnavailable,
+        RuntimeError::OutOfMemory { .. } => ErrorCode::OutOfMemory,
+        RuntimeError::ConcurrencyLimit { .. } => ErrorCode::ConcurrencyLimit,
+        RuntimeError::TooManyWorkers { .. } => ErrorCode::TooManyWorkers,
         RuntimeError::Io { .. } => ErrorCode::Internal,
     }
 }
@@ -461,6 +467,9 @@ mod tests {
             RuntimeError::Sandbox { message: "m".into() },
             RuntimeError::Overloaded { function: function(), limit: 1, all_workers: false },
             RuntimeError::Overloaded { function: function(), limit: 1, all_workers: true },
+            RuntimeError::OutOfMemory { function: function(), limit: 512 << 20 },
+            RuntimeError::ConcurrencyLimit { function: function(), limit: 2, waiting: 2 },
+            RuntimeError::TooManyWorkers { function: function(), limit: 3 },
             RuntimeError::ShuttingDown,
             RuntimeError::Io { message: "m".into() },
         ];

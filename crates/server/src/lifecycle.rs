@@ -30,6 +30,9 @@ pub(crate) fn runtime_config(config: &Config, inherit_env: bool) -> RuntimeConfi
         net_allow: config.net_allow(),
         check_timeout: config.deploy_check_timeout,
         max_checks: config.max_deploy_checks,
+        function_memory: config.function_memory,
+        function_concurrency: config.function_concurrency,
+        max_workers: config.max_workers,
         ..RuntimeConfig::default()
     }
 }

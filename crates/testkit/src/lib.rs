@@ -230,6 +230,10 @@ pub struct PlatformOptions {
     pub cors_origins: Vec<String>,
     /// The server's `trusted-proxies` (canonical entries; none, as `serve` starts with).
     pub trusted_proxies: Vec<String>,
+    /// `function-memory`, `function-concurrency` and `max-workers` (the defaults of `serve`).
+    pub function_memory: u64,
+    pub function_concurrency: usize,
+    pub max_workers: usize,
 }
 
 impl Default for PlatformOptions {
@@ -245,6 +249,9 @@ impl Default for PlatformOptions {
             public_url: None,
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            function_memory: Config::default().function_memory,
+            function_concurrency: Config::default().function_concurrency,
+            max_workers: Config::default().max_workers,
         }
     }
 }
@@ -269,6 +276,9 @@ impl TestPlatform {
             public_url: options.public_url,
             cors_origins: options.cors_origins,
             trusted_proxies: options.trusted_proxies,
+            function_memory: options.function_memory,
+            function_concurrency: options.function_concurrency,
+            max_workers: options.max_workers,
             ..test_config()
         };
         let serve = ServeConfig {

@@ -68,6 +68,8 @@ pub struct ServeArgs {
     /// (repeatable or comma-separated; default: none).
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     trusted_proxies: Option<Vec<String>>,
+    #[command(flatten)]
+    limits: crate::cli::WorkerLimitArgs,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -78,7 +80,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let config_file = args.config.clone().unwrap_or_else(|| data_dir.join("homebase.toml"));
     // Functions reach the public internet only, unless function-net-allow opens more.
     let defaults = ConfigLayer { port: Some(8080), function_net_allow: Some(Vec::new()), ..Default::default() };
-    let flags = ConfigLayer {
+    let flags = args.limits.apply(ConfigLayer {
         host: args.listen.map(|a| Host(a.ip())),
         port: args.listen.map(|a| a.port()),
         function_timeout: args.function_timeout.map(Into::into),
@@ -94,7 +96,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         function_net_allow: args.function_net_allow,
         trusted_proxies: args.trusted_proxies,
         ..Default::default()
-    };
+    });
     let config = Config::resolve(&[
         ("serve defaults", defaults),
         (&config_file.display().to_string(), ConfigLayer::from_file(&config_file, args.config.is_some())?),
