@@ -24,6 +24,7 @@
 
 mod apps;
 mod deployments;
+mod limits;
 pub(crate) mod listen;
 pub(crate) mod logs;
 pub(crate) mod migrations;
