@@ -64,6 +64,18 @@ pub struct Config {
     /// blocks, or `*` for everything (the default of `dev`; `serve` starts from none). Canonical
     /// entries (see `homebase_runtime::netpolicy`).
     pub function_net_allow: Vec<String>,
+    /// `serve`: the PostgreSQL database everything lives in (`postgres://…`), which several
+    /// nodes may share; none keeps it in SQLite files in the data folder. Printed without its
+    /// password.
+    #[serde(serialize_with = "database_location")]
+    pub database_url: Option<String>,
+}
+
+fn database_location<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&homebase_store::display_database_url(url)),
+        None => s.serialize_none(),
+    }
 }
 
 fn display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
@@ -92,6 +104,7 @@ impl Default for Config {
             header_read_timeout: ConnectionLimits::default().header_read_timeout,
             keep_alive_timeout: ConnectionLimits::default().keep_alive_timeout,
             function_net_allow: vec!["*".into()],
+            database_url: None,
         }
     }
 }
@@ -120,6 +133,7 @@ pub struct ConfigLayer {
     pub header_read_timeout: Option<DurationValue>,
     pub keep_alive_timeout: Option<DurationValue>,
     pub function_net_allow: Option<Vec<String>>,
+    pub database_url: Option<String>,
 }
 
 /// A size as written: `"512MB"`, `"1GiB"`, `"800k"`, or a number of bytes.
@@ -226,7 +240,8 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 19] = [
+const ENV_KEYS: [&str; 20] = [
+    "database-url",
     "function-net-allow",
     "sandbox",
     "deploy-check-timeout",
@@ -296,6 +311,7 @@ impl ConfigLayer {
                 "keep-alive-timeout" => layer.keep_alive_timeout = Some(value.into()),
                 "cors-origins" => layer.cors_origins = Some(comma_list(&value)),
                 "function-net-allow" => layer.function_net_allow = Some(comma_list(&value)),
+                "database-url" => layer.database_url = Some(value),
                 _ => layer.public_url = Some(value),
             }
         }
@@ -356,6 +372,20 @@ impl Config {
             }
             if let Some(from) = &layer.smtp_from {
                 config.smtp_from = from.clone();
+            }
+            if let Some(url) = &layer.database_url {
+                let url = url.trim();
+                if !url.is_empty() && !homebase_store::is_postgres_url(url) {
+                    return Err(ConfigError {
+                        source_name: format!("{source} (database-url)"),
+                        message: format!(
+                            "'{}' is not a PostgreSQL URL; write postgres://user:password@host:5432/database, or \
+                             leave database-url out to keep everything in SQLite in the data folder",
+                            homebase_store::display_database_url(url)
+                        ),
+                    });
+                }
+                config.database_url = Some(url.to_string()).filter(|u| !u.is_empty());
             }
             if let Some(entries) = &layer.function_net_allow {
                 config.function_net_allow = NetAllow::parse(entries)
@@ -622,6 +652,27 @@ mod tests {
         let named: ConfigLayer = toml::from_str("function-net-allow = [\"db.internal\"]").unwrap();
         let err = Config::resolve(&[("homebase.toml", named)]).unwrap_err();
         assert!(err.message.contains("host names are not accepted"), "{err}");
+    }
+
+    #[test]
+    fn the_database_url_comes_from_every_layer_and_is_printed_without_its_password() {
+        assert_eq!(Config::default().database_url, None, "SQLite in the data folder");
+        let file: ConfigLayer =
+            toml::from_str("database-url = \"postgres://hb:secret@db.internal:5432/homebase\"").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!(config.database_url.as_deref(), Some("postgres://hb:secret@db.internal:5432/homebase"));
+        let printed = serde_json::to_value(&config).unwrap();
+        assert_eq!(printed["database_url"], "postgres://hb@db.internal:5432/homebase");
+        assert!(!printed.to_string().contains("secret"));
+        let vars = env(&[("HOMEBASE_DATABASE_URL", "postgresql://other@127.0.0.1/hb")]);
+        let config = Config::resolve(&[("file", file.clone()), ("env", vars)]).unwrap();
+        assert_eq!(config.database_url.as_deref(), Some("postgresql://other@127.0.0.1/hb"));
+        let empty = env(&[("HOMEBASE_DATABASE_URL", "")]);
+        assert_eq!(Config::resolve(&[("file", file), ("env", empty)]).unwrap().database_url, None, "empty: SQLite");
+        let flags = ConfigLayer { database_url: Some("mysql://root:pw@db/x".into()), ..Default::default() };
+        let err = Config::resolve(&[("flags", flags)]).unwrap_err();
+        assert_eq!(err.source_name, "flags (database-url)");
+        assert!(err.message.contains("not a PostgreSQL URL") && !err.message.contains("pw"), "{err}");
     }
 
     #[test]

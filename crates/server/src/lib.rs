@@ -23,6 +23,7 @@ mod error;
 pub mod files;
 pub mod headers;
 mod lifecycle;
+pub mod limits;
 pub mod logs_api;
 pub mod mail;
 pub mod manage;

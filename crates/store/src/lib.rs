@@ -564,6 +564,12 @@ impl Store {
     }
 }
 
+/// A PostgreSQL URL as it may be shown (in logs, errors, printed settings):
+/// `postgres://user@host:port/database`, without the password or options.
+pub fn display_database_url(url: &str) -> String {
+    postgres::display_url(url)
+}
+
 /// Whether `text` is a PostgreSQL URL rather than a file path.
 pub fn is_postgres_url(text: &str) -> bool {
     let lower = text.trim_start().to_ascii_lowercase();

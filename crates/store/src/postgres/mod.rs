@@ -131,6 +131,15 @@ fn location(config: &Config) -> String {
     format!("postgres://{user}{}/{db}", hosts.join(","))
 }
 
+/// Where `url` points, to show: `postgres://user@host:port/database`, never a password (also
+/// for a URL that does not parse).
+pub(crate) fn display_url(url: &str) -> String {
+    match Target::parse(url) {
+        Ok(target) => target.location,
+        Err(_) => redact(url),
+    }
+}
+
 /// `url` with anything that may be a password taken out, for an error about a URL that does
 /// not even parse.
 fn redact(url: &str) -> String {
