@@ -453,10 +453,11 @@ impl Config {
     }
 
     /// Where app-user mail goes: SMTP when `smtp-url` is set, else the server log.
-    pub fn mailer(&self) -> Result<crate::mail::Mailer, String> {
+    pub fn mailer(&self) -> Result<homebase_identity::mail::Mailer, String> {
         match &self.smtp_url {
-            None => Ok(crate::mail::Mailer::Log),
-            Some(url) => crate::mail::SmtpConfig::parse(url, &self.smtp_from).map(crate::mail::Mailer::Smtp),
+            None => Ok(homebase_identity::mail::Mailer::Log),
+            Some(url) => homebase_identity::mail::SmtpConfig::parse(url, &self.smtp_from)
+                .map(homebase_identity::mail::Mailer::Smtp),
         }
     }
 }
@@ -548,8 +549,8 @@ mod tests {
     fn smtp_settings_are_checked() {
         let layer = env(&[("HOMEBASE_SMTP_URL", "smtp://127.0.0.1:2525"), ("HOMEBASE_SMTP_FROM", "app@example.test")]);
         let config = Config::resolve(&[("env", layer)]).unwrap();
-        assert!(matches!(config.mailer(), Ok(crate::mail::Mailer::Smtp(_))));
-        assert!(matches!(Config::default().mailer(), Ok(crate::mail::Mailer::Log)));
+        assert!(matches!(config.mailer(), Ok(homebase_identity::mail::Mailer::Smtp(_))));
+        assert!(matches!(Config::default().mailer(), Ok(homebase_identity::mail::Mailer::Log)));
         let err = Config::resolve(&[("env", env(&[("HOMEBASE_SMTP_URL", "mail.example.test")]))]).unwrap_err();
         assert_eq!(err.source_name, "smtp-url");
         assert!(err.message.contains("smtp://"), "{err}");

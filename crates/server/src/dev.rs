@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use homebase_catalog::dev::{DevApp, DevEvent, DevListener, LOCAL_APP_ID};
+use homebase_identity::mail::Mailer;
+use homebase_identity::{TokenMinter, token};
 use homebase_logs::{LogHub, Sink};
 use homebase_project::Project;
 use homebase_runtime::{Runtime, RuntimeConfig};
@@ -26,10 +28,9 @@ use crate::auth_manage::{self, AuthManage, Keys};
 use crate::config::Config;
 use crate::cors::CorsPolicy;
 use crate::lifecycle::{Lifecycle, runtime_config};
-use crate::mail::Mailer;
 use crate::serve::StartError;
 use crate::users_api::Auth;
-use crate::{AppState, FunctionListing, TokenMinter, token};
+use crate::{AppState, FunctionListing};
 
 /// Where `dev` keeps app users and the token signing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,7 +212,7 @@ async fn assemble(dev: DevConfig, lifecycle: &mut Lifecycle) -> Result<Parts, St
     });
     let dev_file = DevFile { url: url.clone(), app_id: app.app_id().to_string(), key: key.clone() }.write(&project)?;
     let manage = AuthManage { keys: Keys::Dev(key.as_str().into()), auth: auth.clone(), state: state.clone() };
-    let router = crate::router(state, auth.clone()).merge(auth_manage::router(manage));
+    let router = router(state, auth.clone()).merge(auth_manage::router(manage));
     lifecycle.serve(listener, addr, router, &config);
     Ok(Parts { url, addr, wanted, app, auth, store, runtime, hub, key, dev_file })
 }
@@ -248,4 +249,11 @@ impl DevFile {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// The router of `dev`: the SDK surface ([`crate::sdk::router`]), `/healthz` and the JSON 404.
+fn router(state: AppState, auth: Arc<Auth>) -> axum::Router {
+    crate::sdk::router(state, auth)
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .fallback(crate::unknown_route)
 }

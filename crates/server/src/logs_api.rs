@@ -51,8 +51,8 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ApiError;
-use crate::manage::{Caller, app_for, store_error};
+use crate::error::{ApiError, ErrorCode, store_error};
+use crate::manage::{Caller, app_for};
 
 /// Lines a query returns when it names no `limit`.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -80,7 +80,7 @@ pub fn router(platform: Arc<Platform>, logs: LogService) -> Router {
 }
 
 fn bad_param(message: impl Into<String>, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", message, detail)
+    ApiError::new(ErrorCode::InvalidParameter, message, detail)
 }
 
 /// The query parameters both query routes share, checked.
@@ -198,8 +198,8 @@ async fn function_logs(
     query.functions = vec![name.clone()];
     let deployed = platform.store.function(&app_id, &name).await.map_err(store_error)?.is_some();
     if !deployed && !logs.store.has_function(&app_id, &name).await.map_err(store_error)? {
-        return Err(ApiError::not_found(
-            "function_not_found",
+        return Err(ApiError::new(
+            ErrorCode::FunctionNotFound,
             format!("No function named '{name}'"),
             "It was never deployed and has no logs; list functions with GET …/backend-functions.",
         ));
@@ -671,7 +671,7 @@ mod tests {
             (params(&[("function", many.as_str())]), "at most 100 are allowed"),
         ] {
             let error = parse_query("a", &pairs).unwrap_err();
-            assert_eq!(error.status, StatusCode::BAD_REQUEST);
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST);
             assert!(error.message.contains(needle), "{needle}: {}", error.message);
             assert!(!error.detail.is_empty());
         }

@@ -28,21 +28,21 @@ use axum::Router;
 use axum::routing::get;
 use homebase_catalog::Platform;
 use homebase_catalog::platform::RECHECK_EVERY;
+use homebase_identity::mail::Mailer;
+use homebase_identity::{LoginLimits, TokenMinter, token};
 use homebase_logs::{LogHub, LogWriter, Sink};
 use homebase_runtime::{Isolation, Runtime, RuntimeConfig, RuntimeError};
 use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store, StoreError};
 use http::StatusCode;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::LoginLimits;
 use crate::auth_manage::{self, AuthManage};
 use crate::config::Config;
 use crate::cors::CorsPolicy;
 use crate::lifecycle::{Lifecycle, runtime_config};
 use crate::logs_api::LogService;
-use crate::mail::Mailer;
 use crate::users_api::Auth;
-use crate::{AppState, FunctionListing, TokenMinter, token};
+use crate::{AppState, FunctionListing};
 
 /// The server secret (PostgreSQL) user and service tokens are signed with.
 pub const TOKEN_KEY: &str = "token-signing-key";

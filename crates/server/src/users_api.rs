@@ -7,18 +7,19 @@
 //! - `POST users/invite-user` and `runtime/users/invite-user`.
 //!
 //! Login answers a wrong password and an unknown account with the same status and body, after
-//! the same Argon2 work. The limiter ([`Limits`]) counts, per account and per client address, login
-//! attempts and verification code guesses (each reserved before the check, given back on
+//! the same Argon2 work. The limiter ([`Limits`]) counts, per account and per client address,
+//! login attempts and verification code guesses (each reserved before the check, given back on
 //! success) and the requests that send mail or hash a new password (`register`, `resend-otp`,
 //! `reset-password-request`, `invite-user`). A right password or code is never refused for its
-//! address's failures, only for its account's (see [`crate::auth::Limiter`]). With several nodes
-//! the counts are kept in the store they share ([`crate::limits`]). Codes are e-mailed ([`Mailer`]); `resend-otp` and
-//! `reset-password-request` answer alike whether or not the account exists.
+//! address's failures, only for its account's (see [`homebase_identity::auth::Limiter`]). With
+//! several nodes the counts are kept in the store they share ([`homebase_identity::limits`]).
+//! Codes are e-mailed ([`Mailer`]); `resend-otp` and `reset-password-request` answer alike
+//! whether or not the account exists.
 //!
 //! A user token is resolved to its user on every user route: the account must exist, not be
 //! disabled, and still have the password stamp the token carries (a password change or reset,
 //! or disabling the user, signs old tokens out). The function routes apply the same rule from
-//! a cache ([`crate::user_states`]). A completed reset also lifts the account's login lock.
+//! a cache (`homebase_identity::user_states`). A completed reset also lifts the account's login lock.
 
 // The handlers' helpers fail with the `Response` to send, at most once per request; boxing it
 // would only add an allocation.
@@ -40,15 +41,15 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{
+use homebase_identity::auth::{
     self, Attempt, Identity, Limit, LoginLimits, Refused, Reservation, Subject, TokenUser, Unauthorized,
 };
-use crate::error::ApiError;
-use crate::limits::{LimitError, Limits};
-use crate::mail::{Mail, Mailer};
-use crate::manage::store_error;
-use crate::token::TokenMinter;
-use crate::user_states::{SignIn, UserStates};
+use homebase_identity::limits::{LimitError, Limits};
+use homebase_identity::mail::{Mail, Mailer};
+use homebase_identity::token::TokenMinter;
+use homebase_identity::user_states::{SignIn, UserStates};
+
+use crate::error::{ApiError, ErrorCode, store_error};
 
 /// How long a user access token lives.
 pub const USER_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -111,7 +112,7 @@ impl Auth {
     /// The canonical id of the app a URL names, or 404.
     pub fn app_id(&self, id: &str) -> Result<String, ApiError> {
         self.catalog.app(id).map(|app| app.app_id.clone()).ok_or_else(|| {
-            ApiError::not_found("app_not_found", format!("No app with id '{id}'"), "Check the app id the client uses.")
+            ApiError::new(ErrorCode::AppNotFound, format!("No app with id '{id}'"), "Check the app id the client uses.")
         })
     }
 
@@ -194,22 +195,19 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 
 /// The verified caller (or none) of an app's route.
 fn identify(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Option<Identity>, Response> {
-    auth::identify(&auth.tokens, headers, app_id).map_err(IntoResponse::into_response)
+    auth::identify(&auth.tokens, crate::headers::credentials(headers), app_id).map_err(refused)
 }
 
 fn require_identity(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Identity, Response> {
-    identify(auth, headers, app_id)?.ok_or_else(|| {
-        Unauthorized::new("You need to sign in", "Send Authorization: Bearer <access token> (from auth/login).")
-            .into_response()
-    })
+    identify(auth, headers, app_id)?.ok_or_else(|| refused(Unauthorized::SignInRequired))
 }
 
 /// The user a token names; 401 when the account is gone or disabled, or its password changed
 /// (or it was disabled) since the token was issued: the same rule as on the function routes.
 async fn token_user(auth: &Auth, app_id: &str, token: &TokenUser) -> Result<User, Response> {
     let user = auth.store.user(app_id, &token.id).await.map_err(|e| store_error(e).into_response())?;
-    SignIn::of(user.as_ref()).admits(token).map_err(IntoResponse::into_response)?;
-    user.ok_or_else(|| Unauthorized::new("The token's user does not exist", "Sign in again.").into_response())
+    SignIn::of(user.as_ref()).admits(token).map_err(refused)?;
+    user.ok_or_else(|| refused(Unauthorized::UserGone))
 }
 
 /// The user the caller acts for, resolved with [`token_user`]; `None` for the service role
@@ -221,16 +219,21 @@ async fn caller_user(auth: &Auth, app_id: &str, identity: &Identity) -> Result<O
     }
 }
 
-fn bad_request(code: &'static str, message: impl Into<String>, detail: impl Into<String>) -> Response {
-    ApiError::new(StatusCode::BAD_REQUEST, code, message, detail).into_response()
+/// The 401 of a refused credential.
+fn refused(error: Unauthorized) -> Response {
+    ApiError::from(error).into_response()
+}
+
+fn bad_request(code: ErrorCode, message: impl Into<String>, detail: impl Into<String>) -> Response {
+    ApiError::new(code, message, detail).into_response()
 }
 
 /// The JSON object of a request body.
 fn object(body: &Bytes) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(bad_request("bad_json", "The request body must be a JSON object", "Send {\"field\": …}.")),
-        Err(e) => Err(bad_request("bad_json", "The request body is not JSON", e.to_string())),
+        Ok(_) => Err(bad_request(ErrorCode::BadJson, "The request body must be a JSON object", "Send {\"field\": …}.")),
+        Err(e) => Err(bad_request(ErrorCode::BadJson, "The request body is not JSON", e.to_string())),
     }
 }
 
@@ -239,22 +242,28 @@ fn text<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, Response
     match map.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(Value::String(_)) | None | Some(Value::Null) => Err(bad_request(
-            "missing_field",
+            ErrorCode::MissingField,
             format!("The request needs '{name}'"),
             format!("Add \"{name}\": \"…\" to the JSON body."),
         )),
-        Some(_) => Err(bad_request("bad_field", format!("'{name}' must be a string"), "Send it as a JSON string.")),
+        Some(_) => {
+            Err(bad_request(ErrorCode::BadField, format!("'{name}' must be a string"), "Send it as a JSON string."))
+        }
     }
 }
 
 /// A required e-mail field, normalised (trimmed, lowercased, checked: at most 254 bytes).
 fn email_field(map: &Map<String, Value>, name: &str) -> Result<String, Response> {
     homebase_store::normalize_email(text(map, name)?).map_err(|e| {
-        bad_request("invalid_email", e.to_string(), format!("Send '{name}' as a plain address, like ann@example.test."))
+        bad_request(
+            ErrorCode::InvalidEmail,
+            e.to_string(),
+            format!("Send '{name}' as a plain address, like ann@example.test."),
+        )
     })
 }
 
-/// Counts one `attempt` (see [`crate::auth::Limiter::reserve`]); a 429 with `Retry-After` when
+/// Counts one `attempt` (see [`homebase_identity::auth::Limiter::reserve`]); a 429 with `Retry-After` when
 /// over a limit, a 503 when the shared counters cannot be reached.
 async fn reserve(
     auth: &Auth,
@@ -365,8 +374,7 @@ async fn register(
         Ok(user) => user,
         Err(homebase_store::StoreError::Conflict { .. }) => {
             return ApiError::new(
-                StatusCode::CONFLICT,
-                "user_exists",
+                ErrorCode::UserExists,
                 "An account with this e-mail already exists",
                 "Sign in instead, or reset the password with auth/reset-password-request.",
             )
@@ -391,7 +399,7 @@ async fn register(
 
 fn invalid_code() -> Response {
     bad_request(
-        "invalid_code",
+        ErrorCode::InvalidCode,
         "The verification code is wrong or has expired",
         "Check the latest code mailed to you, or ask for a new one with auth/resend-otp.",
     )
@@ -467,8 +475,7 @@ async fn resend_otp(
 }
 
 fn user_disabled() -> Response {
-    ApiError::new(StatusCode::FORBIDDEN, "user_disabled", "This account is disabled", "Ask an admin of the app.")
-        .into_response()
+    ApiError::new(ErrorCode::UserDisabled, "This account is disabled", "Ask an admin of the app.").into_response()
 }
 
 /// The 429 of a refused attempt, saying what the caller can do about that limit.
@@ -506,16 +513,14 @@ fn too_many(attempt: Attempt, refused: Refused) -> Response {
         ),
         (Attempt::Mail, _) => ("Too many requests that send mail", format!("Wait {secs} seconds before asking again.")),
     };
-    let mut response =
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message, detail).into_response();
+    let mut response = ApiError::new(ErrorCode::TooManyAttempts, message, detail).into_response();
     response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     response
 }
 
 fn invalid_credentials() -> Response {
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
+        ErrorCode::InvalidCredentials,
         "Invalid email or password",
         "Check the e-mail address and the password.",
     )
@@ -546,8 +551,7 @@ async fn login(
     }
     if !user.is_verified && tri!(auth.verification_required(&app_id).await.map_err(IntoResponse::into_response)) {
         return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "email_not_verified",
+            ErrorCode::EmailNotVerified,
             "The e-mail address is not verified yet",
             "Enter the code mailed to you with auth/verify-otp, or ask for a new one with auth/resend-otp.",
         )
@@ -570,7 +574,7 @@ async fn change_password(
     let new = tri!(text(&map, "new_password"));
     let Some(token) = identity.user() else {
         return bad_request(
-            "no_user",
+            ErrorCode::NoUser,
             "The service role has no password",
             "Sign in as the user whose password changes.",
         );
@@ -579,8 +583,7 @@ async fn change_password(
         && user_id != token.id
     {
         return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "You can only change your own password",
             "Send your own user id, or leave user_id out.",
         )
@@ -589,15 +592,18 @@ async fn change_password(
     let user = tri!(token_user(&auth, &app_id, token).await);
     let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&user.email), address).await);
     if tri!(auth.store.check_password(&app_id, &user.email, current).await.map_err(store_response)).is_none() {
-        let wrong =
-            bad_request("invalid_credentials", "The current password is wrong", "Enter the password you sign in with.");
+        let wrong = bad_request(
+            ErrorCode::WrongPassword,
+            "The current password is wrong",
+            "Enter the password you sign in with.",
+        );
         return failed(Attempt::Login, &reservation, wrong);
     }
     auth.limiter.refund(reservation).await;
     tri!(auth.store.set_password(&app_id, &user.id, new).await.map_err(store_response));
     // Every earlier token of the user is void now, the caller's too: it gets a new one.
     let Some(user) = tri!(auth.store.user(&app_id, &user.id).await.map_err(store_response)) else {
-        return Unauthorized::new("The token's user does not exist", "Sign in again.").into_response();
+        return refused(Unauthorized::UserGone);
     };
     Json(json!({
         "message": "The password was changed. Other sessions are signed out; this answer carries a new access token.",
@@ -636,7 +642,7 @@ async fn reset_password(State(auth): State<Arc<Auth>>, Path(app): Path<String>, 
     }
     let Some(user) = tri!(auth.store.take_reset_token(&app_id, token).await.map_err(store_response)) else {
         return bad_request(
-            "invalid_reset_token",
+            ErrorCode::InvalidResetToken,
             "The reset token is wrong, used or expired",
             "Ask for a new one with auth/reset-password-request.",
         );
@@ -685,7 +691,11 @@ async fn put_me(State(auth): State<Arc<Auth>>, Path(app): Path<String>, headers:
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let identity = tri!(require_identity(&auth, &headers, &app_id));
     let Some(user) = tri!(caller_user(&auth, &app_id, &identity).await) else {
-        return bad_request("no_user", "The service role has no user record", "Sign in as a user to update it.");
+        return bad_request(
+            ErrorCode::NoUser,
+            "The service role has no user record",
+            "Sign in as a user to update it.",
+        );
     };
     let current = user_json(&user);
     let mut data = Map::new();
@@ -694,7 +704,7 @@ async fn put_me(State(auth): State<Arc<Auth>>, Path(app): Path<String>, headers:
             // Sending back what `me` returned is fine; changing it is not.
             if current.get(&key).unwrap_or(&Value::Null) != &value {
                 return bad_request(
-                    "protected_field",
+                    ErrorCode::ProtectedField,
                     format!("'{key}' cannot be changed with updateMe"),
                     format!("Leave '{key}' out; these fields are managed by the platform: {}.", PROTECTED.join(", ")),
                 );
@@ -739,18 +749,13 @@ async fn get_user(
     let identity = tri!(require_identity(&auth, &headers, &app_id));
     let (user, admin) = tri!(caller_and_admin(&auth, &app_id, &identity).await);
     if !admin && user.as_ref().map(|u| u.id.as_str()) != Some(id.as_str()) {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "You can only read your own user",
-            "Use entities/User/me.",
-        )
-        .into_response();
+        return ApiError::new(ErrorCode::Forbidden, "You can only read your own user", "Use entities/User/me.")
+            .into_response();
     }
     match tri!(auth.store.user(&app_id, &id).await.map_err(store_response)) {
         Some(user) => Json(user_json(&user)).into_response(),
         None => {
-            ApiError::not_found("user_not_found", format!("No user with id '{id}'"), "Check the id.").into_response()
+            ApiError::new(ErrorCode::UserNotFound, format!("No user with id '{id}'"), "Check the id.").into_response()
         }
     }
 }
@@ -770,8 +775,7 @@ async fn invite_user(
     let role = tri!(UserRole::parse(tri!(optional_text(&map, "role")).unwrap_or("user")).map_err(store_response));
     if role == UserRole::Admin && !admin {
         return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "Only an admin can invite an admin",
             "Invite with role 'user', or ask an admin of the app.",
         )
@@ -788,8 +792,7 @@ async fn invite_user(
         Ok(user) => user,
         Err(homebase_store::StoreError::Conflict { .. }) => {
             return ApiError::new(
-                StatusCode::CONFLICT,
-                "user_exists",
+                ErrorCode::UserExists,
                 "This e-mail already has an account in the app",
                 "There is nothing to invite; the user can sign in or reset the password.",
             )
@@ -814,11 +817,14 @@ mod tests {
         let leak = "no such table: users (SELECT password_hash FROM users)";
         for error in [StoreError::Database(leak.into()), StoreError::Io(leak.into())] {
             let error = store_error(error);
-            assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
             assert!(!error.message.contains("no such table") && !error.detail.contains("no such table"), "{error:?}");
             assert!(!error.message.is_empty() && !error.detail.is_empty());
         }
         let invalid = store_error(StoreError::Invalid { message: "The password is too short".into() });
-        assert_eq!((invalid.status, invalid.message.as_str()), (StatusCode::BAD_REQUEST, "The password is too short"));
+        assert_eq!(
+            (invalid.status(), invalid.message.as_str()),
+            (StatusCode::BAD_REQUEST, "The password is too short")
+        );
     }
 }
