@@ -236,7 +236,7 @@ impl Default for LoginLimits {
 }
 
 impl LoginLimits {
-    fn limits(&self, attempt: Attempt) -> (u32, u32) {
+    pub(crate) fn limits(&self, attempt: Attempt) -> (u32, u32) {
         match attempt {
             Attempt::Login => (self.per_account, self.per_address),
             Attempt::Otp => (self.otp_per_account, self.otp_per_address),
@@ -246,7 +246,7 @@ impl LoginLimits {
 }
 
 /// A bucket's key: a hash of what it counts, so its size does not depend on the request.
-type Key = [u8; 16];
+pub(crate) type Key = [u8; 16];
 
 /// Counts attempts in fixed windows, in memory (per node). An attempt is counted *before* the
 /// work it guards ([`Limiter::reserve`]), under one lock, so concurrent attempts cannot all pass
@@ -286,9 +286,9 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy)]
 #[must_use]
 pub struct Reservation {
-    keys: [Option<Key>; 2],
+    pub(crate) keys: [Option<Key>; 2],
     /// The address was past its limit when this was reserved: how long until its window ends.
-    address_limited: Option<Duration>,
+    pub(crate) address_limited: Option<Duration>,
 }
 
 impl Reservation {
@@ -329,7 +329,7 @@ pub fn address_prefix(address: IpAddr) -> IpAddr {
     }
 }
 
-fn key(attempt: Attempt, kind: u8, app_id: &str, what: &[u8]) -> Key {
+pub(crate) fn key(attempt: Attempt, kind: u8, app_id: &str, what: &[u8]) -> Key {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update([attempt as u8, kind]);
@@ -358,7 +358,7 @@ impl Limiter {
         self.limits
     }
 
-    fn keys(attempt: Attempt, app_id: &str, subject: Subject<'_>) -> [Option<(Key, u32)>; 2] {
+    pub(crate) fn keys(attempt: Attempt, app_id: &str, subject: Subject<'_>) -> [Option<(Key, u32)>; 2] {
         [
             subject.account.map(|account| (key(attempt, b'a', app_id, account.as_bytes()), 0)),
             subject.address.map(|address| {

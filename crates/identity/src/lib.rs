@@ -4,7 +4,8 @@
 //! minted per function request, app users' access tokens, the key file), the caller a request
 //! or an automation run acts as ([`auth::Identity`], from a bearer and an `on-behalf-of` token
 //! checked for their app by [`auth::identify`]), the login, code and mail limits
-//! ([`auth::Limiter`] and its [`auth::LoginLimits`]), the cached sign-in state that voids a
+//! ([`auth::Limiter`] and its [`auth::LoginLimits`]; [`limits::Limits`] applies them in
+//! memory, or in the store when several nodes share it), the cached sign-in state that voids a
 //! user's tokens once the password changed or the user was disabled or deleted
 //! ([`user_states`]), and the mail sent to app users ([`mail`]: SMTP, or the log).
 //!
@@ -14,6 +15,7 @@
 //! store's (`homebase-store`), which is the only crate of the workspace it depends on.
 
 pub mod auth;
+pub mod limits;
 pub mod mail;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

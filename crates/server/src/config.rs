@@ -75,6 +75,18 @@ pub struct Config {
     pub function_concurrency: usize,
     /// Function workers alive at once; to start one more, the least recently used idle one stops.
     pub max_workers: usize,
+    /// `serve`: the PostgreSQL database everything lives in (`postgres://…`), which several
+    /// nodes may share; none keeps it in SQLite files in the data folder. Printed without its
+    /// password.
+    #[serde(serialize_with = "database_location")]
+    pub database_url: Option<String>,
+}
+
+fn database_location<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&homebase_store::display_database_url(url)),
+        None => s.serialize_none(),
+    }
 }
 
 fn display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
@@ -107,6 +119,7 @@ impl Default for Config {
             function_memory: homebase_runtime::DEFAULT_FUNCTION_MEMORY,
             function_concurrency: 0,
             max_workers: homebase_runtime::DEFAULT_MAX_WORKERS,
+            database_url: None,
         }
     }
 }
@@ -139,6 +152,7 @@ pub struct ConfigLayer {
     pub function_memory: Option<SizeValue>,
     pub function_concurrency: Option<usize>,
     pub max_workers: Option<usize>,
+    pub database_url: Option<String>,
 }
 
 /// A size as written: `"512MB"`, `"1GiB"`, `"800k"`, or a number of bytes.
@@ -245,7 +259,8 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 23] = [
+const ENV_KEYS: [&str; 24] = [
+    "database-url",
     "trusted-proxies",
     "function-memory",
     "function-concurrency",
@@ -327,7 +342,7 @@ impl ConfigLayer {
                 }
                 "cors-origins" => layer.cors_origins = Some(comma_list(&value)),
                 "function-net-allow" => layer.function_net_allow = Some(comma_list(&value)),
-                "trusted-proxies" => layer.trusted_proxies = Some(comma_list(&value)),
+                "database-url" => layer.database_url = Some(value),
                 _ => layer.public_url = Some(value),
             }
         }
@@ -395,6 +410,20 @@ impl Config {
             }
             if let Some(from) = &layer.smtp_from {
                 config.smtp_from = from.clone();
+            }
+            if let Some(url) = &layer.database_url {
+                let url = url.trim();
+                if !url.is_empty() && !homebase_store::is_postgres_url(url) {
+                    return Err(ConfigError {
+                        source_name: format!("{source} (database-url)"),
+                        message: format!(
+                            "'{}' is not a PostgreSQL URL; write postgres://user:password@host:5432/database, or \
+                             leave database-url out to keep everything in SQLite in the data folder",
+                            homebase_store::display_database_url(url)
+                        ),
+                    });
+                }
+                config.database_url = Some(url.to_string()).filter(|u| !u.is_empty());
             }
             if let Some(entries) = &layer.function_net_allow {
                 config.function_net_allow = NetAllow::parse(entries)
@@ -729,6 +758,27 @@ mod tests {
         assert_eq!(Config::resolve(&[("flags", none)]).unwrap_err().source_name, "max-workers");
         let err = ConfigLayer::from_env([("HOMEBASE_MAX_WORKERS".to_string(), "all".to_string())]).unwrap_err();
         assert_eq!(err.to_string(), "HOMEBASE_MAX_WORKERS: 'all' is not a number");
+    }
+
+    #[test]
+    fn the_database_url_comes_from_every_layer_and_is_printed_without_its_password() {
+        assert_eq!(Config::default().database_url, None, "SQLite in the data folder");
+        let file: ConfigLayer =
+            toml::from_str("database-url = \"postgres://hb:secret@db.internal:5432/homebase\"").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!(config.database_url.as_deref(), Some("postgres://hb:secret@db.internal:5432/homebase"));
+        let printed = serde_json::to_value(&config).unwrap();
+        assert_eq!(printed["database_url"], "postgres://hb@db.internal:5432/homebase");
+        assert!(!printed.to_string().contains("secret"));
+        let vars = env(&[("HOMEBASE_DATABASE_URL", "postgresql://other@127.0.0.1/hb")]);
+        let config = Config::resolve(&[("file", file.clone()), ("env", vars)]).unwrap();
+        assert_eq!(config.database_url.as_deref(), Some("postgresql://other@127.0.0.1/hb"));
+        let empty = env(&[("HOMEBASE_DATABASE_URL", "")]);
+        assert_eq!(Config::resolve(&[("file", file), ("env", empty)]).unwrap().database_url, None, "empty: SQLite");
+        let flags = ConfigLayer { database_url: Some("mysql://root:pw@db/x".into()), ..Default::default() };
+        let err = Config::resolve(&[("flags", flags)]).unwrap_err();
+        assert_eq!(err.source_name, "flags (database-url)");
+        assert!(err.message.contains("not a PostgreSQL URL") && !err.message.contains("pw"), "{err}");
     }
 
     #[test]

@@ -256,9 +256,8 @@ pub fn store_error(error: StoreError) -> ApiError {
                 "Retry later; the server log has the details.",
             );
         }
-        StoreError::SchemaTooNew { .. } | StoreError::TooManyFunctions { .. } => {
-            "Homebase could not complete the request; the server log has more."
-        }
+        StoreError::TooManyFunctions { .. } => "Delete a function or merge some before deploying another.",
+        StoreError::SchemaTooNew { .. } => "Homebase could not complete the request; the server log has more.",
     };
     ApiError::new(code, error.to_string(), detail)
 }

@@ -245,13 +245,13 @@ async fn deploy(
     if let Err(error) = validate_deploy(&platform, &app_id, &name, &deployment).await {
         return Ok(with_retry_after(error));
     }
-    let outcome = {
-        // The check is repeated under the lock: another deploy may have added a function while
-        // Deno checked this one.
-        let _guard = platform.deploy_lock.lock().await;
-        check_function_limit(&platform, &app_id, &name).await?;
-        platform.store.deploy(&app_id, &name, deployment).await.map_err(store_error)?
-    };
+    // The limit is checked again in the store's transaction (on every node at once): another
+    // deploy may have added a function while Deno checked this one.
+    let outcome = platform
+        .store
+        .deploy_with_limit(&app_id, &name, deployment, MAX_FUNCTIONS as u64)
+        .await
+        .map_err(store_error)?;
     refresh_after(&platform, &app_id, "The deployment").await?;
     Ok(Json(json!({ "status": outcome.status, "deployment_id": outcome.deployment_id })).into_response())
 }

@@ -7,12 +7,14 @@
 //! - `POST users/invite-user` and `runtime/users/invite-user`.
 //!
 //! Login answers a wrong password and an unknown account with the same status and body, after
-//! the same Argon2 work. The [`Limiter`] counts, per account and per client address, login
-//! attempts and verification code guesses (each reserved before the check, given back on
+//! the same Argon2 work. The limiter ([`Limits`]) counts, per account and per client address,
+//! login attempts and verification code guesses (each reserved before the check, given back on
 //! success) and the requests that send mail or hash a new password (`register`, `resend-otp`,
 //! `reset-password-request`, `invite-user`). A right password or code is never refused for its
-//! address's failures, only for its account's (see [`Limiter`]). Codes are e-mailed ([`Mailer`]); `resend-otp` and
-//! `reset-password-request` answer alike whether or not the account exists.
+//! address's failures, only for its account's (see [`homebase_identity::auth::Limiter`]). With
+//! several nodes the counts are kept in the store they share ([`homebase_identity::limits`]).
+//! Codes are e-mailed ([`Mailer`]); `resend-otp` and `reset-password-request` answer alike
+//! whether or not the account exists.
 //!
 //! A user token is resolved to its user on every user route: the account must exist, not be
 //! disabled, and still have the password stamp the token carries (a password change or reset,
@@ -40,8 +42,9 @@ use serde_json::{Map, Value, json};
 use tokio_util::task::TaskTracker;
 
 use homebase_identity::auth::{
-    self, Attempt, Identity, Limit, Limiter, LoginLimits, Refused, Reservation, Subject, TokenUser, Unauthorized,
+    self, Attempt, Identity, Limit, LoginLimits, Refused, Reservation, Subject, TokenUser, Unauthorized,
 };
+use homebase_identity::limits::{LimitError, Limits};
 use homebase_identity::mail::{Mail, Mailer};
 use homebase_identity::token::TokenMinter;
 use homebase_identity::user_states::{SignIn, UserStates};
@@ -64,7 +67,8 @@ pub struct Auth {
     /// Resolves the app id of a URL (dev answers every id with the project's app).
     pub catalog: Arc<dyn Catalog>,
     pub mailer: Mailer,
-    pub limiter: Limiter,
+    /// The login and mail limits: in memory, or in the store that several nodes share.
+    pub limiter: Limits,
     /// Whether e-mail verification is required in apps that never set it (serve: yes, dev: no).
     pub verification_default: bool,
     pub user_token_ttl: Duration,
@@ -88,14 +92,20 @@ impl Auth {
             tokens,
             catalog,
             mailer,
-            limiter: Limiter::new(LoginLimits::default()),
+            limiter: Limits::local(LoginLimits::default()),
             verification_default,
             user_token_ttl: USER_TOKEN_TTL,
         }
     }
 
     pub fn with_limits(mut self, limits: LoginLimits) -> Auth {
-        self.limiter = Limiter::new(limits);
+        self.limiter = Limits::local(limits);
+        self
+    }
+
+    /// [`with_limits`](Auth::with_limits), counted in `store`: for several nodes sharing it.
+    pub fn with_shared_limits(mut self, limits: LoginLimits, store: Store) -> Auth {
+        self.limiter = Limits::shared(limits, store);
         self
     }
 
@@ -259,15 +269,19 @@ fn email_field(map: &Map<String, Value>, name: &str) -> Result<String, Response>
     })
 }
 
-/// Counts one `attempt` (see [`Limiter::reserve`]); a 429 with `Retry-After` when over a limit.
-fn reserve(
+/// Counts one `attempt` (see [`homebase_identity::auth::Limiter::reserve`]); a 429 with `Retry-After` when
+/// over a limit, a 503 when the shared counters cannot be reached.
+async fn reserve(
     auth: &Auth,
     attempt: Attempt,
     app_id: &str,
     account: Option<&str>,
     address: Option<IpAddr>,
 ) -> Result<Reservation, Response> {
-    auth.limiter.reserve(attempt, app_id, Subject { account, address }).map_err(|refused| too_many(attempt, refused))
+    auth.limiter.reserve(attempt, app_id, Subject { account, address }).await.map_err(|error| match error {
+        LimitError::Refused(refused) => too_many(attempt, refused),
+        LimitError::Store(error) => store_response(error),
+    })
 }
 
 /// The answer to a wrong password or code: `wrong`, or a 429 when its address is past its limit.
@@ -358,7 +372,7 @@ async fn register(
         return store_response(e);
     }
     // Each registration hashes a password and may send a code: counted per e-mail and per address.
-    let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&email), address));
+    let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&email), address).await);
     let required = tri!(auth.verification_required(&app_id).await.map_err(IntoResponse::into_response));
     let new =
         NewUser { email, password: Some(password.into()), full_name, role: UserRole::User, is_verified: !required };
@@ -408,7 +422,7 @@ async fn verify_otp(
     let email = tri!(email_field(&map, "email"));
     let code = tri!(text(&map, "otp_code"));
     // Every guess counts against the account and the address, across resent codes.
-    let reservation = tri!(reserve(&auth, Attempt::Otp, &app_id, Some(&email), address));
+    let reservation = tri!(reserve(&auth, Attempt::Otp, &app_id, Some(&email), address).await);
     let Some(user) = tri!(auth.store.user_by_email(&app_id, &email).await.map_err(store_response)) else {
         return failed(Attempt::Otp, &reservation, invalid_code());
     };
@@ -420,7 +434,7 @@ async fn verify_otp(
     match tri!(auth.store.take_code(&app_id, &user.id, CodePurpose::Verify, code).await.map_err(store_response)) {
         CodeCheck::Invalid => failed(Attempt::Otp, &reservation, invalid_code()),
         CodeCheck::Valid => {
-            auth.limiter.refund(reservation);
+            auth.limiter.refund(reservation).await;
             if user.disabled {
                 return user_disabled();
             }
@@ -443,7 +457,7 @@ async fn mail_request(
     let app_id = auth.app_id(app).map_err(IntoResponse::into_response)?;
     let map = object(body)?;
     let email = email_field(&map, "email")?;
-    let _ = reserve(auth, Attempt::Mail, &app_id, Some(&email), address)?;
+    let _ = reserve(auth, Attempt::Mail, &app_id, Some(&email), address).await?;
     let user = auth.store.user_by_email(&app_id, &email).await.map_err(store_response)?;
     Ok((app_id, user))
 }
@@ -533,11 +547,11 @@ async fn login(
     // given back when it was right.
     // Past the address's limit the password is still checked: a right one passes (many people
     // may share the address), a wrong one gets a 429.
-    let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&email), address));
+    let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&email), address).await);
     let Some(user) = tri!(auth.store.check_password(&app_id, &email, password).await.map_err(store_response)) else {
         return failed(Attempt::Login, &reservation, invalid_credentials());
     };
-    auth.limiter.refund(reservation);
+    auth.limiter.refund(reservation).await;
     if user.disabled {
         return user_disabled();
     }
@@ -582,7 +596,7 @@ async fn change_password(
         .into_response();
     }
     let user = tri!(token_user(&auth, &app_id, token).await);
-    let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&user.email), address));
+    let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&user.email), address).await);
     if tri!(auth.store.check_password(&app_id, &user.email, current).await.map_err(store_response)).is_none() {
         let wrong = bad_request(
             ErrorCode::WrongPassword,
@@ -591,7 +605,7 @@ async fn change_password(
         );
         return failed(Attempt::Login, &reservation, wrong);
     }
-    auth.limiter.refund(reservation);
+    auth.limiter.refund(reservation).await;
     tri!(auth.store.set_password(&app_id, &user.id, new).await.map_err(store_response));
     // Every earlier token of the user is void now, the caller's too: it gets a new one.
     let Some(user) = tri!(auth.store.user(&app_id, &user.id).await.map_err(store_response)) else {
@@ -644,7 +658,7 @@ async fn reset_password(State(auth): State<Arc<Auth>>, Path(app): Path<String>, 
     tri!(auth.store.set_password(&app_id, &user.id, password).await.map_err(store_response));
     // The reset proves the mailbox: a login lock of the account (failed attempts by anyone) is
     // lifted, so its owner can sign in with the new password at once.
-    auth.limiter.clear_account(Attempt::Login, &app_id, &user.email);
+    auth.limiter.clear_account(Attempt::Login, &app_id, &user.email).await;
     // The token arrived by e-mail, which proves the address.
     if !user.is_verified {
         let update = UserUpdate { is_verified: Some(true), ..Default::default() };
@@ -776,7 +790,8 @@ async fn invite_user(
     // Each invitation sends mail: counted per inviting user and per address. The service role
     // (the app's own functions) is not limited.
     if let (Identity::User(_), Some(caller)) = (&identity, &caller) {
-        let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&format!("invited-by\0{}", caller.id)), address));
+        let invited_by = format!("invited-by\0{}", caller.id);
+        let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&invited_by), address).await);
     }
     let new = NewUser { email, password: None, full_name: None, role, is_verified: false };
     let user = match auth.store.create_user(&app_id, new).await {

@@ -32,7 +32,12 @@
 //! * **Backups.** [`backup::copy_sqlite`] copies a SQLite database (the store's or the log
 //!   store's) as one consistent snapshot while a server writes to it, for `homebase backup`.
 //! * **Materialisation.** [`Store::materialize`] writes a deployment's files to the node's disk
-//!   under its content address, atomically, for the runtime to run.
+//!   under its content address, atomically, for the runtime to run;
+//!   [`Store::materialize_function`] reads them only when that folder is missing, and
+//!   [`Store::app_digests`] tells a node which apps changed since it loaded them (see the
+//!   `node` module).
+//! * **Rate limits** shared by the nodes (login and mail limits): [`Store::hit_limits`] checks
+//!   and counts fixed-window counters in one transaction (see the `limits` module).
 //!
 //! The API is async; SQLite work runs on tokio's blocking threads. Times are milliseconds since
 //! the Unix epoch.
@@ -53,10 +58,12 @@ pub mod changes;
 mod content;
 mod error;
 mod ids;
+mod limits;
 pub mod logs;
 mod materialize;
 mod model;
 mod netallow;
+mod node;
 mod postgres;
 mod secrets;
 mod sqlite;
@@ -76,10 +83,11 @@ pub use changes::{CHANGE_BUFFER, Change, ChangeKind, Changes};
 pub use content::{MAX_HISTORY_ENTRIES, MAX_PATH_CLIMB, RETAINED_DEPLOYMENTS};
 pub use error::{Result, StoreError};
 pub use ids::KEY_PREFIX;
+pub use limits::{LimitCounter, LimitHit, MAX_LIMIT_KEY};
 pub use logs::{LogQuery, LogRecord, LogStore, MAX_LOG_QUERY, PruneReport, Retention};
 pub use model::{
-    ActiveFunction, ApiKey, App, DeployFile, DeployOutcome, DeployStatus, Deployment, GcReport, HistoryEntry, KeyScope,
-    StoreStats,
+    ActiveFunction, ApiKey, App, DeployFile, DeployOutcome, DeployStatus, Deployment, FunctionHead, GcReport,
+    HistoryEntry, KeyScope, StoreStats,
 };
 pub use netallow::MAX_NET_ALLOW_ENTRIES;
 pub use secrets::{MASTER_KEY_LEN, MasterKey, is_valid_secret_name};
@@ -406,12 +414,12 @@ impl Store {
 
     /// The app's functions with their active deployments, sorted by name (bytewise).
     pub async fn functions(&self, app_id: &str) -> Result<Vec<ActiveFunction>> {
-        on_backend!(self, db => db.functions(app_id.to_string(), None).await)
+        on_backend!(self, db => db.functions(app_id.to_string(), None, true).await)
     }
 
     /// One function with its active deployment.
     pub async fn function(&self, app_id: &str, name: &str) -> Result<Option<ActiveFunction>> {
-        let functions = on_backend!(self, db => db.functions(app_id.to_string(), Some(name.to_string())).await)?;
+        let functions = on_backend!(self, db => db.functions(app_id.to_string(), Some(name.to_string()), true).await)?;
         Ok(functions.into_iter().next())
     }
 
@@ -557,6 +565,12 @@ impl Store {
     pub fn clear_before_commit_hook(&self) {
         on_backend!(self, db => db.set_before_commit_hook(None))
     }
+}
+
+/// A PostgreSQL URL as it may be shown (in logs, errors, printed settings):
+/// `postgres://user@host:port/database`, without the password or options.
+pub fn display_database_url(url: &str) -> String {
+    postgres::display_url(url)
 }
 
 /// Whether `text` is a PostgreSQL URL rather than a file path.

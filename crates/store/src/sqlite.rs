@@ -149,6 +149,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 6: rate-limit counters (login and mail limits): the count of the window that ends at
+    // `expires_at` (milliseconds). Ended windows are swept.
+    r#"
+    CREATE TABLE limit_counters (
+        key         TEXT PRIMARY KEY NOT NULL,
+        count       INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
+    CREATE INDEX limit_counters_expiry ON limit_counters(expires_at);
+    "#,
 ];
 
 /// How long a statement waits for another process's write lock before failing with `Busy`.
@@ -493,7 +503,14 @@ impl Sqlite {
         .await
     }
 
-    pub(crate) async fn functions(&self, app_id: String, name: Option<String>) -> Result<Vec<ActiveFunction>> {
+    /// The app's functions (or the one named) with their active deployments; file contents are
+    /// left empty unless `contents`.
+    pub(crate) async fn functions(
+        &self,
+        app_id: String,
+        name: Option<String>,
+        contents: bool,
+    ) -> Result<Vec<ActiveFunction>> {
         self.read(move |conn| {
             let filter = if name.is_some() { "AND f.name = ?2" } else { "" };
             let args: Vec<&dyn rusqlite::ToSql> = match &name {
@@ -529,10 +546,12 @@ impl Sqlite {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut stmt = conn.prepare(&format!(
-                "SELECT df.deployment_id, df.path, b.content
-                 FROM deployment_files df JOIN blobs b ON b.hash = df.blob_hash
+                "SELECT df.deployment_id, df.path, {content}
+                 FROM deployment_files df {join}
                  WHERE df.deployment_id IN (SELECT f.deployment_id FROM functions f WHERE f.app_id = ?1 {filter})
-                 ORDER BY df.deployment_id, df.path"
+                 ORDER BY df.deployment_id, df.path",
+                content = if contents { "b.content" } else { "''" },
+                join = if contents { "JOIN blobs b ON b.hash = df.blob_hash" } else { "" },
             ))?;
             let mut files: HashMap<String, Vec<DeployFile>> = HashMap::new();
             let rows = stmt.query_map(args.as_slice(), |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?;
@@ -1013,7 +1032,8 @@ mod tests {
         // Back to schema 3, as an older Homebase left it.
         let conn = raw(&path);
         conn.execute_batch(
-            "ALTER TABLE users DROP COLUMN session_epoch; DROP TABLE app_net_allow; PRAGMA user_version = 3;",
+            "ALTER TABLE users DROP COLUMN session_epoch; DROP TABLE app_net_allow; DROP TABLE limit_counters;
+             PRAGMA user_version = 3;",
         )
         .unwrap();
         let hash: String =

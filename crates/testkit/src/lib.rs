@@ -5,10 +5,14 @@
 //! - [`TestServer`] runs `homebase dev` in-process on 127.0.0.1:0, started by the same
 //!   `homebase_server::dev::start` as the command, and collects every log event.
 //! - [`TestPlatform`] runs `homebase serve` the same way (`homebase_server::serve::start`),
-//!   over a data folder, with [`ADMIN_KEY`] as its admin key, and with the network of `serve`'s
-//!   functions restricted.
+//!   over a data folder (and a PostgreSQL database when [`PlatformOptions::database_url`] names
+//!   one), with [`ADMIN_KEY`] as its admin key, and with the network of `serve`'s functions
+//!   restricted.
+//! - [`TcpProxy`] forwards TCP connections (to PostgreSQL, say) and can cut them: an outage a
+//!   test can start and end.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +23,7 @@ use homebase_runtime::{LogEvent, LogSink, NetAllow};
 use homebase_server::ConnectionLimits;
 use homebase_server::config::Config;
 use homebase_server::dev::{DevConfig, DevData, DevEvent};
-use homebase_server::serve::ServeConfig;
+use homebase_server::serve::{ServeConfig, StartError};
 use homebase_store::MasterKey;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -234,6 +238,11 @@ pub struct PlatformOptions {
     pub function_memory: u64,
     pub function_concurrency: usize,
     pub max_workers: usize,
+    /// `database-url`: a PostgreSQL database (a `homebase_store::pg_testing::TestSchema`'s URL,
+    /// say) instead of SQLite in the data folder.
+    pub database_url: Option<String>,
+    /// How often the platform compares what it loaded with the database.
+    pub recheck_every: Duration,
 }
 
 impl Default for PlatformOptions {
@@ -252,6 +261,8 @@ impl Default for PlatformOptions {
             function_memory: Config::default().function_memory,
             function_concurrency: Config::default().function_concurrency,
             max_workers: Config::default().max_workers,
+            database_url: None,
+            recheck_every: homebase_catalog::platform::RECHECK_EVERY,
         }
     }
 }
@@ -265,6 +276,11 @@ impl TestPlatform {
     /// [`start`](TestPlatform::start) with `options`. Tokens are signed with
     /// `<data dir>/auth.key`, as `homebase serve` does.
     pub async fn start_with(data_dir: &Path, options: PlatformOptions) -> TestPlatform {
+        TestPlatform::try_start(data_dir, options).await.unwrap_or_else(|e| panic!("serve starts: {e}"))
+    }
+
+    /// [`start_with`](TestPlatform::start_with), returning why it could not start.
+    pub async fn try_start(data_dir: &Path, options: PlatformOptions) -> Result<TestPlatform, StartError> {
         let logs = Arc::new(CollectedLogs::default());
         let config = Config {
             function_net_allow: options.net_allow.entries(),
@@ -279,6 +295,7 @@ impl TestPlatform {
             function_memory: options.function_memory,
             function_concurrency: options.function_concurrency,
             max_workers: options.max_workers,
+            database_url: options.database_url,
             ..test_config()
         };
         let serve = ServeConfig {
@@ -289,10 +306,11 @@ impl TestPlatform {
             log_keepalive: options.keepalive,
             mailer: Some(options.mailer),
             login_limits: options.limits,
+            recheck_every: options.recheck_every,
             ..ServeConfig::new(config, data_dir.to_path_buf())
         };
-        let running = homebase_server::serve::start(serve, CancellationToken::new()).await.expect("serve starts");
-        TestPlatform { logs, running }
+        let running = homebase_server::serve::start(serve, CancellationToken::new()).await?;
+        Ok(TestPlatform { logs, running })
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -308,6 +326,86 @@ impl TestPlatform {
     /// the last log lines and stops every background task.
     pub async fn stop(self) {
         self.running.drain().await
+    }
+}
+
+/// A TCP forwarder on 127.0.0.1 to another address (a PostgreSQL server, say) that a test can
+/// cut: [`cut`](TcpProxy::cut) closes every connection through it and refuses new ones (they
+/// are accepted and closed at once, as by a server that is restarting) until
+/// [`restore`](TcpProxy::restore). What the client sees is what a database outage or a broken
+/// network looks like, and it can be undone. Stops when dropped.
+pub struct TcpProxy {
+    /// The port it listens on.
+    pub port: u16,
+    target: String,
+    up: Arc<AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cuts.send_modify(|n| *n += 1);
+    }
+}
+
+impl TcpProxy {
+    /// Forwards 127.0.0.1:<port> to `target` (`host:port`).
+    pub async fn start(target: &str) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let (target_addr, flag, cut) = (target.to_string(), up.clone(), cuts.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                // Subscribed first: a cut from here on ends this connection too.
+                let (target, mut cut) = (target_addr.clone(), cut.subscribe());
+                if !flag.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        TcpProxy { port, target: target.to_string(), up, cuts, task }
+    }
+
+    /// A forwarder to the host and port of the PostgreSQL URL `url`, and `url` through it.
+    pub async fn for_url(url: &str) -> (TcpProxy, String) {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let (user, host) = match authority.rsplit_once('@') {
+            Some((user, host)) => (format!("{user}@"), host),
+            None => (String::new(), authority),
+        };
+        let host = if host.contains(':') { host.to_string() } else { format!("{host}:5432") };
+        let proxy = TcpProxy::start(&host).await;
+        let through = format!("{scheme}://{user}127.0.0.1:{}{tail}", proxy.port);
+        (proxy, through)
+    }
+
+    /// Where it forwards to.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
     }
 }
 

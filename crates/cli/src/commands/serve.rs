@@ -1,5 +1,6 @@
 //! `homebase serve`: the production server. Many apps, deployments in a durable store (SQLite in
-//! the data folder), the management API for deploys, graceful shutdown.
+//! the data folder, or PostgreSQL with `--database-url`, which several nodes may share), the
+//! management API for deploys, graceful shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +71,10 @@ pub struct ServeArgs {
     trusted_proxies: Option<Vec<String>>,
     #[command(flatten)]
     limits: crate::cli::WorkerLimitArgs,
+    /// Keep everything in this PostgreSQL database (postgres://user:password@host:5432/db), which
+    /// several nodes may share; default: SQLite in the data folder. Also HOMEBASE_DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -95,6 +100,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         keep_alive_timeout: args.keep_alive_timeout.map(Into::into),
         function_net_allow: args.function_net_allow,
         trusted_proxies: args.trusted_proxies,
+        database_url: args.database_url,
         ..Default::default()
     });
     let config = Config::resolve(&[
@@ -114,7 +120,16 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let running = homebase_server::serve::start(serve, shutdown.clone()).await?;
     if global.json {
-        println!("{}", serde_json::json!({ "event": "listening", "url": running.url, "data_dir": running.data_dir }));
+        let line = serde_json::json!({
+            "event": "listening",
+            "url": running.url,
+            "data_dir": running.data_dir,
+            "database": running.database,
+        });
+        println!("{line}");
+    } else if running.store.backend_name() == "postgres" {
+        let (url, data) = (&running.url, running.data_dir.display());
+        println!("Homebase serving on {url} (database {}; caches and keys in {data})", running.database);
     } else {
         println!("Homebase serving on {} (data in {})", running.url, running.data_dir.display());
     }

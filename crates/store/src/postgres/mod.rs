@@ -24,6 +24,7 @@
 
 mod apps;
 mod deployments;
+mod limits;
 pub(crate) mod listen;
 pub(crate) mod logs;
 pub(crate) mod migrations;
@@ -128,6 +129,15 @@ fn location(config: &Config) -> String {
     let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
     let db = config.get_dbname().unwrap_or("");
     format!("postgres://{user}{}/{db}", hosts.join(","))
+}
+
+/// Where `url` points, to show: `postgres://user@host:port/database`, never a password (also
+/// for a URL that does not parse).
+pub(crate) fn display_url(url: &str) -> String {
+    match Target::parse(url) {
+        Ok(target) => target.location,
+        Err(_) => redact(url),
+    }
 }
 
 /// `url` with anything that may be a password taken out, for an error about a URL that does
