@@ -342,6 +342,7 @@ impl ConfigLayer {
                 }
                 "cors-origins" => layer.cors_origins = Some(comma_list(&value)),
                 "function-net-allow" => layer.function_net_allow = Some(comma_list(&value)),
+                "trusted-proxies" => layer.trusted_proxies = Some(comma_list(&value)),
                 "database-url" => layer.database_url = Some(value),
                 _ => layer.public_url = Some(value),
             }

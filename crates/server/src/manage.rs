@@ -21,7 +21,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use homebase_project::{MAX_FUNCTIONS, name_problem, parse_automations};
-use homebase_store::{ApiKey, DeployFile, Deployment, KeyScope, Store, StoreError};
+use homebase_store::{ApiKey, DeployFile, Deployment, KeyScope, PreparedDeployment, Store, StoreError};
 use http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -235,23 +235,25 @@ async fn deploy(
         files: request.files,
         automations: request.automations.unwrap_or_else(|| json!([])),
     };
+    // Every rule of a deploy, in this order: the name, the sizes and the automations
+    // (`check_rules`), the paths and the content address (`PreparedDeployment::new`, once: the
+    // id compared, checked by Deno and stored is this one), the function limit (`check_code`
+    // fails fast; the store's transaction enforces it), and Deno loading the code.
+    check_rules(&name, &deployment)?;
+    let prepared = PreparedDeployment::new(deployment).map_err(store_error)?;
     // The same content as the active deployment was checked when it was deployed.
-    if let Ok(id) = homebase_store::deployment_id(&deployment)
-        && let Some(active) = platform.store.function(&app_id, &name).await.map_err(store_error)?
-        && active.deployment_id == id
+    if let Some(active) = platform.store.function(&app_id, &name).await.map_err(store_error)?
+        && active.deployment_id == prepared.id()
     {
-        return Ok(Json(json!({ "status": "unchanged", "deployment_id": id })).into_response());
+        return Ok(Json(json!({ "status": "unchanged", "deployment_id": prepared.id() })).into_response());
     }
-    if let Err(error) = validate_deploy(&platform, &app_id, &name, &deployment).await {
+    if let Err(error) = check_code(&platform, &app_id, &name, &prepared).await {
         return Ok(with_retry_after(error));
     }
     // The limit is checked again in the store's transaction (on every node at once): another
     // deploy may have added a function while Deno checked this one.
-    let outcome = platform
-        .store
-        .deploy_with_limit(&app_id, &name, deployment, MAX_FUNCTIONS as u64)
-        .await
-        .map_err(store_error)?;
+    let outcome =
+        platform.store.deploy_with_limit(&app_id, &name, prepared, MAX_FUNCTIONS as u64).await.map_err(store_error)?;
     refresh_after(&platform, &app_id, "The deployment").await?;
     Ok(Json(json!({ "status": outcome.status, "deployment_id": outcome.deployment_id })).into_response())
 }
@@ -290,17 +292,12 @@ async fn check_function_limit(platform: &Platform, app_id: &str, name: &str) -> 
     Ok(())
 }
 
-/// Everything a deploy must pass before it is stored.
-async fn validate_deploy(
-    platform: &Platform,
-    app_id: &str,
-    name: &str,
-    deployment: &Deployment,
-) -> Result<(), ApiError> {
+/// The rules a deploy's content must meet, before anything is hashed or written: the function's
+/// name, the sizes of its files, its automations.
+fn check_rules(name: &str, deployment: &Deployment) -> Result<(), ApiError> {
     if let Some(problem) = name_problem(name) {
         return Err(ApiError::invalid_name(problem));
     }
-    check_function_limit(platform, app_id, name).await?;
     let mut total = 0;
     for file in &deployment.files {
         total += file.content.len();
@@ -322,17 +319,30 @@ async fn validate_deploy(
     if let Err(error) = parse_automations(name, &deployment.automations) {
         return Err(ApiError::invalid_automation(name, error));
     }
+    Ok(())
+}
+
+/// The checks of a prepared deploy that need the store and Deno: the function limit (fast
+/// refusal), then the code loading in Deno.
+async fn check_code(
+    platform: &Platform,
+    app_id: &str,
+    name: &str,
+    deployment: &PreparedDeployment,
+) -> Result<(), ApiError> {
+    check_function_limit(platform, app_id, name).await?;
 
     // Deno loads the code (imports resolved and downloaded) from a scratch copy.
     let scratch = tempfile::Builder::new().prefix("check-").tempdir_in(platform.scratch_dir()).map_err(io_error)?;
     let root = scratch.path().to_path_buf();
     let check = deployment.clone(); // the blocking thread needs its own copy
-    let (id, entry) = tokio::task::spawn_blocking(move || homebase_store::materialize_unstored(&check, &root))
+    let entry = tokio::task::spawn_blocking(move || homebase_store::materialize_unstored(&check, &root))
         .await
         .map_err(|e| io_error(std::io::Error::other(e)))?
         .map_err(store_error)?;
+    let id = deployment.id();
     // Only the deployment's own folder may be imported from (and quoted).
-    let deployment_root = scratch.path().join(&id);
+    let deployment_root = scratch.path().join(id);
     platform.runtime.check_module(&entry, &deployment_root).await.map_err(|error| {
         let busy = matches!(error, RuntimeError::Busy { .. });
         let mut error = ApiError::from(error);

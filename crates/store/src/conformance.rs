@@ -1106,21 +1106,41 @@ pub async fn sign_in_changes_are_announced(store: Store) {
 pub async fn the_function_limit_is_checked_by_the_deploy(store: Store) {
     let app = app(&store).await;
     for name in ["a", "b", "c"] {
-        store.deploy_with_limit(&app.id, name, version(name), 3).await.unwrap();
+        store
+            .deploy_with_limit(&app.id, name, crate::PreparedDeployment::new(version(name)).unwrap(), 3)
+            .await
+            .unwrap();
     }
     let before = stats(&store).await;
-    let err = store.deploy_with_limit(&app.id, "d", version("d"), 3).await.unwrap_err();
+    let err = store
+        .deploy_with_limit(&app.id, "d", crate::PreparedDeployment::new(version("d")).unwrap(), 3)
+        .await
+        .unwrap_err();
     assert_eq!(err, StoreError::TooManyFunctions { count: 3, limit: 3 });
     assert_eq!((err.status(), err.code()), (422, "too_many_functions"));
     assert_eq!(stats(&store).await, before, "nothing of the refused deploy is stored");
     // Existing functions still deploy and roll back at the limit.
-    assert_eq!(store.deploy_with_limit(&app.id, "a", version("a2"), 3).await.unwrap().status, DeployStatus::Deployed);
-    assert_eq!(store.deploy_with_limit(&app.id, "b", version("b"), 3).await.unwrap().status, DeployStatus::Unchanged);
+    assert_eq!(
+        store
+            .deploy_with_limit(&app.id, "a", crate::PreparedDeployment::new(version("a2")).unwrap(), 3)
+            .await
+            .unwrap()
+            .status,
+        DeployStatus::Deployed
+    );
+    assert_eq!(
+        store
+            .deploy_with_limit(&app.id, "b", crate::PreparedDeployment::new(version("b")).unwrap(), 3)
+            .await
+            .unwrap()
+            .status,
+        DeployStatus::Unchanged
+    );
     // The limit is per app, and a deleted function frees its place.
     let other = app_named(&store, "other").await;
-    store.deploy_with_limit(&other.id, "d", version("d"), 3).await.unwrap();
+    store.deploy_with_limit(&other.id, "d", crate::PreparedDeployment::new(version("d")).unwrap(), 3).await.unwrap();
     assert!(store.delete_function(&app.id, "c").await.unwrap());
-    store.deploy_with_limit(&app.id, "d", version("d"), 3).await.unwrap();
+    store.deploy_with_limit(&app.id, "d", crate::PreparedDeployment::new(version("d")).unwrap(), 3).await.unwrap();
     assert_eq!(store.function_count(&app.id).await.unwrap(), 3);
     // `deploy` itself sets no limit.
     store.deploy(&app.id, "e", version("e")).await.unwrap();
@@ -1131,9 +1151,16 @@ pub async fn concurrent_deploys_cannot_pass_the_function_limit(store: Store) {
     let tasks: Vec<_> = (0..12)
         .map(|i| {
             let (store, app_id) = (store.clone(), app.id.clone());
-            tokio::spawn(
-                async move { store.deploy_with_limit(&app_id, &format!("f{i}"), version(&i.to_string()), 5).await },
-            )
+            tokio::spawn(async move {
+                store
+                    .deploy_with_limit(
+                        &app_id,
+                        &format!("f{i}"),
+                        crate::PreparedDeployment::new(version(&i.to_string())).unwrap(),
+                        5,
+                    )
+                    .await
+            })
         })
         .collect();
     let mut passed = 0;

@@ -80,7 +80,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use changes::{CHANGE_BUFFER, Change, ChangeKind, Changes};
-pub use content::{MAX_HISTORY_ENTRIES, MAX_PATH_CLIMB, RETAINED_DEPLOYMENTS};
+pub use content::{MAX_HISTORY_ENTRIES, MAX_PATH_CLIMB, PreparedDeployment, RETAINED_DEPLOYMENTS};
 pub use error::{Result, StoreError};
 pub use ids::KEY_PREFIX;
 pub use limits::{LimitCounter, LimitHit, MAX_LIMIT_KEY};
@@ -125,13 +125,11 @@ pub fn deployment_id(deployment: &Deployment) -> Result<String> {
     Ok(content::prepare(deployment.clone())?.id)
 }
 
-/// Checks `deployment` as [`Store::deploy`] would and writes it under `root/<id>/`, without
-/// touching any database: for checking a deploy (with Deno, say) before anything is stored.
-/// Returns the content address and the absolute path of the entry file. Blocking.
-pub fn materialize_unstored(deployment: &Deployment, root: &Path) -> Result<(String, PathBuf)> {
-    let id = deployment_id(deployment)?;
-    let entry = materialize::materialize(&id, deployment, root)?;
-    Ok((id, entry))
+/// Writes a prepared deployment under `root/<id>/` without touching any database: for checking
+/// a deploy (with Deno, say) before anything is stored. Returns the absolute path of the entry
+/// file. Blocking.
+pub fn materialize_unstored(deployment: &PreparedDeployment, root: &Path) -> Result<PathBuf> {
+    materialize::materialize(&deployment.id, &deployment.entry, &deployment.file_contents(), root)
 }
 
 impl fmt::Debug for Store {
@@ -377,7 +375,7 @@ impl Store {
     /// of automations) are the caller's; [`deploy_with_limit`](Store::deploy_with_limit) checks
     /// the function limit too.
     pub async fn deploy(&self, app_id: &str, name: &str, deployment: Deployment) -> Result<DeployOutcome> {
-        self.deploy_within(app_id, name, deployment, None).await
+        self.deploy_within(app_id, name, content::prepare(deployment)?, None).await
     }
 
     /// [`deploy`](Store::deploy), refusing with [`StoreError::TooManyFunctions`] a deploy that
@@ -389,7 +387,7 @@ impl Store {
         &self,
         app_id: &str,
         name: &str,
-        deployment: Deployment,
+        deployment: PreparedDeployment,
         max_functions: u64,
     ) -> Result<DeployOutcome> {
         self.deploy_within(app_id, name, deployment, Some(max_functions)).await
@@ -399,11 +397,10 @@ impl Store {
         &self,
         app_id: &str,
         name: &str,
-        deployment: Deployment,
+        prepared: PreparedDeployment,
         max_functions: Option<u64>,
     ) -> Result<DeployOutcome> {
         content::validate_function_name(name)?;
-        let prepared = content::prepare(deployment)?;
         let (app, function, now) = (app_id.to_string(), name.to_string(), ids::now_ms());
         let outcome = on_backend!(self, db => db.deploy(app, function, prepared, now, max_functions).await)?;
         if outcome.status == DeployStatus::Deployed {
@@ -478,9 +475,13 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::not_found(format!("Deployment '{deployment_id}'")))?;
         let (id, root) = (deployment_id.to_string(), root.to_path_buf());
-        tokio::task::spawn_blocking(move || materialize::materialize(&id, &deployment, &root))
-            .await
-            .map_err(|e| StoreError::Io(format!("Materialising the deployment failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let files: Vec<(&str, &str)> =
+                deployment.files.iter().map(|f| (f.path.as_str(), f.content.as_str())).collect();
+            materialize::materialize(&id, &deployment.entry, &files, &root)
+        })
+        .await
+        .map_err(|e| StoreError::Io(format!("Materialising the deployment failed: {e}")))?
     }
 
     /// Deletes every deployment that no function and no history entry refers to, and every
@@ -609,12 +610,16 @@ mod unstored_tests {
             automations: serde_json::json!([]),
         };
         let dir = tempfile::tempdir().unwrap();
-        let (id, entry) = materialize_unstored(&deployment, dir.path()).unwrap();
+        let prepared = PreparedDeployment::new(deployment.clone()).unwrap();
+        let id = prepared.id().to_string();
+        assert_eq!(deployment_id(&deployment).unwrap(), id);
+        let entry = materialize_unstored(&prepared, dir.path()).unwrap();
         assert!(entry.ends_with("entry.ts") && entry.starts_with(dir.path().canonicalize().unwrap().join(&id)));
         let store = Store::open_sqlite_in_memory().await.unwrap();
         let app = store.create_app("a").await.unwrap();
         assert_eq!(store.deploy(&app.id, "f", deployment.clone()).await.unwrap().deployment_id, id);
+        // A deployment that breaks a rule never gets prepared, so it cannot be written.
         let bad = Deployment { entry: "missing.ts".into(), ..deployment };
-        assert!(materialize_unstored(&bad, dir.path()).is_err());
+        assert!(PreparedDeployment::new(bad).unwrap_err().to_string().contains("not among the files"));
     }
 }

@@ -195,7 +195,14 @@ async fn two_nodes_share_the_data_and_hear_each_others_changes() {
             let store = if i % 2 == 0 { one.clone() } else { two.clone() };
             let app_id = app.id.clone();
             tokio::spawn(async move {
-                store.deploy_with_limit(&app_id, &format!("g{}", i % 4), version(&i.to_string()), 3).await
+                store
+                    .deploy_with_limit(
+                        &app_id,
+                        &format!("g{}", i % 4),
+                        crate::PreparedDeployment::new(version(&i.to_string())).unwrap(),
+                        3,
+                    )
+                    .await
             })
         })
         .collect();
