@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::serve::StartError;
 
 /// How long stopping waits for the last log lines to be stored.
 pub const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(30);
@@ -62,6 +63,24 @@ struct Serving {
 }
 
 impl Lifecycle {
+    /// Runs `assemble` under a new lifecycle and hands back what it built with the lifecycle,
+    /// or, when it fails, drains whatever it had started before returning the error: the one
+    /// way both composition roots start.
+    pub(crate) async fn start<P>(
+        shutdown: &CancellationToken,
+        shutdown_timeout: Duration,
+        assemble: impl AsyncFnOnce(&mut Lifecycle) -> Result<P, StartError>,
+    ) -> Result<(P, Lifecycle), StartError> {
+        let mut lifecycle = Lifecycle::new(shutdown, shutdown_timeout);
+        match assemble(&mut lifecycle).await {
+            Ok(parts) => Ok((parts, lifecycle)),
+            Err(error) => {
+                lifecycle.drain().await;
+                Err(error)
+            }
+        }
+    }
+
     pub fn new(shutdown: &CancellationToken, grace: Duration) -> Lifecycle {
         Lifecycle {
             tasks: TaskTracker::new(),

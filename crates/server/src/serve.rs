@@ -217,14 +217,10 @@ impl Running {
 /// Starts `homebase serve` as `config` says. Cancelling `shutdown` stops accepting connections;
 /// [`Running::drain`] finishes the rest. A start that fails stops what it had started.
 pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let mut lifecycle = Lifecycle::new(&shutdown, config.config.shutdown_timeout);
-    match assemble(config, &mut lifecycle).await {
-        Ok(parts) => Ok(parts.running(lifecycle)),
-        Err(error) => {
-            lifecycle.drain().await;
-            Err(error)
-        }
-    }
+    let timeout = config.config.shutdown_timeout;
+    let (parts, lifecycle) =
+        Lifecycle::start(&shutdown, timeout, async |lifecycle| assemble(config, lifecycle).await).await?;
+    Ok(parts.running(lifecycle))
 }
 
 /// A [`Running`] but its lifecycle.
