@@ -82,6 +82,11 @@ pub enum BackupError {
     DestinationNotEmpty(PathBuf),
     #[error("{} is the data folder itself; give a new folder", .0.display())]
     DestinationIsSource(PathBuf),
+    #[error(
+        "{} belongs to another user than the data folder, who could change the copy; give a new folder, or one the data folder's owner owns",
+        .0.display()
+    )]
+    DestinationNotOwned(PathBuf),
     #[error("{what}")]
     Io {
         what: String,
@@ -164,6 +169,16 @@ fn prepare_destination(data_dir: &Path, dest: &Path) -> Result<bool, BackupError
             && a == b
         {
             return Err(BackupError::DestinationIsSource(dest.to_path_buf()));
+        }
+        // A folder another user owns stays theirs to change after the copy: refuse it.
+        {
+            use std::os::unix::fs::MetadataExt;
+            let owner = |path: &Path| std::fs::metadata(path).map(|m| m.uid());
+            if let (Ok(dest_owner), Ok(data_owner)) = (owner(dest), owner(data_dir))
+                && dest_owner != data_owner
+            {
+                return Err(BackupError::DestinationNotOwned(dest.to_path_buf()));
+            }
         }
         let mut entries = std::fs::read_dir(dest).map_err(io(format!("could not read {}", dest.display())))?;
         if entries.next().is_some() {
@@ -304,5 +319,25 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dest.join("notes.txt")).unwrap(), "mine");
         let err = backup(&data, &data, &DatabaseSetting::Sqlite, &mut |_| {}).unwrap_err();
         assert!(matches!(err, BackupError::DestinationIsSource(_)), "{err}");
+    }
+
+    #[test]
+    fn an_empty_destination_another_user_owns_is_refused() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (data, dest) = (dir.path().join("data"), dir.path().join("theirs"));
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("homebase.db"), "").unwrap();
+        std::fs::create_dir(&dest).unwrap();
+        let other = std::fs::metadata(&data).unwrap().uid() + 1;
+        if std::os::unix::fs::chown(&dest, Some(other), None).is_err() {
+            // Only a privileged user can give a folder away; CI runs as root.
+            assert_ne!(std::fs::metadata(&data).unwrap().uid(), 0, "root can chown");
+            return;
+        }
+        let err = backup(&data, &dest, &DatabaseSetting::Sqlite, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, BackupError::DestinationNotOwned(_)), "{err}");
+        assert!(err.to_string().contains("belongs to another user"), "{err}");
+        assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0, "nothing was written");
     }
 }

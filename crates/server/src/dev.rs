@@ -168,7 +168,8 @@ async fn assemble(dev: DevConfig, lifecycle: &mut Lifecycle) -> Result<Parts, St
     app.watch(&lifecycle.tasks, lifecycle.shutdown.clone()).map_err(StartError::Watch)?;
     lifecycle.find_deno_early(&runtime);
 
-    tracing::debug!(?config, "configuration");
+    // Serialised, not `Debug`: the serialised form never shows the database URL's password.
+    tracing::debug!(config = %serde_json::to_string(&config).unwrap_or_default(), "configuration");
     // Loopback origins (a front end's dev server on another port) and the configured ones.
     let cors = CorsPolicy::dev(config.cors_origins.clone());
     let service_ttl = token::service_ttl(config.function_timeout);

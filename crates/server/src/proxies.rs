@@ -111,7 +111,9 @@ fn parse_entry(text: &str) -> Result<IpNet, String> {
 /// the request has one, else the `for=` of `Forwarded`. `None` for an entry that is no address.
 fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     let values = |name: &HeaderName| {
-        headers.get_all(name).iter().map(|value| value.to_str().unwrap_or("\u{0}")).collect::<Vec<_>>()
+        // Lossily: a byte that is not text spoils only the entry it is in, so a client cannot
+        // make the whole header (with the address its proxy appended) unreadable.
+        headers.get_all(name).iter().map(|value| String::from_utf8_lossy(value.as_bytes())).collect::<Vec<_>>()
     };
     let x_forwarded_for = values(&X_FORWARDED_FOR);
     if !x_forwarded_for.is_empty() {
@@ -229,6 +231,11 @@ mod tests {
         // Garbage next to a trusted hop ends the walk there.
         assert_eq!(client(&[("x-forwarded-for", "203.0.113.7, unknown, 10.0.0.2")]), ip("10.0.0.2"));
         assert_eq!(client(&[("x-forwarded-for", "")]), ip("127.0.0.1"));
+        // A byte that is not text in what the client wrote does not hide what the proxy
+        // appended: the client is not counted under the proxy's address.
+        let mut raw = HeaderMap::new();
+        raw.append(X_FORWARDED_FOR, http::HeaderValue::from_bytes(b"\xff, 203.0.113.7").unwrap());
+        assert_eq!(proxies.client(ip("127.0.0.1"), &raw), ip("203.0.113.7"));
     }
 
     #[test]

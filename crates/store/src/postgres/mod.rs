@@ -145,14 +145,16 @@ pub(crate) fn display_url(url: &str) -> String {
 fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
-            let end = rest.find(['/', '?']).unwrap_or(rest.len());
-            let (authority, tail) = rest.split_at(end);
-            let authority = match authority.rsplit_once('@') {
-                Some((user, hosts)) => format!("{}@{hosts}", user.split(':').next().unwrap_or("")),
-                None => authority.to_string(),
+            // The user part ends at the last `@` (a password may hold `/`, `?`, `#` or `@`
+            // unencoded); the query, which may carry a password too, is dropped.
+            let (user, hosts) = match rest.rsplit_once('@') {
+                Some((user_info, hosts)) => {
+                    (format!("{}@", user_info.split([':', '/', '?']).next().unwrap_or("")), hosts)
+                }
+                None => (String::new(), rest),
             };
-            let tail = tail.split('?').next().unwrap_or("");
-            format!("{scheme}://{authority}{tail}")
+            let hosts = hosts.split(['?', '#']).next().unwrap_or("");
+            format!("{scheme}://{user}{hosts}")
         }
         None => "(a connection string)".to_string(),
     }

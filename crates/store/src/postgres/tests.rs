@@ -80,6 +80,14 @@ fn locations_never_show_the_password() {
     let err = Target::parse("postgres://ann:s3cr3t@db:notaport/x").unwrap_err().to_string();
     assert!(!err.contains("s3cr3t") && err.contains("postgres://ann@db:notaport/x"), "{err}");
     assert_eq!(redact("postgres://ann:pw@h/x?password=pw"), "postgres://ann@h/x");
+    // Passwords with unencoded `/`, `?`, `#` or `@` in a URL that does not parse.
+    for url in ["postgres://u:pa/ss@host:5x32/db", "postgres://u:p?a#s@s@host:5x32/db", "postgres://u:pa/s?s@h:x/db"] {
+        let shown = redact(url);
+        assert!(!shown.contains("pa") && !shown.contains("s@"), "{url} → {shown}");
+        assert!(shown.starts_with("postgres://u@h"), "{url} → {shown}");
+        let err = Target::parse(url).unwrap_err().to_string();
+        assert!(!err.contains("pa/") && !err.contains("p?a"), "{err}");
+    }
     let target = Target::parse("postgres://h/db?pool_size=3&application_name=x").unwrap();
     assert_eq!((target.pool_size, target.config.get_application_name()), (3, Some("x")));
     assert_eq!(Target::parse("postgres://h/db").unwrap().pool_size, POOL_SIZE);
