@@ -29,10 +29,24 @@ impl Drop for Serve {
 }
 
 /// Starts `homebase --json serve` on a free port; returns once it printed its URL.
+#[allow(dead_code)] // not every benchmark uses both
 pub fn start_serve(homebase: &Path, deno: &Path, data: &Path, admin_key: &str) -> anyhow::Result<Serve> {
+    start_serve_with(homebase, deno, data, admin_key, &[])
+}
+
+/// [`start_serve`] with more arguments (`--database-url …`, say) and `HOMEBASE_*` variables.
+#[allow(dead_code)] // not every benchmark uses both
+pub fn start_serve_with(
+    homebase: &Path,
+    deno: &Path,
+    data: &Path,
+    admin_key: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Serve> {
     let mut child = Command::new(homebase)
         .args(["--json", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .envs(env.iter().copied())
         .env("HOMEBASE_ADMIN_KEY", admin_key)
         .env("HOMEBASE_DENO", deno)
         .stdout(Stdio::piped())
@@ -43,7 +57,7 @@ pub fn start_serve(homebase: &Path, deno: &Path, data: &Path, admin_key: &str) -
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().context("homebase serve printed nothing")??;
     let line: serde_json::Value = serde_json::from_str(&first)?;
-    let url = line["url"].as_str().context("no url in the listening line")?.to_string();
+    let url = line["url"].as_str().with_context(|| format!("homebase serve did not start: {first}"))?.to_string();
     // Keep reading (every log line is also printed) so that the server never blocks on a pipe.
     std::thread::spawn(move || for _ in lines {});
     Ok(Serve { child, url })

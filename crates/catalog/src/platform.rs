@@ -2,9 +2,19 @@
 //!
 //! The catalog the function routes read is an in-memory snapshot per app, rebuilt from the store
 //! after every change (deploy, delete, rollback) and at start. Each active deployment is
-//! materialised on this node's disk by its content address, and its id is the worker's version:
-//! a new deployment retires the old worker once its in-flight requests are done, so activation
-//! needs no downtime.
+//! materialised on this node's disk by its content address (read from the store only when the
+//! folder is missing), and its id is the worker's version: a new deployment retires the old
+//! worker once its in-flight requests are done, so activation needs no downtime.
+//!
+//! **Changes made through other nodes.** [`Platform::follow_changes`] (a task the server runs
+//! and drains) listens to the store's change stream: a deploy, rollback, delete, secrets or
+//! `function-net-allow` change, or a new app, made through any node sharing the database
+//! reloads that app here (PostgreSQL delivers the notification to every node as the change
+//! commits); a [`ChangeKind::Resync`] (the notification connection was lost) reloads every
+//! app. Every [`RECHECK_EVERY`] it also compares each app's digest ([`Store::app_digests`],
+//! one query) with the one it last loaded and reloads the apps that differ, so a notification
+//! that never arrived is healed within that time. The function routes keep serving the last
+//! snapshot while the database is unreachable.
 //!
 //! An app's secrets are each worker's environment. The version is the deployment id plus a short
 //! hash of the secrets, so a change of secrets also retires the old workers after their
@@ -12,16 +22,21 @@
 //! goes for the app's `function-net-allow` list, which is part of the version too.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use homebase_logs::LogHub;
 use homebase_runtime::{FunctionSpec, NetAllow, Runtime};
-use homebase_store::{ActiveFunction, Store, StoreError};
+use homebase_store::{Change, ChangeKind, Changes, FunctionHead, Store, StoreError};
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use crate::{AppFunctions, Catalog};
+
+/// How often [`Platform::follow_changes`] compares the apps' digests with what it loaded.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Platform {
     pub store: Store,
@@ -31,9 +46,9 @@ pub struct Platform {
     /// Where deploys are checked before they are stored (`<data dir>/scratch`).
     scratch_dir: PathBuf,
     apps: RwLock<HashMap<String, Arc<AppFunctions>>>,
-    /// Held from the function-limit check to the store write of a deploy, so that concurrent
-    /// deploys of new names cannot pass the limit together.
-    pub deploy_lock: tokio::sync::Mutex<()>,
+    /// Each app's digest ([`Store::app_digests`]) as last read before a reload by
+    /// [`recheck`](Platform::recheck).
+    digests: std::sync::Mutex<BTreeMap<String, String>>,
     /// Held across a whole refresh: two overlapping refreshes could otherwise finish in the wrong
     /// order and leave the older snapshot (and retire the newer worker).
     refresh_lock: tokio::sync::Mutex<()>,
@@ -71,23 +86,132 @@ impl Platform {
             deployments_dir: data_dir.join("deployments"),
             scratch_dir,
             apps: RwLock::new(HashMap::new()),
-            deploy_lock: tokio::sync::Mutex::new(()),
+            digests: Default::default(),
             refresh_lock: tokio::sync::Mutex::new(()),
             secrets_salt: rand::random(),
             logs,
             withheld: Default::default(),
         });
+        // Read before loading: a change that lands in between makes the next recheck reload.
+        let digests = platform.store.app_digests().await?;
         for app in platform.store.list_apps().await? {
             platform.refresh(&app.id).await?;
         }
+        *platform.digests.lock().unwrap() = digests;
         Ok(platform)
+    }
+
+    /// Keeps this node's snapshots in step with the store until `shutdown` (see the module
+    /// docs): reloads the app of every change from `changes` (what [`Store::subscribe_changes`]
+    /// gave; subscribe before the first load to miss nothing), every app on a resync, and
+    /// every `recheck_every` the apps whose digests changed. A reload that fails is logged and
+    /// healed by the next recheck.
+    pub async fn follow_changes(
+        self: Arc<Self>,
+        mut changes: Changes,
+        recheck_every: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + recheck_every, recheck_every);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let work = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                change = changes.recv() => {
+                    let Some(change) = change else { return };
+                    // A burst (a project deployed function by function) reloads each app once.
+                    let mut batch = vec![change];
+                    while let Some(more) = changes.try_recv() {
+                        batch.push(more);
+                    }
+                    Work::Apply(batch)
+                }
+                _ = recheck.tick() => Work::Recheck,
+            };
+            // A database that hangs must not hold up stopping.
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                () = self.work(work, recheck_every) => {}
+            }
+        }
+    }
+
+    async fn work(&self, work: Work, recheck_every: Duration) {
+        match work {
+            Work::Apply(changes) => self.apply(changes).await,
+            Work::Recheck => {
+                if let Err(error) = self.recheck().await {
+                    tracing::warn!(%error, "could not check the apps for changes; trying again in {}s", recheck_every.as_secs_f64());
+                }
+            }
+        }
+    }
+
+    /// Reloads the apps `changes` touched (every app for a resync).
+    async fn apply(&self, changes: Vec<Change>) {
+        let mut apps = BTreeSet::new();
+        for change in changes {
+            match change.kind {
+                ChangeKind::Resync => {
+                    tracing::info!("change notifications may have been missed; reloading every app");
+                    if let Err(error) = self.reload_all().await {
+                        tracing::warn!(%error, "could not reload the apps; the next recheck tries again");
+                    }
+                    return;
+                }
+                ChangeKind::Deploy
+                | ChangeKind::Rollback
+                | ChangeKind::DeleteFunction
+                | ChangeKind::Secrets
+                | ChangeKind::NetAllow
+                | ChangeKind::App => {
+                    apps.insert(change.app_id);
+                }
+                // Users' sign-in states have listeners of their own; keys are read per request.
+                ChangeKind::Users | ChangeKind::SignIn | ChangeKind::Keys => {}
+            }
+        }
+        for app_id in apps {
+            if let Err(error) = self.refresh(&app_id).await {
+                tracing::warn!(app = %app_id, %error, "could not reload the app after a change; the next recheck tries again");
+            }
+        }
+    }
+
+    /// Reloads every app.
+    async fn reload_all(&self) -> Result<(), StoreError> {
+        let digests = self.store.app_digests().await?;
+        for app in self.store.list_apps().await? {
+            self.refresh(&app.id).await?;
+        }
+        *self.digests.lock().unwrap() = digests;
+        Ok(())
+    }
+
+    /// Reloads the apps whose digests differ from those last loaded; returns how many.
+    pub async fn recheck(&self) -> Result<usize, StoreError> {
+        let digests = self.store.app_digests().await?;
+        let stale: Vec<(String, String)> = {
+            let seen = self.digests.lock().unwrap();
+            digests.into_iter().filter(|(app, digest)| seen.get(app) != Some(digest)).collect()
+        };
+        for (app_id, digest) in &stale {
+            self.refresh(app_id).await?;
+            self.digests.lock().unwrap().insert(app_id.clone(), digest.clone());
+        }
+        if !stale.is_empty() {
+            tracing::debug!(apps = stale.len(), "reloaded apps whose stored state changed");
+        }
+        Ok(stale.len())
     }
 
     /// Rebuilds the snapshot of `app_id` from the store and retires workers of code that is no
     /// longer active.
     pub async fn refresh(&self, app_id: &str) -> Result<(), StoreError> {
         let _serial = self.refresh_lock.lock().await;
-        let functions = self.store.functions(app_id).await?;
+        let functions = self.store.function_heads(app_id).await?;
         let secrets = if functions.is_empty() { BTreeMap::new() } else { self.store.secrets(app_id).await? };
         let secrets_tag = secrets_fingerprint(&self.secrets_salt, app_id, &secrets);
         if let Some(logs) = &self.logs {
@@ -146,12 +270,12 @@ impl Platform {
     async fn spec_for(
         &self,
         app_id: &str,
-        function: &ActiveFunction,
+        function: &FunctionHead,
         env: &[(String, String)],
         secrets_tag: &str,
         net_allow: &NetAllow,
     ) -> Result<FunctionSpec, StoreError> {
-        let entry = self.store.materialize(&function.deployment_id, &self.deployments_dir).await?;
+        let entry = self.store.materialize_function(function, &self.deployments_dir).await?;
         Ok(FunctionSpec {
             app_id: app_id.to_string(),
             name: function.name.clone(),
@@ -166,6 +290,12 @@ impl Platform {
             net_allow: net_allow.clone(),
         })
     }
+}
+
+/// What [`Platform::follow_changes`] does next.
+enum Work {
+    Apply(Vec<Change>),
+    Recheck,
 }
 
 /// 8 hex digits of a hash of the list, for worker versions.

@@ -29,6 +29,8 @@ pub enum Command {
     Dev(commands::dev::DevArgs),
     /// Run the production server: many apps, deploys through the management API.
     Serve(commands::serve::ServeArgs),
+    /// Copy a serve data folder (SQLite databases and keys) while it serves.
+    Backup(commands::backup::BackupArgs),
     /// Generate TypeScript types for entities and function names.
     Types(commands::types::TypesArgs),
     /// Check a server URL and API key and save them for the other commands.
@@ -47,4 +49,33 @@ pub enum Command {
     Exec(commands::exec::ExecArgs),
     /// Show an app's function logs, or follow them live with --follow.
     Logs(commands::logs::LogsArgs),
+}
+
+/// The limits of function workers, flags of both `dev` and `serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WorkerLimitArgs {
+    /// The most memory one function worker may use, e.g. 512MB or 1GB (default 512MB); a worker
+    /// past it is stopped and its requests answered 502 out_of_memory.
+    #[arg(long, value_name = "SIZE")]
+    pub function_memory: Option<String>,
+    /// Requests one function handles at once; as many more wait, the rest get 503 (default 0: no
+    /// limit of its own).
+    #[arg(long, value_name = "N")]
+    pub function_concurrency: Option<usize>,
+    /// Function workers alive at once; the least recently used idle one is stopped to start
+    /// another (default 100).
+    #[arg(long, value_name = "N")]
+    pub max_workers: Option<usize>,
+}
+
+impl WorkerLimitArgs {
+    /// `layer` with these flags set in it.
+    pub fn apply(self, layer: homebase_server::config::ConfigLayer) -> homebase_server::config::ConfigLayer {
+        homebase_server::config::ConfigLayer {
+            function_memory: self.function_memory.map(Into::into),
+            function_concurrency: self.function_concurrency,
+            max_workers: self.max_workers,
+            ..layer
+        }
+    }
 }

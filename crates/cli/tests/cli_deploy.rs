@@ -435,3 +435,55 @@ async fn secrets_are_set_listed_and_deleted_without_printing_values() {
     let key = std::fs::read_to_string(&key_file).unwrap();
     assert!(key.trim().len() == 64 && key.trim().bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
 }
+
+#[tokio::test]
+async fn function_jsonc_without_name_entry_or_automation_names_deploys() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Running::serve(data.path(), ADMIN_KEY).await;
+    let config = tempfile::tempdir().unwrap();
+    let config = config.path();
+    let env = [("HOMEBASE_URL", server.url.as_str()), ("HOMEBASE_TOKEN", ADMIN_KEY)];
+    let project = tempfile::tempdir().unwrap();
+    let p = project.path();
+    let function = p.join("base44/functions/reports/daily");
+    std::fs::create_dir_all(&function).unwrap();
+    std::fs::write(p.join("base44/config.jsonc"), "{\"name\": \"defaults\"}").unwrap();
+    // No `name` (the folder path names it), no `entry` (entry.ts), an automation without a name.
+    std::fs::write(
+        function.join("function.jsonc"),
+        r#"{"automations": [{"type": "entity", "entity_name": "Order", "event_types": ["create"]}]}"#,
+    )
+    .unwrap();
+    std::fs::write(function.join("entry.ts"), "Deno.serve(() => Response.json({ daily: true }));\n").unwrap();
+
+    let out = homebase(p, config, &["apps", "create", "defaults"], &env).await.ok();
+    let link: Value = serde_json::from_str(&std::fs::read_to_string(p.join("base44/.app.jsonc")).unwrap()).unwrap();
+    let app_id = link["id"].as_str().unwrap().to_string();
+    assert!(out.stdout.contains(&app_id));
+    let out = homebase(p, config, &["functions", "deploy"], &env).await.ok();
+    assert!(out.stdout.contains("reports/daily … deployed ("), "{}", out.stdout);
+    let http = reqwest::Client::new();
+    let answer = http.post(server.at(&format!("/api/apps/{app_id}/functions/reports/daily"))).send().await.unwrap();
+    assert_eq!(answer.json::<Value>().await.unwrap(), json!({ "daily": true }));
+
+    // A deploy the official CLI makes carries the automations as written: unnamed ones pass,
+    // broken ones are still refused.
+    let deploy = |automations: Value| {
+        http.put(server.at(&format!("/api/apps/{app_id}/backend-functions/raw")))
+            .header("api_key", ADMIN_KEY)
+            .json(&json!({
+                "entry": "entry.ts",
+                "files": [{"path": "entry.ts", "content": "Deno.serve(() => new Response('raw'));\n"}],
+                "automations": automations,
+            }))
+            .send()
+    };
+    let unnamed = json!([{"type": "entity", "entity_name": "Order", "event_types": ["update"]}]);
+    let response = deploy(unnamed).await.unwrap();
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    let broken = json!([{"type": "entity", "event_types": ["update"]}]);
+    let response = deploy(broken).await.unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("'raw #1'"), "{body}");
+}

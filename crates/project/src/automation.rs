@@ -509,8 +509,10 @@ impl<'de> Deserialize<'de> for Automation {
     }
 }
 
-/// Validates an `automations` list: every item, and unique names.
-pub fn parse_automations(value: &Value) -> Result<Vec<Automation>, AutomationError> {
+/// Validates the `automations` list of the function `function`: every item, and unique names.
+/// An automation without a `name` is named after the function and its position
+/// (`"send-digest #2"` for the second), as real `function.jsonc` files often leave it out.
+pub fn parse_automations(function: &str, value: &Value) -> Result<Vec<Automation>, AutomationError> {
     let Value::Array(items) = value else {
         return Err(AutomationError {
             index: None,
@@ -522,6 +524,18 @@ pub fn parse_automations(value: &Value) -> Result<Vec<Automation>, AutomationErr
     };
     let mut out: Vec<Automation> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
+        let named;
+        let item = match item {
+            Value::Object(map)
+                if map.get("name").is_none_or(|n| n.is_null() || n.as_str().is_some_and(|n| n.trim().is_empty())) =>
+            {
+                let mut map = map.clone();
+                map.insert("name".into(), Value::String(default_automation_name(function, index)));
+                named = Value::Object(map);
+                &named
+            }
+            _ => item,
+        };
         let automation = Automation::from_value(item).map_err(|mut e| {
             e.index = Some(index);
             e
@@ -541,6 +555,11 @@ pub fn parse_automations(value: &Value) -> Result<Vec<Automation>, AutomationErr
         out.push(automation);
     }
     Ok(out)
+}
+
+/// The name of the `index`th automation of `function` when it has none.
+pub fn default_automation_name(function: &str, index: usize) -> String {
+    format!("{function} #{}", index + 1)
 }
 
 fn parse_one(value: &Value) -> Result<Automation, FieldError> {
@@ -1317,19 +1336,19 @@ mod tests {
         let ok = json!([
             {"name": "a", "type": "entity", "entity_name": "T", "event_types": ["create"]},
             {"name": "b", "type": "entity", "entity_name": "T", "event_types": ["delete"]}]);
-        assert_eq!(parse_automations(&ok).unwrap().len(), 2);
+        assert_eq!(parse_automations("f", &ok).unwrap().len(), 2);
         let dup = json!([
             {"name": "a", "type": "entity", "entity_name": "T", "event_types": ["create"]},
             {"name": "a", "type": "entity", "entity_name": "T", "event_types": ["delete"]}]);
-        let e = parse_automations(&dup).unwrap_err();
+        let e = parse_automations("f", &dup).unwrap_err();
         assert_eq!(e.index, Some(1));
         assert!(e.to_string().starts_with("automations[1] 'a': `name` 'a' is already used by automations[0]"), "{e}");
         let bad = json!([ok[0].clone(), {"name": "nightly", "type": "scheduled", "schedule_mode": "recurring",
             "schedule_type": "cron", "cron_expression": "0 0 * *"}]);
-        let e = parse_automations(&bad).unwrap_err();
+        let e = parse_automations("f", &bad).unwrap_err();
         assert_eq!((e.index, e.name.as_deref(), e.field.as_str()), (Some(1), Some("nightly"), "cron_expression"));
         assert!(e.to_string().starts_with("automations[1] 'nightly': `cron_expression`"));
-        assert!(parse_automations(&json!({"a": 1})).unwrap_err().message.contains("must be a list"));
+        assert!(parse_automations("f", &json!({"a": 1})).unwrap_err().message.contains("must be a list"));
     }
 
     #[test]

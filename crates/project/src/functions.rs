@@ -205,7 +205,9 @@ fn shown_name(name: &str) -> String {
         .collect()
 }
 
-fn load_function_config(dir: &Path, path: &Path) -> Result<FunctionDef, ProjectError> {
+/// Reads a `function.jsonc`; `default_name` is the folder path, for a config without `name`
+/// (`None` for a config directly in the functions folder).
+fn load_function_config(dir: &Path, path: &Path, default_name: Option<String>) -> Result<FunctionDef, ProjectError> {
     let text = fs::read_to_string(path).map_err(|e| ProjectError::io(path, "read", &e))?;
     let doc = Doc::parse(path, &text)?;
     if !doc.value.is_object() {
@@ -218,17 +220,19 @@ fn load_function_config(dir: &Path, path: &Path) -> Result<FunctionDef, ProjectE
     }
     let raw: RawFunctionConfig = doc.deserialize(path)?;
     let at = |segs: &[&str]| Some(doc.position(segs));
-    let name = raw
-        .name
-        .as_deref()
-        .map(str::trim)
-        .ok_or_else(|| {
+    // Both keys are optional: the name defaults to the folder path (as for a zero-config
+    // function), the entry to `entry.ts`, else `entry.js`, beside the config.
+    let name = match raw.name.as_deref().map(str::trim) {
+        Some(name) => name.to_string(),
+        None => default_name.ok_or_else(|| {
             ProjectError::new(ErrorKind::Invalid, "The function config has no `name`")
                 .with_file(path)
                 .at_opt(at(&[]))
-                .with_hint("Add \"name\": \"<function name>\"")
-        })?
-        .to_string();
+                .with_hint(
+                    "A function.jsonc directly in the functions folder must name its function: add \"name\": \"<function name>\", or move it into a folder named after the function",
+                )
+        })?,
+    };
     if let Some(message) = name_problem(&name) {
         return Err(ProjectError::new(ErrorKind::Invalid, message)
             .with_file(path)
@@ -236,14 +240,29 @@ fn load_function_config(dir: &Path, path: &Path) -> Result<FunctionDef, ProjectE
             .for_function(&name)
             .with_hint(format!("Rename it: {NAME_RULE}")));
     }
-    let entry_rel = raw.entry.as_deref().map(str::trim).unwrap_or_default();
-    if entry_rel.is_empty() {
-        return Err(ProjectError::new(ErrorKind::Invalid, format!("Function '{name}' has no `entry`"))
-            .with_file(path)
-            .at_opt(at(&["entry"]))
-            .for_function(&name)
-            .with_hint("Set \"entry\" to the entry file, relative to this file, e.g. \"entry\": \"entry.ts\""));
-    }
+    let entry_rel = match raw.entry.as_deref().map(str::trim) {
+        Some("") => {
+            return Err(ProjectError::new(ErrorKind::Invalid, format!("Function '{name}' has an empty `entry`"))
+                .with_file(path)
+                .at_opt(at(&["entry"]))
+                .for_function(&name)
+                .with_hint("Set \"entry\" to the entry file, relative to this file, or leave it out to use entry.ts"));
+        }
+        Some(entry) => entry.to_string(),
+        None => match ["entry.ts", "entry.js"].into_iter().find(|f| dir.join(f).is_file()) {
+            Some(found) => found.to_string(),
+            None => {
+                return Err(ProjectError::new(
+                    ErrorKind::EntryNotFound,
+                    format!("Function '{name}' has no `entry` and there is no entry.ts or entry.js beside its config"),
+                )
+                .with_file(path)
+                .at_opt(at(&[]))
+                .for_function(&name)
+                .with_hint("Create entry.ts next to function.jsonc, or set \"entry\" to the entry file, e.g. \"entry\": \"main.ts\""));
+            }
+        },
+    };
     let entry = normalize(&dir.join(entry_rel));
     if !entry.is_file() {
         return Err(ProjectError::new(
@@ -257,7 +276,7 @@ fn load_function_config(dir: &Path, path: &Path) -> Result<FunctionDef, ProjectE
     }
     let automations = match &raw.automations {
         None | Some(Value::Null) => Vec::new(),
-        Some(value) => parse_automations(value).map_err(|e| {
+        Some(value) => parse_automations(&name, value).map_err(|e| {
             let mut segs: Vec<String> = vec!["automations".into()];
             if let Some(i) = e.index {
                 segs.push(i.to_string());
@@ -321,7 +340,8 @@ impl Project {
                         .with_hint("Delete one of the two files"),
                     );
                 }
-                match load_function_config(&dir, &config) {
+                let default_name = (!listing.rel.as_os_str().is_empty()).then(|| segments(&listing.rel).join("/"));
+                match load_function_config(&dir, &config, default_name) {
                     Ok(def) => candidates.push((config, def)),
                     // A config too broken to name its function is charged to the folder's
                     // name: that is the URL its author most likely calls.
@@ -638,20 +658,55 @@ mod tests {
         write(tmp.path(), "base44/functions/a/function.jsonc", "{\"name\": \"  \", \"entry\": \"e.ts\"}");
         write(tmp.path(), "base44/functions/b/function.jsonc", "{\"entry\": \"e.ts\"}");
         write(tmp.path(), "base44/functions/c/function.jsonc", "{\"name\": \"x//y\", \"entry\": \"e.ts\"}");
-        write(tmp.path(), "base44/functions/d/function.jsonc", "{\"name\": \"d\"}");
+        write(tmp.path(), "base44/functions/d/function.jsonc", "{\"name\": \"d\", \"entry\": \" \"}");
         write(tmp.path(), "base44/functions/e/function.jsonc", "[1]");
+        write(tmp.path(), "base44/functions/f/function.jsonc", "{\"name\": \"f\"}");
+        write(tmp.path(), "base44/functions/function.jsonc", "{\"entry\": \"a/e.ts\"}");
         for d in ["a", "b", "c", "d"] {
             write(tmp.path(), &format!("base44/functions/{d}/e.ts"), "");
         }
         let d = p.discover_functions();
-        assert!(d.functions.is_empty());
+        // `b` has no name: it is named after its folder, and its entry is the one it names.
+        assert_eq!(names(&d), vec!["b"]);
         let msgs: Vec<&str> = d.problems.iter().map(|e| e.message.as_str()).collect();
-        assert_eq!(msgs.len(), 5, "{msgs:?}");
-        assert_eq!(msgs[0], "The function `name` is empty");
-        assert_eq!(msgs[1], "The function config has no `name`");
+        assert_eq!(msgs.len(), 6, "{msgs:?}");
+        assert_eq!(msgs[0], "The function config has no `name`", "{msgs:?}");
+        assert!(d.problems[0].hint.as_deref().unwrap().contains("move it into a folder"));
+        assert_eq!(msgs[1], "The function `name` is empty");
         assert!(msgs[2].contains("empty path segment"));
-        assert_eq!(msgs[3], "Function 'd' has no `entry`");
+        assert_eq!(msgs[3], "Function 'd' has an empty `entry`");
         assert!(msgs[4].contains("must be an object"));
+        assert_eq!(msgs[5], "Function 'f' has no `entry` and there is no entry.ts or entry.js beside its config");
+        assert_eq!(d.problems[5].kind, ErrorKind::EntryNotFound);
+    }
+
+    #[test]
+    fn name_and_entry_are_optional_in_function_jsonc() {
+        let (tmp, p) = basic();
+        // Neither key: the folder path names it, entry.ts is its entry.
+        write(tmp.path(), "base44/functions/email/send/function.jsonc", "{}");
+        write(tmp.path(), "base44/functions/email/send/entry.ts", "");
+        // A name but no entry: entry.js when there is no entry.ts.
+        write(tmp.path(), "base44/functions/js/function.jsonc", "{\"name\": \"legacy\"}");
+        write(tmp.path(), "base44/functions/js/entry.js", "");
+        // Automations without names are named after the function and their position.
+        write(
+            tmp.path(),
+            "base44/functions/digest/function.jsonc",
+            r#"{"automations": [
+                {"type": "entity", "entity_name": "Order", "event_types": ["create"]},
+                {"name": "nightly", "type": "entity", "entity_name": "Order", "event_types": ["delete"]},
+                {"name": "", "type": "entity", "entity_name": "Order", "event_types": ["update"]}]}"#,
+        );
+        write(tmp.path(), "base44/functions/digest/entry.ts", "");
+        let d = p.discover_functions();
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+        assert_eq!(names(&d), vec!["digest", "email/send", "legacy"]);
+        let send = d.get("email/send").unwrap();
+        assert_eq!(send.entry, tmp.path().join("base44/functions/email/send/entry.ts"));
+        assert_eq!(d.get("legacy").unwrap().entry_path(), "entry.js");
+        let automations: Vec<&str> = d.get("digest").unwrap().automations.iter().map(|a| a.name()).collect();
+        assert_eq!(automations, vec!["digest #1", "nightly", "digest #3"]);
     }
 
     #[test]

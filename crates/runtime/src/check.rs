@@ -54,8 +54,10 @@ pub(crate) struct Listing<'a> {
     pub entry: &'a Path,
     /// The deployment's folder: its files may be imported and quoted.
     pub root: &'a Path,
-    /// The host folder (`base44:runtime` and the import map).
+    /// The host folder (`base44:runtime`).
     pub host_dir: &'a Path,
+    /// The import map: the host's, or one with the function's SDK substitutions ([`crate::sdk`]).
+    pub import_map: &'a Path,
     /// Its `DENO_DIR`, HOME, TMPDIR and working folder.
     pub deno_dir: &'a Path,
     pub tmp: &'a Path,
@@ -94,7 +96,7 @@ impl Checks {
         cmd.arg("info")
             .arg("--json")
             .arg("--no-config")
-            .arg(format!("--import-map={}", listing.host_dir.join("import_map.json").display()))
+            .arg(format!("--import-map={}", listing.import_map.display()))
             .arg(listing.entry)
             .current_dir(listing.tmp)
             .env("RUST_BACKTRACE", "0")
@@ -335,7 +337,7 @@ fn mentions_path(line: &str) -> bool {
 /// The file that notes the packages of `entry` in the deployment folder `root` as cached for
 /// this Deno executable. Keyed by the folder's name (the deployment's content address) and the
 /// entry's place in it, so the deploy check of a scratch copy and the worker of the stored
-/// deployment agree.
+/// deployment agree, and by the SDK table, which decides the versions its SDK imports load.
 pub(crate) fn warm_marker(caches: &Caches, deno: &Path, entry: &Path, root: &Path) -> PathBuf {
     use sha2::{Digest, Sha256};
     let stamp = std::fs::metadata(deno).ok().map(|m| (m.len(), m.modified().ok()));
@@ -346,6 +348,8 @@ pub(crate) fn warm_marker(caches: &Caches, deno: &Path, entry: &Path, root: &Pat
         .chain_update(root.file_name().unwrap_or_default().as_encoded_bytes())
         .chain_update(b"\0")
         .chain_update(relative.as_os_str().as_encoded_bytes())
+        .chain_update(b"\0")
+        .chain_update(crate::sdk::table_stamp())
         .finalize();
     let key: String = key[..16].iter().map(|b| format!("{b:02x}")).collect();
     caches.warm_dir().join(key)
@@ -478,11 +482,13 @@ mod tests {
         let tmp = temp.path().join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
         let entry = root.join("entry.ts");
+        let import_map = host.join("import_map.json");
         let listing = Listing {
             deno: &deno,
             entry: &entry,
             root: &root,
             host_dir: &host,
+            import_map: &import_map,
             deno_dir: &deno_dir,
             tmp: &tmp,
             caches: Some(&caches),

@@ -41,6 +41,18 @@ pub enum RuntimeError {
     /// the request was refused at once. Retry after [`OVERLOADED_RETRY_AFTER`].
     #[error("{}", if *all_workers { "The server is handling too many function requests".to_string() } else { format!("Function '{function}' is handling too many requests") })]
     Overloaded { function: String, limit: usize, all_workers: bool },
+    /// The function's worker used more memory than `function-memory` allows and was stopped;
+    /// the next request starts a fresh one.
+    #[error("Function '{function}' ran out of memory")]
+    OutOfMemory { function: String, limit: u64 },
+    /// The function has `limit` requests in flight (`function-concurrency`) and `waiting` more
+    /// wait for their turn: the request was refused. Retry after [`OVERLOADED_RETRY_AFTER`].
+    #[error("Function '{function}' is handling as many requests as it may")]
+    ConcurrencyLimit { function: String, limit: usize, waiting: usize },
+    /// `limit` workers (`max-workers`) are alive and each has a request in flight, so none could
+    /// be stopped to start one for `function`. Retry after [`OVERLOADED_RETRY_AFTER`].
+    #[error("The server runs as many function workers as it may")]
+    TooManyWorkers { function: String, limit: usize },
     /// The runtime is shutting down and takes no new requests.
     #[error("The server is shutting down")]
     ShuttingDown,
@@ -58,9 +70,12 @@ impl From<std::io::Error> for RuntimeError {
 impl RuntimeError {
     pub fn status(&self) -> u16 {
         match self {
-            RuntimeError::BootFailed { .. } | RuntimeError::Crashed { .. } => 502,
+            RuntimeError::BootFailed { .. } | RuntimeError::Crashed { .. } | RuntimeError::OutOfMemory { .. } => 502,
             RuntimeError::Timeout { .. } => 504,
-            RuntimeError::ShuttingDown | RuntimeError::Overloaded { .. } => 503,
+            RuntimeError::ShuttingDown
+            | RuntimeError::Overloaded { .. }
+            | RuntimeError::ConcurrencyLimit { .. }
+            | RuntimeError::TooManyWorkers { .. } => 503,
             RuntimeError::ModuleInvalid { .. } => 422,
             RuntimeError::CheckTimeout { .. } => 504,
             RuntimeError::Busy { .. } => 429,
@@ -77,6 +92,9 @@ impl RuntimeError {
             RuntimeError::ShuttingDown => "shutting_down",
             RuntimeError::Overloaded { all_workers: false, .. } => "function_busy",
             RuntimeError::Overloaded { all_workers: true, .. } => "server_busy",
+            RuntimeError::OutOfMemory { .. } => "out_of_memory",
+            RuntimeError::ConcurrencyLimit { .. } => "concurrency_limit",
+            RuntimeError::TooManyWorkers { .. } => "too_many_workers",
             RuntimeError::ModuleInvalid { .. } => "module_invalid",
             RuntimeError::CheckTimeout { .. } => "check_timeout",
             RuntimeError::Busy { .. } => "too_many_checks",
@@ -88,7 +106,9 @@ impl RuntimeError {
     /// How long a caller should wait before retrying, for the errors that say to retry.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            RuntimeError::Overloaded { .. } => Some(OVERLOADED_RETRY_AFTER),
+            RuntimeError::Overloaded { .. }
+            | RuntimeError::ConcurrencyLimit { .. }
+            | RuntimeError::TooManyWorkers { .. } => Some(OVERLOADED_RETRY_AFTER),
             RuntimeError::Busy { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
@@ -130,6 +150,22 @@ impl RuntimeError {
             RuntimeError::Overloaded { limit, all_workers: true, .. } => format!(
                 "Functions have {limit} requests in flight together, the most this server allows at once (it \
                  follows max-connections and the open-file limit). Retry in a moment."
+            ),
+            RuntimeError::OutOfMemory { limit, .. } => format!(
+                "Its worker used more than the {} a worker may use and was stopped, with every request it was \
+                 handling; the next request starts a fresh one. Raise the limit with function-memory \
+                 (HOMEBASE_FUNCTION_MEMORY, --function-memory) if the function needs more.",
+                crate::limits::show_bytes(*limit)
+            ),
+            RuntimeError::ConcurrencyLimit { limit, waiting, .. } => format!(
+                "function-concurrency allows {limit} at once; that many are in flight and {waiting} more wait for \
+                 their turn. Retry in a moment; an operator can raise function-concurrency \
+                 (HOMEBASE_FUNCTION_CONCURRENCY, --function-concurrency)."
+            ),
+            RuntimeError::TooManyWorkers { function, limit } => format!(
+                "{limit} workers are running, the most max-workers allows, and each is handling a request, so none \
+                 could be stopped to start one for '{function}'. Retry in a moment; an operator can raise \
+                 max-workers (HOMEBASE_MAX_WORKERS, --max-workers)."
             ),
             RuntimeError::Io { message } => message.clone(),
         }

@@ -3,19 +3,22 @@
 //! It finds or provisions Deno ([`deno`]), starts one worker per function on that function's
 //! first request (concurrent first requests share one start), proxies a streaming request to the
 //! worker over a Unix socket and streams the response back, enforces the function timeout,
-//! replaces crashed workers, stops idle ones, and turns everything a worker prints into
-//! [`LogEvent`]s for a [`LogSink`]. It knows nothing of HTTP routes, apps' storage or auth: the
+//! replaces crashed workers, stops idle ones, holds workers to their limits (memory, requests in
+//! flight, how many live at once: [`limits`]), gives every function an SDK version that exists
+//! and loads ([`sdk`]), and turns everything a worker prints into [`LogEvent`]s for a [`LogSink`]. It knows nothing of HTTP routes, apps' storage or auth: the
 //! server hands it a [`FunctionSpec`] and a request.
 
 mod check;
 mod conn;
 pub mod deno;
 mod error;
+pub mod limits;
 pub mod logs;
 pub mod netpolicy;
 mod pool;
 mod public;
 pub mod sandbox;
+pub mod sdk;
 mod worker;
 
 use std::path::PathBuf;
@@ -89,7 +92,24 @@ pub struct RuntimeConfig {
     /// data folder), besides the ones the runtime knows: each path under them is shown as
     /// `<data>/…` (see the `public` module).
     pub private_dirs: Vec<PathBuf>,
+    /// The most memory one worker may use, in bytes (`function-memory`): V8's heap is held to
+    /// it, and a worker whose resident set grows past it is stopped and its requests answered
+    /// [`RuntimeError::OutOfMemory`] (see [`limits`]).
+    pub function_memory: u64,
+    /// The most requests one function handles at once (`function-concurrency`); as many more
+    /// wait for their turn, up to the function timeout, and the rest are refused with
+    /// [`RuntimeError::ConcurrencyLimit`]. 0: no limit of its own (the worker connections'
+    /// share still applies, see [`Runtime::limit_worker_connections`]).
+    pub function_concurrency: usize,
+    /// The most workers alive at once (`max-workers`). To start one more, the least recently
+    /// used idle worker is stopped; with none idle, [`RuntimeError::TooManyWorkers`].
+    pub max_workers: usize,
 }
+
+/// 512 MiB, as Base44's functions have.
+pub const DEFAULT_FUNCTION_MEMORY: u64 = 512 << 20;
+/// About 5 GB of memory when every worker is idle, and no more than a small server can hold.
+pub const DEFAULT_MAX_WORKERS: usize = 100;
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
@@ -107,6 +127,9 @@ impl Default for RuntimeConfig {
             error_details: true,
             net_allow: NetAllow::any(),
             private_dirs: Vec::new(),
+            function_memory: DEFAULT_FUNCTION_MEMORY,
+            function_concurrency: 0,
+            max_workers: DEFAULT_MAX_WORKERS,
         }
     }
 }

@@ -23,10 +23,12 @@ use tokio_util::sync::CancellationToken;
 use crate::check::{self, Checks, Listing};
 use crate::conn::{ConnBudget, ConnError, Full, IDLE_CONN_TIMEOUT, WorkerConn};
 use crate::deno::{self, DenoInstall};
+use crate::limits::{self, Gate, Place, Places, Refusals, Turn};
 use crate::logs::{Level, LogSink};
 use crate::netpolicy::ApiRoute;
 use crate::public;
 use crate::sandbox::{Caches, SandboxMode, Support, WorkerIsolation};
+use crate::sdk;
 use crate::worker::{Lease, Worker, WorkerContext};
 use crate::{BoxError, FunctionSpec, RequestBody, RuntimeConfig, RuntimeError};
 
@@ -49,6 +51,8 @@ struct Inner {
     api: Arc<ApiRoute>,
     /// Where deploy checks keep their own `DENO_DIR` and temp folder while they run.
     checks_dir: PathBuf,
+    /// Workers' import maps with SDK substitutions ([`sdk`]), by content.
+    maps_dir: PathBuf,
     _work_dir: Option<tempfile::TempDir>,
     /// `serve`: the Deno caches and whether Landlock confines Deno processes.
     isolation: Option<WorkerIsolation>,
@@ -59,6 +63,11 @@ struct Inner {
     deno: OnceCell<DenoInstall>,
     /// app id → function name → slot.
     slots: Mutex<HashMap<String, HashMap<String, Arc<Slot>>>>,
+    /// The live workers and their limit (`max_workers`).
+    places: Arc<Places>,
+    /// Every worker process started and not yet known to have exited, for the memory watch
+    /// (retired ones finishing their `waitUntil` work included).
+    watched: Arc<Mutex<Vec<Weak<Worker>>>>,
     /// How many connections to workers may be open ([`Runtime::limit_worker_connections`]).
     conn_budget: Arc<ConnBudget>,
     next_worker: AtomicU64,
@@ -66,9 +75,12 @@ struct Inner {
     epoch: Instant,
 }
 
-#[derive(Default)]
 struct Slot {
     state: Mutex<SlotState>,
+    /// `function_concurrency`: the requests in flight and waiting; `None` without a limit.
+    gate: Option<Gate>,
+    /// Requests refused by `function_concurrency` or `max_workers`, for the function's log.
+    refused: Refusals,
 }
 
 type BootResult = Option<Result<Arc<Worker>, RuntimeError>>;
@@ -97,6 +109,8 @@ pub struct WorkerInfo {
     pub connections: u64,
     /// Connections open to the worker now, busy or idle.
     pub open_connections: usize,
+    /// Its resident set at the last sample, in bytes (Linux; `None` before the first).
+    pub memory: Option<u64>,
 }
 
 impl Runtime {
@@ -115,7 +129,8 @@ impl Runtime {
         let sockets_dir = work.join("sockets");
         let tmp_dir = work.join("tmp");
         let checks_dir = work.join("checks");
-        for dir in [&work, &sockets_dir, &tmp_dir, &checks_dir] {
+        let maps_dir = work.join("maps");
+        for dir in [&work, &sockets_dir, &tmp_dir, &checks_dir, &maps_dir] {
             create_private_dir(dir)?;
         }
         let (isolation, support) = match &config.isolation {
@@ -143,6 +158,7 @@ impl Runtime {
         };
 
         let checks = Checks::new(config.max_checks, config.check_timeout);
+        let places = Places::new(config.max_workers);
         let inner = Arc::new(Inner {
             config,
             logs,
@@ -151,6 +167,7 @@ impl Runtime {
             tmp_dir,
             api: Arc::new(ApiRoute::new(work.join("api.sock"))),
             checks_dir,
+            maps_dir,
             _work_dir: temp,
             checks,
             isolation,
@@ -158,12 +175,17 @@ impl Runtime {
             context: OnceCell::new(),
             deno: OnceCell::new(),
             slots: Mutex::new(HashMap::new()),
+            places,
+            watched: Arc::default(),
             conn_budget: Arc::new(ConnBudget::new()),
             next_worker: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             epoch: Instant::now(),
         });
         tokio::spawn(evict_idle(Arc::downgrade(&inner)));
+        if cfg!(target_os = "linux") {
+            tokio::spawn(watch_memory(Arc::downgrade(&inner)));
+        }
         Ok(Runtime { inner })
     }
 
@@ -189,6 +211,12 @@ impl Runtime {
     /// Connections open to workers now, busy or idle.
     pub fn worker_connections(&self) -> usize {
         self.inner.conn_budget.open()
+    }
+
+    /// `(live, max)`: the workers starting or running now (retired ones finishing their
+    /// `waitUntil` work not counted), and `max_workers`.
+    pub fn worker_places(&self) -> (usize, usize) {
+        (self.inner.places.used(), self.inner.places.max())
     }
 
     /// `serve`: what confines its Deno processes (`None` without isolation, as in dev).
@@ -221,6 +249,7 @@ impl Runtime {
                     deno: deno.path,
                     host_script: inner.host_dir.join("host.js"),
                     import_map: inner.host_dir.join("import_map.json"),
+                    maps_dir: inner.maps_dir.clone(),
                     host_dir: inner.host_dir.clone(),
                     deno_dir: deno::deno_dir(),
                     sockets_dir: inner.sockets_dir.clone(),
@@ -234,6 +263,8 @@ impl Runtime {
                     private_dirs: inner.config.private_dirs.clone(),
                     boot_timeout: inner.config.boot_timeout,
                     stop_grace: inner.config.stop_grace,
+                    function_memory: inner.config.function_memory,
+                    watched: inner.watched.clone(),
                     logs: inner.logs.clone(),
                     epoch: inner.epoch,
                 }))
@@ -276,11 +307,13 @@ impl Runtime {
             Some(isolation) => isolation.caches.deno_dir_at(&deno_dir)?,
             None => create_private_dir(&deno_dir)?,
         }
+        let import_map = sdk_import_map(&inner.host_dir, entry, &[root.to_path_buf()], &tmp).await?;
         let listing = Listing {
             deno: &deno.path,
             entry,
             root,
             host_dir: &inner.host_dir,
+            import_map: &import_map,
             deno_dir: if inner.isolation.is_some() { &deno_dir } else { Path::new("") },
             tmp: &tmp,
             caches: inner.isolation.as_ref().map(|i| &i.caches),
@@ -304,8 +337,25 @@ impl Runtime {
     ) -> Result<Response<ResponseBody>, RuntimeError> {
         let started = Instant::now();
         let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let lease = self.acquire(spec).await?;
         let timeout = self.inner.config.function_timeout;
+        let slot = self.slot(&spec.app_id, &spec.name);
+        // Its turn among the function's requests, held until the response ends.
+        let turn = match &slot.gate {
+            None => None,
+            Some(gate) => Some(gate.enter(timeout).await.map_err(|full| {
+                self.note_refused(&slot, spec, "function-concurrency", full.limit);
+                RuntimeError::ConcurrencyLimit { function: spec.name.clone(), limit: full.limit, waiting: full.waiting }
+            })?),
+        };
+        let lease = match self.acquire(&slot, spec).await {
+            Ok(lease) => lease,
+            Err(error) => {
+                if let RuntimeError::TooManyWorkers { limit, .. } = &error {
+                    self.note_refused(&slot, spec, "max-workers", *limit);
+                }
+                return Err(error);
+            }
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         let worker = lease.worker.clone();
         let exchange = async {
@@ -342,6 +392,7 @@ impl Runtime {
                     inner,
                     conn,
                     lease: Some(lease),
+                    turn,
                     deadline: Box::pin(tokio::time::sleep_until(deadline)),
                     timeout,
                     invocation: Some(Invocation { started, status, request_id }),
@@ -359,7 +410,16 @@ impl Runtime {
             Ok(Err(error)) => {
                 // The worker dropped the connection: it crashed (Deno.exit, out of memory) or
                 // was stopped. A dead worker is replaced on the next request.
-                let (detail, reason) = if worker.exited_within(Duration::from_millis(500)).await {
+                let exited = worker.exited_within(CRASH_WAIT).await;
+                if worker.is_out_of_memory() {
+                    let invocation = Invocation { started, status: 502, request_id };
+                    invocation.log(&lease, "", &format!("crashed: {}", worker.exit_reason()));
+                    return Err(RuntimeError::OutOfMemory {
+                        function: spec.name.clone(),
+                        limit: self.inner.config.function_memory,
+                    });
+                }
+                let (detail, reason) = if exited {
                     (worker.death_detail(), worker.exit_reason())
                 } else {
                     (
@@ -381,19 +441,43 @@ impl Runtime {
         }
     }
 
+    /// Counts a request that `setting` (at `limit`) refused, and says so in the function's log at
+    /// most every [`limits::NOTE_EVERY`], with how many were refused.
+    fn note_refused(&self, slot: &Slot, spec: &FunctionSpec, setting: &str, limit: usize) {
+        let Some(refused) = slot.refused.due(self.inner.epoch) else { return };
+        let why = match setting {
+            "max-workers" => format!("(too_many_workers): max-workers ({limit}) workers are running and none is idle"),
+            _ => format!("(concurrency_limit): {setting} allows {limit} in flight and as many waiting"),
+        };
+        self.inner.logs.emit(crate::LogEvent {
+            id: 0,
+            time: std::time::SystemTime::now(),
+            app_id: spec.app_id.clone(),
+            function: spec.name.clone(),
+            version: spec.version.clone(),
+            level: Level::Warning,
+            request_id: None,
+            message: format!("{refused} request(s) refused with 503 {why}"),
+            system: true,
+        });
+    }
+
     /// A lease on a live worker running `spec.version`, starting one if needed.
-    async fn acquire(&self, spec: &Arc<FunctionSpec>) -> Result<Lease, RuntimeError> {
-        let slot = self.slot(&spec.app_id, &spec.name);
+    async fn acquire(&self, slot: &Arc<Slot>, spec: &Arc<FunctionSpec>) -> Result<Lease, RuntimeError> {
         loop {
             if self.inner.shutdown.is_cancelled() {
                 return Err(RuntimeError::ShuttingDown);
             }
             let mut done = {
                 let mut state = slot.state.lock().unwrap();
+                if let SlotState::Ready(worker) = &*state
+                    && worker.is_alive()
+                    && worker.spec.version == spec.version
+                    && let Some(lease) = worker.try_lease()
+                {
+                    return Ok(lease);
+                }
                 match &*state {
-                    SlotState::Ready(worker) if worker.is_alive() && worker.spec.version == spec.version => {
-                        return Ok(worker.lease());
-                    }
                     SlotState::Booting { version, done } if *version == spec.version => done.clone(),
                     previous => {
                         if let SlotState::Ready(old) = previous {
@@ -413,7 +497,10 @@ impl Runtime {
                 Err(_) => continue, // the start task went away; try again
             };
             match result {
-                Ok(worker) if worker.is_alive() => return Ok(worker.lease()),
+                Ok(worker) if worker.is_alive() => match worker.try_lease() {
+                    Some(lease) => return Ok(lease),
+                    None => continue, // stopped since; start another
+                },
                 Ok(_) => continue, // it died already; start another
                 Err(error) => return Err(error),
             }
@@ -422,12 +509,15 @@ impl Runtime {
 
     async fn boot(self, slot: Arc<Slot>, spec: Arc<FunctionSpec>, done: watch::Sender<BootResult>) {
         let id = self.inner.next_worker.fetch_add(1, Ordering::Relaxed);
-        let result = match self.context().await {
-            Ok(context) => {
-                self.warm(&context, &spec).await;
-                Worker::spawn(&context, id, spec.clone()).await
-            }
+        let result = match self.place_for(&slot, &spec) {
             Err(error) => Err(error),
+            Ok(place) => match self.context().await {
+                Ok(context) => {
+                    self.warm(&context, &spec).await;
+                    Worker::spawn(&context, id, spec.clone(), Some(place)).await
+                }
+                Err(error) => Err(error),
+            },
         };
         {
             let mut state = slot.state.lock().unwrap();
@@ -447,6 +537,57 @@ impl Runtime {
         let _ = done.send(Some(result));
     }
 
+    /// A place among the live workers for a new worker of `spec`. At `max_workers`, the least
+    /// recently used idle worker (of any function but this one's `slot`) is stopped to make
+    /// room; with none idle, [`RuntimeError::TooManyWorkers`].
+    fn place_for(&self, slot: &Arc<Slot>, spec: &FunctionSpec) -> Result<Place, RuntimeError> {
+        // Each round either takes a place or stops a worker; another start may take the place
+        // that frees, so a few rounds are allowed before giving up.
+        for _ in 0..16 {
+            if let Some(place) = self.inner.places.take() {
+                return Ok(place);
+            }
+            if !self.stop_least_recently_used(slot, &spec.name) {
+                break;
+            }
+        }
+        Err(RuntimeError::TooManyWorkers { function: spec.name.clone(), limit: self.inner.places.max() })
+    }
+
+    /// Stops the idle worker whose last request ended longest ago; `false` when none is idle.
+    fn stop_least_recently_used(&self, except: &Arc<Slot>, starting: &str) -> bool {
+        let slots = self.inner.slots.lock().unwrap();
+        let mut oldest: Option<(u64, &Arc<Slot>)> = None;
+        for slot in slots.values().flat_map(|app| app.values()) {
+            if Arc::ptr_eq(slot, except) {
+                continue;
+            }
+            if let SlotState::Ready(worker) = &*slot.state.lock().unwrap()
+                && worker.is_alive()
+                && worker.in_flight() == 0
+                && oldest.is_none_or(|(used, _)| worker.last_used() < used)
+            {
+                oldest = Some((worker.last_used(), slot));
+            }
+        }
+        let Some((_, slot)) = oldest else { return false };
+        let mut state = slot.state.lock().unwrap();
+        if let SlotState::Ready(worker) = &*state {
+            // A request may have taken it since: it finishes first, the place is freed now.
+            worker.system_log(
+                Level::Info,
+                format!(
+                    "worker stopped to make room for '{starting}': max-workers ({}) are running and this one was \
+                     the least recently used idle worker",
+                    self.inner.places.max()
+                ),
+            );
+            worker.retire();
+            *state = SlotState::Empty;
+        }
+        true
+    }
+
     /// `serve`: makes sure the packages `spec` imports are in the shared cache, which its worker
     /// may only read (see [`check::warm`]). A no-op once done for an entry.
     async fn warm(&self, context: &WorkerContext, spec: &FunctionSpec) {
@@ -458,11 +599,15 @@ impl Runtime {
         }
         let Ok(deno_dir) = isolation.caches.app_dir(&spec.app_id) else { return };
         let Ok(work) = tempfile::Builder::new().prefix("w").tempdir_in(&self.inner.checks_dir) else { return };
+        let Ok(import_map) = sdk_import_map(&context.host_dir, &spec.entry, &spec.read_paths, work.path()).await else {
+            return;
+        };
         let listing = Listing {
             deno: &context.deno,
             entry: &spec.entry,
             root,
             host_dir: &context.host_dir,
+            import_map: &import_map,
             deno_dir: &deno_dir,
             tmp: work.path(),
             caches: Some(&isolation.caches),
@@ -476,7 +621,14 @@ impl Runtime {
         if let Some(slot) = slots.get(app_id).and_then(|app| app.get(name)) {
             return slot.clone();
         }
-        slots.entry(app_id.to_string()).or_default().entry(name.to_string()).or_default().clone()
+        let concurrency = self.inner.config.function_concurrency;
+        let slot = Arc::new(Slot {
+            state: Mutex::new(SlotState::Empty),
+            gate: (concurrency > 0).then(|| Gate::new(concurrency)),
+            refused: Refusals::default(),
+        });
+        slots.entry(app_id.to_string()).or_default().insert(name.to_string(), slot.clone());
+        slot
     }
 
     /// Retires the workers of `app_id` whose function is gone from `current` (name → version) or
@@ -509,6 +661,7 @@ impl Runtime {
                 in_flight: w.in_flight(),
                 connections: w.conns.opened(),
                 open_connections: w.conns.open(),
+                memory: w.memory(),
             })
             .collect()
     }
@@ -583,6 +736,37 @@ async fn evict_idle(inner: Weak<Inner>) {
     }
 }
 
+/// Stops every worker whose resident set is over `function_memory`, reading each one's every
+/// [`limits::MEMORY_SAMPLE_EVERY`] (Linux).
+async fn watch_memory(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(limits::MEMORY_SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        let limit = inner.config.function_memory;
+        let workers: Vec<Arc<Worker>> = {
+            let mut watched = inner.watched.lock().unwrap();
+            watched.retain(|w| w.upgrade().is_some_and(|w| !w.has_exited()));
+            watched.iter().filter_map(Weak::upgrade).collect()
+        };
+        drop(inner);
+        for worker in workers {
+            let Some(used) = worker.pid.and_then(limits::resident_bytes) else { continue };
+            worker.set_memory(used);
+            if used > limit {
+                worker.kill_out_of_memory(used);
+            }
+        }
+    }
+}
+
+/// How long a failed exchange waits for its worker to exit, to say why it died.
+const CRASH_WAIT: Duration = Duration::from_secs(2);
+
 /// The response body of a function: streams the worker's body while driving the connection it
 /// arrives on, holds the worker's lease until the body ends, returns the connection to the pool
 /// after a complete exchange, and cuts the stream (replacing the worker) at the function timeout.
@@ -590,6 +774,8 @@ pub struct ResponseBody {
     inner: Payload,
     conn: Option<WorkerConn>,
     lease: Option<Lease>,
+    /// Its turn among the function's requests (`function_concurrency`), given back at the end.
+    turn: Option<Turn>,
     deadline: Pin<Box<Sleep>>,
     timeout: Duration,
     /// What the invocation line says when the exchange ends; taken when it is written.
@@ -662,7 +848,11 @@ impl ResponseBody {
     /// The exchange is over: the connection goes back to the pool if it completed cleanly.
     fn finish(&mut self, clean: bool) {
         if let (Some(lease), Some(invocation)) = (self.lease.as_ref(), self.invocation.take()) {
-            let problem = if clean { "" } else { "the response was cut off before its end" };
+            let problem = match (clean, lease.worker.is_out_of_memory()) {
+                (true, _) => "",
+                (false, true) => "the response was cut off before its end: the worker ran out of memory",
+                (false, false) => "the response was cut off before its end",
+            };
             invocation.log(lease, "", problem);
         }
         if let (Some(conn), Some(lease)) = (self.conn.take(), self.lease.as_ref())
@@ -671,6 +861,7 @@ impl ResponseBody {
             lease.worker.conns.checkin(conn);
         }
         self.lease = None;
+        self.turn = None;
     }
 }
 
@@ -717,6 +908,7 @@ impl Body for ResponseBody {
             Poll::Pending if this.lease.is_some() && this.deadline.as_mut().poll(cx).is_ready() => {
                 let lease = this.lease.take().expect("checked");
                 this.conn = None;
+                this.turn = None;
                 let reason = format!("the response ran past the {}s function timeout", this.timeout.as_secs_f64());
                 lease.worker.system_log(Level::Error, format!("{reason}; replacing the worker"));
                 if let Some(invocation) = this.invocation.take() {
@@ -765,6 +957,19 @@ fn install_host(parent: &Path) -> std::io::Result<PathBuf> {
         }
     }
     Ok(dir)
+}
+
+/// The import map a deploy check or a warm-up gives Deno for the code of `entry` under
+/// `read_paths`, the same a worker of it gets: the host's, or one with its SDK substitutions
+/// written into `dir` ([`crate::sdk`]), so that the versions the worker will load are cached.
+async fn sdk_import_map(host_dir: &Path, entry: &Path, read_paths: &[PathBuf], dir: &Path) -> std::io::Result<PathBuf> {
+    let (entry, paths) = (entry.to_path_buf(), read_paths.to_vec());
+    let plan = tokio::task::spawn_blocking(move || sdk::plan(&entry, &paths)).await.map_err(std::io::Error::other)?;
+    if plan.is_empty() {
+        return Ok(host_dir.join("import_map.json"));
+    }
+    let runtime = crate::worker::file_url(&host_dir.join("runtime.js"));
+    sdk::write_import_map(dir, &sdk::import_map(&runtime, &plan))
 }
 
 /// Work folders are named `homebase-<pid>-<random>` so that one left by a killed Homebase can

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{ConnBudget, ConnPool, Full};
+use crate::limits::{self, Place};
 use crate::logs::{Level, LogEvent, LogSink};
 use crate::netpolicy::{self, ApiRoute, NetAllow, WorkerNet};
 use crate::public::{PathMask, Places};
@@ -34,7 +35,10 @@ const MAX_LINE: usize = 256 * 1024;
 pub(crate) struct WorkerContext {
     pub deno: PathBuf,
     pub host_script: PathBuf,
+    /// The host's import map (`base44:runtime` only).
     pub import_map: PathBuf,
+    /// Where import maps with SDK substitutions are written ([`crate::sdk`]).
+    pub maps_dir: PathBuf,
     pub host_dir: PathBuf,
     pub deno_dir: PathBuf,
     pub sockets_dir: PathBuf,
@@ -51,6 +55,11 @@ pub(crate) struct WorkerContext {
     pub private_dirs: Vec<PathBuf>,
     pub boot_timeout: Duration,
     pub stop_grace: Duration,
+    /// The most memory a worker may use (`RuntimeConfig::function_memory`).
+    pub function_memory: u64,
+    /// The workers whose memory the runtime watches; a new one is added as soon as its process
+    /// exists, so that a module allocating while it loads is watched too.
+    pub watched: Arc<Mutex<Vec<std::sync::Weak<Worker>>>>,
     pub logs: Arc<dyn LogSink>,
     pub epoch: Instant,
 }
@@ -61,9 +70,21 @@ pub(crate) struct Worker {
     /// Connections to the worker's socket.
     pub conns: ConnPool,
     in_flight: AtomicUsize,
-    /// Milliseconds since the runtime's epoch when the last request ended.
+    /// Microseconds since the runtime's epoch when the last request ended (or the worker
+    /// started): idleness, and which idle worker was used least recently.
     last_used: AtomicU64,
     retired: AtomicBool,
+    /// Its place among the runtime's live workers, given back when it is retired, killed or
+    /// exits (see `limits::Places`).
+    place: Mutex<Option<Place>>,
+    /// Set when it is stopped for its memory (the watch) or says it ran out (its stderr).
+    out_of_memory: Arc<AtomicBool>,
+    /// Stop at once with SIGKILL instead of closing stdin and waiting for the grace period.
+    hard_stop: AtomicBool,
+    /// Its resident set at the last sample, in bytes (0 before the first).
+    memory: AtomicU64,
+    /// `RuntimeConfig::function_memory`, for messages.
+    memory_limit: u64,
     /// Cancelled to ask the owner task to stop the process.
     stop: CancellationToken,
     /// Cancelled by the owner task once the process has exited and its output is drained.
@@ -89,7 +110,13 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// Starts a process for `spec` and waits until it listens, fails to load, or dies.
-    pub async fn spawn(ctx: &WorkerContext, id: u64, spec: Arc<FunctionSpec>) -> Result<Arc<Worker>, RuntimeError> {
+    /// `place` is its place among the live workers (`None` in tests of the worker alone).
+    pub async fn spawn(
+        ctx: &WorkerContext,
+        id: u64,
+        spec: Arc<FunctionSpec>,
+        place: Option<Place>,
+    ) -> Result<Arc<Worker>, RuntimeError> {
         let started = Instant::now();
         // Each socket has a folder of its own: a sandboxed worker may create its socket there and
         // nowhere near another worker's.
@@ -117,7 +144,20 @@ impl Worker {
         });
         let failure_mark = random_token();
 
-        let mut code = vec![ctx.host_dir.clone()];
+        // The SDK versions it imports that Homebase replaces go into an import map of its own.
+        let sdk = {
+            let (entry, paths) = (spec.entry.clone(), spec.read_paths.clone());
+            tokio::task::spawn_blocking(move || crate::sdk::plan(&entry, &paths)).await.unwrap_or_default()
+        };
+        let import_map = match sdk.is_empty() {
+            true => ctx.import_map.clone(),
+            false => {
+                let runtime = file_url(&ctx.host_dir.join("runtime.js"));
+                crate::sdk::write_import_map(&ctx.maps_dir, &crate::sdk::import_map(&runtime, &sdk))?
+            }
+        };
+
+        let mut code = vec![ctx.host_dir.clone(), import_map.clone()];
         code.extend(ctx.isolation.iter().flat_map(|i| i.caches.packages()));
         code.extend(spec.read_paths.iter().cloned());
         let mut read = vec![deno_dir.clone(), socket.clone(), tmp.clone()];
@@ -142,13 +182,16 @@ impl Worker {
             .arg("--quiet")
             .arg("--no-config")
             .arg("--no-prompt")
+            .arg(limits::v8_heap_flag(ctx.function_memory))
             .args(ctx.isolation.iter().map(|_| "--cached-only")) // packages come from deploy checks
-            .arg(format!("--import-map={}", ctx.import_map.display()))
+            .arg(format!("--import-map={}", import_map.display()))
             .args(net.deno_args())
             .arg("--allow-env")
             .arg(format!("--allow-read={}", join_paths(&read)))
             .arg(format!("--allow-write={}", join_paths(&write)))
             .arg(&ctx.host_script);
+        // Before the sandbox's hook, which would refuse the write to /proc/self.
+        limits::confine_memory(&mut cmd, ctx.function_memory);
         if let Some(isolation) = &ctx.isolation {
             let mut write = vec![socket_dir.clone(), tmp.clone(), deno_dir.clone()];
             if api.is_some() {
@@ -199,9 +242,10 @@ impl Worker {
         let (ready_tx, ready_rx) = oneshot::channel();
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let tagger = Tagger::new(spec.clone(), ctx.logs.clone());
+        let out_of_memory = Arc::new(AtomicBool::new(false));
         let pumps = [
             tokio::spawn(pump_stdout(stdout, tagger.clone(), ready_tx)),
-            tokio::spawn(pump_stderr(stderr, tagger.clone(), stderr_tail.clone())),
+            tokio::spawn(pump_stderr(stderr, tagger.clone(), stderr_tail.clone(), out_of_memory.clone())),
         ];
 
         let worker = Arc::new(Worker {
@@ -211,6 +255,11 @@ impl Worker {
             in_flight: AtomicUsize::new(0),
             last_used: AtomicU64::new(0),
             retired: AtomicBool::new(false),
+            place: Mutex::new(place),
+            out_of_memory,
+            hard_stop: AtomicBool::new(false),
+            memory: AtomicU64::new(0),
+            memory_limit: ctx.function_memory,
             stop: CancellationToken::new(),
             exited: CancellationToken::new(),
             exit_reason: Mutex::new(None),
@@ -225,6 +274,11 @@ impl Worker {
             refused_noted: AtomicU64::new(0),
         });
         worker.touch();
+        {
+            let mut watched = ctx.watched.lock().unwrap();
+            watched.retain(|w| w.strong_count() > 0);
+            watched.push(Arc::downgrade(&worker));
+        }
         tokio::spawn(own_process(worker.clone(), child, stdin, pumps, ctx.stop_grace, socket_dir, tmp));
 
         let boot = tokio::time::timeout(ctx.boot_timeout, ready_rx).await;
@@ -235,6 +289,10 @@ impl Worker {
                     Level::Info,
                     format!("worker started in {} ms (pid {})", started.elapsed().as_millis(), pid.unwrap_or(0)),
                 );
+                for substitution in &sdk {
+                    let (level, line) = substitution.note();
+                    worker.system_log(level, line);
+                }
                 return Ok(worker);
             }
             Ok(Ok(Err(load_error))) => {
@@ -265,6 +323,10 @@ impl Worker {
             ),
         };
         worker.stop.cancel();
+        worker.release_place();
+        if worker.is_out_of_memory() {
+            return Err(RuntimeError::OutOfMemory { function: worker.spec.name.clone(), limit: ctx.function_memory });
+        }
         worker.system_log(Level::Error, format!("failed to start: {failure}"));
         Err(RuntimeError::BootFailed { function: worker.spec.name.clone(), detail: failure, reason })
     }
@@ -273,30 +335,50 @@ impl Worker {
         !self.exited.is_cancelled() && !self.stop.is_cancelled()
     }
 
+    /// Whether the process has exited and its output is drained.
+    pub fn has_exited(&self) -> bool {
+        self.exited.is_cancelled()
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
 
     pub fn idle_for(&self) -> Duration {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_used.load(Ordering::Relaxed)))
+        let now = self.epoch.elapsed().as_micros() as u64;
+        Duration::from_micros(now.saturating_sub(self.last_used.load(Ordering::Relaxed)))
+    }
+
+    /// When its last request ended (or it started), in microseconds since the runtime's epoch.
+    pub fn last_used(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {
-        self.last_used.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_used.store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Takes a lease for one request.
-    pub fn lease(self: &Arc<Self>) -> Lease {
+    /// Takes a lease for one request, unless the worker is retired: a lease taken before
+    /// [`retire`](Worker::retire) looked keeps the worker running until it is dropped, and one
+    /// that sees the retirement is given back (sequentially consistent on both sides).
+    pub fn try_lease(self: &Arc<Self>) -> Option<Lease> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.retired.load(Ordering::SeqCst) {
+            if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.stop.cancel();
+            }
+            return None;
+        }
         let first = self.leases.fetch_add(1, Ordering::Relaxed) == 0;
         let boot = first.then(|| Duration::from_micros(self.boot_us.load(Ordering::Relaxed)));
-        Lease { worker: self.clone(), boot }
+        Some(Lease { worker: self.clone(), boot })
     }
 
-    /// Stops the worker once its in-flight requests are done.
+    /// Stops the worker once its in-flight requests are done. It no longer counts among the
+    /// live workers.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
+        self.release_place();
         if self.in_flight.load(Ordering::SeqCst) == 0 {
             self.stop.cancel();
         }
@@ -307,7 +389,43 @@ impl Worker {
         if self.is_alive() {
             *self.exit_reason.lock().unwrap() = Some(reason.to_string());
         }
+        self.release_place();
         self.stop.cancel();
+    }
+
+    /// Kills the worker at once (SIGKILL, no grace) because its resident set, `used` bytes, is
+    /// over the limit. Its requests are answered [`RuntimeError::OutOfMemory`].
+    pub fn kill_out_of_memory(&self, used: u64) {
+        if !self.is_alive() || self.out_of_memory.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let limit = limits::show_bytes(self.memory_limit);
+        let reason = format!(
+            "worker stopped (out_of_memory): it used {}, more than the {limit} function-memory allows",
+            limits::show_bytes(used)
+        );
+        self.system_log(Level::Error, reason.clone());
+        self.hard_stop.store(true, Ordering::SeqCst);
+        self.kill(&reason);
+    }
+
+    /// Whether it was stopped for its memory, or said it ran out.
+    pub fn is_out_of_memory(&self) -> bool {
+        self.out_of_memory.load(Ordering::SeqCst)
+    }
+
+    /// Notes the resident set of its last sample.
+    pub fn set_memory(&self, bytes: u64) {
+        self.memory.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Its resident set at the last sample, in bytes (`None` before the first).
+    pub fn memory(&self) -> Option<u64> {
+        Some(self.memory.load(Ordering::Relaxed)).filter(|bytes| *bytes > 0)
+    }
+
+    fn release_place(&self) {
+        drop(self.place.lock().unwrap().take());
     }
 
     pub async fn wait_exited(&self) {
@@ -401,6 +519,9 @@ async fn own_process(
         status = child.wait() => status,
         () = worker.stop.cancelled() => {
             drop(stdin); // the host exits when its stdin closes
+            if worker.hard_stop.load(Ordering::SeqCst) {
+                let _ = child.start_kill();
+            }
             match tokio::time::timeout(grace, child.wait()).await {
                 Ok(status) => status,
                 Err(_) => {
@@ -415,8 +536,16 @@ async fn own_process(
         let _ = pump.await;
     }
     let requested = worker.stop.is_cancelled();
+    worker.release_place();
+    let out_of_memory = worker.is_out_of_memory();
     {
         let mut reason = worker.exit_reason.lock().unwrap();
+        if out_of_memory && reason.is_none() {
+            *reason = Some(format!(
+                "the worker ran out of memory (out_of_memory): it reached the {} function-memory allows",
+                limits::show_bytes(worker.memory_limit)
+            ));
+        }
         if reason.is_none() {
             *reason = Some(match &status {
                 Ok(s) => describe_exit(s),
@@ -424,7 +553,9 @@ async fn own_process(
             });
         }
     }
-    if !requested {
+    if out_of_memory && !requested {
+        worker.system_log(Level::Error, format!("worker stopped: {}", worker.exit_reason()));
+    } else if !requested {
         worker.system_log(Level::Error, format!("worker exited unexpectedly: {}", worker.death_detail()));
     }
     let _ = std::fs::remove_dir_all(&socket_dir);
@@ -537,8 +668,16 @@ async fn pump_stdout(stdout: impl AsyncRead + Unpin, tagger: Tagger, ready: ones
     }
 }
 
-async fn pump_stderr(stderr: impl AsyncRead + Unpin, tagger: Tagger, tail: Arc<Mutex<VecDeque<String>>>) {
+/// Stderr lines become error lines of the log. Once the worker says it ran out of memory, the
+/// flag is set and what follows (V8's C stack trace) stays out of the log.
+async fn pump_stderr(
+    stderr: impl AsyncRead + Unpin,
+    tagger: Tagger,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    out_of_memory: Arc<AtomicBool>,
+) {
     let mut lines = LineReader::new(stderr);
+    let mut dying = false;
     while let Some(line) = lines.next().await {
         {
             let mut tail = tail.lock().unwrap();
@@ -546,6 +685,13 @@ async fn pump_stderr(stderr: impl AsyncRead + Unpin, tagger: Tagger, tail: Arc<M
                 tail.pop_front();
             }
             tail.push_back(line.clone());
+        }
+        if dying {
+            continue;
+        }
+        if limits::is_out_of_memory_line(&line) {
+            dying = true;
+            out_of_memory.store(true, Ordering::SeqCst);
         }
         tagger.log(Level::Error, line, None);
     }

@@ -7,7 +7,7 @@
 //! - `POST /api/apps/{app_id}/users` creates a user (the first admin, say); `GET` lists them.
 //! - `PATCH /api/apps/{app_id}/users/{user_id}` `{disabled?, role?, is_verified?, full_name?}`
 //!   changes one; `DELETE` deletes it. Disabling or deleting a user signs out its tokens at
-//!   once, on every route (the store announces the change; see [`crate::user_states`]).
+//!   once, on every route (the store announces the change; see [`homebase_identity::user_states`]).
 //! - `GET`/`PUT /api/apps/{app_id}/auth/settings`: `{require_verification}`.
 //!
 //! An app user's token is not an API key: these routes answer it with 401. On `serve` the keys
@@ -29,8 +29,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::error::ApiError;
-use crate::manage::{Caller, ensure_app, parse_body, presented_key, store_error, unauthorized};
+use crate::error::store_error;
+use crate::error::{ApiError, ErrorCode};
+use crate::manage::{Caller, ensure_app, parse_body, presented_key, unauthorized};
 use crate::users_api::{Auth, user_json};
 
 #[derive(Clone)]
@@ -98,19 +99,14 @@ async fn token(
         None => store.user(&app_id, &wanted).await.map_err(store_error)?,
     };
     let Some(user) = user else {
-        return Err(ApiError::not_found(
-            "user_not_found",
+        return Err(ApiError::new(
+            ErrorCode::UserNotFound,
             format!("The app has no user '{wanted}'"),
             format!("Pass the e-mail or id of an existing user, or create one with POST /api/apps/{app_id}/users."),
         ));
     };
     if user.disabled {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "user_disabled",
-            "This user is disabled",
-            "Enable the user first.",
-        ));
+        return Err(ApiError::new(ErrorCode::UserDisabled, "This user is disabled", "Enable the user first."));
     }
     let token = manage.auth.user_token(&user);
     let ttl = manage.auth.user_token_ttl.as_secs();
@@ -203,8 +199,8 @@ async fn delete_user(
 ) -> Result<Response, ApiError> {
     authorize(&manage, &headers, &app_id).await?;
     if !manage.auth.store.delete_user(&app_id, &user_id).await.map_err(store_error)? {
-        return Err(ApiError::not_found(
-            "user_not_found",
+        return Err(ApiError::new(
+            ErrorCode::UserNotFound,
             format!("The app has no user '{user_id}'"),
             format!("List the users with GET /api/apps/{app_id}/users."),
         ));

@@ -9,6 +9,7 @@ use homebase_runtime::SandboxMode;
 use serde::{Deserialize, Serialize};
 
 use crate::connections::ConnectionLimits;
+use crate::proxies::TrustedProxies;
 
 /// The resolved configuration, validated and printable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,6 +68,28 @@ pub struct Config {
     /// The most records one list or filter call answers (Base44 cuts pages at 5,000 silently;
     /// Homebase logs a warning whenever it cuts one).
     pub entity_page_cap: usize,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` name the client the login and mail
+    /// limits count (addresses, CIDR blocks; canonical, see [`crate::proxies`]). Empty: none.
+    pub trusted_proxies: Vec<String>,
+    /// The most memory one function worker may use, in bytes; past it the worker is stopped and
+    /// its requests answered `502 out_of_memory`.
+    pub function_memory: u64,
+    /// Requests one function handles at once (as many more wait); 0: no limit of its own.
+    pub function_concurrency: usize,
+    /// Function workers alive at once; to start one more, the least recently used idle one stops.
+    pub max_workers: usize,
+    /// `serve`: the PostgreSQL database everything lives in (`postgres://…`), which several
+    /// nodes may share; none keeps it in SQLite files in the data folder. Printed without its
+    /// password.
+    #[serde(serialize_with = "database_location")]
+    pub database_url: Option<String>,
+}
+
+fn database_location<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&homebase_store::display_database_url(url)),
+        None => s.serialize_none(),
+    }
 }
 
 fn display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
@@ -96,6 +119,11 @@ impl Default for Config {
             keep_alive_timeout: ConnectionLimits::default().keep_alive_timeout,
             function_net_allow: vec!["*".into()],
             entity_page_cap: 5000,
+            trusted_proxies: Vec::new(),
+            function_memory: homebase_runtime::DEFAULT_FUNCTION_MEMORY,
+            function_concurrency: 0,
+            max_workers: homebase_runtime::DEFAULT_MAX_WORKERS,
+            database_url: None,
         }
     }
 }
@@ -125,6 +153,11 @@ pub struct ConfigLayer {
     pub keep_alive_timeout: Option<DurationValue>,
     pub function_net_allow: Option<Vec<String>>,
     pub entity_page_cap: Option<usize>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub function_memory: Option<SizeValue>,
+    pub function_concurrency: Option<usize>,
+    pub max_workers: Option<usize>,
+    pub database_url: Option<String>,
 }
 
 /// A size as written: `"512MB"`, `"1GiB"`, `"800k"`, or a number of bytes.
@@ -231,7 +264,12 @@ pub struct ConfigError {
     pub message: String,
 }
 
-const ENV_KEYS: [&str; 20] = [
+const ENV_KEYS: [&str; 25] = [
+    "database-url",
+    "trusted-proxies",
+    "function-memory",
+    "function-concurrency",
+    "max-workers",
     "function-net-allow",
     "sandbox",
     "deploy-check-timeout",
@@ -304,8 +342,18 @@ impl ConfigLayer {
                 }
                 "header-read-timeout" => layer.header_read_timeout = Some(value.into()),
                 "keep-alive-timeout" => layer.keep_alive_timeout = Some(value.into()),
+                "function-memory" => layer.function_memory = Some(value.into()),
+                "function-concurrency" | "max-workers" => {
+                    let number = Some(value.trim().parse().map_err(|_| bad(format!("'{value}' is not a number")))?);
+                    match name.as_str() {
+                        "max-workers" => layer.max_workers = number,
+                        _ => layer.function_concurrency = number,
+                    }
+                }
                 "cors-origins" => layer.cors_origins = Some(comma_list(&value)),
                 "function-net-allow" => layer.function_net_allow = Some(comma_list(&value)),
+                "trusted-proxies" => layer.trusted_proxies = Some(comma_list(&value)),
+                "database-url" => layer.database_url = Some(value),
                 _ => layer.public_url = Some(value),
             }
         }
@@ -356,6 +404,13 @@ impl Config {
                     .parse()
                     .map_err(|message| ConfigError { source_name: format!("{source} (log-max-size)"), message })?;
             }
+            if let Some(size) = &layer.function_memory {
+                config.function_memory = size
+                    .parse()
+                    .map_err(|message| ConfigError { source_name: format!("{source} (function-memory)"), message })?;
+            }
+            config.function_concurrency = layer.function_concurrency.unwrap_or(config.function_concurrency);
+            config.max_workers = layer.max_workers.unwrap_or(config.max_workers);
             if let Some(url) = &layer.public_url {
                 config.public_url = Some(url.trim_end_matches('/').to_string());
             }
@@ -368,9 +423,28 @@ impl Config {
             if let Some(from) = &layer.smtp_from {
                 config.smtp_from = from.clone();
             }
+            if let Some(url) = &layer.database_url {
+                let url = url.trim();
+                if !url.is_empty() && !homebase_store::is_postgres_url(url) {
+                    return Err(ConfigError {
+                        source_name: format!("{source} (database-url)"),
+                        message: format!(
+                            "'{}' is not a PostgreSQL URL; write postgres://user:password@host:5432/database, or \
+                             leave database-url out to keep everything in SQLite in the data folder",
+                            homebase_store::display_database_url(url)
+                        ),
+                    });
+                }
+                config.database_url = Some(url.to_string()).filter(|u| !u.is_empty());
+            }
             if let Some(entries) = &layer.function_net_allow {
                 config.function_net_allow = NetAllow::parse(entries)
                     .map_err(|message| ConfigError { source_name: format!("{source} (function-net-allow)"), message })?
+                    .entries();
+            }
+            if let Some(entries) = &layer.trusted_proxies {
+                config.trusted_proxies = TrustedProxies::parse(entries)
+                    .map_err(|message| ConfigError { source_name: format!("{source} (trusted-proxies)"), message })?
                     .entries();
             }
         }
@@ -413,6 +487,15 @@ impl Config {
         if self.keep_alive_timeout.is_zero() {
             return Err(invalid("keep-alive-timeout", "must be longer than zero, e.g. \"75s\""));
         }
+        if self.function_memory < homebase_runtime::limits::MIN_FUNCTION_MEMORY {
+            return Err(invalid(
+                "function-memory",
+                "must be at least 128MB (Deno and the SDK take about 70MB), e.g. \"512MB\"",
+            ));
+        }
+        if self.max_workers == 0 {
+            return Err(invalid("max-workers", "must be at least 1, e.g. 100"));
+        }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -436,11 +519,17 @@ impl Config {
         NetAllow::parse(&self.function_net_allow).expect("checked when resolved")
     }
 
+    /// The proxies whose forwarding headers name the client (`trusted-proxies`).
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        TrustedProxies::parse(&self.trusted_proxies).expect("checked when resolved")
+    }
+
     /// Where app-user mail goes: SMTP when `smtp-url` is set, else the server log.
-    pub fn mailer(&self) -> Result<crate::mail::Mailer, String> {
+    pub fn mailer(&self) -> Result<homebase_identity::mail::Mailer, String> {
         match &self.smtp_url {
-            None => Ok(crate::mail::Mailer::Log),
-            Some(url) => crate::mail::SmtpConfig::parse(url, &self.smtp_from).map(crate::mail::Mailer::Smtp),
+            None => Ok(homebase_identity::mail::Mailer::Log),
+            Some(url) => homebase_identity::mail::SmtpConfig::parse(url, &self.smtp_from)
+                .map(homebase_identity::mail::Mailer::Smtp),
         }
     }
 }
@@ -532,8 +621,8 @@ mod tests {
     fn smtp_settings_are_checked() {
         let layer = env(&[("HOMEBASE_SMTP_URL", "smtp://127.0.0.1:2525"), ("HOMEBASE_SMTP_FROM", "app@example.test")]);
         let config = Config::resolve(&[("env", layer)]).unwrap();
-        assert!(matches!(config.mailer(), Ok(crate::mail::Mailer::Smtp(_))));
-        assert!(matches!(Config::default().mailer(), Ok(crate::mail::Mailer::Log)));
+        assert!(matches!(config.mailer(), Ok(homebase_identity::mail::Mailer::Smtp(_))));
+        assert!(matches!(Config::default().mailer(), Ok(homebase_identity::mail::Mailer::Log)));
         let err = Config::resolve(&[("env", env(&[("HOMEBASE_SMTP_URL", "mail.example.test")]))]).unwrap_err();
         assert_eq!(err.source_name, "smtp-url");
         assert!(err.message.contains("smtp://"), "{err}");
@@ -636,6 +725,75 @@ mod tests {
         let named: ConfigLayer = toml::from_str("function-net-allow = [\"db.internal\"]").unwrap();
         let err = Config::resolve(&[("homebase.toml", named)]).unwrap_err();
         assert!(err.message.contains("host names are not accepted"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_every_layer_and_are_checked() {
+        assert!(Config::default().trusted_proxies().is_empty(), "no proxy is trusted by default");
+        let file: ConfigLayer = toml::from_str("trusted-proxies = [\"127.0.0.1\", \"10.1.2.3/16\"]").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!(config.trusted_proxies, ["127.0.0.1", "10.1.0.0/16"]);
+        assert!(config.trusted_proxies().trusts("10.1.9.9".parse().unwrap()));
+        let vars = env(&[("HOMEBASE_TRUSTED_PROXIES", "::1, fd00::/8")]);
+        let config = Config::resolve(&[("file", file.clone()), ("env", vars)]).unwrap();
+        assert_eq!(config.trusted_proxies, ["::1", "fd00::/8"], "a later layer replaces the list");
+        let flags = ConfigLayer { trusted_proxies: Some(Vec::new()), ..Default::default() };
+        assert!(Config::resolve(&[("file", file), ("flags", flags)]).unwrap().trusted_proxies.is_empty());
+        let err = Config::resolve(&[("env", env(&[("HOMEBASE_TRUSTED_PROXIES", "proxy.internal")]))]).unwrap_err();
+        assert_eq!(err.source_name, "env (trusted-proxies)");
+        assert!(err.message.contains("'proxy.internal' is not an IP address"), "{err}");
+    }
+
+    #[test]
+    fn worker_limits_come_from_every_layer_and_are_checked() {
+        let defaults = Config::default();
+        assert_eq!(
+            (defaults.function_memory, defaults.function_concurrency, defaults.max_workers),
+            (512 << 20, 0, 100)
+        );
+        let file: ConfigLayer =
+            toml::from_str("function-memory = \"1GB\"\nfunction-concurrency = 20\nmax-workers = 40").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!((config.function_memory, config.function_concurrency, config.max_workers), (1 << 30, 20, 40));
+        let vars = env(&[
+            ("HOMEBASE_FUNCTION_MEMORY", "256MiB"),
+            ("HOMEBASE_FUNCTION_CONCURRENCY", "5"),
+            ("HOMEBASE_MAX_WORKERS", "8"),
+        ]);
+        let flags = ConfigLayer { max_workers: Some(9), ..Default::default() };
+        let config = Config::resolve(&[("file", file), ("env", vars), ("flags", flags)]).unwrap();
+        assert_eq!((config.function_memory, config.function_concurrency, config.max_workers), (256 << 20, 5, 9));
+        let small = env(&[("HOMEBASE_FUNCTION_MEMORY", "64MB")]);
+        let err = Config::resolve(&[("env", small)]).unwrap_err();
+        assert_eq!(err.source_name, "function-memory");
+        assert!(err.message.contains("at least 128MB"), "{err}");
+        let err = Config::resolve(&[("env", env(&[("HOMEBASE_FUNCTION_MEMORY", "lots")]))]).unwrap_err();
+        assert_eq!(err.source_name, "env (function-memory)");
+        let none = ConfigLayer { max_workers: Some(0), ..Default::default() };
+        assert_eq!(Config::resolve(&[("flags", none)]).unwrap_err().source_name, "max-workers");
+        let err = ConfigLayer::from_env([("HOMEBASE_MAX_WORKERS".to_string(), "all".to_string())]).unwrap_err();
+        assert_eq!(err.to_string(), "HOMEBASE_MAX_WORKERS: 'all' is not a number");
+    }
+
+    #[test]
+    fn the_database_url_comes_from_every_layer_and_is_printed_without_its_password() {
+        assert_eq!(Config::default().database_url, None, "SQLite in the data folder");
+        let file: ConfigLayer =
+            toml::from_str("database-url = \"postgres://hb:secret@db.internal:5432/homebase\"").unwrap();
+        let config = Config::resolve(&[("file", file.clone())]).unwrap();
+        assert_eq!(config.database_url.as_deref(), Some("postgres://hb:secret@db.internal:5432/homebase"));
+        let printed = serde_json::to_value(&config).unwrap();
+        assert_eq!(printed["database_url"], "postgres://hb@db.internal:5432/homebase");
+        assert!(!printed.to_string().contains("secret"));
+        let vars = env(&[("HOMEBASE_DATABASE_URL", "postgresql://other@127.0.0.1/hb")]);
+        let config = Config::resolve(&[("file", file.clone()), ("env", vars)]).unwrap();
+        assert_eq!(config.database_url.as_deref(), Some("postgresql://other@127.0.0.1/hb"));
+        let empty = env(&[("HOMEBASE_DATABASE_URL", "")]);
+        assert_eq!(Config::resolve(&[("file", file), ("env", empty)]).unwrap().database_url, None, "empty: SQLite");
+        let flags = ConfigLayer { database_url: Some("mysql://root:pw@db/x".into()), ..Default::default() };
+        let err = Config::resolve(&[("flags", flags)]).unwrap_err();
+        assert_eq!(err.source_name, "flags (database-url)");
+        assert!(err.message.contains("not a PostgreSQL URL") && !err.message.contains("pw"), "{err}");
     }
 
     #[test]

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -56,7 +56,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Peer;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// How many connections over the cap may be answered `503` at the same time (on each listener);
 /// any more are closed without an answer.
@@ -206,7 +206,7 @@ impl Side {
                 ),
             ),
         };
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", message, detail)
+        ApiError::new(ErrorCode::TooManyConnections, message, detail)
     }
 
     fn note_refused(self, refused: u64, max: usize) {

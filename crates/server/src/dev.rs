@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 pub use homebase_catalog::dev::{DevApp, DevEvent, DevListener, LOCAL_APP_ID};
+use homebase_identity::mail::Mailer;
+use homebase_identity::{TokenMinter, token};
 use homebase_logs::{LogHub, Sink};
 use homebase_project::Project;
 use homebase_runtime::{Runtime, RuntimeConfig};
@@ -26,10 +28,9 @@ use crate::auth_manage::{self, AuthManage, Keys};
 use crate::config::Config;
 use crate::cors::CorsPolicy;
 use crate::lifecycle::{Lifecycle, runtime_config};
-use crate::mail::Mailer;
 use crate::serve::StartError;
 use crate::users_api::Auth;
-use crate::{AppState, FunctionListing, TokenMinter, token};
+use crate::{AppState, FunctionListing};
 
 /// Where `dev` keeps app users and the token signing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,14 +113,10 @@ impl Running {
 /// and watching; [`Running::drain`] finishes the rest. A start that fails stops what it had
 /// started.
 pub async fn start(config: DevConfig, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let mut lifecycle = Lifecycle::new(&shutdown, config.config.shutdown_timeout);
-    match assemble(config, &mut lifecycle).await {
-        Ok(parts) => Ok(parts.running(lifecycle)),
-        Err(error) => {
-            lifecycle.drain().await;
-            Err(error)
-        }
-    }
+    let timeout = config.config.shutdown_timeout;
+    let (parts, lifecycle) =
+        Lifecycle::start(&shutdown, timeout, async |lifecycle| assemble(config, lifecycle).await).await?;
+    Ok(parts.running(lifecycle))
 }
 
 /// A [`Running`] but its lifecycle.
@@ -190,7 +187,8 @@ async fn assemble(dev: DevConfig, lifecycle: &mut Lifecycle) -> Result<Parts, St
     app.watch(&lifecycle.tasks, lifecycle.shutdown.clone()).map_err(StartError::Watch)?;
     lifecycle.find_deno_early(&runtime);
 
-    tracing::debug!(?config, "configuration");
+    // Serialised, not `Debug`: the serialised form never shows the database URL's password.
+    tracing::debug!(config = %serde_json::to_string(&config).unwrap_or_default(), "configuration");
     // Loopback origins (a front end's dev server on another port) and the configured ones.
     let cors = CorsPolicy::dev(config.cors_origins.clone());
     let service_ttl = token::service_ttl(config.function_timeout);
@@ -233,7 +231,7 @@ async fn assemble(dev: DevConfig, lifecycle: &mut Lifecycle) -> Result<Parts, St
     });
     let dev_file = DevFile { url: url.clone(), app_id: app.app_id().to_string(), key: key.clone() }.write(&project)?;
     let manage = AuthManage { keys: Keys::Dev(key.as_str().into()), auth: auth.clone(), state: state.clone() };
-    let router = crate::router(state, auth.clone()).merge(auth_manage::router(manage));
+    let router = router(state, auth.clone()).merge(auth_manage::router(manage));
     lifecycle.serve(listener, addr, router, &config);
     Ok(Parts { url, addr, wanted, app, auth, store, runtime, hub, key, dev_file })
 }
@@ -270,4 +268,11 @@ impl DevFile {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// The router of `dev`: the SDK surface ([`crate::sdk::router`]), `/healthz` and the JSON 404.
+fn router(state: AppState, auth: Arc<Auth>) -> axum::Router {
+    crate::sdk::router(state, auth)
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .fallback(crate::unknown_route)
 }

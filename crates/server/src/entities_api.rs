@@ -38,9 +38,9 @@ use homebase_store::{NewRecord, WriteError};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::auth::{self, Identity};
-use crate::error::ApiError;
-use crate::manage::store_error;
+use homebase_identity::auth::Identity;
+
+use crate::error::{ApiError, ErrorCode, store_error};
 use crate::unsupported;
 use crate::users_api::{Auth, token_user, user_json};
 
@@ -88,7 +88,7 @@ struct Caller {
 }
 
 async fn caller(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Caller, Response> {
-    let identity = auth::identify(&auth.tokens, headers, app_id).map_err(IntoResponse::into_response)?;
+    let identity = crate::users_api::identify(auth, headers, app_id)?;
     let user = match identity.as_ref().and_then(Identity::user) {
         Some(token) => Some(token_user(auth, app_id, token).await?),
         None => None,
@@ -117,14 +117,14 @@ async fn entity(api: &EntitiesApi, app: &str, name: &str) -> Result<(String, Ent
             } else {
                 format!("The app's entities are: {}. Names match ignoring case.", known.join(", "))
             };
-            Err(ApiError::not_found("entity_not_found", format!("The app has no entity '{name}'"), detail)
+            Err(ApiError::new(ErrorCode::EntityNotFound, format!("The app has no entity '{name}'"), detail)
                 .into_response())
         }
     }
 }
 
 fn query_error(error: QueryError) -> Response {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", error.message, error.hint).into_response()
+    ApiError::new(ErrorCode::InvalidQuery, error.message, error.hint).into_response()
 }
 
 /// A 422 in the body of reference §3.3, with Homebase's `detail` and `code`.
@@ -141,8 +141,8 @@ fn invalid_record(error: ValidationError) -> Response {
 }
 
 fn not_found(entity: &str, id: &str) -> Response {
-    ApiError::not_found(
-        "record_not_found",
+    ApiError::new(
+        ErrorCode::RecordNotFound,
         format!("Entity {entity} with ID {id} not found"),
         "The record does not exist, or the entity's access rules do not let you see or change it.",
     )
@@ -155,7 +155,7 @@ fn permission_denied(detail: String) -> Response {
 }
 
 fn bad_request(message: impl Into<String>, detail: impl Into<String>) -> Response {
-    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message, detail).into_response()
+    ApiError::new(ErrorCode::BadRequest, message, detail).into_response()
 }
 
 fn json_body(body: &Bytes) -> Result<Value, Response> {

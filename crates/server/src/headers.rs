@@ -1,6 +1,7 @@
 //! The headers a function receives: the caller's, minus hop-by-hop and platform headers, plus the
 //! context that `createClientFromRequest` reads (reference §2.3).
 
+use homebase_identity::auth::{Credentials, ON_BEHALF_OF};
 use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 pub const APP_ID: HeaderName = HeaderName::from_static("base44-app-id");
@@ -9,6 +10,13 @@ pub const SERVICE_AUTHORIZATION: HeaderName = HeaderName::from_static("base44-se
 pub const DATA_ENV: HeaderName = HeaderName::from_static("x-data-env");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_APP_ID: HeaderName = HeaderName::from_static("x-app-id");
+
+/// The credentials `headers` carry, as identity checks them: the text of `Authorization` and
+/// `on-behalf-of`, a header that is not text counting as present and empty (no bearer).
+pub fn credentials(headers: &HeaderMap) -> Credentials<'_> {
+    let text = |name: &str| headers.get(name).map(|value| value.to_str().unwrap_or(""));
+    Credentials { authorization: text(AUTHORIZATION.as_str()), on_behalf_of: text(ON_BEHALF_OF) }
+}
 
 /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [

@@ -3,18 +3,19 @@
 //! It owns the axum routers (the function routes of reference §1 and the management API of
 //! §5.2–5.3 in [`manage`], the logs API and live stream in [`logs_api`]), the headers a function
 //! receives and the service tokens minted for it, the mapping of every failure to a JSON body
-//! with `message` and `detail`, the layered [`config::Config`], app users and their tokens (the
-//! §4 routes in [`users_api`], bearer checks in [`auth`], the signing key in [`token`], mail in
-//! [`mail`], their management routes in [`auth_manage`]), the `501 not_implemented` answers of
-//! the Base44 routes Homebase lacks ([`unsupported`]), app data (entities) in [`entities_api`], the accept loops of the TCP port and of
-//! the functions' API socket ([`connections`], [`serve_workers`]), and the two composition
-//! roots: [`serve::start`] and [`dev::start`], which turn a config and a shutdown token into a
-//! running server whose `drain()` finishes every task it started. The `homebase` commands and
-//! the testkit both start servers there. Business rules live below: project reading in
-//! `homebase-project`, persistence in `homebase-store`, processes in `homebase-runtime`.
+//! with `message` and `detail`, the layered [`config::Config`], the HTTP side of app users (the
+//! §4 routes in [`users_api`], their management routes in [`auth_manage`]), the `501
+//! not_implemented` answers of the Base44 routes Homebase lacks ([`unsupported`]), app data (entities, [`entities_api`]), the accept
+//! loops of the TCP port and of the functions' API socket ([`connections`], [`serve_workers`]),
+//! and the two composition roots: [`serve::start`] and [`dev::start`], which turn a config and a
+//! shutdown token into a running server whose `drain()` finishes every task it started. The
+//! `homebase` commands and the testkit both start servers there. Business rules live below:
+//! tokens, bearer checks, login limits, sign-in states and mail in `homebase-identity`, project
+//! reading in `homebase-project`, persistence in `homebase-store`, processes in
+//! `homebase-runtime`.
 
-pub mod auth;
 pub mod auth_manage;
+pub mod backup;
 pub mod config;
 pub mod connections;
 pub mod cors;
@@ -25,14 +26,12 @@ pub mod files;
 pub mod headers;
 mod lifecycle;
 pub mod logs_api;
-pub mod mail;
 pub mod manage;
+pub mod proxies;
 mod routes;
 pub mod sdk;
 pub mod serve;
-pub mod token;
 pub mod unsupported;
-pub mod user_states;
 pub mod users_api;
 
 use std::net::SocketAddr;
@@ -40,6 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::ConnectInfo;
+use homebase_identity::{TokenMinter, UserStates};
 use homebase_runtime::Runtime;
 use homebase_store::Store;
 use http::Extensions;
@@ -50,8 +50,7 @@ use tokio_util::task::TaskTracker;
 pub use connections::ConnectionLimits;
 pub use error::ApiError;
 pub use homebase_catalog::{AppFunctions, Catalog};
-pub use routes::{router, unknown_route};
-pub use token::TokenMinter;
+pub use routes::unknown_route;
 
 /// Shared state of the routers: a cheap clone over `Arc`s.
 #[derive(Clone)]
@@ -65,7 +64,7 @@ pub struct AppState {
     /// [`with_cors`](AppState::with_cors).
     pub cors: Arc<cors::CorsPolicy>,
     /// Users' sign-in states, for user tokens on the function routes; set by [`sdk::router`].
-    pub users: Option<Arc<user_states::UserStates>>,
+    pub users: Option<Arc<UserStates>>,
     /// Who may learn the names of an app's functions.
     pub listing: FunctionListing,
     /// The most records one entity list call answers (`entity-page-cap`).

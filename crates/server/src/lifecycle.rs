@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::serve::StartError;
 
 /// How long stopping waits for the last log lines to be stored.
 pub const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(30);
@@ -30,6 +31,9 @@ pub(crate) fn runtime_config(config: &Config, inherit_env: bool) -> RuntimeConfi
         net_allow: config.net_allow(),
         check_timeout: config.deploy_check_timeout,
         max_checks: config.max_deploy_checks,
+        function_memory: config.function_memory,
+        function_concurrency: config.function_concurrency,
+        max_workers: config.max_workers,
         ..RuntimeConfig::default()
     }
 }
@@ -59,6 +63,24 @@ struct Serving {
 }
 
 impl Lifecycle {
+    /// Runs `assemble` under a new lifecycle and hands back what it built with the lifecycle,
+    /// or, when it fails, drains whatever it had started before returning the error: the one
+    /// way both composition roots start.
+    pub(crate) async fn start<P>(
+        shutdown: &CancellationToken,
+        shutdown_timeout: Duration,
+        assemble: impl AsyncFnOnce(&mut Lifecycle) -> Result<P, StartError>,
+    ) -> Result<(P, Lifecycle), StartError> {
+        let mut lifecycle = Lifecycle::new(shutdown, shutdown_timeout);
+        match assemble(&mut lifecycle).await {
+            Ok(parts) => Ok((parts, lifecycle)),
+            Err(error) => {
+                lifecycle.drain().await;
+                Err(error)
+            }
+        }
+    }
+
     pub fn new(shutdown: &CancellationToken, grace: Duration) -> Lifecycle {
         Lifecycle {
             tasks: TaskTracker::new(),
@@ -124,6 +146,9 @@ impl Lifecycle {
                 None
             }
         };
+        // Only clients on the TCP port may be behind a trusted proxy (see crate::proxies).
+        let trusted = config.trusted_proxies();
+        let router = if trusted.is_empty() { router } else { router.layer(axum::Extension(Arc::new(trusted))) };
         let server =
             self.tasks.spawn(crate::connections::serve(listener, router, limits, self.shutdown.clone(), self.grace));
         self.serving = Some(Serving { server, api, workers_done });

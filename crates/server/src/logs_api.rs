@@ -22,6 +22,13 @@
 //!   time, then the live ones: nothing repeats, nothing is skipped. A follower that falls behind
 //!   the live feed catches up from the store the same way; if the store cannot be read, the
 //!   stream ends with a retriable `event: end` (`logs_unavailable`) rather than skip lines.
+//!
+//! **Several nodes.** On PostgreSQL the database numbers the lines (in commit order, unique
+//! across the nodes: [`LogStore::numbers_lines`]), and a stream follows the store rather than
+//! this node's live feed: it waits for the newest stored id to move ([`LogStore::watch`],
+//! announced by every node's inserts with `NOTIFY`) and reads the app's lines after the last
+//! one it sent, so a follower on any node sees the lines of every node's workers, each once,
+//! in order. The ids in `id:` are the stored ids on either backend.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -41,11 +48,11 @@ use homebase_runtime::{Level, LogEvent};
 use homebase_store::{LogQuery, LogRecord, LogStore, MAX_LOG_QUERY};
 use http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ApiError;
-use crate::manage::{Caller, app_for, store_error};
+use crate::error::{ApiError, ErrorCode, store_error};
+use crate::manage::{Caller, app_for};
 
 /// Lines a query returns when it names no `limit`.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -73,7 +80,7 @@ pub fn router(platform: Arc<Platform>, logs: LogService) -> Router {
 }
 
 fn bad_param(message: impl Into<String>, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", message, detail)
+    ApiError::new(ErrorCode::InvalidParameter, message, detail)
 }
 
 /// The query parameters both query routes share, checked.
@@ -191,8 +198,8 @@ async fn function_logs(
     query.functions = vec![name.clone()];
     let deployed = platform.store.function(&app_id, &name).await.map_err(store_error)?.is_some();
     if !deployed && !logs.store.has_function(&app_id, &name).await.map_err(store_error)? {
-        return Err(ApiError::not_found(
-            "function_not_found",
+        return Err(ApiError::new(
+            ErrorCode::FunctionNotFound,
             format!("No function named '{name}'"),
             "It was never deployed and has no logs; list functions with GET …/backend-functions.",
         ));
@@ -260,8 +267,16 @@ async fn stream(
         .transpose()?;
     let functions: HashSet<String> = function_list(&params)?.into_iter().collect();
     // Subscribe before reading the store, so that no line falls between the two: every line
-    // after `position` reaches `live`, or the store if this follower lags.
-    let (live, position) = logs.hub.subscribe_at();
+    // after `position` reaches `live` (or the store if this follower lags), or on PostgreSQL
+    // moves `stored` past it.
+    let (live, stored, position) = if logs.store.numbers_lines() {
+        let newest = logs.store.watch().await.map_err(store_error)?;
+        let position = *newest.borrow();
+        (None, Some(newest), position)
+    } else {
+        let (live, position) = logs.hub.subscribe_at();
+        (Some(live), None, position)
+    };
     let last_id = match resume {
         // An id this run has not given out comes from an earlier run that numbered ahead of
         // this one: the client has every stored line, and goes on from here.
@@ -275,6 +290,8 @@ async fn stream(
     let state = Follow {
         pending: Some(opening),
         live,
+        stored,
+        scanned: 0,
         last_id,
         catching_up: resume.is_some(),
         flushed: false,
@@ -302,7 +319,13 @@ async fn stream(
 /// One follower's position in the stream.
 struct Follow {
     pending: Option<Bytes>,
-    live: broadcast::Receiver<Arc<LogEvent>>,
+    /// This node's live lines (SQLite: the hub's ids are the stored ones).
+    live: Option<broadcast::Receiver<Arc<LogEvent>>>,
+    /// The newest id stored by any node (PostgreSQL): the stream reads the store when it moves.
+    stored: Option<watch::Receiver<u64>>,
+    /// Every stored line up to this id has been looked at (PostgreSQL: the lines of other apps
+    /// need not be read again).
+    scanned: u64,
     /// The id of the last line sent (or that the client had).
     last_id: u64,
     /// The stored lines after `last_id` are sent, a page at a time, before live ones: after
@@ -354,10 +377,12 @@ impl Follow {
             }
             self.flushed = true;
         }
+        // Every line up to the newest announced id was committed before it was announced.
+        let horizon = self.stored.as_ref().map(|newest| *newest.borrow());
         let query = LogQuery {
             app_id: self.app_id.clone(),
             functions: self.functions.iter().cloned().collect(),
-            after_id: Some(self.last_id),
+            after_id: Some(self.last_id.max(self.scanned)),
             limit: MAX_LOG_QUERY,
             ..Default::default()
         };
@@ -373,6 +398,7 @@ impl Follow {
         };
         if lines.len() < MAX_LOG_QUERY {
             self.catching_up = false;
+            self.scanned = self.scanned.max(horizon.unwrap_or(0));
         }
         let last = lines.last()?;
         self.last_id = last.id;
@@ -399,13 +425,39 @@ impl Follow {
                 }
                 continue;
             }
+            if let Some(newest) = &mut self.stored {
+                // PostgreSQL: the store is the feed.
+                tokio::select! {
+                    biased;
+                    () = self.shutdown.cancelled() => {
+                        self.done = true;
+                        return Some(end_chunk("server_shutdown", true));
+                    }
+                    changed = newest.changed() => match changed {
+                        Ok(()) => {
+                            if *newest.borrow_and_update() > self.last_id.max(self.scanned) {
+                                // Read what was stored; this node's queue need not be waited for.
+                                self.catching_up = true;
+                                self.flushed = true;
+                            }
+                        }
+                        Err(_) => {
+                            self.done = true;
+                            return Some(end_chunk("server_shutdown", true));
+                        }
+                    },
+                    _ = self.keepalive.tick() => return Some(Bytes::from_static(b": keep-alive\n\n")),
+                }
+                continue;
+            }
+            let live = self.live.as_mut().expect("a stream has the live feed or the store's");
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => {
                     self.done = true;
                     return Some(end_chunk("server_shutdown", true));
                 }
-                received = self.live.recv() => match received {
+                received = live.recv() => match received {
                     Ok(event) => {
                         if event.id > self.last_id && self.wants(&event.app_id, &event.function) {
                             self.last_id = event.id;
@@ -619,7 +671,7 @@ mod tests {
             (params(&[("function", many.as_str())]), "at most 100 are allowed"),
         ] {
             let error = parse_query("a", &pairs).unwrap_err();
-            assert_eq!(error.status, StatusCode::BAD_REQUEST);
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST);
             assert!(error.message.contains(needle), "{needle}: {}", error.message);
             assert!(!error.detail.is_empty());
         }

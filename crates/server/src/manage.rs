@@ -21,13 +21,14 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use homebase_project::{MAX_FUNCTIONS, name_problem, parse_automations};
-use homebase_store::{ApiKey, DeployFile, Deployment, KeyScope, Store, StoreError};
+use homebase_store::{ApiKey, DeployFile, Deployment, KeyScope, PreparedDeployment, Store, StoreError};
 use http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+pub use crate::error::store_error;
+use crate::error::{ApiError, ErrorCode};
 use homebase_catalog::Platform;
 use homebase_runtime::RuntimeError;
 
@@ -72,7 +73,7 @@ impl Caller {
 }
 
 fn forbidden(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", "The API key may not do this", detail)
+    ApiError::new(ErrorCode::Forbidden, "The API key may not do this", detail)
 }
 
 impl FromRequestParts<Arc<Platform>> for Caller {
@@ -108,55 +109,16 @@ pub(crate) fn presented_key(headers: &http::HeaderMap) -> Result<&str, ApiError>
 /// A 401 for a missing or wrong management key.
 pub(crate) fn unauthorized(message: &str) -> ApiError {
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        ErrorCode::Unauthorized,
         message,
         "Send an API key (b44k_…) in the api_key header or as Authorization: Bearer.",
     )
 }
 
-/// A store failure as an HTTP error.
-pub fn store_error(error: StoreError) -> ApiError {
-    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let detail = match &error {
-        StoreError::NotFound { .. } => "Check the name or id.",
-        StoreError::Invalid { .. } => "Fix the request and send it again.",
-        StoreError::Conflict { .. } => "The request conflicts with what is stored.",
-        StoreError::Busy => "The database is busy; retry shortly.",
-        // The driver's text (host names) stays in the server log.
-        StoreError::Unavailable(_) => {
-            tracing::error!(error = %error, "the database is unavailable");
-            return ApiError::new(
-                status,
-                error.code(),
-                "The database is unavailable right now",
-                "Retry shortly; the server log has the details.",
-            );
-        }
-        // The database's own text (SQL, paths) stays in the server log.
-        StoreError::Database(_) | StoreError::Io(_) => {
-            tracing::error!(error = %error, "a store operation failed");
-            return ApiError::new(
-                status,
-                error.code(),
-                "Homebase could not complete the request because of a storage error",
-                "Retry later; the server log has the details.",
-            );
-        }
-        _ => "Homebase could not complete the request; the server log has more.",
-    };
-    ApiError::new(status, error.code(), error.to_string(), detail)
-}
-
 /// Parses a JSON body with an error that says what is wrong.
 pub(crate) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_json",
-            "The request body is not the JSON this route takes",
-            e.to_string(),
-        )
+        ApiError::new(ErrorCode::BadJson, "The request body is not the JSON this route takes", e.to_string())
     })
 }
 
@@ -178,7 +140,7 @@ fn parse_optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T,
 /// The app `app_id`; 404 when there is none.
 pub(crate) async fn ensure_app(store: &Store, app_id: &str) -> Result<homebase_store::App, ApiError> {
     store.get_app(app_id).await.map_err(store_error)?.ok_or_else(|| {
-        ApiError::not_found("app_not_found", format!("No app with id '{app_id}'"), "Create it with POST /api/apps.")
+        ApiError::new(ErrorCode::AppNotFound, format!("No app with id '{app_id}'"), "Create it with POST /api/apps.")
     })
 }
 
@@ -273,30 +235,32 @@ async fn deploy(
         files: request.files,
         automations: request.automations.unwrap_or_else(|| json!([])),
     };
+    // Every rule of a deploy, in this order: the name, the sizes and the automations
+    // (`check_rules`), the paths and the content address (`PreparedDeployment::new`, once: the
+    // id compared, checked by Deno and stored is this one), the function limit (`check_code`
+    // fails fast; the store's transaction enforces it), and Deno loading the code.
+    check_rules(&name, &deployment)?;
+    let prepared = PreparedDeployment::new(deployment).map_err(store_error)?;
     // The same content as the active deployment was checked when it was deployed.
-    if let Ok(id) = homebase_store::deployment_id(&deployment)
-        && let Some(active) = platform.store.function(&app_id, &name).await.map_err(store_error)?
-        && active.deployment_id == id
+    if let Some(active) = platform.store.function(&app_id, &name).await.map_err(store_error)?
+        && active.deployment_id == prepared.id()
     {
-        return Ok(Json(json!({ "status": "unchanged", "deployment_id": id })).into_response());
+        return Ok(Json(json!({ "status": "unchanged", "deployment_id": prepared.id() })).into_response());
     }
-    if let Err(error) = validate_deploy(&platform, &app_id, &name, &deployment).await {
+    if let Err(error) = check_code(&platform, &app_id, &name, &prepared).await {
         return Ok(with_retry_after(error));
     }
-    let outcome = {
-        // The check is repeated under the lock: another deploy may have added a function while
-        // Deno checked this one.
-        let _guard = platform.deploy_lock.lock().await;
-        check_function_limit(&platform, &app_id, &name).await?;
-        platform.store.deploy(&app_id, &name, deployment).await.map_err(store_error)?
-    };
+    // The limit is checked again in the store's transaction (on every node at once): another
+    // deploy may have added a function while Deno checked this one.
+    let outcome =
+        platform.store.deploy_with_limit(&app_id, &name, prepared, MAX_FUNCTIONS as u64).await.map_err(store_error)?;
     refresh_after(&platform, &app_id, "The deployment").await?;
     Ok(Json(json!({ "status": outcome.status, "deployment_id": outcome.deployment_id })).into_response())
 }
 
 /// An error response; a 429 (every deploy check slot taken) says when to retry.
 fn with_retry_after(error: ApiError) -> Response {
-    let busy = error.status == StatusCode::TOO_MANY_REQUESTS;
+    let busy = error.status() == StatusCode::TOO_MANY_REQUESTS;
     let mut response = error.into_response();
     if busy {
         response.headers_mut().insert(http::header::RETRY_AFTER, homebase_runtime::CHECK_RETRY_AFTER.into());
@@ -314,17 +278,13 @@ async fn refresh_after(platform: &Platform, app_id: &str, change: &str) -> Resul
     })
 }
 
-fn unprocessable(code: &'static str, message: impl Into<String>, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message, detail)
-}
-
 /// Refuses a new function when the app already has [`MAX_FUNCTIONS`].
 async fn check_function_limit(platform: &Platform, app_id: &str, name: &str) -> Result<(), ApiError> {
     let is_new = platform.store.function(app_id, name).await.map_err(store_error)?.is_none();
     let count = platform.store.function_count(app_id).await.map_err(store_error)?;
     if is_new && count >= MAX_FUNCTIONS as u64 {
-        return Err(unprocessable(
-            "too_many_functions",
+        return Err(ApiError::new(
+            ErrorCode::TooManyFunctions,
             format!("The app has {count} functions; at most {MAX_FUNCTIONS} are allowed"),
             "Delete a function or merge some before deploying another.",
         ));
@@ -332,24 +292,18 @@ async fn check_function_limit(platform: &Platform, app_id: &str, name: &str) -> 
     Ok(())
 }
 
-/// Everything a deploy must pass before it is stored.
-async fn validate_deploy(
-    platform: &Platform,
-    app_id: &str,
-    name: &str,
-    deployment: &Deployment,
-) -> Result<(), ApiError> {
+/// The rules a deploy's content must meet, before anything is hashed or written: the function's
+/// name, the sizes of its files, its automations.
+fn check_rules(name: &str, deployment: &Deployment) -> Result<(), ApiError> {
     if let Some(problem) = name_problem(name) {
-        return Err(unprocessable("invalid_name", problem, "Function names are folder paths like 'email/send'."));
+        return Err(ApiError::invalid_name(problem));
     }
-    check_function_limit(platform, app_id, name).await?;
     let mut total = 0;
     for file in &deployment.files {
         total += file.content.len();
         if file.content.len() > MAX_FILE_BYTES {
             return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "file_too_large",
+                ErrorCode::FileTooLarge,
                 format!("{} is {} bytes; a file may have at most {MAX_FILE_BYTES}", file.path, file.content.len()),
                 "Keep large data out of function code; fetch it at run time instead.",
             ));
@@ -357,30 +311,38 @@ async fn validate_deploy(
     }
     if total > MAX_DEPLOY_BYTES {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "deploy_too_large",
+            ErrorCode::DeployTooLarge,
             format!("The deploy carries {total} bytes; at most {MAX_DEPLOY_BYTES} are allowed"),
             "Move large files out of the function's folder.",
         ));
     }
-    if let Err(error) = parse_automations(&deployment.automations) {
-        return Err(unprocessable(
-            "invalid_automation",
-            format!("Function '{name}': {error}"),
-            error.hint.unwrap_or_default(),
-        ));
+    if let Err(error) = parse_automations(name, &deployment.automations) {
+        return Err(ApiError::invalid_automation(name, error));
     }
+    Ok(())
+}
+
+/// The checks of a prepared deploy that need the store and Deno: the function limit (fast
+/// refusal), then the code loading in Deno.
+async fn check_code(
+    platform: &Platform,
+    app_id: &str,
+    name: &str,
+    deployment: &PreparedDeployment,
+) -> Result<(), ApiError> {
+    check_function_limit(platform, app_id, name).await?;
 
     // Deno loads the code (imports resolved and downloaded) from a scratch copy.
     let scratch = tempfile::Builder::new().prefix("check-").tempdir_in(platform.scratch_dir()).map_err(io_error)?;
     let root = scratch.path().to_path_buf();
     let check = deployment.clone(); // the blocking thread needs its own copy
-    let (id, entry) = tokio::task::spawn_blocking(move || homebase_store::materialize_unstored(&check, &root))
+    let entry = tokio::task::spawn_blocking(move || homebase_store::materialize_unstored(&check, &root))
         .await
         .map_err(|e| io_error(std::io::Error::other(e)))?
         .map_err(store_error)?;
+    let id = deployment.id();
     // Only the deployment's own folder may be imported from (and quoted).
-    let deployment_root = scratch.path().join(&id);
+    let deployment_root = scratch.path().join(id);
     platform.runtime.check_module(&entry, &deployment_root).await.map_err(|error| {
         let busy = matches!(error, RuntimeError::Busy { .. });
         let mut error = ApiError::from(error);
@@ -405,7 +367,7 @@ fn summarize_deno_error(detail: &str) -> String {
 }
 
 fn io_error(error: std::io::Error) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io", "Homebase could not prepare the deploy", error.to_string())
+    ApiError::new(ErrorCode::Io, "Homebase could not prepare the deploy", error.to_string())
 }
 
 async fn delete_function(
@@ -415,8 +377,8 @@ async fn delete_function(
 ) -> Result<Response, ApiError> {
     app_for(&platform, &caller, &app_id).await?;
     if !platform.store.delete_function(&app_id, &name).await.map_err(store_error)? {
-        return Err(ApiError::not_found(
-            "function_not_found",
+        return Err(ApiError::new(
+            ErrorCode::FunctionNotFound,
             format!("No function named '{name}'"),
             "List them with GET …/backend-functions.",
         ));
@@ -433,8 +395,8 @@ async fn history(
     app_for(&platform, &caller, &app_id).await?;
     let entries = platform.store.history(&app_id, &name).await.map_err(store_error)?;
     if entries.is_empty() {
-        return Err(ApiError::not_found(
-            "function_not_found",
+        return Err(ApiError::new(
+            ErrorCode::FunctionNotFound,
             format!("No function named '{name}'"),
             "List them with GET …/backend-functions.",
         ));
@@ -466,7 +428,7 @@ async fn rollback(
 pub const MASKED_SECRET: &str = "••••••••";
 
 fn bad_secrets(message: impl Into<String>, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_secrets", message, detail)
+    ApiError::new(ErrorCode::InvalidSecrets, message, detail)
 }
 
 /// `POST …/secrets` with `{NAME: VALUE, …}`: sets them all or, when one is bad, none.
@@ -541,8 +503,8 @@ async fn delete_secret(
         return Err(bad_secrets("No secret name was given", "Name it: DELETE …/secrets?secret_name=NAME."));
     };
     if !platform.store.delete_secret(&app_id, name).await.map_err(store_error)? {
-        return Err(ApiError::not_found(
-            "secret_not_found",
+        return Err(ApiError::new(
+            ErrorCode::SecretNotFound,
             format!("No secret named '{name}'"),
             "List them with GET …/secrets.",
         ));
@@ -587,8 +549,7 @@ async fn set_net_allow(
     let request: NetAllowBody = parse_body(&body)?;
     let allow = homebase_runtime::NetAllow::parse(&request.allow).map_err(|problem| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_net_allow",
+            ErrorCode::InvalidNetAllow,
             format!("The list cannot be used: {problem}"),
             "Send {\"allow\": [...]} with IP addresses (10.0.0.5, fd00::5), CIDR blocks (10.0.0.0/24) or \"*\" for \
              everything; [] allows nothing beyond the public internet.",

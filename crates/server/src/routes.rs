@@ -14,22 +14,16 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::any;
 use homebase_catalog::{AppFunctions, Resolved};
 use homebase_runtime::{FunctionSpec, RuntimeError};
 use http::header::{HOST, HeaderValue};
-use http::{HeaderMap, StatusCode, Uri, Version};
+use http::{HeaderMap, Uri, Version};
 use http_body_util::BodyExt;
 
 use crate::AppState;
-use crate::error::{ApiError, FromFunction};
+use crate::error::{ApiError, ErrorCode, FromFunction};
 use crate::headers::{self, Caller, Injected};
-use crate::users_api::Auth;
-
-/// The router of `dev`: the SDK surface ([`crate::sdk::router`]), `/healthz` and the fallback.
-pub fn router(state: AppState, auth: Arc<Auth>) -> Router {
-    crate::sdk::router(state, auth).route("/healthz", get(|| async { "ok" })).fallback(unknown_route)
-}
 
 /// The function routes alone; [`crate::sdk::router`] puts them with the other SDK routes.
 pub(crate) fn function_routes(state: AppState) -> Router {
@@ -67,8 +61,8 @@ fn app_for(state: &AppState, headers: &HeaderMap) -> Result<Arc<AppFunctions>, A
     match headers.get(&headers::X_APP_ID).and_then(|v| v.to_str().ok()) {
         Some(id) => state.catalog.app(id).ok_or_else(|| app_not_found(id)),
         None => state.catalog.default_app().ok_or_else(|| {
-            ApiError::not_found(
-                "app_not_found",
+            ApiError::new(
+                ErrorCode::AppNotFound,
                 "No app was named and there is no default app",
                 "Send the app id in the X-App-Id header, or call /api/apps/{app_id}/functions/{name}.",
             )
@@ -77,8 +71,8 @@ fn app_for(state: &AppState, headers: &HeaderMap) -> Result<Arc<AppFunctions>, A
 }
 
 fn app_not_found(id: &str) -> ApiError {
-    ApiError::not_found(
-        "app_not_found",
+    ApiError::new(
+        ErrorCode::AppNotFound,
         format!("No app with id '{id}'"),
         "Check the app id the client was created with.",
     )
@@ -99,8 +93,7 @@ async fn call_function(
     // joined, and only the first would have been checked.
     if caller == Caller::Sdk && request.headers().get_all(http::header::AUTHORIZATION).iter().nth(1).is_some() {
         return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "duplicate_authorization",
+            ErrorCode::DuplicateAuthorization,
             "The request has more than one Authorization header",
             "Send one `Authorization: Bearer <token>` header.",
         )
@@ -109,11 +102,13 @@ async fn call_function(
     // A bearer on an SDK route must be one this server issued for this app, and a user's must
     // still be good: the user exists, is enabled and has not changed its password since.
     if caller == Caller::Sdk {
-        match crate::auth::check_function_bearer(&state.tokens, request.headers(), &app.app_id) {
-            Err(unauthorized) => return unauthorized.into_response(),
+        let authorization = headers::credentials(request.headers()).authorization;
+        match homebase_identity::auth::check_function_bearer(&state.tokens, authorization, &app.app_id) {
+            Err(unauthorized) => return ApiError::from(unauthorized).into_response(),
             Ok(Some(user)) => {
-                if let Err(refused) = crate::user_states::check(state.users.as_deref(), &app.app_id, &user).await {
-                    return refused;
+                let states = state.users.as_deref();
+                if let Err(refused) = homebase_identity::user_states::check(states, &app.app_id, &user).await {
+                    return ApiError::from(refused).into_response();
                 }
             }
             Ok(None) => {}
@@ -123,8 +118,7 @@ async fn call_function(
         Resolved::Function(spec) => spec.clone(),
         Resolved::Broken { name, reason } => {
             return ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "function_invalid",
+                ErrorCode::FunctionInvalid,
                 format!("Function '{name}' cannot run because its definition is invalid"),
                 reason,
             )
@@ -165,8 +159,7 @@ async fn call_function(
     parts.uri = match Uri::try_from(target) {
         Ok(uri) => uri,
         Err(e) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "bad_path", "The request path is not valid", e.to_string())
-                .into_response();
+            return ApiError::new(ErrorCode::BadPath, "The request path is not valid", e.to_string()).into_response();
         }
     };
     parts.version = Version::HTTP_11;
@@ -202,7 +195,6 @@ async fn call_function(
 /// Deno and I/O failures), and the request id to find them by.
 /// `mask` hides secret values in the reason (a load error's first line may quote one).
 fn public_error(error: &RuntimeError, request_id: &str, mask: impl Fn(&str) -> String) -> ApiError {
-    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (message, detail) = match error {
         RuntimeError::BootFailed { .. } | RuntimeError::Crashed { .. } => (
             error.to_string(),
@@ -221,7 +213,7 @@ fn public_error(error: &RuntimeError, request_id: &str, mask: impl Fn(&str) -> S
         }
         _ => return ApiError::from(error.clone()),
     };
-    ApiError::new(status, error.code(), message, detail)
+    ApiError::runtime(error, message, detail)
 }
 
 /// The detail of a crash or a failed start quotes the worker's output (its stderr, the load
@@ -245,13 +237,13 @@ fn function_not_found(app: &AppFunctions, rest: &str, listed: bool) -> ApiError 
     } else {
         format!("Known functions: {}.", names.join(", "))
     };
-    ApiError::not_found("function_not_found", format!("No function matches '{wanted}'"), detail)
+    ApiError::new(ErrorCode::FunctionNotFound, format!("No function matches '{wanted}'"), detail)
 }
 
 /// The JSON 404 for any path no route takes.
 pub async fn unknown_route(request: Request) -> ApiError {
-    ApiError::not_found(
-        "route_not_found",
+    ApiError::new(
+        ErrorCode::RouteNotFound,
         format!("No route for {} {}", request.method(), request.uri().path()),
         "Functions are served at /api/apps/{app_id}/functions/{name}, /api/functions/{name} and /functions/{name}.",
     )

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use http::{StatusCode, header};
+use http::header;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::users_api::Auth;
 
 /// The SDK routes of `state` and `auth`, under `state`'s CORS policy. Function routes check user
@@ -43,8 +43,7 @@ async fn wrong_method(request: Request) -> Response {
             shown.push('…');
         }
         return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
+            ErrorCode::OriginNotAllowed,
             format!("Browser apps on the origin {shown} may not call this server"),
             "Add the origin, exactly as the browser sends it (scheme, host and port), to cors-origins \
              (HOMEBASE_CORS_ORIGINS, or --cors-origin for dev). homebase dev also allows loopback origins.",
@@ -52,8 +51,7 @@ async fn wrong_method(request: Request) -> Response {
         .into_response();
     }
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!("{} is not allowed on {}", method, request.uri().path()),
         "See the reference of this route for the methods it takes.",
     )

@@ -7,6 +7,17 @@
 //! stops it and finishes every task it started. The `homebase serve` command and the testkit's
 //! `TestPlatform` both start it here, so tests run what users run. Signals and printing are the
 //! caller's.
+//!
+//! **The database.** [`Database::Sqlite`] keeps everything in files of the data folder (one
+//! node). [`Database::Postgres`] keeps everything in PostgreSQL, which several nodes may share:
+//! apps, keys, deployments and their files, secrets (sealed under the master key, which every
+//! node must have: checked at start), users, the token signing key (a server secret made by
+//! the first node), the login and mail limits' counters, and the log lines (a table of their
+//! own, the same retention). Each node's data folder then holds only caches: materialised
+//! deployments, Deno's caches, its master key and admin key files. The platform follows the
+//! changes other nodes make ([`Platform::follow_changes`], a tracked task). While the database
+//! is unreachable, routes that need it answer `503 database_unavailable` and the function
+//! routes keep serving what was loaded; the pool reconnects by itself.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,32 +27,51 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use homebase_catalog::Platform;
+use homebase_catalog::platform::RECHECK_EVERY;
+use homebase_identity::mail::Mailer;
+use homebase_identity::{LoginLimits, TokenMinter, token};
 use homebase_logs::{LogHub, LogWriter, Sink};
 use homebase_runtime::{Isolation, Runtime, RuntimeConfig, RuntimeError};
 use homebase_store::{KeyScope, LogStore, MasterKey, Retention, Store, StoreError};
 use http::StatusCode;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::LoginLimits;
 use crate::auth_manage::{self, AuthManage};
 use crate::config::Config;
 use crate::cors::CorsPolicy;
 use crate::lifecycle::{Lifecycle, runtime_config};
 use crate::logs_api::LogService;
-use crate::mail::Mailer;
 use crate::users_api::Auth;
-use crate::{AppState, FunctionListing, TokenMinter, token};
+use crate::{AppState, FunctionListing};
+
+/// The server secret (PostgreSQL) user and service tokens are signed with.
+pub const TOKEN_KEY: &str = "token-signing-key";
 
 /// How often a quiet log stream sends a keep-alive comment (the official CLI gives up after
 /// 60 s of silence).
 pub const LOG_KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// Where apps, keys, deployments, secrets and users are stored.
-#[derive(Debug, Clone)]
+/// Where apps, keys, deployments, secrets, users and logs are stored.
+#[derive(Clone)]
 pub enum Database {
     /// A SQLite file (`<data dir>/homebase.db` by default), secrets encrypted under the master
-    /// key.
+    /// key; the logs in `logs.db` beside it.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://user:password@host:port/database`), which several
+    /// nodes may share: everything, the logs included.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    /// Never shows a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Database::Postgres(url) => {
+                f.debug_tuple("Postgres").field(&homebase_store::display_database_url(url)).finish()
+            }
+        }
+    }
 }
 
 /// Everything [`start`] needs. [`ServeConfig::new`] gives what `homebase serve` uses; the
@@ -69,14 +99,22 @@ pub struct ServeConfig {
     pub mailer: Option<Mailer>,
     /// The login and mail limiter's limits.
     pub login_limits: LoginLimits,
+    /// How often the platform compares what it loaded with the database (a backstop for a
+    /// missed change notification).
+    pub recheck_every: Duration,
 }
 
 impl ServeConfig {
-    /// `config` over the data folder `data_dir`, with the SQLite database in it.
+    /// `config` over the data folder `data_dir`, with the database `config.database_url` names,
+    /// else SQLite in the data folder.
     pub fn new(config: Config, data_dir: PathBuf) -> ServeConfig {
+        let database = match &config.database_url {
+            Some(url) => Database::Postgres(url.clone()),
+            None => Database::Sqlite(data_dir.join("homebase.db")),
+        };
         ServeConfig {
             config,
-            database: Database::Sqlite(data_dir.join("homebase.db")),
+            database,
             data_dir,
             master_key: None,
             admin_key: None,
@@ -85,6 +123,7 @@ impl ServeConfig {
             log_keepalive: LOG_KEEPALIVE,
             mailer: None,
             login_limits: LoginLimits::default(),
+            recheck_every: RECHECK_EVERY,
         }
     }
 }
@@ -149,6 +188,8 @@ pub struct Running {
     pub url: String,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// Where everything is stored: the SQLite file, or the PostgreSQL URL without its password.
+    pub database: String,
     /// The admin key this start created, to show once.
     pub created_admin_key: Option<CreatedKey>,
     /// What this start tightened in a data folder other users could read (one sentence each),
@@ -176,14 +217,10 @@ impl Running {
 /// Starts `homebase serve` as `config` says. Cancelling `shutdown` stops accepting connections;
 /// [`Running::drain`] finishes the rest. A start that fails stops what it had started.
 pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let mut lifecycle = Lifecycle::new(&shutdown, config.config.shutdown_timeout);
-    match assemble(config, &mut lifecycle).await {
-        Ok(parts) => Ok(parts.running(lifecycle)),
-        Err(error) => {
-            lifecycle.drain().await;
-            Err(error)
-        }
-    }
+    let timeout = config.config.shutdown_timeout;
+    let (parts, lifecycle) =
+        Lifecycle::start(&shutdown, timeout, async |lifecycle| assemble(config, lifecycle).await).await?;
+    Ok(parts.running(lifecycle))
 }
 
 /// A [`Running`] but its lifecycle.
@@ -207,6 +244,7 @@ impl Parts {
             url: self.url,
             addr: self.addr,
             data_dir: self.data_dir,
+            database: self.store.location().to_string(),
             created_admin_key: self.created_admin_key,
             tightened_data_dir: self.tightened_data_dir,
             store: self.store,
@@ -232,6 +270,7 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
         log_keepalive,
         mailer,
         login_limits,
+        recheck_every,
     } = serve;
     // Private to this user: keys, databases, every app's code (see crate::files).
     let tightened_data_dir = crate::files::make_private_dir(&data_dir)
@@ -245,11 +284,26 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
     };
     let store = match &database {
         Database::Sqlite(path) => Store::open_sqlite_with_key(path, master_key).await?,
+        Database::Postgres(url) => {
+            let store = Store::open_postgres_with_key(url, master_key).await?;
+            // Before anything is sealed under a key the other nodes cannot open.
+            store.check_master_key().await.map_err(|source| StartError::Key {
+                what: "the master key does not match the database's".into(),
+                source,
+            })?;
+            store
+        }
     };
+    // Subscribed before the apps are loaded, so that no change falls in between.
+    let changes = store.subscribe_changes().await?;
     let created_admin_key = import_admin_key(&store, &data_dir, admin_key).await?;
 
-    // Logs have a database file of their own (see homebase_store::logs).
-    let log_store = LogStore::open(data_dir.join("logs.db")).await?;
+    // Logs have a database file (SQLite) or a table (PostgreSQL) of their own (see
+    // homebase_store::logs).
+    let log_store = match &database {
+        Database::Sqlite(_) => LogStore::open(data_dir.join("logs.db")).await?,
+        Database::Postgres(url) => LogStore::open_postgres(url).await?,
+    };
     let retention = Retention { max_age: config.log_retention, max_bytes: config.log_max_size };
     let (writer, task) = LogWriter::spawn(&lifecycle.tasks, log_store.clone(), retention);
     lifecycle.set_writer(writer.clone(), task);
@@ -268,17 +322,26 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
     let runtime = Runtime::new(runtime_config, hub.clone())?;
     lifecycle.set_runtime(runtime.clone());
     let platform = Platform::open_with_logs(store.clone(), runtime.clone(), &data_dir, Some(hub.clone())).await?;
+    // What other nodes (or a missed notification) change reaches this node's snapshots.
+    lifecycle.tasks.spawn(platform.clone().follow_changes(changes, recheck_every, lifecycle.shutdown.clone()));
 
     let (listener, addr) = crate::bind(SocketAddr::new(config.host, config.port), false)
         .await
         .map_err(|source| StartError::Listen { address: format!("{}:{}", config.host, config.port), source })?;
     lifecycle.find_deno_early(&runtime);
 
-    // User and service tokens are signed with a key kept in the data folder, so signed-in users
-    // stay signed in across restarts.
-    let key_file = data_dir.join("auth.key");
-    let tokens = TokenMinter::from_key_file(&key_file, token::service_ttl(config.function_timeout))
-        .map_err(StartError::io(format!("the token signing key {}", key_file.display())))?;
+    // User and service tokens are signed with a key kept in the data folder (one node) or in
+    // the database (every node signs with one key), so signed-in users stay signed in across
+    // restarts and nodes.
+    let service_ttl = token::service_ttl(config.function_timeout);
+    let tokens = match &database {
+        Database::Sqlite(_) => {
+            let key_file = data_dir.join("auth.key");
+            TokenMinter::from_key_file(&key_file, service_ttl)
+                .map_err(StartError::io(format!("the token signing key {}", key_file.display())))?
+        }
+        Database::Postgres(_) => TokenMinter::new(&store.server_secret(TOKEN_KEY, 32).await?, service_ttl),
+    };
     // The configured origins only: see docs/configuration.md#cors-browser-apps.
     let cors = CorsPolicy::serve(config.cors_origins.clone());
     // The names of an app's functions are for the holders of its keys.
@@ -290,10 +353,13 @@ async fn assemble(serve: ServeConfig, lifecycle: &mut Lifecycle) -> Result<Parts
         Some(mailer) => mailer,
         None => config.mailer().map_err(StartError::Mail)?,
     };
-    let auth = Arc::new(
-        Auth::new(store.clone(), state.tokens.clone(), platform.clone(), mailer, true, lifecycle.tasks.clone())
-            .with_limits(login_limits),
-    );
+    let auth = Auth::new(store.clone(), state.tokens.clone(), platform.clone(), mailer, true, lifecycle.tasks.clone());
+    // Several nodes count logins and mail in the database, so that a limit holds however the
+    // load balancer spreads the attempts; one node counts in memory.
+    let auth = Arc::new(match &database {
+        Database::Sqlite(_) => auth.with_limits(login_limits),
+        Database::Postgres(_) => auth.with_shared_limits(login_limits, store.clone()),
+    });
     let logs = LogService {
         store: log_store.clone(),
         hub: hub.clone(),

@@ -18,9 +18,8 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, any, on};
-use http::StatusCode;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A feature Homebase lacks: what its `501` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +32,7 @@ pub struct Feature {
 
 impl Feature {
     pub fn error(&self) -> ApiError {
-        ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", self.message, self.detail)
+        ApiError::new(ErrorCode::NotImplemented, self.message, self.detail)
     }
 }
 

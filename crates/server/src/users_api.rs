@@ -7,17 +7,19 @@
 //! - `POST users/invite-user` and `runtime/users/invite-user`.
 //!
 //! Login answers a wrong password and an unknown account with the same status and body, after
-//! the same Argon2 work. The [`Limiter`] counts, per account and per client address, login
-//! attempts and verification code guesses (each reserved before the check, given back on
+//! the same Argon2 work. The limiter ([`Limits`]) counts, per account and per client address,
+//! login attempts and verification code guesses (each reserved before the check, given back on
 //! success) and the requests that send mail or hash a new password (`register`, `resend-otp`,
 //! `reset-password-request`, `invite-user`). A right password or code is never refused for its
-//! address's failures, only for its account's (see [`Limiter`]). Codes are e-mailed ([`Mailer`]); `resend-otp` and
-//! `reset-password-request` answer alike whether or not the account exists.
+//! address's failures, only for its account's (see [`homebase_identity::auth::Limiter`]). With
+//! several nodes the counts are kept in the store they share ([`homebase_identity::limits`]).
+//! Codes are e-mailed ([`Mailer`]); `resend-otp` and `reset-password-request` answer alike
+//! whether or not the account exists.
 //!
 //! A user token is resolved to its user on every user route: the account must exist, not be
 //! disabled, and still have the password stamp the token carries (a password change or reset,
 //! or disabling the user, signs old tokens out). The function routes apply the same rule from
-//! a cache ([`crate::user_states`]). A completed reset also lifts the account's login lock.
+//! a cache (`homebase_identity::user_states`). A completed reset also lifts the account's login lock.
 
 // The handlers' helpers fail with the `Response` to send, at most once per request; boxing it
 // would only add an allocation.
@@ -39,14 +41,15 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{
-    self, Attempt, Identity, Limit, Limiter, LoginLimits, Refused, Reservation, Subject, TokenUser, Unauthorized,
+use homebase_identity::auth::{
+    self, Attempt, Identity, Limit, LoginLimits, Refused, Reservation, Subject, TokenUser, Unauthorized,
 };
-use crate::error::ApiError;
-use crate::mail::{Mail, Mailer};
-use crate::manage::store_error;
-use crate::token::TokenMinter;
-use crate::user_states::{SignIn, UserStates};
+use homebase_identity::limits::{LimitError, Limits};
+use homebase_identity::mail::{Mail, Mailer};
+use homebase_identity::token::TokenMinter;
+use homebase_identity::user_states::{SignIn, UserStates};
+
+use crate::error::{ApiError, ErrorCode, store_error};
 
 /// How long a user access token lives.
 pub const USER_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -64,7 +67,8 @@ pub struct Auth {
     /// Resolves the app id of a URL (dev answers every id with the project's app).
     pub catalog: Arc<dyn Catalog>,
     pub mailer: Mailer,
-    pub limiter: Limiter,
+    /// The login and mail limits: in memory, or in the store that several nodes share.
+    pub limiter: Limits,
     /// Whether e-mail verification is required in apps that never set it (serve: yes, dev: no).
     pub verification_default: bool,
     pub user_token_ttl: Duration,
@@ -88,21 +92,27 @@ impl Auth {
             tokens,
             catalog,
             mailer,
-            limiter: Limiter::new(LoginLimits::default()),
+            limiter: Limits::local(LoginLimits::default()),
             verification_default,
             user_token_ttl: USER_TOKEN_TTL,
         }
     }
 
     pub fn with_limits(mut self, limits: LoginLimits) -> Auth {
-        self.limiter = Limiter::new(limits);
+        self.limiter = Limits::local(limits);
+        self
+    }
+
+    /// [`with_limits`](Auth::with_limits), counted in `store`: for several nodes sharing it.
+    pub fn with_shared_limits(mut self, limits: LoginLimits, store: Store) -> Auth {
+        self.limiter = Limits::shared(limits, store);
         self
     }
 
     /// The canonical id of the app a URL names, or 404.
     pub fn app_id(&self, id: &str) -> Result<String, ApiError> {
         self.catalog.app(id).map(|app| app.app_id.clone()).ok_or_else(|| {
-            ApiError::not_found("app_not_found", format!("No app with id '{id}'"), "Check the app id the client uses.")
+            ApiError::new(ErrorCode::AppNotFound, format!("No app with id '{id}'"), "Check the app id the client uses.")
         })
     }
 
@@ -172,35 +182,38 @@ pub fn router(auth: Arc<Auth>) -> Router {
         .with_state(auth)
 }
 
-/// The client's address, when the server was started with connect info.
+/// The client's address, when the server was started with connect info: the connection's
+/// peer, or the client a trusted proxy names ([`crate::proxies`]).
 pub struct ClientAddr(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientAddr, Self::Rejection> {
-        Ok(ClientAddr(parts.extensions.get::<ConnectInfo<crate::Peer>>().map(|c| c.0.remote.ip())))
+        let peer = parts.extensions.get::<ConnectInfo<crate::Peer>>().map(|c| c.0.remote.ip());
+        let proxies = parts.extensions.get::<Arc<crate::proxies::TrustedProxies>>();
+        Ok(ClientAddr(match (peer, proxies) {
+            (Some(peer), Some(proxies)) => Some(proxies.client(peer, &parts.headers)),
+            (peer, _) => peer,
+        }))
     }
 }
 
 /// The verified caller (or none) of an app's route.
-fn identify(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Option<Identity>, Response> {
-    auth::identify(&auth.tokens, headers, app_id).map_err(IntoResponse::into_response)
+pub(crate) fn identify(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Option<Identity>, Response> {
+    auth::identify(&auth.tokens, crate::headers::credentials(headers), app_id).map_err(refused)
 }
 
 fn require_identity(auth: &Auth, headers: &HeaderMap, app_id: &str) -> Result<Identity, Response> {
-    identify(auth, headers, app_id)?.ok_or_else(|| {
-        Unauthorized::new("You need to sign in", "Send Authorization: Bearer <access token> (from auth/login).")
-            .into_response()
-    })
+    identify(auth, headers, app_id)?.ok_or_else(|| refused(Unauthorized::SignInRequired))
 }
 
 /// The user a token names; 401 when the account is gone or disabled, or its password changed
 /// (or it was disabled) since the token was issued: the same rule as on the function routes.
 pub(crate) async fn token_user(auth: &Auth, app_id: &str, token: &TokenUser) -> Result<User, Response> {
     let user = auth.store.user(app_id, &token.id).await.map_err(|e| store_error(e).into_response())?;
-    SignIn::of(user.as_ref()).admits(token).map_err(IntoResponse::into_response)?;
-    user.ok_or_else(|| Unauthorized::new("The token's user does not exist", "Sign in again.").into_response())
+    SignIn::of(user.as_ref()).admits(token).map_err(refused)?;
+    user.ok_or_else(|| refused(Unauthorized::UserGone))
 }
 
 /// The user the caller acts for, resolved with [`token_user`]; `None` for the service role
@@ -212,16 +225,21 @@ async fn caller_user(auth: &Auth, app_id: &str, identity: &Identity) -> Result<O
     }
 }
 
-fn bad_request(code: &'static str, message: impl Into<String>, detail: impl Into<String>) -> Response {
-    ApiError::new(StatusCode::BAD_REQUEST, code, message, detail).into_response()
+/// The 401 of a refused credential.
+fn refused(error: Unauthorized) -> Response {
+    ApiError::from(error).into_response()
+}
+
+fn bad_request(code: ErrorCode, message: impl Into<String>, detail: impl Into<String>) -> Response {
+    ApiError::new(code, message, detail).into_response()
 }
 
 /// The JSON object of a request body.
 fn object(body: &Bytes) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(bad_request("bad_json", "The request body must be a JSON object", "Send {\"field\": …}.")),
-        Err(e) => Err(bad_request("bad_json", "The request body is not JSON", e.to_string())),
+        Ok(_) => Err(bad_request(ErrorCode::BadJson, "The request body must be a JSON object", "Send {\"field\": …}.")),
+        Err(e) => Err(bad_request(ErrorCode::BadJson, "The request body is not JSON", e.to_string())),
     }
 }
 
@@ -230,30 +248,40 @@ fn text<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, Response
     match map.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(Value::String(_)) | None | Some(Value::Null) => Err(bad_request(
-            "missing_field",
+            ErrorCode::MissingField,
             format!("The request needs '{name}'"),
             format!("Add \"{name}\": \"…\" to the JSON body."),
         )),
-        Some(_) => Err(bad_request("bad_field", format!("'{name}' must be a string"), "Send it as a JSON string.")),
+        Some(_) => {
+            Err(bad_request(ErrorCode::BadField, format!("'{name}' must be a string"), "Send it as a JSON string."))
+        }
     }
 }
 
 /// A required e-mail field, normalised (trimmed, lowercased, checked: at most 254 bytes).
 fn email_field(map: &Map<String, Value>, name: &str) -> Result<String, Response> {
     homebase_store::normalize_email(text(map, name)?).map_err(|e| {
-        bad_request("invalid_email", e.to_string(), format!("Send '{name}' as a plain address, like ann@example.test."))
+        bad_request(
+            ErrorCode::InvalidEmail,
+            e.to_string(),
+            format!("Send '{name}' as a plain address, like ann@example.test."),
+        )
     })
 }
 
-/// Counts one `attempt` (see [`Limiter::reserve`]); a 429 with `Retry-After` when over a limit.
-fn reserve(
+/// Counts one `attempt` (see [`homebase_identity::auth::Limiter::reserve`]); a 429 with `Retry-After` when
+/// over a limit, a 503 when the shared counters cannot be reached.
+async fn reserve(
     auth: &Auth,
     attempt: Attempt,
     app_id: &str,
     account: Option<&str>,
     address: Option<IpAddr>,
 ) -> Result<Reservation, Response> {
-    auth.limiter.reserve(attempt, app_id, Subject { account, address }).map_err(|refused| too_many(attempt, refused))
+    auth.limiter.reserve(attempt, app_id, Subject { account, address }).await.map_err(|error| match error {
+        LimitError::Refused(refused) => too_many(attempt, refused),
+        LimitError::Store(error) => store_response(error),
+    })
 }
 
 /// The answer to a wrong password or code: `wrong`, or a 429 when its address is past its limit.
@@ -344,7 +372,7 @@ async fn register(
         return store_response(e);
     }
     // Each registration hashes a password and may send a code: counted per e-mail and per address.
-    let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&email), address));
+    let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&email), address).await);
     let required = tri!(auth.verification_required(&app_id).await.map_err(IntoResponse::into_response));
     let new =
         NewUser { email, password: Some(password.into()), full_name, role: UserRole::User, is_verified: !required };
@@ -352,8 +380,7 @@ async fn register(
         Ok(user) => user,
         Err(homebase_store::StoreError::Conflict { .. }) => {
             return ApiError::new(
-                StatusCode::CONFLICT,
-                "user_exists",
+                ErrorCode::UserExists,
                 "An account with this e-mail already exists",
                 "Sign in instead, or reset the password with auth/reset-password-request.",
             )
@@ -378,7 +405,7 @@ async fn register(
 
 fn invalid_code() -> Response {
     bad_request(
-        "invalid_code",
+        ErrorCode::InvalidCode,
         "The verification code is wrong or has expired",
         "Check the latest code mailed to you, or ask for a new one with auth/resend-otp.",
     )
@@ -395,7 +422,7 @@ async fn verify_otp(
     let email = tri!(email_field(&map, "email"));
     let code = tri!(text(&map, "otp_code"));
     // Every guess counts against the account and the address, across resent codes.
-    let reservation = tri!(reserve(&auth, Attempt::Otp, &app_id, Some(&email), address));
+    let reservation = tri!(reserve(&auth, Attempt::Otp, &app_id, Some(&email), address).await);
     let Some(user) = tri!(auth.store.user_by_email(&app_id, &email).await.map_err(store_response)) else {
         return failed(Attempt::Otp, &reservation, invalid_code());
     };
@@ -407,7 +434,7 @@ async fn verify_otp(
     match tri!(auth.store.take_code(&app_id, &user.id, CodePurpose::Verify, code).await.map_err(store_response)) {
         CodeCheck::Invalid => failed(Attempt::Otp, &reservation, invalid_code()),
         CodeCheck::Valid => {
-            auth.limiter.refund(reservation);
+            auth.limiter.refund(reservation).await;
             if user.disabled {
                 return user_disabled();
             }
@@ -430,7 +457,7 @@ async fn mail_request(
     let app_id = auth.app_id(app).map_err(IntoResponse::into_response)?;
     let map = object(body)?;
     let email = email_field(&map, "email")?;
-    let _ = reserve(auth, Attempt::Mail, &app_id, Some(&email), address)?;
+    let _ = reserve(auth, Attempt::Mail, &app_id, Some(&email), address).await?;
     let user = auth.store.user_by_email(&app_id, &email).await.map_err(store_response)?;
     Ok((app_id, user))
 }
@@ -454,8 +481,7 @@ async fn resend_otp(
 }
 
 fn user_disabled() -> Response {
-    ApiError::new(StatusCode::FORBIDDEN, "user_disabled", "This account is disabled", "Ask an admin of the app.")
-        .into_response()
+    ApiError::new(ErrorCode::UserDisabled, "This account is disabled", "Ask an admin of the app.").into_response()
 }
 
 /// The 429 of a refused attempt, saying what the caller can do about that limit.
@@ -493,16 +519,14 @@ fn too_many(attempt: Attempt, refused: Refused) -> Response {
         ),
         (Attempt::Mail, _) => ("Too many requests that send mail", format!("Wait {secs} seconds before asking again.")),
     };
-    let mut response =
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message, detail).into_response();
+    let mut response = ApiError::new(ErrorCode::TooManyAttempts, message, detail).into_response();
     response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     response
 }
 
 fn invalid_credentials() -> Response {
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
+        ErrorCode::InvalidCredentials,
         "Invalid email or password",
         "Check the e-mail address and the password.",
     )
@@ -523,18 +547,17 @@ async fn login(
     // given back when it was right.
     // Past the address's limit the password is still checked: a right one passes (many people
     // may share the address), a wrong one gets a 429.
-    let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&email), address));
+    let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&email), address).await);
     let Some(user) = tri!(auth.store.check_password(&app_id, &email, password).await.map_err(store_response)) else {
         return failed(Attempt::Login, &reservation, invalid_credentials());
     };
-    auth.limiter.refund(reservation);
+    auth.limiter.refund(reservation).await;
     if user.disabled {
         return user_disabled();
     }
     if !user.is_verified && tri!(auth.verification_required(&app_id).await.map_err(IntoResponse::into_response)) {
         return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "email_not_verified",
+            ErrorCode::EmailNotVerified,
             "The e-mail address is not verified yet",
             "Enter the code mailed to you with auth/verify-otp, or ask for a new one with auth/resend-otp.",
         )
@@ -557,7 +580,7 @@ async fn change_password(
     let new = tri!(text(&map, "new_password"));
     let Some(token) = identity.user() else {
         return bad_request(
-            "no_user",
+            ErrorCode::NoUser,
             "The service role has no password",
             "Sign in as the user whose password changes.",
         );
@@ -566,25 +589,27 @@ async fn change_password(
         && user_id != token.id
     {
         return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "You can only change your own password",
             "Send your own user id, or leave user_id out.",
         )
         .into_response();
     }
     let user = tri!(token_user(&auth, &app_id, token).await);
-    let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&user.email), address));
+    let reservation = tri!(reserve(&auth, Attempt::Login, &app_id, Some(&user.email), address).await);
     if tri!(auth.store.check_password(&app_id, &user.email, current).await.map_err(store_response)).is_none() {
-        let wrong =
-            bad_request("invalid_credentials", "The current password is wrong", "Enter the password you sign in with.");
+        let wrong = bad_request(
+            ErrorCode::WrongPassword,
+            "The current password is wrong",
+            "Enter the password you sign in with.",
+        );
         return failed(Attempt::Login, &reservation, wrong);
     }
-    auth.limiter.refund(reservation);
+    auth.limiter.refund(reservation).await;
     tri!(auth.store.set_password(&app_id, &user.id, new).await.map_err(store_response));
     // Every earlier token of the user is void now, the caller's too: it gets a new one.
     let Some(user) = tri!(auth.store.user(&app_id, &user.id).await.map_err(store_response)) else {
-        return Unauthorized::new("The token's user does not exist", "Sign in again.").into_response();
+        return refused(Unauthorized::UserGone);
     };
     Json(json!({
         "message": "The password was changed. Other sessions are signed out; this answer carries a new access token.",
@@ -623,7 +648,7 @@ async fn reset_password(State(auth): State<Arc<Auth>>, Path(app): Path<String>, 
     }
     let Some(user) = tri!(auth.store.take_reset_token(&app_id, token).await.map_err(store_response)) else {
         return bad_request(
-            "invalid_reset_token",
+            ErrorCode::InvalidResetToken,
             "The reset token is wrong, used or expired",
             "Ask for a new one with auth/reset-password-request.",
         );
@@ -633,7 +658,7 @@ async fn reset_password(State(auth): State<Arc<Auth>>, Path(app): Path<String>, 
     tri!(auth.store.set_password(&app_id, &user.id, password).await.map_err(store_response));
     // The reset proves the mailbox: a login lock of the account (failed attempts by anyone) is
     // lifted, so its owner can sign in with the new password at once.
-    auth.limiter.clear_account(Attempt::Login, &app_id, &user.email);
+    auth.limiter.clear_account(Attempt::Login, &app_id, &user.email).await;
     // The token arrived by e-mail, which proves the address.
     if !user.is_verified {
         let update = UserUpdate { is_verified: Some(true), ..Default::default() };
@@ -672,7 +697,11 @@ async fn put_me(State(auth): State<Arc<Auth>>, Path(app): Path<String>, headers:
     let app_id = tri!(auth.app_id(&app).map_err(IntoResponse::into_response));
     let identity = tri!(require_identity(&auth, &headers, &app_id));
     let Some(user) = tri!(caller_user(&auth, &app_id, &identity).await) else {
-        return bad_request("no_user", "The service role has no user record", "Sign in as a user to update it.");
+        return bad_request(
+            ErrorCode::NoUser,
+            "The service role has no user record",
+            "Sign in as a user to update it.",
+        );
     };
     let current = user_json(&user);
     let mut data = Map::new();
@@ -681,7 +710,7 @@ async fn put_me(State(auth): State<Arc<Auth>>, Path(app): Path<String>, headers:
             // Sending back what `me` returned is fine; changing it is not.
             if current.get(&key).unwrap_or(&Value::Null) != &value {
                 return bad_request(
-                    "protected_field",
+                    ErrorCode::ProtectedField,
                     format!("'{key}' cannot be changed with updateMe"),
                     format!("Leave '{key}' out; these fields are managed by the platform: {}.", PROTECTED.join(", ")),
                 );
@@ -726,18 +755,13 @@ async fn get_user(
     let identity = tri!(require_identity(&auth, &headers, &app_id));
     let (user, admin) = tri!(caller_and_admin(&auth, &app_id, &identity).await);
     if !admin && user.as_ref().map(|u| u.id.as_str()) != Some(id.as_str()) {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "You can only read your own user",
-            "Use entities/User/me.",
-        )
-        .into_response();
+        return ApiError::new(ErrorCode::Forbidden, "You can only read your own user", "Use entities/User/me.")
+            .into_response();
     }
     match tri!(auth.store.user(&app_id, &id).await.map_err(store_response)) {
         Some(user) => Json(user_json(&user)).into_response(),
         None => {
-            ApiError::not_found("user_not_found", format!("No user with id '{id}'"), "Check the id.").into_response()
+            ApiError::new(ErrorCode::UserNotFound, format!("No user with id '{id}'"), "Check the id.").into_response()
         }
     }
 }
@@ -757,8 +781,7 @@ async fn invite_user(
     let role = tri!(UserRole::parse(tri!(optional_text(&map, "role")).unwrap_or("user")).map_err(store_response));
     if role == UserRole::Admin && !admin {
         return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "Only an admin can invite an admin",
             "Invite with role 'user', or ask an admin of the app.",
         )
@@ -767,15 +790,15 @@ async fn invite_user(
     // Each invitation sends mail: counted per inviting user and per address. The service role
     // (the app's own functions) is not limited.
     if let (Identity::User(_), Some(caller)) = (&identity, &caller) {
-        let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&format!("invited-by\0{}", caller.id)), address));
+        let invited_by = format!("invited-by\0{}", caller.id);
+        let _ = tri!(reserve(&auth, Attempt::Mail, &app_id, Some(&invited_by), address).await);
     }
     let new = NewUser { email, password: None, full_name: None, role, is_verified: false };
     let user = match auth.store.create_user(&app_id, new).await {
         Ok(user) => user,
         Err(homebase_store::StoreError::Conflict { .. }) => {
             return ApiError::new(
-                StatusCode::CONFLICT,
-                "user_exists",
+                ErrorCode::UserExists,
                 "This e-mail already has an account in the app",
                 "There is nothing to invite; the user can sign in or reset the password.",
             )
@@ -800,11 +823,14 @@ mod tests {
         let leak = "no such table: users (SELECT password_hash FROM users)";
         for error in [StoreError::Database(leak.into()), StoreError::Io(leak.into())] {
             let error = store_error(error);
-            assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
             assert!(!error.message.contains("no such table") && !error.detail.contains("no such table"), "{error:?}");
             assert!(!error.message.is_empty() && !error.detail.is_empty());
         }
         let invalid = store_error(StoreError::Invalid { message: "The password is too short".into() });
-        assert_eq!((invalid.status, invalid.message.as_str()), (StatusCode::BAD_REQUEST, "The password is too short"));
+        assert_eq!(
+            (invalid.status(), invalid.message.as_str()),
+            (StatusCode::BAD_REQUEST, "The password is too short")
+        );
     }
 }

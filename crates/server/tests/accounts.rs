@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use homebase_server::auth::LoginLimits;
-use homebase_server::mail::{Mailer, SmtpConfig};
+use homebase_identity::LoginLimits;
+use homebase_identity::mail::{Mailer, SmtpConfig};
 use homebase_testkit::{ADMIN_KEY, PlatformOptions, ReceivedMail, TestPlatform, json_of, smtp_sink};
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use homebase_server::auth::LoginLimits;
-use homebase_server::mail::{Mailer, SmtpConfig};
-use homebase_server::token::TokenMinter;
+use homebase_identity::LoginLimits;
+use homebase_identity::TokenMinter;
+use homebase_identity::mail::{Mailer, SmtpConfig};
 use homebase_testkit::{
     ADMIN_KEY, PlatformOptions, ReceivedMail, TestPlatform, TestServer, fixture, json_of, smtp_sink,
 };

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use homebase_server::mail::{Mailer, SmtpConfig};
+use homebase_identity::mail::{Mailer, SmtpConfig};
 use homebase_testkit::{TestServer, fixture, official_sdk, smtp_sink};
 
 #[tokio::test]

@@ -86,6 +86,11 @@ macro_rules! conformance_tests {
             every_record_write_appends_one_change,
             a_failed_record_write_leaves_no_record_and_no_change,
             concurrent_record_writers_never_lose_or_duplicate_a_change,
+            limits_count_refuse_give_back_and_reset,
+            limit_windows_end_and_are_swept,
+            concurrent_hits_never_pass_a_limit,
+            function_heads_name_files_and_materialize_only_what_is_missing,
+            app_digests_change_with_what_workers_run,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -1109,21 +1114,41 @@ pub async fn sign_in_changes_are_announced(store: Store) {
 pub async fn the_function_limit_is_checked_by_the_deploy(store: Store) {
     let app = app(&store).await;
     for name in ["a", "b", "c"] {
-        store.deploy_with_limit(&app.id, name, version(name), 3).await.unwrap();
+        store
+            .deploy_with_limit(&app.id, name, crate::PreparedDeployment::new(version(name)).unwrap(), 3)
+            .await
+            .unwrap();
     }
     let before = stats(&store).await;
-    let err = store.deploy_with_limit(&app.id, "d", version("d"), 3).await.unwrap_err();
+    let err = store
+        .deploy_with_limit(&app.id, "d", crate::PreparedDeployment::new(version("d")).unwrap(), 3)
+        .await
+        .unwrap_err();
     assert_eq!(err, StoreError::TooManyFunctions { count: 3, limit: 3 });
     assert_eq!((err.status(), err.code()), (422, "too_many_functions"));
     assert_eq!(stats(&store).await, before, "nothing of the refused deploy is stored");
     // Existing functions still deploy and roll back at the limit.
-    assert_eq!(store.deploy_with_limit(&app.id, "a", version("a2"), 3).await.unwrap().status, DeployStatus::Deployed);
-    assert_eq!(store.deploy_with_limit(&app.id, "b", version("b"), 3).await.unwrap().status, DeployStatus::Unchanged);
+    assert_eq!(
+        store
+            .deploy_with_limit(&app.id, "a", crate::PreparedDeployment::new(version("a2")).unwrap(), 3)
+            .await
+            .unwrap()
+            .status,
+        DeployStatus::Deployed
+    );
+    assert_eq!(
+        store
+            .deploy_with_limit(&app.id, "b", crate::PreparedDeployment::new(version("b")).unwrap(), 3)
+            .await
+            .unwrap()
+            .status,
+        DeployStatus::Unchanged
+    );
     // The limit is per app, and a deleted function frees its place.
     let other = app_named(&store, "other").await;
-    store.deploy_with_limit(&other.id, "d", version("d"), 3).await.unwrap();
+    store.deploy_with_limit(&other.id, "d", crate::PreparedDeployment::new(version("d")).unwrap(), 3).await.unwrap();
     assert!(store.delete_function(&app.id, "c").await.unwrap());
-    store.deploy_with_limit(&app.id, "d", version("d"), 3).await.unwrap();
+    store.deploy_with_limit(&app.id, "d", crate::PreparedDeployment::new(version("d")).unwrap(), 3).await.unwrap();
     assert_eq!(store.function_count(&app.id).await.unwrap(), 3);
     // `deploy` itself sets no limit.
     store.deploy(&app.id, "e", version("e")).await.unwrap();
@@ -1134,9 +1159,16 @@ pub async fn concurrent_deploys_cannot_pass_the_function_limit(store: Store) {
     let tasks: Vec<_> = (0..12)
         .map(|i| {
             let (store, app_id) = (store.clone(), app.id.clone());
-            tokio::spawn(
-                async move { store.deploy_with_limit(&app_id, &format!("f{i}"), version(&i.to_string()), 5).await },
-            )
+            tokio::spawn(async move {
+                store
+                    .deploy_with_limit(
+                        &app_id,
+                        &format!("f{i}"),
+                        crate::PreparedDeployment::new(version(&i.to_string())).unwrap(),
+                        5,
+                    )
+                    .await
+            })
         })
         .collect();
     let mut passed = 0;
@@ -1678,4 +1710,142 @@ pub async fn many_records_update_in_one_batch(store: Store) {
     assert_eq!(refused, Err(crate::WriteError::Rejected("no".to_string())));
     let changes = changes_at_least(&store, 8).await;
     assert_eq!(changes.iter().filter(|c| c.operation == crate::ChangeOp::Update).count(), 3);
+}
+
+fn counter(key: &str, max: u32, refuse: bool) -> crate::LimitCounter {
+    crate::LimitCounter { key: key.into(), max, refuse }
+}
+
+pub async fn limits_count_refuse_give_back_and_reset(store: Store) {
+    use crate::LimitHit;
+    use std::time::Duration;
+    let window = Duration::from_secs(600);
+    let (account, address) = (counter("account", 2, true), counter("address", 3, false));
+    let both = [account.clone(), address.clone()];
+    for _ in 0..2 {
+        assert_eq!(store.hit_limits(&both, window).await.unwrap(), LimitHit::Counted { over: vec![None, None] });
+    }
+    // The account is at its limit: refused, and nothing counted (the address stays at 2).
+    let LimitHit::Refused { index: 0, retry_after } = store.hit_limits(&both, window).await.unwrap() else {
+        panic!("the account refuses")
+    };
+    assert!(retry_after > Duration::from_secs(590) && retry_after <= window, "{retry_after:?}");
+    let other = [counter("other", 2, true), address.clone()];
+    assert_eq!(store.hit_limits(&other, window).await.unwrap(), LimitHit::Counted { over: vec![None, None] });
+    // The address is at 3 now: counted anyway, and reported over.
+    let LimitHit::Counted { over } = store.hit_limits(&other, window).await.unwrap() else { panic!("counted") };
+    assert!(over[0].is_none() && over[1].is_some(), "{over:?}");
+    // A hit given back makes room once; a reset starts the counter over.
+    store.give_back_limit("account").await.unwrap();
+    assert!(matches!(
+        store.hit_limits(std::slice::from_ref(&account), window).await.unwrap(),
+        LimitHit::Counted { .. }
+    ));
+    assert!(matches!(
+        store.hit_limits(std::slice::from_ref(&account), window).await.unwrap(),
+        LimitHit::Refused { .. }
+    ));
+    store.reset_limit("account").await.unwrap();
+    assert!(matches!(
+        store.hit_limits(std::slice::from_ref(&account), window).await.unwrap(),
+        LimitHit::Counted { .. }
+    ));
+    store.give_back_limit("never-hit").await.unwrap();
+    store.reset_limit("never-hit").await.unwrap();
+    assert!(store.hit_limits(&[counter("", 1, true)], window).await.is_err(), "an empty key");
+}
+
+pub async fn limit_windows_end_and_are_swept(store: Store) {
+    use crate::LimitHit;
+    use std::time::Duration;
+    let short = Duration::from_millis(300);
+    let one = [counter("short", 1, true)];
+    assert!(matches!(store.hit_limits(&one, short).await.unwrap(), LimitHit::Counted { .. }));
+    assert!(matches!(store.hit_limits(&one, short).await.unwrap(), LimitHit::Refused { .. }));
+    let long = [counter("long", 1, true)];
+    assert!(matches!(store.hit_limits(&long, Duration::from_secs(600)).await.unwrap(), LimitHit::Counted { .. }));
+    // The window has no signal of its end: wait it out.
+    tokio::time::sleep(short + Duration::from_millis(50)).await;
+    assert_eq!(store.sweep_limits().await.unwrap(), 1, "the ended window only");
+    assert!(matches!(store.hit_limits(&one, short).await.unwrap(), LimitHit::Counted { .. }), "a new window");
+    assert!(matches!(store.hit_limits(&long, Duration::from_secs(600)).await.unwrap(), LimitHit::Refused { .. }));
+}
+
+/// The check and the count are one step: of many concurrent hits, exactly the limit pass.
+pub async fn concurrent_hits_never_pass_a_limit(store: Store) {
+    use crate::LimitHit;
+    use std::time::Duration;
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                // Half name the counters in the other order: locks must not deadlock.
+                let pair = [counter("shared", 5, true), counter(&format!("own-{i}"), 5, true)];
+                let pair = if i % 2 == 0 { pair } else { [pair[1].clone(), pair[0].clone()] };
+                store.hit_limits(&pair, Duration::from_secs(600)).await.unwrap()
+            })
+        })
+        .collect();
+    let mut passed = 0;
+    for task in tasks {
+        if let LimitHit::Counted { .. } = task.await.unwrap() {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 5);
+}
+
+/// A node reads a deployment's files only when its folder is missing.
+pub async fn function_heads_name_files_and_materialize_only_what_is_missing(store: Store) {
+    let app = app(&store).await;
+    let nested = deployment(&[("entry.ts", "import '../../shared/a.ts';"), ("../../shared/a.ts", "export {}")]);
+    let id = store.deploy(&app.id, "email/send", nested).await.unwrap().deployment_id;
+    store.deploy(&app.id, "b", version("b")).await.unwrap();
+    let heads = store.function_heads(&app.id).await.unwrap();
+    let names: Vec<&str> = heads.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["b", "email/send"]);
+    let head = &heads[1];
+    assert_eq!((head.deployment_id.as_str(), head.entry.as_str()), (id.as_str(), "entry.ts"));
+    assert_eq!(head.paths, ["../../shared/a.ts", "entry.ts"]);
+    let dir = tempfile::tempdir().unwrap();
+    let entry = store.materialize_function(head, dir.path()).await.unwrap();
+    assert_eq!(entry, store.materialize(&id, dir.path()).await.unwrap(), "the same layout as materialize");
+    assert_eq!(std::fs::read_to_string(&entry).unwrap(), "import '../../shared/a.ts';");
+    // Gone from the store (deleted and collected), the deployment still runs from its folder.
+    assert!(store.delete_function(&app.id, "email/send").await.unwrap());
+    assert!(matches!(store.materialize(&id, dir.path()).await, Err(StoreError::NotFound { .. })));
+    assert_eq!(store.materialize_function(head, dir.path()).await.unwrap(), entry, "read nothing");
+    let other = tempfile::tempdir().unwrap();
+    assert!(store.materialize_function(head, other.path()).await.is_err(), "a missing folder is read from the store");
+}
+
+/// An app's digest changes with what its workers run, and only then.
+pub async fn app_digests_change_with_what_workers_run(store: Store) {
+    let (one, two) = (app_named(&store, "one").await, app_named(&store, "two").await);
+    let digests = store.app_digests().await.unwrap();
+    assert_eq!(digests.len(), 2, "every app, also one with nothing deployed");
+    let mut last = digests.clone();
+    let mut changed = |now: std::collections::BTreeMap<String, String>, what: &str| {
+        assert_eq!(now[&two.id], last[&two.id], "{what}: the other app is untouched");
+        let differs = now[&one.id] != last[&one.id];
+        last = now;
+        differs
+    };
+    store.deploy(&one.id, "f", version("1")).await.unwrap();
+    assert!(changed(store.app_digests().await.unwrap(), "a deploy"));
+    store.deploy(&one.id, "f", version("2")).await.unwrap();
+    assert!(changed(store.app_digests().await.unwrap(), "another deploy"));
+    store.rollback(&one.id, "f", None).await.unwrap();
+    assert!(changed(store.app_digests().await.unwrap(), "a rollback"));
+    let secret = BTreeMap::from([("KEY".to_string(), "value-1".to_string())]);
+    store.set_secrets(&one.id, secret.clone()).await.unwrap();
+    assert!(changed(store.app_digests().await.unwrap(), "a new secret"));
+    store.set_secrets(&one.id, secret).await.unwrap();
+    assert!(changed(store.app_digests().await.unwrap(), "a secret set again"));
+    store.set_function_net_allow(&one.id, vec!["10.0.0.1".into()]).await.unwrap();
+    assert!(changed(store.app_digests().await.unwrap(), "a net-allow list"));
+    store.create_key(KeyScope::App(one.id.clone()), "ci").await.unwrap();
+    assert!(!changed(store.app_digests().await.unwrap(), "a key"));
+    store.delete_function(&one.id, "f").await.unwrap();
+    assert!(changed(store.app_digests().await.unwrap(), "a deletion"));
 }

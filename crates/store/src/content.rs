@@ -26,16 +26,37 @@ const MAX_PATH_BYTES: usize = 1024;
 const LAYOUT_TOP: &str = "functions";
 const LAYOUT_PLACEHOLDER: &str = "_";
 
-/// A deployment ready to store: validated, sorted by path, hashed.
+/// A deployment ready to store: validated, sorted by path, hashed, once
+/// ([`PreparedDeployment::new`]). A deploy checks, materialises and stores this one value, so its
+/// content is hashed once and the id checked is the id stored.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct PreparedDeployment {
+pub struct PreparedDeployment {
     /// `d_` + 32 hex characters of the content hash.
-    pub id: String,
-    pub entry: String,
+    pub(crate) id: String,
+    pub(crate) entry: String,
     /// Canonical JSON of the automations array.
-    pub automations: String,
+    pub(crate) automations: String,
     /// Sorted by path.
-    pub files: Vec<PreparedFile>,
+    pub(crate) files: Vec<PreparedFile>,
+}
+
+impl PreparedDeployment {
+    /// Checks `deployment` as [`Store::deploy`](crate::Store::deploy) does (a non-empty list of
+    /// files with normalised relative paths, listed once, the entry among them, an automations
+    /// array) and computes its content address.
+    pub fn new(deployment: Deployment) -> Result<PreparedDeployment> {
+        prepare(deployment)
+    }
+
+    /// The content address: the deployment id this content always has.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `(path, content)` of every file, sorted by path.
+    pub(crate) fn file_contents(&self) -> Vec<(&str, &str)> {
+        self.files.iter().map(|f| (f.path.as_str(), f.content.as_str())).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -29,8 +29,15 @@
 //!   distinct deployments of a function (so at least the last 10 deploys stay available for
 //!   rollback); deployments and contents nothing refers to any more are deleted in the same
 //!   transaction. [`Store::gc`] sweeps the whole database as well.
+//! * **Backups.** [`backup::copy_sqlite`] copies a SQLite database (the store's or the log
+//!   store's) as one consistent snapshot while a server writes to it, for `homebase backup`.
 //! * **Materialisation.** [`Store::materialize`] writes a deployment's files to the node's disk
-//!   under its content address, atomically, for the runtime to run.
+//!   under its content address, atomically, for the runtime to run;
+//!   [`Store::materialize_function`] reads them only when that folder is missing, and
+//!   [`Store::app_digests`] tells a node which apps changed since it loaded them (see the
+//!   `node` module).
+//! * **Rate limits** shared by the nodes (login and mail limits): [`Store::hit_limits`] checks
+//!   and counts fixed-window counters in one transaction (see the `limits` module).
 //!
 //! The API is async; SQLite work runs on tokio's blocking threads. Times are milliseconds since
 //! the Unix epoch.
@@ -46,15 +53,18 @@ macro_rules! on_backend {
     };
 }
 
+pub mod backup;
 pub mod changes;
 mod content;
 pub mod entities;
 mod error;
 mod ids;
+mod limits;
 pub mod logs;
 mod materialize;
 mod model;
 mod netallow;
+mod node;
 mod postgres;
 mod secrets;
 mod sqlite;
@@ -71,14 +81,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use changes::{CHANGE_BUFFER, Change, ChangeKind, Changes};
-pub use content::{MAX_HISTORY_ENTRIES, MAX_PATH_CLIMB, RETAINED_DEPLOYMENTS};
+pub use content::{MAX_HISTORY_ENTRIES, MAX_PATH_CLIMB, PreparedDeployment, RETAINED_DEPLOYMENTS};
 pub use entities::{ChangeCursor, ChangeOp, EntityChange, NewRecord, SchemaChanges, WriteError};
 pub use error::{Result, StoreError};
 pub use ids::KEY_PREFIX;
+pub use limits::{LimitCounter, LimitHit, MAX_LIMIT_KEY};
 pub use logs::{LogQuery, LogRecord, LogStore, MAX_LOG_QUERY, PruneReport, Retention};
 pub use model::{
-    ActiveFunction, ApiKey, App, DeployFile, DeployOutcome, DeployStatus, Deployment, GcReport, HistoryEntry, KeyScope,
-    StoreStats,
+    ActiveFunction, ApiKey, App, DeployFile, DeployOutcome, DeployStatus, Deployment, FunctionHead, GcReport,
+    HistoryEntry, KeyScope, StoreStats,
 };
 pub use netallow::MAX_NET_ALLOW_ENTRIES;
 pub use secrets::{MASTER_KEY_LEN, MasterKey, is_valid_secret_name};
@@ -116,13 +127,11 @@ pub fn deployment_id(deployment: &Deployment) -> Result<String> {
     Ok(content::prepare(deployment.clone())?.id)
 }
 
-/// Checks `deployment` as [`Store::deploy`] would and writes it under `root/<id>/`, without
-/// touching any database: for checking a deploy (with Deno, say) before anything is stored.
-/// Returns the content address and the absolute path of the entry file. Blocking.
-pub fn materialize_unstored(deployment: &Deployment, root: &Path) -> Result<(String, PathBuf)> {
-    let id = deployment_id(deployment)?;
-    let entry = materialize::materialize(&id, deployment, root)?;
-    Ok((id, entry))
+/// Writes a prepared deployment under `root/<id>/` without touching any database: for checking
+/// a deploy (with Deno, say) before anything is stored. Returns the absolute path of the entry
+/// file. Blocking.
+pub fn materialize_unstored(deployment: &PreparedDeployment, root: &Path) -> Result<PathBuf> {
+    materialize::materialize(&deployment.id, &deployment.entry, &deployment.file_contents(), root)
 }
 
 impl fmt::Debug for Store {
@@ -368,7 +377,7 @@ impl Store {
     /// of automations) are the caller's; [`deploy_with_limit`](Store::deploy_with_limit) checks
     /// the function limit too.
     pub async fn deploy(&self, app_id: &str, name: &str, deployment: Deployment) -> Result<DeployOutcome> {
-        self.deploy_within(app_id, name, deployment, None).await
+        self.deploy_within(app_id, name, content::prepare(deployment)?, None).await
     }
 
     /// [`deploy`](Store::deploy), refusing with [`StoreError::TooManyFunctions`] a deploy that
@@ -380,7 +389,7 @@ impl Store {
         &self,
         app_id: &str,
         name: &str,
-        deployment: Deployment,
+        deployment: PreparedDeployment,
         max_functions: u64,
     ) -> Result<DeployOutcome> {
         self.deploy_within(app_id, name, deployment, Some(max_functions)).await
@@ -390,11 +399,10 @@ impl Store {
         &self,
         app_id: &str,
         name: &str,
-        deployment: Deployment,
+        prepared: PreparedDeployment,
         max_functions: Option<u64>,
     ) -> Result<DeployOutcome> {
         content::validate_function_name(name)?;
-        let prepared = content::prepare(deployment)?;
         let (app, function, now) = (app_id.to_string(), name.to_string(), ids::now_ms());
         let outcome = on_backend!(self, db => db.deploy(app, function, prepared, now, max_functions).await)?;
         if outcome.status == DeployStatus::Deployed {
@@ -405,12 +413,12 @@ impl Store {
 
     /// The app's functions with their active deployments, sorted by name (bytewise).
     pub async fn functions(&self, app_id: &str) -> Result<Vec<ActiveFunction>> {
-        on_backend!(self, db => db.functions(app_id.to_string(), None).await)
+        on_backend!(self, db => db.functions(app_id.to_string(), None, true).await)
     }
 
     /// One function with its active deployment.
     pub async fn function(&self, app_id: &str, name: &str) -> Result<Option<ActiveFunction>> {
-        let functions = on_backend!(self, db => db.functions(app_id.to_string(), Some(name.to_string())).await)?;
+        let functions = on_backend!(self, db => db.functions(app_id.to_string(), Some(name.to_string()), true).await)?;
         Ok(functions.into_iter().next())
     }
 
@@ -469,9 +477,13 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::not_found(format!("Deployment '{deployment_id}'")))?;
         let (id, root) = (deployment_id.to_string(), root.to_path_buf());
-        tokio::task::spawn_blocking(move || materialize::materialize(&id, &deployment, &root))
-            .await
-            .map_err(|e| StoreError::Io(format!("Materialising the deployment failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let files: Vec<(&str, &str)> =
+                deployment.files.iter().map(|f| (f.path.as_str(), f.content.as_str())).collect();
+            materialize::materialize(&id, &deployment.entry, &files, &root)
+        })
+        .await
+        .map_err(|e| StoreError::Io(format!("Materialising the deployment failed: {e}")))?
     }
 
     /// Deletes every deployment that no function and no history entry refers to, and every
@@ -558,6 +570,12 @@ impl Store {
     }
 }
 
+/// A PostgreSQL URL as it may be shown (in logs, errors, printed settings):
+/// `postgres://user@host:port/database`, without the password or options.
+pub fn display_database_url(url: &str) -> String {
+    postgres::display_url(url)
+}
+
 /// Whether `text` is a PostgreSQL URL rather than a file path.
 pub fn is_postgres_url(text: &str) -> bool {
     let lower = text.trim_start().to_ascii_lowercase();
@@ -594,12 +612,16 @@ mod unstored_tests {
             automations: serde_json::json!([]),
         };
         let dir = tempfile::tempdir().unwrap();
-        let (id, entry) = materialize_unstored(&deployment, dir.path()).unwrap();
+        let prepared = PreparedDeployment::new(deployment.clone()).unwrap();
+        let id = prepared.id().to_string();
+        assert_eq!(deployment_id(&deployment).unwrap(), id);
+        let entry = materialize_unstored(&prepared, dir.path()).unwrap();
         assert!(entry.ends_with("entry.ts") && entry.starts_with(dir.path().canonicalize().unwrap().join(&id)));
         let store = Store::open_sqlite_in_memory().await.unwrap();
         let app = store.create_app("a").await.unwrap();
         assert_eq!(store.deploy(&app.id, "f", deployment.clone()).await.unwrap().deployment_id, id);
+        // A deployment that breaks a rule never gets prepared, so it cannot be written.
         let bad = Deployment { entry: "missing.ts".into(), ..deployment };
-        assert!(materialize_unstored(&bad, dir.path()).is_err());
+        assert!(PreparedDeployment::new(bad).unwrap_err().to_string().contains("not among the files"));
     }
 }

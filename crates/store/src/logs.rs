@@ -21,7 +21,8 @@
 //! Rows are keyed by an id the caller assigns ([`LogRecord::id`]): the server numbers lines as
 //! they are printed, so the id a live subscriber sees is the id that is stored, and a client
 //! that reconnects can ask for everything after the last id it saw. [`LogStore::next_id`] tells
-//! the numbering where to continue after a restart.
+//! the numbering where to continue after a restart. On PostgreSQL, which several nodes write
+//! to, the database numbers the lines instead ([`LogStore::numbers_lines`]), in commit order.
 //!
 //! Indexes serve the queries the logs API makes: one function's lines by time
 //! (`(app_id, function, time)`), an app's lines by time (`(app_id, time)`). Lines after an id
@@ -282,7 +283,18 @@ impl LogStore {
         .await
     }
 
-    /// Stores `records` in one transaction. A record whose id is already stored is skipped.
+    /// Whether the store gives lines their ids itself (PostgreSQL: ids in commit order, unique
+    /// across the nodes writing to it), rather than keeping the ids of the records inserted
+    /// (SQLite). Then the ids a server numbered its lines with are not the stored ones, and a
+    /// follower reads the store ([`watch`](LogStore::watch), [`tail`](LogStore::tail)) instead
+    /// of the server's live feed.
+    pub fn numbers_lines(&self) -> bool {
+        self.postgres().is_some()
+    }
+
+    /// Stores `records` in one transaction. SQLite: a record whose id is already stored is
+    /// skipped. PostgreSQL: the lines get the database's ids, in the order of the records' ids
+    /// (see [`numbers_lines`](LogStore::numbers_lines)).
     pub async fn insert(&self, records: Vec<LogRecord>) -> Result<()> {
         if records.is_empty() {
             return Ok(());

@@ -10,19 +10,18 @@ use std::path::{Path, PathBuf};
 
 use crate::content;
 use crate::error::{Result, StoreError};
-use crate::model::Deployment;
 
 /// Prefix of the temporary folders a materialisation writes into.
 pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 
-/// Writes `deployment` (whose content address is `id`) under `root/<id>/` unless it is already
-/// there, and returns the absolute path of its entry file. Blocking.
-pub(crate) fn materialize(id: &str, deployment: &Deployment, root: &Path) -> Result<PathBuf> {
+/// Writes the deployment `id` (its `entry` and `(path, content)` files) under `root/<id>/` unless
+/// it is already there, and returns the absolute path of its entry file. Blocking.
+pub(crate) fn materialize(id: &str, entry: &str, files: &[(&str, &str)], root: &Path) -> Result<PathBuf> {
     if !content::is_deployment_id(id) {
         return Err(StoreError::invalid(format!("'{id}' is not a deployment id")));
     }
     // Paths come from the database; check them again rather than trust them.
-    let layout = content::layout(&deployment.entry, deployment.files.iter().map(|f| f.path.as_str()))?;
+    let layout = content::layout(entry, files.iter().map(|(path, _)| *path))?;
     fs::create_dir_all(root).map_err(|e| io_error("create", root, &e))?;
     let root = root.canonicalize().map_err(|e| io_error("resolve", root, &e))?;
     let target = root.join(id);
@@ -34,12 +33,12 @@ pub(crate) fn materialize(id: &str, deployment: &Deployment, root: &Path) -> Res
         .prefix(&format!("{TEMP_PREFIX}{id}-"))
         .tempdir_in(&root)
         .map_err(|e| io_error("create a temporary folder in", &root, &e))?;
-    for (file, (_, resolved)) in deployment.files.iter().zip(&layout.files) {
+    for ((_, content), (_, resolved)) in files.iter().zip(&layout.files) {
         let path = temp.path().join(resolved);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|e| io_error("create", parent, &e))?;
         }
-        fs::write(&path, &file.content).map_err(|e| io_error("write", &path, &e))?;
+        fs::write(&path, content).map_err(|e| io_error("write", &path, &e))?;
     }
     match fs::rename(temp.path(), &target) {
         Ok(()) => {

@@ -97,6 +97,18 @@ pub struct ActiveFunction {
     pub activated_at: i64,
 }
 
+/// A function's active deployment without its files' contents: what a node needs to run it
+/// once the files are on its disk ([`Store::materialize_function`](crate::Store::materialize_function)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionHead {
+    pub name: String,
+    pub deployment_id: String,
+    pub entry: String,
+    /// The files' paths, sorted.
+    pub paths: Vec<String>,
+    pub activated_at: i64,
+}
+
 /// One activation of a function: a deploy or a rollback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {

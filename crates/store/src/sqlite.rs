@@ -149,9 +149,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
     "#,
-    // 6: reserved for the rate limits (branch `nodes`); this placeholder makes no change and is
-    //    replaced by that migration when the branches meet.
-    "",
+    // 6: rate-limit counters (login and mail limits): the count of the window that ends at
+    // `expires_at` (milliseconds). Ended windows are swept.
+    r#"
+    CREATE TABLE limit_counters (
+        key         TEXT PRIMARY KEY NOT NULL,
+        count       INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
+    CREATE INDEX limit_counters_expiry ON limit_counters(expires_at);
+    "#,
     // 7: app data (entities): schemas per app, records per (app, entity) with the built-in
     //    fields as columns and the declared fields as JSON text, and the change outbox: one row
     //    per committed create, update or delete, appended in the writing transaction.
@@ -235,6 +242,19 @@ pub(crate) fn create_private_file(path: &Path) -> Result<()> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(StoreError::Io(format!("Could not create the database {}: {e}", path.display()))),
+    }
+}
+
+/// Creates the new, empty file `path` readable and writable by its owner only (`0600`); an
+/// existing file is an error and is left alone.
+pub(crate) fn create_new_private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(StoreError::Io(format!("{} exists already; choose a new file", path.display())))
+        }
+        Err(e) => Err(StoreError::Io(format!("Could not create {}: {e}", path.display()))),
     }
 }
 
@@ -528,7 +548,14 @@ impl Sqlite {
         .await
     }
 
-    pub(crate) async fn functions(&self, app_id: String, name: Option<String>) -> Result<Vec<ActiveFunction>> {
+    /// The app's functions (or the one named) with their active deployments; file contents are
+    /// left empty unless `contents`.
+    pub(crate) async fn functions(
+        &self,
+        app_id: String,
+        name: Option<String>,
+        contents: bool,
+    ) -> Result<Vec<ActiveFunction>> {
         self.read(move |conn| {
             let filter = if name.is_some() { "AND f.name = ?2" } else { "" };
             let args: Vec<&dyn rusqlite::ToSql> = match &name {
@@ -564,10 +591,12 @@ impl Sqlite {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut stmt = conn.prepare(&format!(
-                "SELECT df.deployment_id, df.path, b.content
-                 FROM deployment_files df JOIN blobs b ON b.hash = df.blob_hash
+                "SELECT df.deployment_id, df.path, {content}
+                 FROM deployment_files df {join}
                  WHERE df.deployment_id IN (SELECT f.deployment_id FROM functions f WHERE f.app_id = ?1 {filter})
-                 ORDER BY df.deployment_id, df.path"
+                 ORDER BY df.deployment_id, df.path",
+                content = if contents { "b.content" } else { "''" },
+                join = if contents { "JOIN blobs b ON b.hash = df.blob_hash" } else { "" },
             ))?;
             let mut files: HashMap<String, Vec<DeployFile>> = HashMap::new();
             let rows = stmt.query_map(args.as_slice(), |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?;
@@ -1048,8 +1077,8 @@ mod tests {
         // Back to schema 3, as an older Homebase left it.
         let conn = raw(&path);
         conn.execute_batch(
-            "ALTER TABLE users DROP COLUMN session_epoch; DROP TABLE app_net_allow; DROP TABLE entity_schemas;
-             DROP TABLE entity_records; DROP TABLE entity_changes; PRAGMA user_version = 3;",
+            "ALTER TABLE users DROP COLUMN session_epoch; DROP TABLE app_net_allow; DROP TABLE limit_counters;
+             DROP TABLE entity_schemas; DROP TABLE entity_records; DROP TABLE entity_changes; PRAGMA user_version = 3;",
         )
         .unwrap();
         let hash: String =

@@ -5,23 +5,26 @@
 //! - [`TestServer`] runs `homebase dev` in-process on 127.0.0.1:0, started by the same
 //!   `homebase_server::dev::start` as the command, and collects every log event.
 //! - [`TestPlatform`] runs `homebase serve` the same way (`homebase_server::serve::start`),
-//!   over a data folder, with [`ADMIN_KEY`] as its admin key, and with the network of `serve`'s
-//!   functions restricted.
+//!   over a data folder (and a PostgreSQL database when [`PlatformOptions::database_url`] names
+//!   one), with [`ADMIN_KEY`] as its admin key, and with the network of `serve`'s functions
+//!   restricted.
+//! - [`TcpProxy`] forwards TCP connections (to PostgreSQL, say) and can cut them: an outage a
+//!   test can start and end.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use homebase_identity::LoginLimits;
+use homebase_identity::mail::Mailer;
 use homebase_logs::Sink;
 use homebase_runtime::{LogEvent, LogSink, NetAllow};
 use homebase_server::ConnectionLimits;
-use homebase_server::auth::LoginLimits;
 use homebase_server::config::Config;
 use homebase_server::dev::{DevConfig, DevData, DevEvent};
-use homebase_server::mail::Mailer;
-use homebase_server::serve::ServeConfig;
+use homebase_server::serve::{ServeConfig, StartError};
 use homebase_store::MasterKey;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -231,6 +234,17 @@ pub struct PlatformOptions {
     pub cors_origins: Vec<String>,
     /// The most records one entity list call answers (`entity-page-cap`).
     pub entity_page_cap: usize,
+    /// The server's `trusted-proxies` (canonical entries; none, as `serve` starts with).
+    pub trusted_proxies: Vec<String>,
+    /// `function-memory`, `function-concurrency` and `max-workers` (the defaults of `serve`).
+    pub function_memory: u64,
+    pub function_concurrency: usize,
+    pub max_workers: usize,
+    /// `database-url`: a PostgreSQL database (a `homebase_store::pg_testing::TestSchema`'s URL,
+    /// say) instead of SQLite in the data folder.
+    pub database_url: Option<String>,
+    /// How often the platform compares what it loaded with the database.
+    pub recheck_every: Duration,
 }
 
 impl Default for PlatformOptions {
@@ -246,6 +260,12 @@ impl Default for PlatformOptions {
             public_url: None,
             cors_origins: Vec::new(),
             entity_page_cap: 5000,
+            trusted_proxies: Vec::new(),
+            function_memory: Config::default().function_memory,
+            function_concurrency: Config::default().function_concurrency,
+            max_workers: Config::default().max_workers,
+            database_url: None,
+            recheck_every: homebase_catalog::platform::RECHECK_EVERY,
         }
     }
 }
@@ -259,6 +279,11 @@ impl TestPlatform {
     /// [`start`](TestPlatform::start) with `options`. Tokens are signed with
     /// `<data dir>/auth.key`, as `homebase serve` does.
     pub async fn start_with(data_dir: &Path, options: PlatformOptions) -> TestPlatform {
+        TestPlatform::try_start(data_dir, options).await.unwrap_or_else(|e| panic!("serve starts: {e}"))
+    }
+
+    /// [`start_with`](TestPlatform::start_with), returning why it could not start.
+    pub async fn try_start(data_dir: &Path, options: PlatformOptions) -> Result<TestPlatform, StartError> {
         let logs = Arc::new(CollectedLogs::default());
         let config = Config {
             function_net_allow: options.net_allow.entries(),
@@ -270,6 +295,11 @@ impl TestPlatform {
             public_url: options.public_url,
             cors_origins: options.cors_origins,
             entity_page_cap: options.entity_page_cap,
+            trusted_proxies: options.trusted_proxies,
+            function_memory: options.function_memory,
+            function_concurrency: options.function_concurrency,
+            max_workers: options.max_workers,
+            database_url: options.database_url,
             ..test_config()
         };
         let serve = ServeConfig {
@@ -280,10 +310,11 @@ impl TestPlatform {
             log_keepalive: options.keepalive,
             mailer: Some(options.mailer),
             login_limits: options.limits,
+            recheck_every: options.recheck_every,
             ..ServeConfig::new(config, data_dir.to_path_buf())
         };
-        let running = homebase_server::serve::start(serve, CancellationToken::new()).await.expect("serve starts");
-        TestPlatform { logs, running }
+        let running = homebase_server::serve::start(serve, CancellationToken::new()).await?;
+        Ok(TestPlatform { logs, running })
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -302,57 +333,87 @@ impl TestPlatform {
     }
 }
 
-/// Mail received by [`smtp_sink`]: `(envelope recipient, message data)`.
-pub type ReceivedMail = (String, String);
-
-/// A tiny SMTP server on 127.0.0.1:0 that accepts every message; returns its port and a
-/// receiver of `(envelope recipient, data)`.
-pub async fn smtp_sink() -> (u16, tokio::sync::mpsc::UnboundedReceiver<ReceivedMail>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut read = tokio::io::BufReader::new(read);
-                write.write_all(b"220 sink\r\n").await.unwrap();
-                let (mut to, mut data, mut in_data) = (String::new(), String::new(), false);
-                let mut line = String::new();
-                while read.read_line(&mut line).await.unwrap_or(0) > 0 {
-                    let reply: &[u8] = if in_data {
-                        if line == ".\r\n" {
-                            in_data = false;
-                            let _ = tx.send((to.clone(), data.clone()));
-                            b"250 queued\r\n"
-                        } else {
-                            data.push_str(&line);
-                            b""
-                        }
-                    } else if line.starts_with("EHLO") {
-                        b"250-sink\r\n250 AUTH PLAIN\r\n"
-                    } else if line.starts_with("AUTH PLAIN") {
-                        b"235 ok\r\n"
-                    } else if let Some(rcpt) = line.strip_prefix("RCPT TO:") {
-                        to = rcpt.trim().trim_matches(['<', '>']).to_string();
-                        b"250 ok\r\n"
-                    } else if line.starts_with("DATA") {
-                        in_data = true;
-                        b"354 go\r\n"
-                    } else if line.starts_with("QUIT") {
-                        break;
-                    } else {
-                        b"250 ok\r\n"
-                    };
-                    write.write_all(reply).await.unwrap();
-                    line.clear();
-                }
-            });
-        }
-    });
-    (port, rx)
+/// A TCP forwarder on 127.0.0.1 to another address (a PostgreSQL server, say) that a test can
+/// cut: [`cut`](TcpProxy::cut) closes every connection through it and refuses new ones (they
+/// are accepted and closed at once, as by a server that is restarting) until
+/// [`restore`](TcpProxy::restore). What the client sees is what a database outage or a broken
+/// network looks like, and it can be undone. Stops when dropped.
+pub struct TcpProxy {
+    /// The port it listens on.
+    pub port: u16,
+    target: String,
+    up: Arc<AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
 }
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cuts.send_modify(|n| *n += 1);
+    }
+}
+
+impl TcpProxy {
+    /// Forwards 127.0.0.1:<port> to `target` (`host:port`).
+    pub async fn start(target: &str) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let (target_addr, flag, cut) = (target.to_string(), up.clone(), cuts.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                // Subscribed first: a cut from here on ends this connection too.
+                let (target, mut cut) = (target_addr.clone(), cut.subscribe());
+                if !flag.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        TcpProxy { port, target: target.to_string(), up, cuts, task }
+    }
+
+    /// A forwarder to the host and port of the PostgreSQL URL `url`, and `url` through it.
+    pub async fn for_url(url: &str) -> (TcpProxy, String) {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let (user, host) = match authority.rsplit_once('@') {
+            Some((user, host)) => (format!("{user}@"), host),
+            None => (String::new(), authority),
+        };
+        let host = if host.contains(':') { host.to_string() } else { format!("{host}:5432") };
+        let proxy = TcpProxy::start(&host).await;
+        let through = format!("{scheme}://{user}127.0.0.1:{}{tail}", proxy.port);
+        (proxy, through)
+    }
+
+    /// Where it forwards to.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+pub use homebase_identity::testing::{ReceivedMail, smtp_sink};
 
 /// The JSON body of a response; panics with the status and text when it is not JSON.
 pub async fn json_of(response: reqwest::Response) -> serde_json::Value {

@@ -59,12 +59,14 @@ pub struct DevArgs {
     /// Close a client connection after this long without a request, e.g. 75s (default 75s).
     #[arg(long, value_name = "DURATION")]
     keep_alive_timeout: Option<String>,
+    #[command(flatten)]
+    limits: crate::cli::WorkerLimitArgs,
 }
 
 pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let project = Project::find(&args.project).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config_file = args.config.clone().unwrap_or_else(|| project.root.join("homebase.toml"));
-    let flags = ConfigLayer {
+    let flags = args.limits.apply(ConfigLayer {
         host: args.host.map(Host),
         port: args.port,
         function_timeout: args.function_timeout.map(Into::into),
@@ -77,7 +79,7 @@ pub async fn run(args: DevArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         header_read_timeout: args.header_read_timeout.map(Into::into),
         keep_alive_timeout: args.keep_alive_timeout.map(Into::into),
         ..Default::default()
-    };
+    });
     let config = Config::resolve(&[
         (&config_file.display().to_string(), ConfigLayer::from_file(&config_file, args.config.is_some())?),
         ("environment", ConfigLayer::from_env(std::env::vars())?),

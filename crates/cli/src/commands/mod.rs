@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod apps;
+pub mod backup;
 pub mod deploy;
 pub mod dev;
 pub mod exec;
@@ -18,6 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => dev::run(args, &cli.global).await,
         Command::Serve(args) => serve::run(args, &cli.global).await,
+        Command::Backup(args) => backup::run(args, &cli.global).await,
         Command::Types(args) => types::run(args, &cli.global).await,
         Command::Login(args) => login::run(args, &cli.global).await,
         Command::Logout(args) => logout::run(args, &cli.global).await,

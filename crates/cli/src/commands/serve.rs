@@ -1,5 +1,6 @@
 //! `homebase serve`: the production server. Many apps, deployments in a durable store (SQLite in
-//! the data folder), the management API for deploys, graceful shutdown.
+//! the data folder, or PostgreSQL with `--database-url`, which several nodes may share), the
+//! management API for deploys, graceful shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +64,17 @@ pub struct ServeArgs {
     /// 10.1.0.0/16; * for everything (repeatable or comma-separated; default: none).
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     function_net_allow: Option<Vec<String>>,
+    /// The address or CIDR block of a reverse proxy in front of this server, whose
+    /// X-Forwarded-For names the client the login limits count, e.g. 127.0.0.1 or 10.0.0.0/8
+    /// (repeatable or comma-separated; default: none).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    trusted_proxies: Option<Vec<String>>,
+    #[command(flatten)]
+    limits: crate::cli::WorkerLimitArgs,
+    /// Keep everything in this PostgreSQL database (postgres://user:password@host:5432/db), which
+    /// several nodes may share; default: SQLite in the data folder. Also HOMEBASE_DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -73,7 +85,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let config_file = args.config.clone().unwrap_or_else(|| data_dir.join("homebase.toml"));
     // Functions reach the public internet only, unless function-net-allow opens more.
     let defaults = ConfigLayer { port: Some(8080), function_net_allow: Some(Vec::new()), ..Default::default() };
-    let flags = ConfigLayer {
+    let flags = args.limits.apply(ConfigLayer {
         host: args.listen.map(|a| Host(a.ip())),
         port: args.listen.map(|a| a.port()),
         function_timeout: args.function_timeout.map(Into::into),
@@ -87,8 +99,10 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         header_read_timeout: args.header_read_timeout.map(Into::into),
         keep_alive_timeout: args.keep_alive_timeout.map(Into::into),
         function_net_allow: args.function_net_allow,
+        trusted_proxies: args.trusted_proxies,
+        database_url: args.database_url,
         ..Default::default()
-    };
+    });
     let config = Config::resolve(&[
         ("serve defaults", defaults),
         (&config_file.display().to_string(), ConfigLayer::from_file(&config_file, args.config.is_some())?),
@@ -106,7 +120,16 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let running = homebase_server::serve::start(serve, shutdown.clone()).await?;
     if global.json {
-        println!("{}", serde_json::json!({ "event": "listening", "url": running.url, "data_dir": running.data_dir }));
+        let line = serde_json::json!({
+            "event": "listening",
+            "url": running.url,
+            "data_dir": running.data_dir,
+            "database": running.database,
+        });
+        println!("{line}");
+    } else if running.store.backend_name() == "postgres" {
+        let (url, data) = (&running.url, running.data_dir.display());
+        println!("Homebase serving on {url} (database {}; caches and keys in {data})", running.database);
     } else {
         println!("Homebase serving on {} (data in {})", running.url, running.data_dir.display());
     }
@@ -154,7 +177,7 @@ fn announce_sandbox(json: bool, runtime: &Runtime) {
     }
 }
 
-fn default_data_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn default_data_dir() -> anyhow::Result<PathBuf> {
     let base = dirs::data_dir().context("no data folder is known for this user; pass --data-dir")?;
     Ok(base.join("homebase"))
 }

@@ -59,7 +59,14 @@ impl Postgres {
         Ok(DeployOutcome { deployment_id: id, status: DeployStatus::Deployed })
     }
 
-    pub(crate) async fn functions(&self, app_id: String, name: Option<String>) -> Result<Vec<ActiveFunction>> {
+    /// The app's functions (or the one named) with their active deployments; file contents are
+    /// left empty unless `contents`.
+    pub(crate) async fn functions(
+        &self,
+        app_id: String,
+        name: Option<String>,
+        contents: bool,
+    ) -> Result<Vec<ActiveFunction>> {
         let mut client = self.client().await?;
         let tx = read_only(&mut client).await?;
         let filter = if name.is_some() { "AND f.name = $2" } else { "" };
@@ -93,10 +100,12 @@ impl Postgres {
         let rows = query(
             &tx,
             &format!(
-                "SELECT df.deployment_id, df.path, b.content
-                 FROM deployment_files df JOIN blobs b ON b.hash = df.blob_hash
+                "SELECT df.deployment_id, df.path, {content}
+                 FROM deployment_files df {join}
                  WHERE df.deployment_id IN (SELECT f.deployment_id FROM functions f WHERE f.app_id = $1 {filter})
-                 ORDER BY df.deployment_id, df.path"
+                 ORDER BY df.deployment_id, df.path",
+                content = if contents { "b.content" } else { "''" },
+                join = if contents { "JOIN blobs b ON b.hash = df.blob_hash" } else { "" },
             ),
             &args,
         )

@@ -1,16 +1,18 @@
 //! The log store on PostgreSQL: a `logs` table of its own (versioned as the `logs` component),
 //! behind the same [`LogStore`](crate::LogStore) interface as the SQLite log file.
 //!
-//! * Ids are the caller's, as on SQLite ([`LogStore::next_id`](crate::LogStore::next_id) is
-//!   the largest stored id plus one, so the numbering grows across restarts). A record whose id
-//!   is stored already is skipped. Nodes sharing the table must number their lines apart.
-//! * **Following other nodes' lines.** Ids are given out by each node, so they do not tell the
-//!   order lines were committed in. Each line also gets `seq`: inserts hold a lock while they
-//!   take numbers from a sequence and commit, so `seq` grows in commit order and a reader that
-//!   has seen every line up to a `seq` never gets an older one later. Each insert announces its
-//!   largest `seq` with `NOTIFY`; [`PgLogs::watch`] follows that (from a `LISTEN` connection
-//!   of its own that reconnects and then re-reads the newest `seq`), and
-//!   [`PgLogs::tail`] reads the lines after a `seq`.
+//! * **Ids are the database's**, unlike SQLite's (where the server numbers lines as they are
+//!   printed): several nodes write to the table, and numbers each of them gave out would
+//!   collide. Inserts hold a lock while they take numbers from a sequence and commit, and a
+//!   line's id is that number (also stored as `seq`): ids grow in commit order across nodes,
+//!   so a reader that has seen every line up to an id never gets an older one later, and a
+//!   client that resumes after an id (`after_id` queries) misses nothing. The ids the caller
+//!   gives only order the lines of a batch. The writer retries a batch that failed; one whose
+//!   commit was cut off (the outcome unknown) may then be stored twice: logs are kept at least
+//!   once.
+//! * **Following other nodes' lines.** Each insert announces its largest id with `NOTIFY`;
+//!   [`PgLogs::watch`] follows that (from a `LISTEN` connection of its own that reconnects and
+//!   then re-reads the newest id), and [`PgLogs::tail`] reads the lines after an id.
 //! * **Retention** is SQLite's: by age from the oldest id on, then by size. The size is an
 //!   estimate of what the rows take (`pg_column_size` of each row plus a fixed allowance for
 //!   its tuple header and index entries); computing it reads the table, so one node at a time
@@ -99,17 +101,20 @@ impl PgLogs {
         let systems: Vec<bool> = records.iter().map(|r| r.system).collect();
         // PostgreSQL text cannot hold NUL; a line that prints one keeps a visible mark instead.
         let messages: Vec<String> = records.iter().map(|r| r.message.replace('\0', "\u{FFFD}")).collect();
+        // Numbered in the order of the caller's ids (the order the lines were printed).
         let row = query_one(
             &tx,
             &format!(
                 "WITH inserted AS (
                      INSERT INTO logs ({COLUMNS}, seq)
-                     SELECT t.*, nextval('logs_seq') FROM (
-                         SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
-                                              $6::SMALLINT[], $7::TEXT[], $8::BOOLEAN[], $9::TEXT[])
-                         ORDER BY 1
-                     ) t
-                     ON CONFLICT (id) DO NOTHING
+                     SELECT n, time, app_id, function, version, level, request_id, system, message, n FROM (
+                         SELECT nextval('logs_seq') AS n, t.* FROM (
+                             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
+                                                  $6::SMALLINT[], $7::TEXT[], $8::BOOLEAN[], $9::TEXT[])
+                                 AS u(ord, time, app_id, function, version, level, request_id, system, message)
+                             ORDER BY ord
+                         ) t
+                     ) numbered
                      RETURNING seq
                  )
                  SELECT MAX(seq) FROM inserted"

@@ -153,9 +153,16 @@ pub(crate) const MAIN: Component = Component {
         r#"
         ALTER TABLE users ADD COLUMN session_epoch BIGINT NOT NULL DEFAULT 0;
         "#,
-        // 6: reserved for the rate limits (branch `nodes`); replaced by that migration when the
-        // branches meet.
-        "",
+        // 6: rate-limit counters (login and mail limits), shared by the nodes: the count of the
+        // window that ends at `expires_at` (milliseconds). Ended windows are swept.
+        r#"
+        CREATE TABLE limit_counters (
+            key         TEXT PRIMARY KEY NOT NULL,
+            count       BIGINT NOT NULL,
+            expires_at  BIGINT NOT NULL
+        );
+        CREATE INDEX limit_counters_expiry ON limit_counters(expires_at);
+        "#,
         // 7: app data (entities): schemas, records (declared fields as jsonb), the change outbox.
         // `tx` is the writing transaction's id: a reader takes only rows whose transaction is
         // older than every transaction still running (`pg_snapshot_xmin`), in (tx, seq) order,
@@ -242,6 +249,13 @@ pub(crate) const LOGS: Component = Component {
         CREATE INDEX logs_function_time ON logs(app_id, function, time);
         CREATE INDEX logs_app_time ON logs(app_id, time);
         CREATE SEQUENCE logs_seq AS BIGINT;
+        "#,
+        // 2: ids are the database's: every line's id is its `seq`, so the lines of several
+        // nodes never collide and ids follow commit order. Earlier lines are renumbered so
+        // (through negative numbers: no two rows share an id at any point).
+        r#"
+        UPDATE logs SET id = -seq;
+        UPDATE logs SET id = -id;
         "#,
     ],
 };

@@ -25,6 +25,7 @@
 mod apps;
 mod deployments;
 mod entities;
+mod limits;
 pub(crate) mod listen;
 pub(crate) mod logs;
 pub(crate) mod migrations;
@@ -131,19 +132,30 @@ fn location(config: &Config) -> String {
     format!("postgres://{user}{}/{db}", hosts.join(","))
 }
 
+/// Where `url` points, to show: `postgres://user@host:port/database`, never a password (also
+/// for a URL that does not parse).
+pub(crate) fn display_url(url: &str) -> String {
+    match Target::parse(url) {
+        Ok(target) => target.location,
+        Err(_) => redact(url),
+    }
+}
+
 /// `url` with anything that may be a password taken out, for an error about a URL that does
 /// not even parse.
 fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
-            let end = rest.find(['/', '?']).unwrap_or(rest.len());
-            let (authority, tail) = rest.split_at(end);
-            let authority = match authority.rsplit_once('@') {
-                Some((user, hosts)) => format!("{}@{hosts}", user.split(':').next().unwrap_or("")),
-                None => authority.to_string(),
+            // The user part ends at the last `@` (a password may hold `/`, `?`, `#` or `@`
+            // unencoded); the query, which may carry a password too, is dropped.
+            let (user, hosts) = match rest.rsplit_once('@') {
+                Some((user_info, hosts)) => {
+                    (format!("{}@", user_info.split([':', '/', '?']).next().unwrap_or("")), hosts)
+                }
+                None => (String::new(), rest),
             };
-            let tail = tail.split('?').next().unwrap_or("");
-            format!("{scheme}://{authority}{tail}")
+            let hosts = hosts.split(['?', '#']).next().unwrap_or("");
+            format!("{scheme}://{user}{hosts}")
         }
         None => "(a connection string)".to_string(),
     }

@@ -80,6 +80,14 @@ fn locations_never_show_the_password() {
     let err = Target::parse("postgres://ann:s3cr3t@db:notaport/x").unwrap_err().to_string();
     assert!(!err.contains("s3cr3t") && err.contains("postgres://ann@db:notaport/x"), "{err}");
     assert_eq!(redact("postgres://ann:pw@h/x?password=pw"), "postgres://ann@h/x");
+    // Passwords with unencoded `/`, `?`, `#` or `@` in a URL that does not parse.
+    for url in ["postgres://u:pa/ss@host:5x32/db", "postgres://u:p?a#s@s@host:5x32/db", "postgres://u:pa/s?s@h:x/db"] {
+        let shown = redact(url);
+        assert!(!shown.contains("pa") && !shown.contains("s@"), "{url} → {shown}");
+        assert!(shown.starts_with("postgres://u@h"), "{url} → {shown}");
+        let err = Target::parse(url).unwrap_err().to_string();
+        assert!(!err.contains("pa/") && !err.contains("p?a"), "{err}");
+    }
     let target = Target::parse("postgres://h/db?pool_size=3&application_name=x").unwrap();
     assert_eq!((target.pool_size, target.config.get_application_name()), (3, Some("x")));
     assert_eq!(Target::parse("postgres://h/db").unwrap().pool_size, POOL_SIZE);
@@ -195,7 +203,14 @@ async fn two_nodes_share_the_data_and_hear_each_others_changes() {
             let store = if i % 2 == 0 { one.clone() } else { two.clone() };
             let app_id = app.id.clone();
             tokio::spawn(async move {
-                store.deploy_with_limit(&app_id, &format!("g{}", i % 4), version(&i.to_string()), 3).await
+                store
+                    .deploy_with_limit(
+                        &app_id,
+                        &format!("g{}", i % 4),
+                        crate::PreparedDeployment::new(version(&i.to_string())).unwrap(),
+                        3,
+                    )
+                    .await
             })
         })
         .collect();
@@ -414,7 +429,7 @@ async fn session_epochs_keep_the_stamps_of_before() {
     admin
         .batch_execute(&format!(
             "SET search_path = {0}; ALTER TABLE users DROP COLUMN session_epoch; DROP TABLE app_net_allow;
-             DROP TABLE entity_schemas; DROP TABLE entity_records; DROP TABLE entity_changes;
+             DROP TABLE limit_counters; DROP TABLE entity_schemas; DROP TABLE entity_records; DROP TABLE entity_changes;
              UPDATE homebase_schema SET version = 3 WHERE component = 'main';",
             schema.name
         ))
@@ -496,8 +511,11 @@ async fn log_lines_are_found_by_function_time_level_and_after_an_id() {
             record(i, 1_000 + i as i64, if i % 2 == 0 { "even" } else { "odd" }, (i % 4) as u8, &format!("line {i}"))
         })
         .collect();
-    logs.insert(batch.clone()).await.unwrap();
-    logs.insert(batch[..2].to_vec()).await.unwrap(); // ids already stored are skipped
+    // The database numbers lines in the order of the given ids (the order they were printed).
+    let mut shuffled = batch.clone();
+    shuffled.reverse();
+    logs.insert(shuffled).await.unwrap();
+    assert!(logs.numbers_lines());
     assert_eq!(logs.count(None, None).await.unwrap(), 10);
     assert_eq!(logs.next_id().await.unwrap(), 11);
     let ids = |records: Vec<LogRecord>| records.iter().map(|r| r.id).collect::<Vec<_>>();
@@ -546,7 +564,7 @@ async fn log_retention_deletes_old_lines_and_keeps_the_size_bounded() {
     assert!(report.used_bytes <= small.max_bytes, "{report:?}");
     assert!(logs.count(None, None).await.unwrap() > 1000, "the newest lines stay");
     let newest = logs.query(LogQuery { descending: true, limit: 1, ..log_query(&[]) }).await.unwrap();
-    assert_eq!(newest[0].id, 1_000 + 19 * 1000 + 999);
+    assert_eq!(newest[0].id, 110 + 20 * 1000, "the database's ids");
 }
 
 #[tokio::test]
@@ -555,7 +573,7 @@ async fn the_log_table_is_versioned_apart_from_the_main_tables() {
     drop(LogStore::open_postgres(&schema.url).await.unwrap());
     let admin = schema.admin().await;
     let sql = format!("SELECT version FROM {}.homebase_schema WHERE component = 'logs'", schema.name);
-    assert_eq!(admin.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0), 1);
+    assert_eq!(admin.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0), 2);
     // The main tables can live beside it.
     let store = open(&schema).await;
     store.create_app("a").await.unwrap();
@@ -576,17 +594,28 @@ async fn every_node_follows_the_lines_all_nodes_write_in_commit_order() {
     let mut newest = two.watch().await.unwrap();
     let start = two.cursor().await.unwrap();
     assert_eq!(start, *newest.borrow());
-    // Node one numbers its lines far above node two's, and stores them first.
+    // Node one numbers its lines far above node two's, and stores them first; node two's
+    // numbers collide with nothing stored, but would with each other's across nodes.
     one.insert((1..=3).map(|i| record(1_000_000 + i, i as i64, "f", 1, "from one")).collect()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), newest.wait_for(|seq| *seq > start)).await.unwrap().unwrap();
     two.insert((1..=2).map(|i| record(10 + i, 10 + i as i64, "f", 1, "from two")).collect()).await.unwrap();
+    one.insert((1..=2).map(|i| record(10 + i, 20 + i as i64, "f", 1, "one again")).collect()).await.unwrap();
     let (lines, cursor) = two.tail(start, 100).await.unwrap();
-    let order: Vec<u64> = lines.iter().map(|l| l.id).collect();
-    assert_eq!(order, [1_000_001, 1_000_002, 1_000_003, 11, 12], "commit order, not id order");
+    let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["from one", "from one", "from one", "from two", "from two", "one again", "one again"],
+        "every line kept, in commit order"
+    );
+    let ids: Vec<u64> = lines.iter().map(|l| l.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "the database's ids grow in commit order: {ids:?}");
     assert_eq!(cursor, two.cursor().await.unwrap());
-    // A reader that saw the first batch still gets the second, although its ids are smaller.
+    assert_eq!(cursor, *ids.last().unwrap());
+    // A reader that saw the first batch gets the rest after its last id.
     let after_first = one.tail(start, 3).await.unwrap().1;
-    assert_eq!(one.tail(after_first, 100).await.unwrap().0.iter().map(|l| l.id).collect::<Vec<_>>(), [11, 12]);
+    assert_eq!(one.tail(after_first, 100).await.unwrap().0.len(), 4);
+    let after = LogQuery { after_id: Some(after_first), ..log_query(&[]) };
+    assert_eq!(one.query(after).await.unwrap().len(), 4, "queries after an id agree with the tail");
     tokio::time::timeout(Duration::from_secs(10), newest.wait_for(|seq| *seq >= cursor)).await.unwrap().unwrap();
 }
 
@@ -648,4 +677,68 @@ async fn the_outbox_reader_never_passes_a_change_that_commits_later() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(seen, [first[0].id.clone(), second[0].id.clone()]);
+}
+
+#[tokio::test]
+async fn log_lines_stored_before_the_database_numbered_them_are_renumbered() {
+    let schema = TestSchema::new().await;
+    let admin = schema.admin().await;
+    // Version 1 of the log table, with lines numbered by two nodes' clocks.
+    admin
+        .batch_execute(&format!(
+            "SET search_path TO {name};
+             CREATE TABLE homebase_schema (component TEXT PRIMARY KEY, version BIGINT NOT NULL);
+             INSERT INTO homebase_schema VALUES ('logs', 1);
+             {v1}
+             INSERT INTO logs (id, time, app_id, function, version, level, request_id, system, message, seq)
+             VALUES (1700000000000002, 2, 'app', 'f', 'v', 1, NULL, false, 'second', nextval('logs_seq')),
+                    (1700000000000001, 1, 'app', 'f', 'v', 1, NULL, false, 'first', nextval('logs_seq'));",
+            name = schema.name,
+            v1 = super::migrations::LOGS.migrations[0],
+        ))
+        .await
+        .unwrap();
+    let logs = LogStore::open_postgres(&schema.url).await.unwrap();
+    logs.insert(vec![record(5, 3, "f", 1, "third")]).await.unwrap();
+    let lines = logs.query(LogQuery { after_id: Some(0), ..log_query(&[]) }).await.unwrap();
+    let lines: Vec<(u64, &str)> = lines.iter().map(|l| (l.id, l.message.as_str())).collect();
+    assert_eq!(lines, [(1, "second"), (2, "first"), (3, "third")], "ids are the commit order");
+}
+
+// ---- several nodes ----
+
+#[tokio::test]
+async fn every_node_must_have_the_master_key_of_the_first() {
+    let schema = TestSchema::new().await;
+    let first = open(&schema).await;
+    first.check_master_key().await.unwrap();
+    open(&schema).await.check_master_key().await.unwrap();
+    let other = Store::open_postgres_with_key(&schema.url, MasterKey::from_bytes([8; 32])).await.unwrap();
+    let error = other.check_master_key().await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("HOMEBASE_MASTER_KEY") && message.contains("master.key"), "{message}");
+    let sqlite = Store::open_sqlite_in_memory().await.unwrap();
+    sqlite.check_master_key().await.unwrap();
+}
+
+/// Hits spread over two nodes meet one limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limits_hold_across_nodes() {
+    let schema = TestSchema::new().await;
+    let (one, two) = (open(&schema).await, open(&schema).await);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+            tokio::spawn(async move {
+                let counters = [crate::LimitCounter { key: "login:ann".into(), max: 7, refuse: true }];
+                store.hit_limits(&counters, Duration::from_secs(600)).await.unwrap()
+            })
+        })
+        .collect();
+    let mut passed = 0;
+    for task in tasks {
+        passed += matches!(task.await.unwrap(), crate::LimitHit::Counted { .. }) as usize;
+    }
+    assert_eq!(passed, 7);
 }

@@ -18,16 +18,17 @@
 //! - **Bounds.** At most [`CAPACITY`] users are kept. When full, entries older than
 //!   [`REFRESH_AFTER`] are dropped, and if that frees nothing the cache starts over. An entry is
 //!   also reloaded once it is older than [`REFRESH_AFTER`], a backstop for a missed notice.
-//! - **Failure.** A store error while loading refuses the request (500); nothing is cached.
+//! - **Failure.** A store error while loading refuses the request ([`IdentityError::Store`]);
+//!   nothing is cached.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::response::{IntoResponse, Response};
 use homebase_store::{Store, User, UserChange};
 
+use crate::IdentityError;
 use crate::auth::{TokenUser, Unauthorized};
 
 /// Users kept at most (about 150 bytes each).
@@ -56,17 +57,13 @@ impl SignIn {
         }
     }
 
-    /// Whether `token` may act for this user; the 401 to answer if not.
+    /// Whether `token` may act for this user; why not if it may not.
     pub fn admits(&self, token: &TokenUser) -> Result<(), Unauthorized> {
         match self {
-            SignIn::Gone => Err(Unauthorized::new("The token's user does not exist", "Sign in again.")),
-            SignIn::Disabled => Err(Unauthorized::new("This account is disabled", "Ask an admin of the app.")),
+            SignIn::Gone => Err(Unauthorized::UserGone),
+            SignIn::Disabled => Err(Unauthorized::UserDisabled),
             SignIn::Active { stamp } if token.stamp.as_deref() == Some(&**stamp) => Ok(()),
-            SignIn::Active { .. } => Err(Unauthorized::new(
-                "The token is no longer valid: the account's password changed, or the account was disabled, \
-                 after it was issued",
-                "Sign in again with the current password.",
-            )),
+            SignIn::Active { .. } => Err(Unauthorized::Stale),
         }
     }
 }
@@ -129,17 +126,16 @@ impl UserStates {
     /// Refuses `token` (a verified user token of `app_id`) unless its user exists, is enabled
     /// and still has the password stamp the token carries. A store read only on the user's
     /// first token, or after an invalidation.
-    pub async fn check(&self, app_id: &str, token: &TokenUser) -> Result<(), Response> {
+    pub async fn check(&self, app_id: &str, token: &TokenUser) -> Result<(), IdentityError> {
         if let Some(verdict) = self.cached(app_id, &token.id, token) {
-            return verdict.map_err(IntoResponse::into_response);
+            return Ok(verdict?);
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let user =
-            self.store.user(app_id, &token.id).await.map_err(|e| crate::manage::store_error(e).into_response())?;
+        let user = self.store.user(app_id, &token.id).await?;
         let state = SignIn::of(user.as_ref());
         let verdict = state.admits(token);
         self.insert(generation, app_id, &token.id, state);
-        verdict.map_err(IntoResponse::into_response)
+        Ok(verdict?)
     }
 
     /// Forgets what is known about a user: called for every change notice of the store.
@@ -212,14 +208,10 @@ impl UserStates {
 
 /// [`UserStates::check`] with the states a router was given; without any (a router built
 /// without the user routes, which keeps no users) a user token is refused.
-pub async fn check(states: Option<&UserStates>, app_id: &str, token: &TokenUser) -> Result<(), Response> {
+pub async fn check(states: Option<&UserStates>, app_id: &str, token: &TokenUser) -> Result<(), IdentityError> {
     match states {
         Some(states) => states.check(app_id, token).await,
-        None => Err(Unauthorized::new(
-            "This server does not accept user tokens here",
-            "Call without Authorization, or through a server that keeps the app's users.",
-        )
-        .into_response()),
+        None => Err(Unauthorized::UserTokensRefused.into()),
     }
 }
 
@@ -255,23 +247,23 @@ mod tests {
         assert_eq!(states.len(), 1);
         // Cached: a token without the stamp is judged without the store.
         let unstamped = TokenUser { id: user.id.clone(), stamp: None };
-        assert_eq!(states.check(&app, &unstamped).await.unwrap_err().status(), 401);
+        assert!(states.check(&app, &unstamped).await.unwrap_err().is_unauthorized());
         assert_eq!(states.len(), 1);
 
         store.set_password(&app, &user.id, "pw-new-1234").await.unwrap();
         assert_eq!(states.len(), 0, "the change notice dropped the entry");
-        assert_eq!(states.check(&app, &old).await.unwrap_err().status(), 401, "a token from before the change");
+        assert!(states.check(&app, &old).await.unwrap_err().is_unauthorized(), "a token from before the change");
         let fresh = token(&store.user(&app, &user.id).await.unwrap().unwrap());
         assert!(states.check(&app, &fresh).await.is_ok());
 
         let disable = UserUpdate { disabled: Some(true), ..Default::default() };
         store.update_user(&app, &user.id, disable).await.unwrap();
-        assert_eq!(states.check(&app, &fresh).await.unwrap_err().status(), 401, "disabled");
+        assert!(states.check(&app, &fresh).await.unwrap_err().is_unauthorized(), "disabled");
         store.delete_user(&app, &user.id).await.unwrap();
-        assert_eq!(states.check(&app, &fresh).await.unwrap_err().status(), 401, "deleted");
+        assert!(states.check(&app, &fresh).await.unwrap_err().is_unauthorized(), "deleted");
         assert_eq!(states.cached(&app, &user.id, &fresh).map(|v| v.is_err()), Some(true), "gone is cached too");
         // Another app's id never matches.
-        assert_eq!(states.check("other", &fresh).await.unwrap_err().status(), 401);
+        assert!(states.check("other", &fresh).await.unwrap_err().is_unauthorized());
     }
 
     #[tokio::test]
@@ -336,13 +328,13 @@ mod tests {
         two.set_password(&app, &user.id, "pw-new-1234").await.unwrap();
         assert!(!next_notice().await, "the change of node two, not everything");
         assert_eq!(states.len(), 0, "node two's change dropped node one's entry");
-        assert_eq!(states.check(&app, &old).await.unwrap_err().status(), 401, "a token from before the change");
+        assert!(states.check(&app, &old).await.unwrap_err().is_unauthorized(), "a token from before the change");
         let fresh = token(&two.user(&app, &user.id).await.unwrap().unwrap());
         assert!(states.check(&app, &fresh).await.is_ok());
 
         two.update_user(&app, &user.id, UserUpdate { disabled: Some(true), ..Default::default() }).await.unwrap();
         assert!(!next_notice().await);
-        assert_eq!(states.check(&app, &fresh).await.unwrap_err().status(), 401, "disabled on node two");
+        assert!(states.check(&app, &fresh).await.unwrap_err().is_unauthorized(), "disabled on node two");
         assert_eq!(states.len(), 1, "the disabled state is cached");
 
         assert!(schema.terminate_connections().await >= 2);

@@ -188,7 +188,7 @@ async fn expect<R: AsyncBufReadExt + Unpin>(read: &mut R, code: u16) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use homebase_testkit::smtp_sink;
+    use crate::testing::smtp_sink;
     use tokio::net::TcpListener;
 
     #[test]

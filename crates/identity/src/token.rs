@@ -52,7 +52,7 @@ pub struct TokenMinter {
     ttl: Duration,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     #[error("the token is malformed")]
     Malformed,

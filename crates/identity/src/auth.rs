@@ -1,11 +1,11 @@
-//! Who is calling: bearer tokens checked against the app they are used for, and the login
-//! rate limiter.
+//! Who is calling: bearer tokens checked against the app they are used for, the caller a
+//! request or an automation run acts as ([`Identity`]), and the login rate limiter.
 //!
 //! - A user token is accepted for its own app only; a service token likewise. A service-role
 //!   request may carry `on-behalf-of: Bearer <user token>` (reference §2.2); that token is
 //!   checked the same way, and a bad one fails the request.
-//! - Anything that does not verify (forged, expired, malformed, another app's) is a 401, never
-//!   silently treated as anonymous.
+//! - Anything that does not verify (forged, expired, malformed, another app's) is refused
+//!   ([`Unauthorized`], a 401 on the wire), never silently treated as anonymous.
 //! - [`LoginLimiter`] counts failed logins per account and per client address in a fixed window.
 //!   An account past its limit is refused; an address past its limit is not refused a right
 //!   password or code (many people share an address: behind a proxy, or functions signing users
@@ -16,15 +16,10 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::response::{IntoResponse, Response};
-use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use serde_json::json;
-
 use crate::token::{Claims, ROLE_SERVICE, TokenError, TokenMinter};
 
-pub const ON_BEHALF_OF: HeaderName = HeaderName::from_static("on-behalf-of");
+/// The name of the header that carries the user a service-role request acts for.
+pub const ON_BEHALF_OF: &str = "on-behalf-of";
 
 /// The user a verified user token names, with the password stamp it carries (`None` for a
 /// token without one, which the user routes refuse).
@@ -58,85 +53,112 @@ impl Identity {
     }
 }
 
-/// A 401 with the body every Homebase error has (`message`, `detail`, `code`) plus the
-/// `error: "Unauthorized"` the Base44 dev server answers with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unauthorized {
-    pub message: String,
-    pub detail: String,
+/// Why a caller is not let in (the server answers 401 `unauthorized`). The message is the
+/// error's `Display`; [`detail`](Unauthorized::detail) says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unauthorized {
+    /// `Authorization` is present but not `Bearer <token>`.
+    #[error("The Authorization header is not a bearer token")]
+    NotBearer,
+    /// The bearer does not verify for the app.
+    #[error("The token is not valid: {0}")]
+    BadToken(TokenError),
+    /// `on-behalf-of` is present but not `Bearer <token>`.
+    #[error("The on-behalf-of header is not a bearer token")]
+    OnBehalfOfNotBearer,
+    /// The `on-behalf-of` bearer does not verify for the app.
+    #[error("The on-behalf-of token is not valid: {0}")]
+    BadOnBehalfOf(TokenError),
+    /// `on-behalf-of` carries a service token where a user's is needed.
+    #[error("The on-behalf-of token is a service token")]
+    OnBehalfOfService,
+    /// The route needs a signed-in caller and none was named.
+    #[error("You need to sign in")]
+    SignInRequired,
+    /// The token's user was deleted (or never was in this app).
+    #[error("The token's user does not exist")]
+    UserGone,
+    /// The token's user is disabled.
+    #[error("This account is disabled")]
+    UserDisabled,
+    /// The user's password changed (or the user was disabled) after the token was issued.
+    #[error(
+        "The token is no longer valid: the account's password changed, or the account was disabled, after it \
+         was issued"
+    )]
+    Stale,
+    /// A router that keeps no users was sent a user token.
+    #[error("This server does not accept user tokens here")]
+    UserTokensRefused,
 }
 
 impl Unauthorized {
-    pub fn new(message: impl Into<String>, detail: impl Into<String>) -> Self {
-        Unauthorized { message: message.into(), detail: detail.into() }
-    }
-
-    fn from_token(error: TokenError, what: &str) -> Self {
-        let detail = match error {
-            TokenError::Expired => "Sign in again to get a new token.",
-            TokenError::OtherApp => "Use a token issued by this app (the app id in the URL or X-App-Id).",
-            _ => "Send a token this server issued: Authorization: Bearer <token>.",
-        };
-        Unauthorized::new(format!("The {what} is not valid: {error}"), detail)
-    }
-}
-
-impl IntoResponse for Unauthorized {
-    fn into_response(self) -> Response {
-        let body = json!({
-            "message": self.message,
-            "detail": self.detail,
-            "code": "unauthorized",
-            "error": "Unauthorized",
-        });
-        (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+    /// What the caller can do about it.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            Unauthorized::NotBearer => {
+                "Send Authorization: Bearer <token>, or no Authorization header to call anonymously."
+            }
+            Unauthorized::BadToken(error) | Unauthorized::BadOnBehalfOf(error) => match error {
+                TokenError::Expired => "Sign in again to get a new token.",
+                TokenError::OtherApp => "Use a token issued by this app (the app id in the URL or X-App-Id).",
+                _ => "Send a token this server issued: Authorization: Bearer <token>.",
+            },
+            Unauthorized::OnBehalfOfNotBearer => "Send on-behalf-of: Bearer <user token>.",
+            Unauthorized::OnBehalfOfService => "on-behalf-of names a user: send that user's token.",
+            Unauthorized::SignInRequired => "Send Authorization: Bearer <access token> (from auth/login).",
+            Unauthorized::UserGone => "Sign in again.",
+            Unauthorized::UserDisabled => "Ask an admin of the app.",
+            Unauthorized::Stale => "Sign in again with the current password.",
+            Unauthorized::UserTokensRefused => {
+                "Call without Authorization, or through a server that keeps the app's users."
+            }
+        }
     }
 }
 
 /// The token of an `Authorization`-style header value: `Some` for `Bearer <token>`.
-fn bearer_token(value: &HeaderValue) -> Option<&str> {
-    value.to_str().ok()?.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty())
+fn bearer_token(value: &str) -> Option<&str> {
+    value.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty())
 }
 
-/// The caller of `app_id` named by `headers`: `Ok(None)` without an `Authorization` bearer, an
-/// error for any bearer or `on-behalf-of` that does not verify for this app.
-pub fn identify(tokens: &TokenMinter, headers: &HeaderMap, app_id: &str) -> Result<Option<Identity>, Unauthorized> {
-    let Some(value) = headers.get(AUTHORIZATION) else { return Ok(None) };
-    let Some(token) = bearer_token(value) else {
-        return Err(Unauthorized::new(
-            "The Authorization header is not a bearer token",
-            "Send Authorization: Bearer <token>, or no Authorization header to call anonymously.",
-        ));
-    };
-    let claims = tokens.verify_for_app(token, app_id).map_err(|e| Unauthorized::from_token(e, "token"))?;
-    Ok(Some(identity_of(tokens, headers, app_id, &claims)?))
+/// The credentials a request carries: the text of its `Authorization` and `on-behalf-of`
+/// headers (a header that is not text counts as present and empty).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    pub authorization: Option<&'a str>,
+    pub on_behalf_of: Option<&'a str>,
+}
+
+/// The caller of `app_id` named by `credentials`: `Ok(None)` without an `Authorization`, an
+/// error for any bearer or `on-behalf-of` that is not a bearer or does not verify for this app.
+pub fn identify(
+    tokens: &TokenMinter,
+    credentials: Credentials<'_>,
+    app_id: &str,
+) -> Result<Option<Identity>, Unauthorized> {
+    let Some(value) = credentials.authorization else { return Ok(None) };
+    let Some(token) = bearer_token(value) else { return Err(Unauthorized::NotBearer) };
+    let claims = tokens.verify_for_app(token, app_id).map_err(Unauthorized::BadToken)?;
+    Ok(Some(identity_of(tokens, credentials, app_id, &claims)?))
 }
 
 fn identity_of(
     tokens: &TokenMinter,
-    headers: &HeaderMap,
+    credentials: Credentials<'_>,
     app_id: &str,
     claims: &Claims,
 ) -> Result<Identity, Unauthorized> {
     if claims.role != ROLE_SERVICE {
         return Ok(Identity::User(TokenUser { id: claims.sub.clone(), stamp: claims.stamp.clone() }));
     }
-    let on_behalf_of = match headers.get(ON_BEHALF_OF) {
+    let on_behalf_of = match credentials.on_behalf_of {
         None => None,
         Some(value) => {
-            let token = bearer_token(value).ok_or_else(|| {
-                Unauthorized::new(
-                    "The on-behalf-of header is not a bearer token",
-                    "Send on-behalf-of: Bearer <user token>.",
-                )
-            })?;
-            let user =
-                tokens.verify_for_app(token, app_id).map_err(|e| Unauthorized::from_token(e, "on-behalf-of token"))?;
+            let token = bearer_token(value).ok_or(Unauthorized::OnBehalfOfNotBearer)?;
+            let user = tokens.verify_for_app(token, app_id).map_err(Unauthorized::BadOnBehalfOf)?;
             if user.role == ROLE_SERVICE {
-                return Err(Unauthorized::new(
-                    "The on-behalf-of token is a service token",
-                    "on-behalf-of names a user: send that user's token.",
-                ));
+                return Err(Unauthorized::OnBehalfOfService);
             }
             Some(TokenUser { id: user.sub, stamp: user.stamp })
         }
@@ -144,18 +166,18 @@ fn identity_of(
     Ok(Identity::Service { on_behalf_of })
 }
 
-/// For the function routes: an `Authorization: Bearer` a caller sends must verify for the app
-/// (401 otherwise), so that a function only ever sees a bearer this server issued for it.
-/// Returns the user of a user token, whose sign-in state the caller checks next
-/// ([`crate::user_states::UserStates::check`]). Other schemes are left to the header rules,
-/// which drop them.
+/// For the function routes: an `Authorization: Bearer` a caller sends (`authorization`, the
+/// header's text) must verify for the app (refused otherwise), so that a function only ever sees
+/// a bearer this server issued for it. Returns the user of a user token, whose sign-in state the
+/// caller checks next ([`crate::user_states::UserStates::check`]). Other schemes are left to the
+/// server's header rules, which drop them.
 pub fn check_function_bearer(
     tokens: &TokenMinter,
-    headers: &HeaderMap,
+    authorization: Option<&str>,
     app_id: &str,
 ) -> Result<Option<TokenUser>, Unauthorized> {
-    let Some(token) = headers.get(AUTHORIZATION).and_then(bearer_token) else { return Ok(None) };
-    let claims = tokens.verify_for_app(token, app_id).map_err(|e| Unauthorized::from_token(e, "token"))?;
+    let Some(token) = authorization.and_then(bearer_token) else { return Ok(None) };
+    let claims = tokens.verify_for_app(token, app_id).map_err(Unauthorized::BadToken)?;
     Ok((claims.role != ROLE_SERVICE).then_some(TokenUser { id: claims.sub, stamp: claims.stamp }))
 }
 
@@ -214,7 +236,7 @@ impl Default for LoginLimits {
 }
 
 impl LoginLimits {
-    fn limits(&self, attempt: Attempt) -> (u32, u32) {
+    pub(crate) fn limits(&self, attempt: Attempt) -> (u32, u32) {
         match attempt {
             Attempt::Login => (self.per_account, self.per_address),
             Attempt::Otp => (self.otp_per_account, self.otp_per_address),
@@ -224,7 +246,7 @@ impl LoginLimits {
 }
 
 /// A bucket's key: a hash of what it counts, so its size does not depend on the request.
-type Key = [u8; 16];
+pub(crate) type Key = [u8; 16];
 
 /// Counts attempts in fixed windows, in memory (per node). An attempt is counted *before* the
 /// work it guards ([`Limiter::reserve`]), under one lock, so concurrent attempts cannot all pass
@@ -264,9 +286,9 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy)]
 #[must_use]
 pub struct Reservation {
-    keys: [Option<Key>; 2],
+    pub(crate) keys: [Option<Key>; 2],
     /// The address was past its limit when this was reserved: how long until its window ends.
-    address_limited: Option<Duration>,
+    pub(crate) address_limited: Option<Duration>,
 }
 
 impl Reservation {
@@ -307,7 +329,7 @@ pub fn address_prefix(address: IpAddr) -> IpAddr {
     }
 }
 
-fn key(attempt: Attempt, kind: u8, app_id: &str, what: &[u8]) -> Key {
+pub(crate) fn key(attempt: Attempt, kind: u8, app_id: &str, what: &[u8]) -> Key {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update([attempt as u8, kind]);
@@ -336,7 +358,7 @@ impl Limiter {
         self.limits
     }
 
-    fn keys(attempt: Attempt, app_id: &str, subject: Subject<'_>) -> [Option<(Key, u32)>; 2] {
+    pub(crate) fn keys(attempt: Attempt, app_id: &str, subject: Subject<'_>) -> [Option<(Key, u32)>; 2] {
         [
             subject.account.map(|account| (key(attempt, b'a', app_id, account.as_bytes()), 0)),
             subject.address.map(|address| {
@@ -439,47 +461,47 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap()))
-            .collect()
+    fn bearer(token: &str) -> String {
+        format!("Bearer {token}")
+    }
+
+    fn auth(authorization: &str) -> Credentials<'_> {
+        Credentials { authorization: Some(authorization), on_behalf_of: None }
     }
 
     #[test]
     fn bearers_are_verified_for_their_app() {
         let tokens = TokenMinter::new(b"k", Duration::from_secs(60));
-        let user = tokens.mint_user("app1", "u1", "a@b.c", "s1", Duration::from_secs(60));
-        let service = tokens.mint_service("app1");
-        let auth = |t: &str| headers(&[("authorization", &format!("Bearer {t}"))]);
-        assert_eq!(identify(&tokens, &HeaderMap::new(), "app1"), Ok(None));
+        let user = bearer(&tokens.mint_user("app1", "u1", "a@b.c", "s1", Duration::from_secs(60)));
+        let service = bearer(&tokens.mint_service("app1"));
+        assert_eq!(identify(&tokens, Credentials::default(), "app1"), Ok(None));
         let u1 = TokenUser { id: "u1".into(), stamp: Some("s1".into()) };
-        assert_eq!(identify(&tokens, &auth(&user), "app1"), Ok(Some(Identity::User(u1.clone()))));
-        assert_eq!(identify(&tokens, &auth(&service), "app1"), Ok(Some(Identity::Service { on_behalf_of: None })));
-        let on_behalf =
-            headers(&[("authorization", &format!("Bearer {service}")), ("on-behalf-of", &format!("Bearer {user}"))]);
-        assert_eq!(identify(&tokens, &on_behalf, "app1").unwrap().unwrap().user(), Some(&u1));
+        assert_eq!(identify(&tokens, auth(&user), "app1"), Ok(Some(Identity::User(u1.clone()))));
+        assert_eq!(identify(&tokens, auth(&service), "app1"), Ok(Some(Identity::Service { on_behalf_of: None })));
+        let on_behalf = Credentials { authorization: Some(&service), on_behalf_of: Some(&user) };
+        assert_eq!(identify(&tokens, on_behalf, "app1").unwrap().unwrap().user(), Some(&u1));
+        let not_a_token = bearer("not.a.token");
         for bad in [
-            auth(&user).clone(),
-            headers(&[("authorization", "Basic eDp5")]),
-            auth("not.a.token"),
-            headers(&[("authorization", &format!("Bearer {service}")), ("on-behalf-of", "Bearer forged")]),
+            auth(&user),
+            auth("Basic eDp5"),
+            auth(&not_a_token),
+            Credentials { authorization: Some(&service), on_behalf_of: Some("Bearer forged") },
         ] {
-            assert!(identify(&tokens, &bad, "app2").is_err(), "{bad:?}");
+            assert!(identify(&tokens, bad, "app2").is_err(), "{bad:?}");
         }
-        let forged = TokenMinter::new(b"other", Duration::from_secs(60)).mint_user(
+        let forged = bearer(&TokenMinter::new(b"other", Duration::from_secs(60)).mint_user(
             "app1",
             "u1",
             "a@b.c",
             "s1",
             Duration::from_secs(60),
-        );
-        let err = identify(&tokens, &auth(&forged), "app1").unwrap_err();
-        assert!(err.message.contains("signature"), "{err:?}");
-        assert_eq!(check_function_bearer(&tokens, &headers(&[("authorization", "Basic eDp5")]), "app1"), Ok(None));
-        assert!(check_function_bearer(&tokens, &auth(&user), "app2").is_err());
-        assert_eq!(check_function_bearer(&tokens, &auth(&user), "app1"), Ok(Some(u1)), "a user to check next");
-        assert_eq!(check_function_bearer(&tokens, &auth(&service), "app1"), Ok(None));
+        ));
+        let err = identify(&tokens, auth(&forged), "app1").unwrap_err();
+        assert!(err.to_string().contains("signature"), "{err:?}");
+        assert_eq!(check_function_bearer(&tokens, Some("Basic eDp5"), "app1"), Ok(None));
+        assert!(check_function_bearer(&tokens, Some(&user), "app2").is_err());
+        assert_eq!(check_function_bearer(&tokens, Some(&user), "app1"), Ok(Some(u1)), "a user to check next");
+        assert_eq!(check_function_bearer(&tokens, Some(&service), "app1"), Ok(None));
     }
 
     fn limits(per_account: u32, per_address: u32) -> LoginLimits {
