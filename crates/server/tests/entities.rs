@@ -1,4 +1,4 @@
-//! App data over HTTP on a real `serve` (`TestPlatform`): schemas pushed as the official CLI
+//! App data over HTTP on a real `serve` (`TestPlatform`, on SQLite and on PostgreSQL): schemas pushed as the official CLI
 //! pushes them, the records API with every caller (anonymous, a user, another user, an admin,
 //! the service role) against every rule form, validation and query errors, the page cap, and
 //! the official `@base44/sdk` from Node and from inside a Deno function
@@ -144,7 +144,21 @@ async fn schemas_push_as_the_cli_pushes_them() {
 
 #[tokio::test]
 async fn every_caller_gets_what_the_rules_allow() {
-    let s = setup(PlatformOptions::default()).await;
+    every_caller_gets_what_the_rules_allow_on(PlatformOptions::default()).await;
+}
+
+#[tokio::test]
+async fn every_caller_gets_what_the_rules_allow_on_postgres() {
+    let schema = homebase_store::pg_testing::TestSchema::new().await;
+    every_caller_gets_what_the_rules_allow_on(PlatformOptions {
+        database_url: Some(schema.url.clone()),
+        ..Default::default()
+    })
+    .await;
+}
+
+async fn every_caller_gets_what_the_rules_allow_on(options: PlatformOptions) {
+    let s = setup(options).await;
     assert_eq!(s.push(&schemas()).await.0, 200);
     let anon = Who(None);
     let ann = s.user("ann@x.test", UserRole::User, json!({"team_id": "red"})).await;
@@ -370,8 +384,19 @@ Deno.serve(async (req) => {
 
 #[tokio::test]
 async fn the_official_sdk_uses_entities_from_node_and_from_a_function() {
+    the_official_sdk_uses_entities_on(PlatformOptions::default()).await;
+}
+
+#[tokio::test]
+async fn the_official_sdk_uses_entities_on_postgres() {
+    let schema = homebase_store::pg_testing::TestSchema::new().await;
+    the_official_sdk_uses_entities_on(PlatformOptions { database_url: Some(schema.url.clone()), ..Default::default() })
+        .await;
+}
+
+async fn the_official_sdk_uses_entities_on(options: PlatformOptions) {
     let sdk = official_sdk().await;
-    let s = setup(PlatformOptions::default()).await;
+    let s = setup(options).await;
     let mut body = schemas();
     // Tasks are the caller's own for reading; the service role sees them all.
     body["entityNameToSchema"]["Task"]["rls"] = json!({"read": {"created_by": "{{user.email}}"}});
