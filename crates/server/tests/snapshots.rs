@@ -414,7 +414,11 @@ async fn logs_api() {
 #[tokio::test]
 async fn any_route() {
     let s = setup(PlatformOptions::default()).await;
-    snap!("unsupported_entities", s.failure(s.anonymous(Method::GET, "/api/apps/{app}/entities/Task")).await);
+    snap!(
+        "unsupported_entity_aggregate",
+        s.failure(s.anonymous(Method::POST, "/api/apps/{app}/entities/Task/aggregate").json(&json!({}))).await
+    );
+    snap!("entities_unknown_entity", s.failure(s.anonymous(Method::GET, "/api/apps/{app}/entities/Task")).await);
     snap!(
         "unsupported_integration",
         s.failure(s.anonymous(Method::POST, "/api/apps/{app}/integration-endpoints/Core/InvokeLLM").json(&json!({})))
