@@ -43,6 +43,30 @@ pub struct SchemaChanges {
     pub deleted: Vec<String>,
 }
 
+impl SchemaChanges {
+    /// What replacing the `stored` schemas by `rows` changes; both are `(key, name, schema)`,
+    /// the key being the entity's case-folded name. Both backends decide it here.
+    pub(crate) fn between(
+        mut stored: Vec<(String, String, String)>,
+        rows: &[(String, String, String)],
+    ) -> SchemaChanges {
+        let mut changes = SchemaChanges::default();
+        for (key, name, schema) in rows {
+            match stored.iter().position(|(k, _, _)| k == key) {
+                Some(i) => {
+                    let (_, old_name, old_schema) = stored.remove(i);
+                    if old_name != *name || old_schema != *schema {
+                        changes.updated.push(name.clone());
+                    }
+                }
+                None => changes.created.push(name.clone()),
+            }
+        }
+        changes.deleted = stored.into_iter().map(|(_, name, _)| name).collect();
+        changes
+    }
+}
+
 /// A record to create: its data (validated by the caller) and who made it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NewRecord {
@@ -432,24 +456,12 @@ impl Sqlite {
     ) -> Result<SchemaChanges> {
         self.write("set_entity_schemas", move |tx| {
             crate::sqlite::ensure_app(tx, &app_id)?;
-            let mut stored: Vec<(String, String, String)> = {
+            let stored: Vec<(String, String, String)> = {
                 let mut stmt = tx.prepare("SELECT entity, name, schema FROM entity_schemas WHERE app_id = ?1")?;
                 stmt.query_map([&app_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<rusqlite::Result<_>>()?
             };
-            let mut changes = SchemaChanges::default();
-            for (key, name, schema) in &rows {
-                match stored.iter().position(|(k, _, _)| k == key) {
-                    Some(i) => {
-                        let (_, old_name, old_schema) = stored.remove(i);
-                        if old_name != *name || old_schema != *schema {
-                            changes.updated.push(name.clone());
-                        }
-                    }
-                    None => changes.created.push(name.clone()),
-                }
-            }
-            changes.deleted = stored.into_iter().map(|(_, name, _)| name).collect();
+            let changes = SchemaChanges::between(stored, &rows);
             tx.execute("DELETE FROM entity_schemas WHERE app_id = ?1", [&app_id])?;
             for (key, name, schema) in &rows {
                 tx.execute(

@@ -84,25 +84,13 @@ impl Postgres {
         let tx = client.transaction().await.map_err(pg)?;
         ensure_app(&tx, &app_id).await?;
         lock(&tx, &self.schema, &["entity-schemas", &app_id]).await?;
-        let mut stored: Vec<(String, String, String)> =
+        let stored: Vec<(String, String, String)> =
             query(&tx, "SELECT entity, name, schema FROM entity_schemas WHERE app_id = $1", &[&app_id])
                 .await?
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect();
-        let mut changes = SchemaChanges::default();
-        for (key, name, schema) in &rows {
-            match stored.iter().position(|(k, _, _)| k == key) {
-                Some(i) => {
-                    let (_, old_name, old_schema) = stored.remove(i);
-                    if old_name != *name || old_schema != *schema {
-                        changes.updated.push(name.clone());
-                    }
-                }
-                None => changes.created.push(name.clone()),
-            }
-        }
-        changes.deleted = stored.into_iter().map(|(_, name, _)| name).collect();
+        let changes = SchemaChanges::between(stored, &rows);
         execute(&tx, "DELETE FROM entity_schemas WHERE app_id = $1", &[&app_id]).await?;
         for (key, name, schema) in &rows {
             execute(
